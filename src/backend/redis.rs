@@ -1,0 +1,269 @@
+//! One Redis server: async through a reconnecting `ConnectionManager`, sync through a
+//! small pool of blocking connections; every round trip bounded by the operation timeout.
+
+use super::{KeyTtl, Store};
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Result};
+use once_cell::sync::OnceCell;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub(crate) struct RedisStore {
+    client: redis::Client,
+    manager: OnceCell<ConnectionManager>,
+    pool: Mutex<Vec<redis::Connection>>,
+    pool_size: usize,
+    op_timeout: Duration,
+    connect_timeout: Duration,
+    scan_count: usize,
+}
+
+impl RedisStore {
+    pub(crate) fn new(url: &str, config: &Config) -> Result<Self> {
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e)
+        })?;
+        Ok(RedisStore {
+            client,
+            manager: OnceCell::new(),
+            pool: Mutex::new(Vec::new()),
+            pool_size: config.pool_size,
+            op_timeout: config.op_timeout,
+            connect_timeout: config.connect_timeout,
+            scan_count: config.scan_count,
+        })
+    }
+
+    /// Runs `f` on a pooled blocking connection. A connection that saw an error is dropped,
+    /// and so is the rest of the pool when the error says the server went away: those
+    /// connections are dead too, and keeping them would fail the next calls one by one.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut con = match pooled {
+            Some(con) => con,
+            None => {
+                let con = self
+                    .client
+                    .get_connection_with_timeout(self.connect_timeout)?;
+                con.set_read_timeout(Some(self.op_timeout))?;
+                con.set_write_timeout(Some(self.op_timeout))?;
+                con
+            }
+        };
+        match f(&mut con) {
+            Ok(v) => {
+                let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+                if pool.len() < self.pool_size {
+                    pool.push(con);
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                if e.is_io_error() || e.is_unrecoverable_error() || e.is_timeout() {
+                    self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        self.with_conn(|con| cmd.query(con))
+    }
+
+    /// The async connection, built on first use inside the caller's runtime.
+    fn manager(&self) -> Result<ConnectionManager> {
+        self.manager
+            .get_or_try_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.op_timeout))
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(10))
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .cloned()
+            .map_err(Error::from)
+    }
+
+    async fn query_async<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut con = self.manager()?;
+        match tokio::time::timeout(self.op_timeout, cmd.query_async(&mut con)).await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::timeout("redis command", self.op_timeout)),
+        }
+    }
+
+    fn scan_cmd(&self, cursor: u64, pattern: &str) -> Cmd {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(self.scan_count);
+        cmd
+    }
+}
+
+fn get_cmd(key: &str) -> Cmd {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(key);
+    cmd
+}
+
+fn set_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
+    let mut cmd = redis::cmd("SET");
+    // PX keeps sub-second TTLs; a TTL under 1 ms still lives 1 ms rather than erroring.
+    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+    cmd.arg(key).arg(value).arg("PX").arg(ms);
+    cmd
+}
+
+fn unlink_cmd<K: redis::ToRedisArgs>(keys: &[K]) -> Cmd {
+    let mut cmd = redis::cmd("UNLINK");
+    cmd.arg(keys);
+    cmd
+}
+
+fn pttl_cmd(key: &str) -> Cmd {
+    let mut cmd = redis::cmd("PTTL");
+    cmd.arg(key);
+    cmd
+}
+
+fn to_ttl(ms: i64) -> KeyTtl {
+    match ms {
+        -2 => KeyTtl::Missing,
+        ms if ms < 0 => KeyTtl::Persistent,
+        ms => KeyTtl::Expires(Duration::from_millis(ms as u64)),
+    }
+}
+
+type ScanPage = (u64, Vec<Vec<u8>>);
+
+impl Store for RedisStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.query(&get_cmd(key))
+    }
+
+    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        self.query(&set_cmd(key, value, ttl))
+    }
+
+    fn delete(&self, keys: &[&str]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.query(&unlink_cmd(keys))
+    }
+
+    fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        let (mut cursor, mut deleted) = (0u64, 0u64);
+        loop {
+            let (next, keys): ScanPage = self.query(&self.scan_cmd(cursor, pattern))?;
+            if !keys.is_empty() {
+                deleted += self.query::<u64>(&unlink_cmd(&keys))?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.query(&pttl_cmd(key)).map(to_ttl)
+    }
+
+    fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+        let (mut cursor, mut found) = (0u64, HashSet::new());
+        loop {
+            let (next, keys): ScanPage = self.query(&self.scan_cmd(cursor, pattern))?;
+            found.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(found
+            .into_iter()
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
+            .collect())
+    }
+
+    fn get_async(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        let cmd = get_cmd(key);
+        async move { self.query_async(&cmd).await }
+    }
+
+    fn set_async(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let cmd = set_cmd(key, value, ttl);
+        async move { self.query_async(&cmd).await }
+    }
+
+    fn delete_async(&self, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send {
+        let cmd = (!keys.is_empty()).then(|| unlink_cmd(keys));
+        async move {
+            match cmd {
+                Some(cmd) => self.query_async(&cmd).await,
+                None => Ok(0),
+            }
+        }
+    }
+
+    fn delete_pattern_async(&self, pattern: &str) -> impl Future<Output = Result<u64>> + Send {
+        let pattern = pattern.to_owned();
+        async move {
+            let (mut cursor, mut deleted) = (0u64, 0u64);
+            loop {
+                let (next, keys): ScanPage =
+                    self.query_async(&self.scan_cmd(cursor, &pattern)).await?;
+                if !keys.is_empty() {
+                    deleted += self.query_async::<u64>(&unlink_cmd(&keys)).await?;
+                }
+                if next == 0 {
+                    return Ok(deleted);
+                }
+                cursor = next;
+            }
+        }
+    }
+
+    fn ttl_async(&self, key: &str) -> impl Future<Output = Result<KeyTtl>> + Send {
+        let cmd = pttl_cmd(key);
+        async move { self.query_async(&cmd).await.map(to_ttl) }
+    }
+
+    fn keys_async(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
+        let pattern = pattern.to_owned();
+        async move {
+            let (mut cursor, mut found) = (0u64, HashSet::new());
+            loop {
+                let (next, keys): ScanPage =
+                    self.query_async(&self.scan_cmd(cursor, &pattern)).await?;
+                found.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            Ok(found
+                .into_iter()
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .collect())
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The [`Cacheable`] builder: cache one computation's result under a rendered key.
+
+use crate::config::IntoTtl;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::manager::{Cache, CacheManager, Lookup};
+use crate::stats::Throttle;
+use crate::template::{RenderOptions, Template};
+use once_cell::sync::Lazy;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Caches the value of a closure under a key rendered from a template and a [`Context`].
+///
+/// The finishers are fail-open: whatever the cache does (Redis down or slow, a malformed
+/// template, a value that no longer deserializes), the closure's value is returned; the
+/// fault is logged (at most a line a second) and counted in [`Stats::errors`](crate::Stats).
+///
+/// ```
+/// use cacheable::{ctx, Cache, Cacheable, Config};
+///
+/// let cache = Cache::new(Config::memory().prefix("paycore"))?;
+/// let user_id = 123;
+/// let profile: String = Cacheable::new("user:<<user_id>>:profile")
+///     .ttl(600)
+///     .on(&cache)
+///     .run(ctx! { user_id }, || "Ada".to_string());
+/// assert_eq!(profile, "Ada");
+/// assert_eq!(cache.get::<String>("user:123:profile")?.as_deref(), Some("Ada"));
+/// # Ok::<(), cacheable::Error>(())
+/// ```
+#[must_use = "a Cacheable does nothing until one of its run methods is called"]
+#[derive(Debug)]
+pub struct Cacheable<'a> {
+    template: Result<Arc<Template>>,
+    hash: Vec<&'a str>,
+    ttl: Option<Duration>,
+    debug: Option<bool>,
+    name: Option<&'a str>,
+    cache: Option<&'a Cache>,
+}
+
+/// A resolved call: the cache, the full key and the settings in force.
+struct Plan<'a> {
+    cache: &'a Cache,
+    key: String,
+    ttl: Duration,
+    debug: bool,
+}
+
+static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
+
+/// The cache a builder uses: its own, or the global one.
+pub(crate) fn resolve(on: Option<&Cache>) -> Option<&Cache> {
+    match on {
+        Some(cache) => Some(cache),
+        None => match CacheManager::cache() {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                if NO_CACHE.allow().is_some() {
+                    log::error!(target: "cacheable", "no cache, answering without it: {e}");
+                }
+                None
+            }
+        },
+    }
+}
+
+pub(crate) fn debug_line(args: std::fmt::Arguments<'_>) {
+    log::info!(target: "cacheable", "[Cache Debug] {args}");
+}
+
+pub(crate) fn format_ttl(ttl: Duration) -> String {
+    if ttl.subsec_nanos() == 0 {
+        format!("{}s", ttl.as_secs())
+    } else {
+        format!("{}ms", ttl.as_millis())
+    }
+}
+
+impl<'a> Cacheable<'a> {
+    /// A builder for `template`, parsed once per process however often this runs.
+    pub fn new(template: &'static str) -> Self {
+        Self::from_parsed(Template::interned(template))
+    }
+
+    /// A builder for a template parsed at run time (see [`Template::parse`]).
+    pub fn with_template(template: Arc<Template>) -> Self {
+        Self::from_parsed(Ok(template))
+    }
+
+    fn from_parsed(template: Result<Arc<Template>>) -> Self {
+        Cacheable {
+            template,
+            hash: Vec::new(),
+            ttl: None,
+            debug: None,
+            name: None,
+            cache: None,
+        }
+    }
+
+    /// Hashes the value of placeholder `name` even when it is a scalar. Objects and arrays
+    /// are hashed anyway. May be called for several names.
+    pub fn hash(mut self, name: &'a str) -> Self {
+        self.hash.push(name);
+        self
+    }
+
+    /// How long the value lives: whole seconds, or a `Duration`. The cache's default TTL
+    /// otherwise.
+    pub fn ttl(mut self, ttl: impl IntoTtl) -> Self {
+        self.ttl = Some(ttl.into_ttl());
+        self
+    }
+
+    /// Logs each step at info level, target `cacheable`, as `[Cache Debug] …` lines.
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = Some(on);
+        self
+    }
+
+    /// The function name that debug lines show.
+    pub fn name(mut self, name: &'a str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// Uses `cache` rather than the global one.
+    pub fn on(mut self, cache: &'a Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    fn plan(&self, ctx: &Context) -> Option<Plan<'a>> {
+        let cache = resolve(self.cache)?;
+        let debug = self.debug.unwrap_or(cache.config().debug);
+        match self.render(cache, ctx, debug) {
+            Ok((key, ttl)) => Some(Plan {
+                cache,
+                key,
+                ttl,
+                debug,
+            }),
+            Err(e) => {
+                cache.report("cache key", self.template_str(), &e);
+                None
+            }
+        }
+    }
+
+    fn template_str(&self) -> &str {
+        self.template
+            .as_ref()
+            .map_or("<malformed template>", |t| t.as_str())
+    }
+
+    fn render(&self, cache: &Cache, ctx: &Context, debug: bool) -> Result<(String, Duration)> {
+        let template = self.template.as_ref().map_err(Clone::clone)?;
+        let ttl = self.ttl.unwrap_or(cache.config().default_ttl);
+        if ttl.is_zero() {
+            return Err(Error::config(format!(
+                "ttl of key template `{template}` must be positive"
+            )));
+        }
+        template.check_hash_names(&self.hash)?;
+        let opts = RenderOptions {
+            hash: &self.hash,
+            hash_len: cache.config().hash_len,
+        };
+        let mut key = cache.key_start(template.as_str().len() + 16);
+        let mut shown = debug.then(serde_json::Map::new);
+        template.render_into(ctx, &opts, &mut key, shown.as_mut())?;
+        if let Some(shown) = shown {
+            debug_line(format_args!(
+                "Function: {}",
+                self.name.unwrap_or(template.as_str())
+            ));
+            debug_line(format_args!("Key Template: {template}"));
+            debug_line(format_args!("Resolved Key: {key}"));
+            debug_line(format_args!(
+                "Context: {}",
+                serde_json::Value::Object(shown)
+            ));
+        }
+        Ok((key, ttl))
+    }
+
+    /// Runs `compute` on a miss and caches its value; returns the cached value on a hit.
+    pub fn run<T, F>(self, ctx: Context, compute: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        match self.try_run(ctx, || Ok::<T, Infallible>(compute())) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`run`](Self::run) for a fallible computation: an `Err` is returned and never
+    /// cached.
+    pub fn try_run<T, E, F>(self, ctx: Context, compute: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let Some(plan) = self.plan(&ctx) else {
+            return compute();
+        };
+        let raw = plan.cache.inner.backend.get(&plan.key);
+        match plan.cache.lookup::<T>(&plan.key, raw) {
+            Lookup::Hit(v) => {
+                plan.hit();
+                return Ok(v);
+            }
+            Lookup::Fault => return compute(),
+            Lookup::Miss => plan.miss(),
+        }
+        let out = compute();
+        if let Ok(v) = &out {
+            if let Some(bytes) = plan.encode(v) {
+                let raw = plan.cache.inner.backend.set(&plan.key, &bytes, plan.ttl);
+                plan.stored(raw);
+            }
+        }
+        out
+    }
+
+    /// Async twin of [`run`](Self::run).
+    pub async fn run_async<T, F, Fut>(self, ctx: Context, compute: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let out = self
+            .try_run_async(ctx, || async { Ok::<T, Infallible>(compute().await) })
+            .await;
+        match out {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Async twin of [`try_run`](Self::try_run).
+    pub async fn try_run_async<T, E, F, Fut>(self, ctx: Context, compute: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let Some(plan) = self.plan(&ctx) else {
+            return compute().await;
+        };
+        let raw = plan.cache.inner.backend.get_async(&plan.key).await;
+        match plan.cache.lookup::<T>(&plan.key, raw) {
+            Lookup::Hit(v) => {
+                plan.hit();
+                return Ok(v);
+            }
+            Lookup::Fault => return compute().await,
+            Lookup::Miss => plan.miss(),
+        }
+        let out = compute().await;
+        if let Ok(v) = &out {
+            if let Some(bytes) = plan.encode(v) {
+                let raw = plan
+                    .cache
+                    .inner
+                    .backend
+                    .set_async(&plan.key, &bytes, plan.ttl)
+                    .await;
+                plan.stored(raw);
+            }
+        }
+        out
+    }
+}
+
+impl Plan<'_> {
+    fn hit(&self) {
+        if self.debug {
+            debug_line(format_args!("HIT for {}", self.key));
+        }
+    }
+
+    fn miss(&self) {
+        if self.debug {
+            debug_line(format_args!("MISS for {}", self.key));
+        }
+    }
+
+    fn encode<T: Serialize>(&self, value: &T) -> Option<Vec<u8>> {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                let e = Error::with_source(
+                    crate::ErrorKind::Serialize,
+                    "the computed value could not be serialized",
+                    e,
+                );
+                self.cache.report("cache write", &self.key, &e);
+                None
+            }
+        }
+    }
+
+    fn stored(&self, raw: Result<()>) {
+        match self.cache.counted_set(raw) {
+            Ok(()) if self.debug => debug_line(format_args!(
+                "Cached result for {} (TTL: {})",
+                self.key,
+                format_ttl(self.ttl)
+            )),
+            Ok(()) => {}
+            Err(e) => self.cache.report("cache write", &self.key, &e),
+        }
+    }
+}

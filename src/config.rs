@@ -1,0 +1,292 @@
+//! Where the cache lives and how it behaves.
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// Which store a [`Cache`](crate::Cache) talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreConfig {
+    /// The embedded in-process store, bounded to `max_entries`.
+    Memory { max_entries: usize },
+    /// One Redis server (`redis://`, `redis+unix://`, `unix://`).
+    Redis { url: String },
+}
+
+/// The configuration of a [`Cache`](crate::Cache): store, key prefix, default TTL,
+/// timeouts, hash length and debug logging.
+///
+/// ```
+/// use cacheable::Config;
+/// use std::time::Duration;
+///
+/// let config = Config::from_url("redis://127.0.0.1:6379/1")?
+///     .prefix("paycore")
+///     .default_ttl(300)
+///     .op_timeout(Duration::from_millis(100));
+/// # Ok::<(), cacheable::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Config {
+    pub(crate) store: StoreConfig,
+    pub(crate) prefix: String,
+    pub(crate) default_ttl: Duration,
+    pub(crate) op_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) hash_len: usize,
+    pub(crate) debug: bool,
+    pub(crate) invalidate_retries: u32,
+    pub(crate) scan_count: usize,
+    pub(crate) pool_size: usize,
+}
+
+/// The default bound on entries in the embedded store.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+impl Config {
+    fn with_store(store: StoreConfig) -> Config {
+        Config {
+            store,
+            prefix: String::new(),
+            default_ttl: Duration::from_secs(300),
+            op_timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(1),
+            hash_len: 16,
+            debug: false,
+            invalidate_retries: 3,
+            scan_count: 1000,
+            pool_size: 16,
+        }
+    }
+
+    /// The embedded in-memory store, bounded to 100,000 entries.
+    pub fn memory() -> Config {
+        Config::with_store(StoreConfig::Memory {
+            max_entries: DEFAULT_MAX_ENTRIES,
+        })
+    }
+
+    /// A configuration from a URL: `redis://host:port/db`, `redis+unix:///path`,
+    /// `memory://` or `memory://?max_entries=N`.
+    ///
+    /// # Errors
+    /// An unknown scheme, or one this build does not support (`rediss://`,
+    /// `redis+cluster://`), is a [`Config`](crate::ErrorKind::Config) error.
+    pub fn from_url(url: &str) -> Result<Config> {
+        let url = url.trim();
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| Error::config(format!("cache URL `{url}` has no scheme")))?;
+        match scheme {
+            "memory" => {
+                let mut max_entries = DEFAULT_MAX_ENTRIES;
+                let query = rest.split_once('?').map_or("", |(_, q)| q);
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    match pair.split_once('=') {
+                        Some(("max_entries", n)) => {
+                            max_entries = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                                Error::config(format!(
+                                    "cache URL `{url}`: max_entries must be a positive integer"
+                                ))
+                            })?;
+                        }
+                        _ => {
+                            return Err(Error::config(format!(
+                                "cache URL `{url}`: unknown option `{pair}` (known: max_entries)"
+                            )))
+                        }
+                    }
+                }
+                Ok(Config::with_store(StoreConfig::Memory { max_entries }))
+            }
+            "redis" | "redis+unix" | "unix" => {
+                redis::Client::open(url).map_err(|e| {
+                    Error::with_source(
+                        crate::ErrorKind::Config,
+                        format!("invalid Redis URL `{url}`"),
+                        e,
+                    )
+                })?;
+                Ok(Config::with_store(StoreConfig::Redis {
+                    url: url.to_owned(),
+                }))
+            }
+            "rediss" => Err(Error::config(format!(
+                "cache URL `{url}`: TLS (`rediss://`) is not built into this version of cacheable"
+            ))),
+            "redis+cluster" => Err(Error::config(format!(
+                "cache URL `{url}`: Redis Cluster is not supported yet"
+            ))),
+            other => Err(Error::config(format!(
+                "cache URL `{url}`: unknown scheme `{other}` (known: redis, redis+unix, memory)"
+            ))),
+        }
+    }
+
+    /// The configuration the global manager uses when [`CacheManager::init`](crate::CacheManager::init)
+    /// was not called: `CACHE_URL` (the embedded store when unset or empty), `CACHE_PREFIX`,
+    /// `CACHE_DEFAULT_TTL` (seconds) and `CACHE_DEBUG` (`1` or `true`).
+    ///
+    /// # Errors
+    /// A malformed variable is an error rather than a silent fallback: a process that
+    /// quietly cached in its own memory would miss other processes' invalidations.
+    pub fn from_env() -> Result<Config> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut config = match var("CACHE_URL") {
+            Some(url) => Config::from_url(&url)?,
+            None => Config::memory(),
+        };
+        if let Some(prefix) = var("CACHE_PREFIX") {
+            config = config.prefix(prefix);
+        }
+        if let Some(ttl) = var("CACHE_DEFAULT_TTL") {
+            let secs: u64 = ttl.trim().parse().map_err(|_| {
+                Error::config(format!(
+                    "CACHE_DEFAULT_TTL `{ttl}` is not a number of seconds"
+                ))
+            })?;
+            config = config.default_ttl(secs);
+        }
+        if let Some(debug) = var("CACHE_DEBUG") {
+            config = config.debug(matches!(debug.trim(), "1" | "true" | "TRUE" | "yes"));
+        }
+        Ok(config)
+    }
+
+    /// The prefix of every key, joined with `:` (`paycore` gives `paycore:user:123:profile`).
+    /// Empty by default: keys are then the rendered templates alone.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Config {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The TTL of entries whose builder sets none; 300 seconds by default.
+    pub fn default_ttl(mut self, ttl: impl IntoTtl) -> Config {
+        self.default_ttl = ttl.into_ttl();
+        self
+    }
+
+    /// How long one store operation may take before it counts as failed; 250 ms by
+    /// default. Cached functions then answer from the function itself.
+    pub fn op_timeout(mut self, timeout: Duration) -> Config {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take; 1 second by default.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Config {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many hex digits of SHA-1 a hashed value renders as, 4 to 40; 16 by default.
+    pub fn hash_len(mut self, digits: usize) -> Config {
+        self.hash_len = digits;
+        self
+    }
+
+    /// Debug logging for every cached function and invalidation on this cache.
+    pub fn debug(mut self, on: bool) -> Config {
+        self.debug = on;
+        self
+    }
+
+    /// How many times a failed invalidation is retried before it is reported; 3 by default.
+    pub fn invalidate_retries(mut self, retries: u32) -> Config {
+        self.invalidate_retries = retries;
+        self
+    }
+
+    /// The `COUNT` hint of each `SCAN` step in pattern operations; 1000 by default.
+    pub fn scan_count(mut self, count: usize) -> Config {
+        self.scan_count = count.max(1);
+        self
+    }
+
+    /// How many idle blocking connections the sync path keeps; 16 by default.
+    pub fn pool_size(mut self, size: usize) -> Config {
+        self.pool_size = size;
+        self
+    }
+
+    /// The key prefix.
+    pub fn get_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(4..=40).contains(&self.hash_len) {
+            return Err(Error::config(format!(
+                "hash_len {} is outside 4..=40",
+                self.hash_len
+            )));
+        }
+        if self.default_ttl.is_zero() {
+            return Err(Error::config("default_ttl must be positive"));
+        }
+        if self.op_timeout.is_zero() {
+            return Err(Error::config("op_timeout must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// A time to live: whole seconds as an integer, or a [`Duration`].
+pub trait IntoTtl {
+    /// The TTL as a duration. Negative seconds become zero, which the cache rejects.
+    fn into_ttl(self) -> Duration;
+}
+
+impl IntoTtl for Duration {
+    fn into_ttl(self) -> Duration {
+        self
+    }
+}
+
+macro_rules! ttl_from_int {
+    ($($t:ty),*) => {$(
+        impl IntoTtl for $t {
+            #[allow(clippy::cast_sign_loss, unused_comparisons)]
+            fn into_ttl(self) -> Duration {
+                Duration::from_secs(if self < 0 { 0 } else { self as u64 })
+            }
+        }
+    )*};
+}
+ttl_from_int!(i32, i64, u32, u64, usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_store() {
+        assert_eq!(
+            Config::from_url("memory://?max_entries=10").unwrap().store,
+            StoreConfig::Memory { max_entries: 10 }
+        );
+        assert!(matches!(
+            Config::from_url("redis://127.0.0.1:6379/1").unwrap().store,
+            StoreConfig::Redis { .. }
+        ));
+        for bad in [
+            "ftp://x",
+            "nothing",
+            "memory://?size=1",
+            "redis+cluster://a:1",
+        ] {
+            assert_eq!(
+                Config::from_url(bad).unwrap_err().kind(),
+                crate::ErrorKind::Config,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_rejects_out_of_range_settings() {
+        assert!(Config::memory().hash_len(3).validate().is_err());
+        assert!(Config::memory().default_ttl(0).validate().is_err());
+        assert!(Config::memory().validate().is_ok());
+    }
+}

@@ -1,0 +1,282 @@
+//! The [`Invalidate`] builder: delete the keys and patterns a mutation makes stale.
+
+use crate::cacheable::{debug_line, resolve};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::manager::Cache;
+use crate::stats::Counters;
+use crate::template::{RenderOptions, Template};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Deletes what a set of templates names: an exact key (`user:<<user_id>>:profile`) or
+/// every key matching a Redis glob (`wallets:<<user_id>>:*`), by `SCAN` and `UNLINK`.
+///
+/// Placeholder values are escaped, so a value holding `*` deletes only its own keys.
+/// A failed invalidation is retried ([`Config::invalidate_retries`](crate::Config::invalidate_retries)),
+/// then logged at error level and counted in [`Stats::failed_invalidations`](crate::Stats);
+/// [`now`](Self::now) also returns it as an error.
+///
+/// ```
+/// use cacheable::{ctx, Cache, Config, Invalidate};
+///
+/// let cache = Cache::new(Config::memory().prefix("paycore"))?;
+/// cache.set("wallets:42:balance", &10, 60)?;
+/// cache.set("wallets:420:balance", &99, 60)?;
+/// let user_id = 42;
+/// let deleted = Invalidate::new(["wallets:<<user_id>>:*"]).on(&cache).now(ctx! { user_id })?;
+/// assert_eq!(deleted, 1);
+/// assert_eq!(cache.get::<i32>("wallets:420:balance")?, Some(99));
+/// # Ok::<(), cacheable::Error>(())
+/// ```
+#[must_use = "an Invalidate does nothing until run or now is called"]
+#[derive(Debug)]
+pub struct Invalidate<'a> {
+    patterns: Vec<Result<Arc<Template>>>,
+    debug: Option<bool>,
+    name: Option<&'a str>,
+    cache: Option<&'a Cache>,
+}
+
+/// One rendered pattern, or the error that kept it from rendering.
+struct Target {
+    text: String,
+    glob: bool,
+}
+
+impl<'a> Invalidate<'a> {
+    /// Invalidates these templates; each is parsed once per process.
+    pub fn new(patterns: impl IntoIterator<Item = &'static str>) -> Self {
+        Invalidate {
+            patterns: patterns.into_iter().map(Template::interned).collect(),
+            debug: None,
+            name: None,
+            cache: None,
+        }
+    }
+
+    /// Invalidates templates parsed at run time.
+    pub fn with_templates(patterns: impl IntoIterator<Item = Arc<Template>>) -> Self {
+        Invalidate {
+            patterns: patterns.into_iter().map(Ok).collect(),
+            debug: None,
+            name: None,
+            cache: None,
+        }
+    }
+
+    /// Logs each pattern and how many keys it deleted.
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = Some(on);
+        self
+    }
+
+    /// The function name that debug lines show.
+    pub fn name(mut self, name: &'a str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// Uses `cache` rather than the global one.
+    pub fn on(mut self, cache: &'a Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    fn targets(&self, cache: &Cache, ctx: &Context) -> Vec<Result<Target>> {
+        let opts = RenderOptions {
+            hash: &[],
+            hash_len: cache.config().hash_len,
+        };
+        self.patterns
+            .iter()
+            .map(|template| {
+                let template = template.as_ref().map_err(Clone::clone)?;
+                let glob = template.is_glob();
+                let mut text = if glob {
+                    cache.pattern_start(template.as_str().len())
+                } else {
+                    cache.key_start(template.as_str().len())
+                };
+                template.render_into(ctx, &opts, &mut text, None)?;
+                Ok(Target { text, glob })
+            })
+            .collect()
+    }
+
+    fn debug_on(&self, cache: &Cache) -> bool {
+        self.debug.unwrap_or(cache.config().debug)
+    }
+
+    fn finish(&self, debug: bool, total: u64, failures: Vec<Error>) -> Result<u64> {
+        if debug {
+            debug_line(format_args!(
+                "Total deleted: {total} keys for function: {}",
+                self.name.unwrap_or("<unnamed>")
+            ));
+        }
+        match failures.into_iter().next() {
+            None => Ok(total),
+            Some(first) => Err(first),
+        }
+    }
+
+    fn failed(cache: &Cache, target: &str, attempts: u32, e: Error) -> Error {
+        Counters::add(&cache.inner.counters.failed_invalidations, 1);
+        log::error!(target: "cacheable", "invalidation of {target} failed after {attempts} attempts; stale values may be served until their TTL ends: {e}");
+        e
+    }
+
+    fn backoff(attempt: u32) -> Duration {
+        Duration::from_millis(20 << attempt.min(6))
+    }
+
+    /// Invalidates now; returns how many keys went.
+    ///
+    /// # Errors
+    /// The first failure (a pattern that does not render, a store fault that outlived the
+    /// retries); the other patterns are still invalidated.
+    pub fn now(&self, ctx: Context) -> Result<u64> {
+        let Some(cache) = resolve(self.cache) else {
+            return Err(crate::CacheManager::cache().map(|_| ()).unwrap_err());
+        };
+        let debug = self.debug_on(cache);
+        let (mut total, mut failures) = (0, Vec::new());
+        for target in self.targets(cache, &ctx) {
+            let target = match target {
+                Ok(t) => t,
+                Err(e) => {
+                    failures.push(Self::failed(cache, "a pattern", 0, e));
+                    continue;
+                }
+            };
+            if debug {
+                debug_line(format_args!("Invalidating pattern: {}", target.text));
+            }
+            let retries = cache.config().invalidate_retries;
+            let mut attempt = 0;
+            let result = loop {
+                let raw = if target.glob {
+                    cache.delete_full_pattern(&target.text)
+                } else {
+                    cache.delete_full_key(&target.text)
+                };
+                match raw {
+                    Err(e) if attempt < retries && e.is_store_error() => {
+                        std::thread::sleep(Self::backoff(attempt));
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
+                Ok(n) => {
+                    total += n;
+                    if debug {
+                        debug_line(format_args!(
+                            "Deleted {n} keys for pattern: {}",
+                            target.text
+                        ));
+                    }
+                }
+                Err(e) => failures.push(Self::failed(cache, &target.text, attempt + 1, e)),
+            }
+        }
+        self.finish(debug, total, failures)
+    }
+
+    /// Async twin of [`now`](Self::now).
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    pub async fn now_async(&self, ctx: Context) -> Result<u64> {
+        let Some(cache) = resolve(self.cache) else {
+            return Err(crate::CacheManager::cache().map(|_| ()).unwrap_err());
+        };
+        let debug = self.debug_on(cache);
+        let (mut total, mut failures) = (0, Vec::new());
+        for target in self.targets(cache, &ctx) {
+            let target = match target {
+                Ok(t) => t,
+                Err(e) => {
+                    failures.push(Self::failed(cache, "a pattern", 0, e));
+                    continue;
+                }
+            };
+            if debug {
+                debug_line(format_args!("Invalidating pattern: {}", target.text));
+            }
+            let retries = cache.config().invalidate_retries;
+            let mut attempt = 0;
+            let result = loop {
+                let raw = if target.glob {
+                    cache.delete_full_pattern_async(&target.text).await
+                } else {
+                    cache.delete_full_key_async(&target.text).await
+                };
+                match raw {
+                    Err(e) if attempt < retries && e.is_store_error() => {
+                        tokio::time::sleep(Self::backoff(attempt)).await;
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
+                Ok(n) => {
+                    total += n;
+                    if debug {
+                        debug_line(format_args!(
+                            "Deleted {n} keys for pattern: {}",
+                            target.text
+                        ));
+                    }
+                }
+                Err(e) => failures.push(Self::failed(cache, &target.text, attempt + 1, e)),
+            }
+        }
+        self.finish(debug, total, failures)
+    }
+
+    /// Runs `mutation`, then invalidates. A failed invalidation is logged and counted; the
+    /// mutation's value is returned either way.
+    pub fn run<T, F: FnOnce() -> T>(self, ctx: Context, mutation: F) -> T {
+        let out = mutation();
+        let _ = self.now(ctx);
+        out
+    }
+
+    /// Runs `mutation` and invalidates only when it returns `Ok`.
+    pub fn try_run<T, E, F: FnOnce() -> Result<T, E>>(
+        self,
+        ctx: Context,
+        mutation: F,
+    ) -> Result<T, E> {
+        let out = mutation()?;
+        let _ = self.now(ctx);
+        Ok(out)
+    }
+
+    /// Async twin of [`run`](Self::run).
+    pub async fn run_async<T, F, Fut>(self, ctx: Context, mutation: F) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let out = mutation().await;
+        let _ = self.now_async(ctx).await;
+        out
+    }
+
+    /// Async twin of [`try_run`](Self::try_run).
+    pub async fn try_run_async<T, E, F, Fut>(self, ctx: Context, mutation: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let out = mutation().await?;
+        let _ = self.now_async(ctx).await;
+        Ok(out)
+    }
+}

@@ -1,0 +1,604 @@
+//! [`Cache`], one configured cache, and [`CacheManager`], the process-wide one.
+
+use crate::backend::{Backend, KeyTtl};
+use crate::config::{Config, IntoTtl};
+use crate::error::{Error, ErrorKind, Result};
+use crate::stats::{Counters, Stats, Throttle};
+use crate::template::glob_escape_into;
+use once_cell::sync::OnceCell;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One cache: a store, a key prefix and counters. Cheap to clone (an `Arc`).
+///
+/// Most code uses the global one through [`CacheManager`] and the builders; build a
+/// `Cache` of your own for tests or for a second Redis server, and pass it with
+/// [`Cacheable::on`](crate::Cacheable::on).
+///
+/// Keys given to its methods are relative to the prefix: with prefix `paycore`,
+/// `get("user:123:profile")` reads `paycore:user:123:profile`. Patterns are Redis globs,
+/// also relative to the prefix. Every method returns the store's faults as errors; the
+/// builders' `run` finishers are the fail-open way.
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) backend: Backend,
+    pub(crate) counters: Counters,
+    throttle: Throttle,
+}
+
+/// What a read found.
+pub(crate) enum Lookup<T> {
+    Hit(T),
+    Miss,
+    /// The store failed; the fault is already counted and logged.
+    Fault,
+}
+
+impl Cache {
+    /// Builds a cache from its configuration. No connection is made yet: the first
+    /// operation connects, so a cache can be built while Redis is still starting.
+    ///
+    /// # Errors
+    /// An invalid configuration (see [`Config`]).
+    pub fn new(config: Config) -> Result<Cache> {
+        config.validate()?;
+        let backend = Backend::new(&config)?;
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                config,
+                backend,
+                counters: Counters::default(),
+                throttle: Throttle::new(Duration::from_secs(1)),
+            }),
+        })
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The counters since it was built.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The full key of a key relative to the prefix.
+    pub fn full_key(&self, key: &str) -> String {
+        let mut out = self.key_start(key.len());
+        out.push_str(key);
+        out
+    }
+
+    /// An empty key with the prefix and its `:` written, ready for the rest.
+    pub(crate) fn key_start(&self, capacity: usize) -> String {
+        let prefix = &self.inner.config.prefix;
+        let mut out = String::with_capacity(prefix.len() + 1 + capacity);
+        if !prefix.is_empty() {
+            out.push_str(prefix);
+            out.push(':');
+        }
+        out
+    }
+
+    /// Like [`key_start`](Self::key_start), with the prefix escaped for a glob pattern.
+    pub(crate) fn pattern_start(&self, capacity: usize) -> String {
+        let prefix = &self.inner.config.prefix;
+        let mut out = String::with_capacity(prefix.len() + 2 + capacity);
+        if !prefix.is_empty() {
+            glob_escape_into(prefix, &mut out);
+            out.push(':');
+        }
+        out
+    }
+
+    fn full_pattern(&self, pattern: &str) -> String {
+        let mut out = self.pattern_start(pattern.len());
+        out.push_str(pattern);
+        out
+    }
+
+    fn relative(&self, mut key: String) -> String {
+        let prefix = &self.inner.config.prefix;
+        if !prefix.is_empty()
+            && key.starts_with(prefix.as_str())
+            && key[prefix.len()..].starts_with(':')
+        {
+            key.drain(..=prefix.len());
+        }
+        key
+    }
+
+    /// Counts a fault met on a fail-open path and logs it, at most one line a second.
+    pub(crate) fn report(&self, what: &str, key: &str, err: &Error) {
+        Counters::add(&self.inner.counters.errors, 1);
+        if let Some(suppressed) = self.inner.throttle.allow() {
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} similar faults not logged in the last second)")
+            } else {
+                String::new()
+            };
+            log::warn!(target: "cacheable", "{what} failed for {key}, answering without the cache: {err}{more}");
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            Counters::add(&self.inner.counters.decode_errors, 1);
+            Error::with_source(
+                ErrorKind::Deserialize,
+                format!(
+                    "the value at {key} does not deserialize into {}",
+                    std::any::type_name::<T>()
+                ),
+                e,
+            )
+        })
+    }
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(value).map_err(|e| {
+            Error::with_source(ErrorKind::Serialize, "the value could not be serialized", e)
+        })
+    }
+
+    fn found<T: DeserializeOwned>(&self, key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>> {
+        let c = &self.inner.counters;
+        match bytes {
+            None => {
+                Counters::add(&c.misses, 1);
+                Ok(None)
+            }
+            Some(bytes) => {
+                let value = self.decode(key, &bytes);
+                Counters::add(if value.is_ok() { &c.hits } else { &c.misses }, 1);
+                value.map(Some)
+            }
+        }
+    }
+
+    /// A fail-open read of a full key: a value that no longer deserializes is a miss
+    /// (logged), a store fault is counted and logged.
+    pub(crate) fn lookup<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        raw: Result<Option<Vec<u8>>>,
+    ) -> Lookup<T> {
+        match raw.and_then(|bytes| self.found(key, bytes)) {
+            Ok(Some(v)) => Lookup::Hit(v),
+            Ok(None) => Lookup::Miss,
+            Err(e) if e.kind() == ErrorKind::Deserialize => {
+                log::warn!(target: "cacheable", "{e}; treating it as a miss and overwriting it");
+                Lookup::Miss
+            }
+            Err(e) => {
+                self.report("cache read", key, &e);
+                Lookup::Fault
+            }
+        }
+    }
+
+    pub(crate) fn counted_set(&self, raw: Result<()>) -> Result<()> {
+        if raw.is_ok() {
+            Counters::add(&self.inner.counters.sets, 1);
+        }
+        raw
+    }
+
+    fn ttl_of(ttl: impl IntoTtl) -> Result<Duration> {
+        let ttl = ttl.into_ttl();
+        if ttl.is_zero() {
+            Err(Error::config("ttl must be positive"))
+        } else {
+            Ok(ttl)
+        }
+    }
+
+    fn counted_delete(&self, raw: Result<u64>) -> Result<u64> {
+        if let Ok(n) = raw {
+            Counters::add(&self.inner.counters.invalidated, n);
+        }
+        raw
+    }
+
+    fn counted_error<T>(&self, raw: Result<T>) -> Result<T> {
+        if let Err(e) = &raw {
+            if e.is_store_error() {
+                Counters::add(&self.inner.counters.errors, 1);
+            }
+        }
+        raw
+    }
+
+    /// The value at `key`, or `None` when there is none.
+    ///
+    /// # Errors
+    /// A store fault, or a stored value that does not deserialize into `T`
+    /// ([`ErrorKind::Deserialize`]).
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let key = self.full_key(key);
+        let raw = self.counted_error(self.inner.backend.get(&key))?;
+        self.found(&key, raw)
+    }
+
+    /// Async twin of [`get`](Self::get).
+    pub async fn get_async<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let key = self.full_key(key);
+        let raw = self.counted_error(self.inner.backend.get_async(&key).await)?;
+        self.found(&key, raw)
+    }
+
+    /// Stores `value` as JSON at `key` for `ttl` (seconds, or a `Duration`).
+    ///
+    /// # Errors
+    /// A store fault, a zero TTL, or a value that does not serialize.
+    pub fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: impl IntoTtl,
+    ) -> Result<()> {
+        let ttl = Self::ttl_of(ttl)?;
+        let bytes = Self::encode(value)?;
+        let raw = self.inner.backend.set(&self.full_key(key), &bytes, ttl);
+        self.counted_error(self.counted_set(raw))
+    }
+
+    /// Async twin of [`set`](Self::set).
+    pub async fn set_async<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: impl IntoTtl,
+    ) -> Result<()> {
+        let ttl = Self::ttl_of(ttl)?;
+        let bytes = Self::encode(value)?;
+        let raw = self
+            .inner
+            .backend
+            .set_async(&self.full_key(key), &bytes, ttl)
+            .await;
+        self.counted_error(self.counted_set(raw))
+    }
+
+    pub(crate) fn delete_full_key(&self, key: &str) -> Result<u64> {
+        self.counted_error(self.counted_delete(self.inner.backend.delete(&[key])))
+    }
+
+    pub(crate) async fn delete_full_key_async(&self, key: &str) -> Result<u64> {
+        self.counted_error(self.counted_delete(self.inner.backend.delete_async(&[key]).await))
+    }
+
+    pub(crate) fn delete_full_pattern(&self, pattern: &str) -> Result<u64> {
+        self.counted_error(self.counted_delete(self.inner.backend.delete_pattern(pattern)))
+    }
+
+    pub(crate) async fn delete_full_pattern_async(&self, pattern: &str) -> Result<u64> {
+        let raw = self.inner.backend.delete_pattern_async(pattern).await;
+        self.counted_error(self.counted_delete(raw))
+    }
+
+    /// Deletes `key`; true when it existed.
+    ///
+    /// # Errors
+    /// A store fault.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        self.delete_full_key(&self.full_key(key)).map(|n| n > 0)
+    }
+
+    /// Async twin of [`delete`](Self::delete).
+    pub async fn delete_async(&self, key: &str) -> Result<bool> {
+        self.delete_full_key_async(&self.full_key(key))
+            .await
+            .map(|n| n > 0)
+    }
+
+    /// Deletes every key matching the Redis glob `pattern` (`user:123:*`), by `SCAN` and
+    /// `UNLINK` in batches; returns how many went.
+    ///
+    /// # Errors
+    /// A store fault. Keys deleted before it stay deleted.
+    pub fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+        self.delete_full_pattern(&self.full_pattern(pattern))
+    }
+
+    /// Async twin of [`delete_pattern`](Self::delete_pattern).
+    pub async fn delete_pattern_async(&self, pattern: &str) -> Result<u64> {
+        self.delete_full_pattern_async(&self.full_pattern(pattern))
+            .await
+    }
+
+    /// The value at `key`, or `compute()`'s value, stored for `ttl`, when there is none.
+    /// A stored value that no longer deserializes into `T` counts as none and is replaced.
+    ///
+    /// # Errors
+    /// A store fault, on the read (then `compute` is not called) or on the write (then the
+    /// computed value is lost to the caller, who asked for it to be stored). For a
+    /// version that answers whatever the store does, use [`Cacheable::run`](crate::Cacheable::run).
+    pub fn get_or_set<T, F>(&self, key: &str, compute: F, ttl: impl IntoTtl) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        let ttl = Self::ttl_of(ttl)?;
+        let full = self.full_key(key);
+        match self.found::<T>(&full, self.counted_error(self.inner.backend.get(&full))?) {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::Deserialize => {
+                log::warn!(target: "cacheable", "{e}; replacing it");
+            }
+            Err(e) => return Err(e),
+        }
+        let value = compute();
+        let raw = self.inner.backend.set(&full, &Self::encode(&value)?, ttl);
+        self.counted_error(self.counted_set(raw))?;
+        Ok(value)
+    }
+
+    /// Async twin of [`get_or_set`](Self::get_or_set).
+    pub async fn get_or_set_async<T, F, Fut>(
+        &self,
+        key: &str,
+        compute: F,
+        ttl: impl IntoTtl,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let ttl = Self::ttl_of(ttl)?;
+        let full = self.full_key(key);
+        let raw = self.counted_error(self.inner.backend.get_async(&full).await)?;
+        match self.found::<T>(&full, raw) {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::Deserialize => {
+                log::warn!(target: "cacheable", "{e}; replacing it");
+            }
+            Err(e) => return Err(e),
+        }
+        let value = compute().await;
+        let raw = self
+            .inner
+            .backend
+            .set_async(&full, &Self::encode(&value)?, ttl)
+            .await;
+        self.counted_error(self.counted_set(raw))?;
+        Ok(value)
+    }
+
+    /// How long `key` has left (Redis's `PTTL`).
+    ///
+    /// # Errors
+    /// A store fault.
+    pub fn ttl(&self, key: &str) -> Result<KeyTtl> {
+        self.counted_error(self.inner.backend.ttl(&self.full_key(key)))
+    }
+
+    /// Async twin of [`ttl`](Self::ttl).
+    pub async fn ttl_async(&self, key: &str) -> Result<KeyTtl> {
+        self.counted_error(self.inner.backend.ttl_async(&self.full_key(key)).await)
+    }
+
+    /// The keys matching the glob `pattern`, relative to the prefix, found by `SCAN`
+    /// (never `KEYS`), in no particular order.
+    ///
+    /// # Errors
+    /// A store fault.
+    pub fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+        let found = self.counted_error(self.inner.backend.keys(&self.full_pattern(pattern)))?;
+        Ok(found.into_iter().map(|k| self.relative(k)).collect())
+    }
+
+    /// Async twin of [`keys`](Self::keys).
+    pub async fn keys_async(&self, pattern: &str) -> Result<Vec<String>> {
+        let found = self.counted_error(
+            self.inner
+                .backend
+                .keys_async(&self.full_pattern(pattern))
+                .await,
+        )?;
+        Ok(found.into_iter().map(|k| self.relative(k)).collect())
+    }
+
+    /// How many keys match the glob `pattern`.
+    ///
+    /// # Errors
+    /// A store fault.
+    pub fn count(&self, pattern: &str) -> Result<u64> {
+        self.keys(pattern).map(|k| k.len() as u64)
+    }
+
+    /// Async twin of [`count`](Self::count).
+    pub async fn count_async(&self, pattern: &str) -> Result<u64> {
+        self.keys_async(pattern).await.map(|k| k.len() as u64)
+    }
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("store", &self.inner.backend.kind())
+            .field("prefix", &self.inner.config.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+static GLOBAL: OnceCell<Result<Cache>> = OnceCell::new();
+
+/// The process-wide cache that builders use unless given another with `on(&cache)`.
+///
+/// [`init`](CacheManager::init) it once at start-up. Without `init`, the first use builds
+/// it from the environment ([`Config::from_env`]): `CACHE_URL`, or the embedded store when
+/// that is unset. Its methods are [`Cache`]'s, on the global cache.
+///
+/// ```no_run
+/// use cacheable::{CacheManager, Config};
+///
+/// # fn main() -> Result<(), cacheable::Error> {
+/// CacheManager::init(Config::from_url("redis://127.0.0.1:6379/1")?.prefix("paycore").default_ttl(300))?;
+/// CacheManager::set("user:123:profile", &"Ada", 600)?;
+/// let name: Option<String> = CacheManager::get("user:123:profile")?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct CacheManager {
+    _private: (),
+}
+
+macro_rules! delegate {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident $(<$($g:ident $(: $b:path)?),*>)? ($($arg:ident: $ty:ty),*) -> $ret:ty;
+    )*) => {$(
+        $(#[$doc])*
+        ///
+        /// # Errors
+        /// As the [`Cache`] method of the same name, or the global cache's configuration error.
+        pub fn $name $(<$($g $(: $b)?),*>)? ($($arg: $ty),*) -> $ret {
+            Self::cache()?.$name($($arg),*)
+        }
+    )*};
+}
+
+macro_rules! delegate_async {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident $(<$($g:ident $(: $b:path)?),*>)? ($($arg:ident: $ty:ty),*) -> $ret:ty;
+    )*) => {$(
+        $(#[$doc])*
+        ///
+        /// # Errors
+        /// As the [`Cache`] method of the same name, or the global cache's configuration error.
+        pub async fn $name $(<$($g $(: $b)?),*>)? ($($arg: $ty),*) -> $ret {
+            Self::cache()?.$name($($arg),*).await
+        }
+    )*};
+}
+
+impl CacheManager {
+    /// Sets up the global cache. Call it once, before any cached function runs.
+    ///
+    /// # Errors
+    /// An invalid configuration, or [`ErrorKind::AlreadyInitialized`] when the global cache
+    /// was set up already (by an earlier `init`, or from the environment by an earlier use).
+    pub fn init(config: Config) -> Result<()> {
+        let cache = Cache::new(config)?;
+        GLOBAL.set(Ok(cache)).map_err(|_| {
+            Error::new(
+                ErrorKind::AlreadyInitialized,
+                "the global cache is set up already: call CacheManager::init once, before the first cached call",
+            )
+        })
+    }
+
+    /// The global cache, built from the environment on first use when `init` was not called.
+    ///
+    /// # Errors
+    /// The environment's configuration error, every time: a process whose `CACHE_URL` is
+    /// wrong does not silently cache in its own memory.
+    pub fn cache() -> Result<&'static Cache> {
+        GLOBAL
+            .get_or_init(|| {
+                let cache = Config::from_env().and_then(Cache::new);
+                match &cache {
+                    Ok(c) => log::debug!(target: "cacheable", "global cache built from the environment: {c:?}"),
+                    Err(e) => log::error!(target: "cacheable", "the global cache could not be built from the environment: {e}"),
+                }
+                cache
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The global cache's counters (all zero when it cannot be built).
+    pub fn stats() -> Stats {
+        Self::cache().map(Cache::stats).unwrap_or_default()
+    }
+
+    delegate! {
+        /// [`Cache::get`] on the global cache.
+        fn get<T: DeserializeOwned>(key: &str) -> Result<Option<T>>;
+        /// [`Cache::delete`] on the global cache.
+        fn delete(key: &str) -> Result<bool>;
+        /// [`Cache::delete_pattern`] on the global cache.
+        fn delete_pattern(pattern: &str) -> Result<u64>;
+        /// [`Cache::ttl`] on the global cache.
+        fn ttl(key: &str) -> Result<KeyTtl>;
+        /// [`Cache::keys`] on the global cache.
+        fn keys(pattern: &str) -> Result<Vec<String>>;
+        /// [`Cache::count`] on the global cache.
+        fn count(pattern: &str) -> Result<u64>;
+    }
+
+    delegate_async! {
+        /// [`Cache::get_async`] on the global cache.
+        fn get_async<T: DeserializeOwned>(key: &str) -> Result<Option<T>>;
+        /// [`Cache::delete_async`] on the global cache.
+        fn delete_async(key: &str) -> Result<bool>;
+        /// [`Cache::delete_pattern_async`] on the global cache.
+        fn delete_pattern_async(pattern: &str) -> Result<u64>;
+        /// [`Cache::ttl_async`] on the global cache.
+        fn ttl_async(key: &str) -> Result<KeyTtl>;
+        /// [`Cache::keys_async`] on the global cache.
+        fn keys_async(pattern: &str) -> Result<Vec<String>>;
+        /// [`Cache::count_async`] on the global cache.
+        fn count_async(pattern: &str) -> Result<u64>;
+    }
+
+    /// [`Cache::set`] on the global cache.
+    ///
+    /// # Errors
+    /// As [`Cache::set`], or the global cache's configuration error.
+    pub fn set<T: Serialize + ?Sized>(key: &str, value: &T, ttl: impl IntoTtl) -> Result<()> {
+        Self::cache()?.set(key, value, ttl)
+    }
+
+    /// [`Cache::set_async`] on the global cache.
+    ///
+    /// # Errors
+    /// As [`Cache::set_async`], or the global cache's configuration error.
+    pub async fn set_async<T: Serialize + ?Sized>(
+        key: &str,
+        value: &T,
+        ttl: impl IntoTtl,
+    ) -> Result<()> {
+        Self::cache()?.set_async(key, value, ttl).await
+    }
+
+    /// [`Cache::get_or_set`] on the global cache.
+    ///
+    /// # Errors
+    /// As [`Cache::get_or_set`], or the global cache's configuration error.
+    pub fn get_or_set<T, F>(key: &str, compute: F, ttl: impl IntoTtl) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        Self::cache()?.get_or_set(key, compute, ttl)
+    }
+
+    /// [`Cache::get_or_set_async`] on the global cache.
+    ///
+    /// # Errors
+    /// As [`Cache::get_or_set_async`], or the global cache's configuration error.
+    pub async fn get_or_set_async<T, F, Fut>(key: &str, compute: F, ttl: impl IntoTtl) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        Self::cache()?.get_or_set_async(key, compute, ttl).await
+    }
+}
