@@ -50,7 +50,8 @@ pub(crate) trait Store: Send + Sync {
 
 pub(crate) enum Backend {
     Memory(memory::MemoryStore),
-    Redis(redis::RedisStore),
+    // Boxed: a Redis store is large, and one of these lives per `Cache` behind an `Arc`.
+    Redis(Box<redis::RedisStore>),
 }
 
 impl Backend {
@@ -59,7 +60,9 @@ impl Backend {
             StoreConfig::Memory { max_entries } => {
                 Backend::Memory(memory::MemoryStore::new(*max_entries))
             }
-            StoreConfig::Redis { url } => Backend::Redis(redis::RedisStore::new(url, config)?),
+            StoreConfig::Redis { url } => {
+                Backend::Redis(Box::new(redis::RedisStore::new(url, config)?))
+            }
         })
     }
 
