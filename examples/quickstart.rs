@@ -21,7 +21,10 @@ static QUERIES: AtomicUsize = AtomicUsize::new(0);
 /// Stands in for `User.objects.aget(id=user_id)`.
 async fn query_profile(user_id: i64) -> Profile {
     QUERIES.fetch_add(1, Ordering::SeqCst);
-    Profile { id: user_id, name: format!("user {user_id}") }
+    Profile {
+        id: user_id,
+        name: format!("user {user_id}"),
+    }
 }
 
 // 1. Basic caching
@@ -35,7 +38,10 @@ async fn get_user_profile(user_id: i64) -> Profile {
 }
 
 // 2. Caching with filters: a map argument is hashed into the key.
-fn get_loan_products(currency_code: &str, filters: &BTreeMap<&str, serde_json::Value>) -> Vec<String> {
+fn get_loan_products(
+    currency_code: &str,
+    filters: &BTreeMap<&str, serde_json::Value>,
+) -> Vec<String> {
     Cacheable::new("loans:products:<<currency_code>>:<<filters>>")
         .hash("filters")
         .ttl(1800)
@@ -54,7 +60,10 @@ async fn update_user_profile(user_id: i64, name: &str) -> Result<Profile, String
         .name("update_user_profile")
         .try_run_async(ctx! { user_id }, || async {
             QUERIES.fetch_add(1, Ordering::SeqCst);
-            Ok(Profile { id: user_id, name: name.to_string() })
+            Ok(Profile {
+                id: user_id,
+                name: name.to_string(),
+            })
         })
         .await
 }
@@ -67,7 +76,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     // CACHE_URL picks the store: a Redis URL, or the embedded store when unset.
     let config = Config::from_env()?.prefix("paycore").default_ttl(300);
-    let store = if std::env::var("CACHE_URL").is_ok_and(|u| !u.is_empty()) { "redis" } else { "embedded memory" };
+    let store = if std::env::var("CACHE_URL").is_ok_and(|u| !u.is_empty()) {
+        "redis"
+    } else {
+        "embedded memory"
+    };
     CacheManager::init(config)?;
     CacheManager::delete_pattern("*")?; // start clean, so the first call is a miss
     println!("== store: {store}\n");
@@ -75,13 +88,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("== 1. basic caching: a miss, then a hit");
     get_user_profile(123).await;
     get_user_profile(123).await;
-    println!("source queries so far: {}\n", QUERIES.load(Ordering::SeqCst));
+    println!(
+        "source queries so far: {}\n",
+        QUERIES.load(Ordering::SeqCst)
+    );
 
     println!("== 2. a hashed filters argument");
     let filters = BTreeMap::from([("is_active", true.into()), ("max_amount", 5000.into())]);
     get_loan_products("NGN", &filters);
     get_loan_products("NGN", &filters);
-    println!("source queries so far: {}\n", QUERIES.load(Ordering::SeqCst));
+    println!(
+        "source queries so far: {}\n",
+        QUERIES.load(Ordering::SeqCst)
+    );
 
     println!("== keys now stored (relative to the prefix `paycore`)");
     let mut keys = CacheManager::keys("*")?;
@@ -100,15 +119,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
 
     println!("== 4. manual operations");
-    let profile = Profile { id: 7, name: "Grace".into() };
+    let profile = Profile {
+        id: 7,
+        name: "Grace".into(),
+    };
     CacheManager::set("user:7:profile", &profile, 600)?;
     let cached: Option<Profile> = CacheManager::get("user:7:profile")?;
     println!("get -> {cached:?}");
     println!("ttl -> {:?}", CacheManager::ttl("user:7:profile")?);
-    let fetched: Profile = CacheManager::get_or_set("user:8:profile", || Profile { id: 8, name: "Linus".into() }, 600)?;
+    let fetched: Profile = CacheManager::get_or_set(
+        "user:8:profile",
+        || Profile {
+            id: 8,
+            name: "Linus".into(),
+        },
+        600,
+    )?;
     println!("get_or_set -> {fetched:?}");
     println!("count user:* -> {}", CacheManager::count("user:*")?);
-    println!("delete_pattern user:* -> {} keys", CacheManager::delete_pattern("user:*")?);
+    println!(
+        "delete_pattern user:* -> {} keys",
+        CacheManager::delete_pattern("user:*")?
+    );
 
     let stats = CacheManager::stats();
     println!(

@@ -52,3 +52,7 @@ pub use crate::invalidate::Invalidate;
 pub use crate::manager::{Cache, CacheManager};
 pub use crate::stats::Stats;
 pub use crate::template::Template;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
