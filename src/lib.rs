@@ -35,7 +35,9 @@ mod backend;
 mod cacheable;
 mod config;
 mod context;
+mod engine;
 mod error;
+mod flight;
 mod glob;
 mod hash;
 mod invalidate;
@@ -53,6 +55,10 @@ pub use crate::invalidate::Invalidate;
 pub use crate::manager::{Cache, CacheManager};
 pub use crate::stats::Stats;
 pub use crate::template::Template;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// Not public API: what the crate's macros expand to. It may change in any release.
 #[doc(hidden)]

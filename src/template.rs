@@ -76,8 +76,8 @@ impl Template {
 
     /// Parses a `'static` template once per process; later calls are a map look-up.
     pub(crate) fn interned(source: &'static str) -> Result<Arc<Template>> {
-        static CACHE: Lazy<RwLock<HashMap<(usize, usize), Result<Arc<Template>>>>> =
-            Lazy::new(Default::default);
+        type Parsed = HashMap<(usize, usize), Result<Arc<Template>>>;
+        static CACHE: Lazy<RwLock<Parsed>> = Lazy::new(Default::default);
         // Keyed by address: a `'static` str never moves or dies, and two equal literals
         // at different addresses only cost one more parse.
         let id = (source.as_ptr() as usize, source.len());

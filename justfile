@@ -1,0 +1,22 @@
+# Recipes for the usual tasks; `just test` is what CI runs.
+
+# Every check and test, starting private redis-servers (installs redis-server if missing).
+test:
+    bash scripts/test.sh
+
+# The quick start on the embedded store (set CACHE_URL=redis://… for Redis).
+quickstart:
+    cargo run --example quickstart
+
+# Benchmarks against a private redis-server.
+bench:
+    cargo bench
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo clippy --all-targets --all-features -- -D warnings
+
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --open

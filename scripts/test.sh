@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The project's one test command (README.md, CI): makes sure redis-server is there, then
+# checks formatting, lints, docs, and runs every test. Tests start their own redis-server
+# on free ports; none touches a server it did not start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ensure_redis() {
+  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    return
+  fi
+  echo "redis-server is missing: installing it" >&2
+  local sudo=""
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null || true
+  elif command -v dnf >/dev/null 2>&1; then
+    $sudo dnf install -y redis >/dev/null || true
+  elif command -v brew >/dev/null 2>&1; then
+    brew install redis >/dev/null || true
+  fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "error: redis-server is not installed and could not be installed here." >&2
+    echo "       The tests need a real redis-server binary on PATH (they start their own)." >&2
+    echo "       Install Redis 6.2 or newer (Debian: apt-get install redis-server) and rerun." >&2
+    exit 1
+  fi
+}
+
+step() { printf '\n== %s\n' "$*"; }
+
+ensure_redis
+echo "using $(redis-server --version)"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets --all-features -- -D warnings
+
+step "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --all-features --no-fail-fast
+else
+  cargo test --all-features --lib --tests --examples --no-fail-fast
+fi
+
+step "doctests"
+cargo test --all-features --doc
+
+step "quickstart example (embedded store)"
+env -u CACHE_URL cargo run -q --example quickstart >/dev/null
+echo "quickstart ran"
