@@ -67,8 +67,8 @@ pub mod __private {
     pub use crate::context::Context;
     pub use crate::invalidate::Invalidate;
     pub use crate::macros::support::{
-        arg_name, check_key, check_patterns, key_arg, uses, NamedByKey, PlainPath, Ret,
+        arg_name, check_key, check_patterns, key_arg, uses, Msg, NamedByKey, PlainPath, Ret,
         ReturnsResult, ReturnsValue, SerializeKeyArgument, TryPath,
     };
-    pub use core::{compile_error, concat, stringify};
+    pub use core::{compile_error, concat, panic, stringify};
 }

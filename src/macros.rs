@@ -384,12 +384,17 @@ macro_rules! __cache_fn {
             @fn $kind [$($kept)*] [$vis] $name [$($args)*] [$($ret)?] $body
             [__cacheable_path __cacheable_builder __cacheable_ctx] [cache cache_async]
             {
-                const _: () = $crate::__private::check_key(
-                    $crate::__private::stringify!($name),
-                    $key,
-                    &[$($crate::__private::stringify!($n)),*],
-                    &[$($crate::__private::stringify!($h)),*],
-                );
+                const _: () = {
+                    let check = $crate::__private::check_key(
+                        $crate::__private::stringify!($name),
+                        $key,
+                        &[$($crate::__private::stringify!($n)),*],
+                        &[$($crate::__private::stringify!($h)),*],
+                    );
+                    if check.failed() {
+                        $crate::__private::panic!("{}", check.as_str());
+                    }
+                };
                 let __cacheable_builder = $crate::__private::Cacheable::new($key)
                     .name($crate::__private::stringify!($name))
                     $($c)*;
@@ -415,11 +420,16 @@ macro_rules! __cache_fn {
             @fn $kind [$($kept)*] [$vis] $name [$($args)*] [$($ret)?] $body
             [__cacheable_path __cacheable_builder __cacheable_ctx] [invalidate invalidate_async]
             {
-                const _: () = $crate::__private::check_patterns(
-                    $crate::__private::stringify!($name),
-                    &$patterns,
-                    &[$($crate::__private::stringify!($n)),*],
-                );
+                const _: () = {
+                    let check = $crate::__private::check_patterns(
+                        $crate::__private::stringify!($name),
+                        &$patterns,
+                        &[$($crate::__private::stringify!($n)),*],
+                    );
+                    if check.failed() {
+                        $crate::__private::panic!("{}", check.as_str());
+                    }
+                };
                 let __cacheable_builder = $crate::__private::Invalidate::new($patterns)
                     .name($crate::__private::stringify!($name))
                     $($c)*;

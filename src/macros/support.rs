@@ -11,12 +11,12 @@ use std::future::Future;
 use std::marker::PhantomData;
 
 // ---------------------------------------------------------------------------------------
-// Compile-time checks. These run inside `const _: () = …;` items, so a failure is a
-// compile error whose text is the panic message: const code cannot format, hence the
-// fixed buffer.
+// Compile-time checks. They run inside `const _: () = …;` items, which panic with the
+// message they return, so a failure is a compile error saying what is wrong: const code
+// cannot format, hence the fixed buffer.
 
-/// A message assembled in const code.
-struct Msg {
+/// What a check found: an empty message when all is well.
+pub struct Msg {
     buf: [u8; 480],
     len: usize,
     full: bool,
@@ -72,11 +72,17 @@ impl Msg {
         self
     }
 
-    const fn fail(self) -> ! {
+    /// True when the check failed.
+    pub const fn failed(&self) -> bool {
+        self.len > 0
+    }
+
+    /// The message.
+    pub const fn as_str(&self) -> &str {
         let (text, _) = self.buf.split_at(self.len);
         match core::str::from_utf8(text) {
-            Ok(msg) => panic!("{}", msg),
-            Err(_) => panic!("cache_fn!: invalid key template"),
+            Ok(msg) => msg,
+            Err(_) => "cache_fn!: invalid key template",
         }
     }
 }
@@ -204,23 +210,24 @@ const fn next_placeholder(t: &str, from: usize) -> Result<Option<Found>, &'stati
     Ok(None)
 }
 
-/// Panics (at compile time) unless `template` is well formed and every placeholder's
-/// root names an argument.
-const fn check_template(what: &str, function: &str, template: &str, args: &[&str]) {
+/// Checks that `template` is well formed and that every placeholder's root names an
+/// argument.
+const fn check_template(what: &str, function: &str, template: &str, args: &[&str]) -> Msg {
     let mut at = 0;
     loop {
         match next_placeholder(template, at) {
-            Err(why) => Msg::new()
-                .push(what)
-                .push(" `")
-                .push(template)
-                .push("` of `")
-                .push(function)
-                .push("` is malformed: ")
-                .push(why)
-                .push(" (placeholders are `<<name>>` or `<<name.field>>`, naming an argument)")
-                .fail(),
-            Ok(None) => return,
+            Err(why) => {
+                return Msg::new()
+                    .push(what)
+                    .push(" `")
+                    .push(template)
+                    .push("` of `")
+                    .push(function)
+                    .push("` is malformed: ")
+                    .push(why)
+                    .push(" (placeholders are `<<name>>` or `<<name.field>>`, naming an argument)")
+            }
+            Ok(None) => return Msg::new(),
             Ok(Some(p)) => {
                 let root = sub(template, p.start, p.root_end);
                 if !is_arg(args, root) {
@@ -239,7 +246,7 @@ const fn check_template(what: &str, function: &str, template: &str, args: &[&str
                         }
                         msg = msg.push("; its arguments: ").push_list(args);
                     }
-                    msg.fail()
+                    return msg;
                 }
                 at = p.next;
             }
@@ -266,43 +273,49 @@ const fn template_uses(template: &str, name: &str) -> bool {
 }
 
 /// Checks a `#[cache]` key and its `hash` entries against the function's arguments.
-pub const fn check_key(function: &str, key: &str, args: &[&str], hash: &[&str]) {
-    check_template("cache key", function, key, args);
+pub const fn check_key(function: &str, key: &str, args: &[&str], hash: &[&str]) -> Msg {
+    let msg = check_template("cache key", function, key, args);
+    if msg.failed() {
+        return msg;
+    }
     let mut i = 0;
     while i < hash.len() {
         let name = arg_name(hash[i]);
         if !is_arg(args, name) {
-            Msg::new()
+            return Msg::new()
                 .push("cache `hash` entry `")
                 .push(name)
                 .push("` names no argument of `")
                 .push(function)
                 .push("`; its arguments: ")
-                .push_list(args)
-                .fail()
+                .push_list(args);
         }
         if !template_uses(key, name) {
-            Msg::new()
+            return Msg::new()
                 .push("cache `hash` entry `")
                 .push(name)
                 .push("` names no placeholder of key `")
                 .push(key)
                 .push("` of `")
                 .push(function)
-                .push("`")
-                .fail()
+                .push("`");
         }
         i += 1;
     }
+    Msg::new()
 }
 
 /// Checks `#[invalidate]` patterns against the function's arguments.
-pub const fn check_patterns(function: &str, patterns: &[&str], args: &[&str]) {
+pub const fn check_patterns(function: &str, patterns: &[&str], args: &[&str]) -> Msg {
     let mut i = 0;
     while i < patterns.len() {
-        check_template("invalidation pattern", function, patterns[i], args);
+        let msg = check_template("invalidation pattern", function, patterns[i], args);
+        if msg.failed() {
+            return msg;
+        }
         i += 1;
     }
+    Msg::new()
 }
 
 /// True when a placeholder of one of `templates` has `arg` as its root: that argument is
@@ -499,39 +512,39 @@ mod tests {
 
     #[test]
     fn well_formed_templates_pass() {
-        check_key("f", "a:<<x>>:<<y.0>>:<<y.z_1>>", &["x", "y"], &["y"]);
-        check_patterns("f", &["a:*", "b:<<x>>:*"], &["x"]);
-        check_key("f", "<<type>>", &["r#type"], &["r#type"]);
+        assert_eq!(
+            check_key("f", "a:<<x>>:<<y.0>>:<<y.z_1>>", &["x", "y"], &["y"]).as_str(),
+            ""
+        );
+        assert!(!check_patterns("f", &["a:*", "b:<<x>>:*"], &["x"]).failed());
+        assert!(!check_key("f", "<<type>>", &["r#type"], &["r#type"]).failed());
     }
 
-    fn panic_text(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
-        let err = std::panic::catch_unwind(f).unwrap_err();
-        err.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap()
+    fn message(msg: Msg) -> String {
+        assert!(msg.failed());
+        msg.as_str().to_owned()
     }
 
     #[test]
     fn messages_name_the_culprit() {
         assert_eq!(
-            panic_text(|| check_key("get", "user:<<usr_id>>", &["db", "user_id"], &[])),
+            message(check_key("get", "user:<<usr_id>>", &["db", "user_id"], &[])),
             "cache key placeholder `usr_id` names no argument of `get`; its arguments: `db`, `user_id`"
         );
         assert_eq!(
-            panic_text(|| check_key("get", "u:<<usr.id>>", &["user"], &[])),
+            message(check_key("get", "u:<<usr.id>>", &["user"], &[])),
             "cache key placeholder `usr.id` names no argument of `get` (its root `usr` must be one); its arguments: `user`"
         );
         assert_eq!(
-            panic_text(|| check_key("get", "u:<<self>>", &[], &[])),
+            message(check_key("get", "u:<<self>>", &[], &[])),
             "cache key placeholder `self` names no argument of `get` (`self` is never part of a key; name an argument)"
         );
         assert_eq!(
-            panic_text(|| check_key("get", "u:<<a>>", &["a", "b"], &["b"])),
+            message(check_key("get", "u:<<a>>", &["a", "b"], &["b"])),
             "cache `hash` entry `b` names no placeholder of key `u:<<a>>` of `get`"
         );
         assert_eq!(
-            panic_text(|| check_patterns("upd", &["u:<<id>>:*", "x:<<a b>>"], &["id"])),
+            message(check_patterns("upd", &["u:<<id>>:*", "x:<<a b>>"], &["id"])),
             "invalidation pattern `x:<<a b>>` of `upd` is malformed: malformed placeholder (placeholders are `<<name>>` or `<<name.field>>`, naming an argument)"
         );
         for (bad, why) in [
@@ -542,7 +555,7 @@ mod tests {
             ("a:<<.x>>", "malformed placeholder"),
             ("a:<<x<<y>>", "malformed placeholder"),
         ] {
-            let text = panic_text(|| check_key("f", bad, &["x"], &[]));
+            let text = message(check_key("f", bad, &["x"], &[]));
             assert!(text.contains(why), "{bad}: {text}");
         }
     }
@@ -550,7 +563,7 @@ mod tests {
     #[test]
     fn long_messages_are_cut_on_a_char_boundary() {
         let long: &'static str = "é".repeat(400).leak();
-        let text = panic_text(|| check_key(long, "a:<<x>>", &[], &[]));
+        let text = message(check_key(long, "a:<<x>>", &[], &[]));
         assert!(text.ends_with('…') && text.len() <= 480, "{text}");
     }
 }
