@@ -339,3 +339,72 @@ async fn async_functions_take_the_async_finishers() {
     assert_eq!(load_opt(&db, 1).await, None);
     assert_eq!(db.count(), 5);
 }
+
+// ---- other places a function can stand: a generic impl, a trait impl, odd receivers.
+
+struct Repo<T> {
+    items: Vec<T>,
+    db: Db,
+}
+
+impl<T: Clone + Serialize + serde::de::DeserializeOwned> Repo<T> {
+    cache_fn! {
+        #[cache(key = "repo:<<index>>", cache = &CACHE)]
+        fn item(&self, index: usize) -> Option<T> {
+            self.db.query();
+            self.items.get(index).cloned()
+        }
+
+        #[cache(key = "repo:arc:<<index>>", cache = &CACHE)]
+        fn item_of_arc(self: Arc<Self>, index: usize) -> Option<T> {
+            self.db.query();
+            self.items.get(index).cloned()
+        }
+    }
+}
+
+trait Lookup {
+    fn lookup(&self, id: u32) -> Result<String, DbError>;
+    async fn lookup_async(&self, pair: (u32, u32), id: u32) -> String;
+}
+
+struct Directory(Db);
+
+impl Lookup for Directory {
+    cache_fn! {
+        #[cache(key = "dir:<<id>>", cache = &CACHE)]
+        fn lookup(&self, id: u32) -> Result<String, DbError> {
+            Ok(format!("entry {id} #{}", self.0.query()))
+        }
+
+        #[cache(key = "dir:async:<<id>>", cache = &CACHE)]
+        async fn lookup_async(&self, (a, b): (u32, u32), id: u32) -> String {
+            format!("{} #{}", a + b + id, self.0.query())
+        }
+    }
+}
+
+#[tokio::test]
+async fn generic_impls_trait_impls_and_receivers() {
+    let repo = Arc::new(Repo {
+        items: vec!["a".to_string(), "b".to_string()],
+        db: Db::default(),
+    });
+    assert_eq!(repo.item(1).as_deref(), Some("b"));
+    assert_eq!(repo.item(1).as_deref(), Some("b"));
+    assert_eq!(repo.item(5), None);
+    assert_eq!(repo.item(5), None);
+    assert_eq!(repo.clone().item_of_arc(0).as_deref(), Some("a"));
+    assert_eq!(repo.clone().item_of_arc(0).as_deref(), Some("a"));
+    assert_eq!(repo.db.count(), 3);
+
+    let dir = Directory(Db::default());
+    assert_eq!(dir.lookup(3).unwrap(), "entry 3 #1");
+    assert_eq!(dir.lookup(3).unwrap(), "entry 3 #1");
+    assert_eq!(dir.lookup_async((1, 2), 3).await, "6 #2");
+    assert_eq!(
+        dir.lookup_async((9, 9), 3).await,
+        "6 #2",
+        "the pattern is not in the key"
+    );
+}
