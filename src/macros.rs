@@ -103,9 +103,12 @@ macro_rules! __ctx_value {
 ///   delete after the function returns.
 ///
 /// Other attributes and doc comments stay on the function. Arguments are `name: Type`,
-/// `mut name: Type`, receivers (`&self`, `&mut self`, `self`) or destructuring patterns
-/// (`State(pool): State<Pool>`, `_: T`); generic, `const`, `unsafe` and `extern` functions
-/// and `where` clauses are not supported.
+/// `mut name: Type`, receivers (`&self`, `&mut self`, `self`, `self: Arc<Self>`) or
+/// destructuring patterns (`State(pool): State<Pool>`, `(a, b): (u32, u32)`, `_: T`);
+/// generic, `const`, `unsafe` and `extern` functions and `where` clauses are not
+/// supported. The `cache` expression is evaluated before the body runs and stays
+/// borrowed while it does: `&self.cache` in a `&self` method works, as does a field of a
+/// reference argument.
 ///
 /// # Keys and arguments
 ///
@@ -120,8 +123,9 @@ macro_rules! __ctx_value {
 ///
 /// Only the arguments a placeholder names are serialized, so the others (a pool, an axum
 /// `State`, a request) need not implement `Serialize`. An argument a placeholder names
-/// must, and is a compile error (`the trait bound `Pool: serde::Serialize` is not
-/// satisfied`) when it does not. Argument values are read before the body runs.
+/// must, or compilation fails with ``the trait bound `Pool: serde::Serialize` is not
+/// satisfied``. Argument values are read before the body runs, so an invalidation uses
+/// the values the function was called with.
 ///
 /// # Results
 ///
@@ -142,20 +146,26 @@ macro_rules! __ctx_value {
 /// ```ignore
 /// /// Doc comments and other attributes are kept.
 /// pub fn get_user_profile(db: &Db, user_id: i64) -> Result<Profile, DbError> {
-///     // Compile-time check: each placeholder and hash entry names an argument.
-///     const _: () = check_key("get_user_profile", "user:<<user_id>>:profile",
-///                             &["db", "user_id"], &[]);
+///     // Evaluated by the compiler: each placeholder and hash entry names an argument,
+///     // or the build fails with the message.
+///     const _: () = {
+///         let check = check_key("get_user_profile", "user:<<user_id>>:profile",
+///                               &["db", "user_id"], &[]);
+///         if check.failed() { panic!("{}", check.as_str()) }
+///     };
 ///     let builder = Cacheable::new("user:<<user_id>>:profile")
 ///         .name("get_user_profile")
 ///         .ttl(600);
 ///     let mut ctx = Context::new();
-///     // Inserts `user_id`; skips `db`, which no placeholder names, without
-///     // requiring `Serialize` of it.
-///     key_arg::<{ uses(&[KEY], "db") }, _>(&mut ctx, "db", &db);
-///     key_arg::<{ uses(&[KEY], "user_id") }, _>(&mut ctx, "user_id", &user_id);
-///     // `Result<Profile, DbError>` picks `try_run`; another type would pick `run`.
-///     (&Ret::<Result<Profile, DbError>>::new()).kind()
-///         .cache(builder, ctx, move || -> Result<Profile, DbError> { /* body */ })
+///     // The constant says whether a placeholder names the argument: `user_id` is
+///     // serialized; `db` is skipped, and need not be `Serialize`.
+///     key_arg::<{ uses(&["user:<<user_id>>:profile"], "db") }, _>(&mut ctx, "db", &db);
+///     key_arg::<{ uses(&["user:<<user_id>>:profile"], "user_id") }, _>(
+///         &mut ctx, "user_id", &user_id);
+///     // Autoref specialization on the declared type: a `Result` picks `try_run`,
+///     // any other type `run`.
+///     let path = (&Ret::<Result<Profile, DbError>>::new()).kind();
+///     path.cache(builder, ctx, move || -> Result<Profile, DbError> { /* body */ })
 /// }
 /// ```
 ///
@@ -226,6 +236,18 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             "a function takes one `#[cache(…)]` or `#[invalidate(…)]` attribute"
         }
+    };
+    // Doc comments are one attribute a line: keep them eight at a time, so that a long
+    // one stays far from the recursion limit.
+    (@attrs $sig:tt $spec:tt [$($kept:tt)*]
+        #[doc $($d1:tt)*] #[doc $($d2:tt)*] #[doc $($d3:tt)*] #[doc $($d4:tt)*]
+        #[doc $($d5:tt)*] #[doc $($d6:tt)*] #[doc $($d7:tt)*] #[doc $($d8:tt)*]
+        $($rest:tt)*
+    ) => {
+        $crate::__cache_fn! { @attrs $sig $spec [$($kept)*
+            #[doc $($d1)*] #[doc $($d2)*] #[doc $($d3)*] #[doc $($d4)*]
+            #[doc $($d5)*] #[doc $($d6)*] #[doc $($d7)*] #[doc $($d8)*]
+        ] $($rest)* }
     };
     (@attrs $sig:tt $spec:tt [$($kept:tt)*] #[$($attr:tt)*] $($rest:tt)*) => {
         $crate::__cache_fn! { @attrs $sig $spec [$($kept)* #[$($attr)*]] $($rest)* }
