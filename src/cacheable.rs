@@ -48,18 +48,10 @@ pub struct Cacheable<'a> {
 static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
 
 /// The cache a builder uses: its own, or the global one.
-pub(crate) fn resolve(on: Option<&Cache>) -> Option<&Cache> {
+pub(crate) fn resolve(on: Option<&Cache>) -> Result<&Cache> {
     match on {
-        Some(cache) => Some(cache),
-        None => match CacheManager::cache() {
-            Ok(cache) => Some(cache),
-            Err(e) => {
-                if NO_CACHE.allow().is_some() {
-                    log::error!(target: "cacheable", "no cache, answering without it: {e}");
-                }
-                None
-            }
-        },
+        Some(cache) => Ok(cache),
+        None => CacheManager::cache(),
     }
 }
 
@@ -131,7 +123,15 @@ impl<'a> Cacheable<'a> {
 
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
     fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'a>)> {
-        let cache = resolve(self.cache)?;
+        let cache = match resolve(self.cache) {
+            Ok(cache) => cache,
+            Err(e) => {
+                if NO_CACHE.allow().is_some() {
+                    log::error!(target: "cacheable", "no cache, answering without it: {e}");
+                }
+                return None;
+            }
+        };
         let debug = self.debug.unwrap_or(cache.config().debug);
         match self.render(cache, ctx, debug) {
             Ok((key, ttl)) => {

@@ -114,7 +114,8 @@ impl Call<'_> {
 enum Read<T> {
     Hit(T, Vec<u8>),
     Missing,
-    Leased,
+    /// Another caller's computation is under way; the lease marker it holds.
+    Leased(Vec<u8>),
     /// A value that no longer deserializes: replaced like a missing one.
     Stale(Vec<u8>),
 }
@@ -155,7 +156,7 @@ impl Cache {
         let c = &self.inner.counters;
         let read = match raw {
             None => Read::Missing,
-            Some(b) if b.starts_with(LEASE_PREFIX) => Read::Leased,
+            Some(b) if b.starts_with(LEASE_PREFIX) => Read::Leased(b),
             Some(b) => match serde_json::from_slice(&b) {
                 Ok(v) => Read::Hit(v, b),
                 Err(e) => {
@@ -211,7 +212,7 @@ impl Cache {
                         return Ok(Ok(v));
                     }
                     Read::Stale(old) => (true, Some(old)),
-                    Read::Missing | Read::Leased => (true, None),
+                    Read::Missing | Read::Leased(_) => (true, None),
                 },
                 Err(e) => {
                     self.fault(call, "cache read", e)?;
@@ -347,6 +348,10 @@ impl Cache {
         let token = lease_token();
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
+        // The other holder's lease, and when this caller first saw it: it expires at the
+        // latest `lease_ttl` later, and a poll is due then, so that a holder that died costs
+        // the lease time and not a poll interval more.
+        let mut seen: Option<(Vec<u8>, Instant)> = None;
         loop {
             let taken = match stale.take() {
                 Some(old) => {
@@ -366,15 +371,20 @@ impl Cache {
                     return Ok(Lease::Unavailable);
                 }
             }
-            let leased = match mode.get(backend, &call.key).await {
+            let expiry = match mode.get(backend, &call.key).await {
                 Ok(raw) => match self.classify::<T>(&call.key, raw, false) {
                     Read::Hit(v, json) => return Ok(Lease::Found(v, json)),
                     Read::Stale(old) => {
                         stale = Some(old);
-                        false
+                        None
                     }
-                    Read::Missing => false,
-                    Read::Leased => true,
+                    Read::Missing => None,
+                    Read::Leased(holder) => {
+                        if seen.as_ref().is_none_or(|(h, _)| *h != holder) {
+                            seen = Some((holder, Instant::now()));
+                        }
+                        seen.as_ref().map(|(_, at)| *at + config.lease_ttl)
+                    }
                 },
                 Err(e) => {
                     self.fault(call, "cache read", e)?;
@@ -386,8 +396,14 @@ impl Cache {
                 log::warn!(target: "cacheable", "{} stayed leased for {} ms: computing without caching", call.key, waited.as_millis());
                 return Ok(Lease::TimedOut);
             }
-            if leased {
-                mode.sleep(pause.min(config.lease_wait - waited)).await;
+            if let Some(expiry) = expiry {
+                let mut nap = pause.min(config.lease_wait - waited);
+                let until_expiry = expiry.saturating_duration_since(Instant::now());
+                if !until_expiry.is_zero() {
+                    // A millisecond past it: Redis expires keys at millisecond precision.
+                    nap = nap.min(until_expiry + Duration::from_millis(1));
+                }
+                mode.sleep(nap).await;
                 pause = (pause * 2).min(MAX_LEASE_POLL);
             }
         }

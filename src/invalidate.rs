@@ -151,9 +151,7 @@ impl<'a> Invalidate<'a> {
     }
 
     async fn invalidate(&self, mode: Mode, ctx: &Context) -> Result<u64> {
-        let Some(cache) = resolve(self.cache) else {
-            return Err(crate::CacheManager::cache().map(|_| ()).unwrap_err());
-        };
+        let cache = resolve(self.cache)?;
         let debug = self.debug_on(cache);
         let (mut total, mut failures) = (0, Vec::new());
         for target in self.targets(cache, ctx) {
