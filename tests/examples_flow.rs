@@ -11,8 +11,7 @@
 
 mod support;
 
-// Each example is included whole (its `main` goes unused here), with its own copy of
-// `examples/common`.
+// Each example is included whole; its `main` goes unused here.
 #[allow(dead_code)]
 #[path = "../examples/bill_providers.rs"]
 mod bill_providers;
