@@ -47,6 +47,7 @@ fn no_placeholder_value_widens_an_invalidation_pattern() {
             checked += 1;
         }
     }
+    println!("{checked} generated values, each invalidation deleted exactly its own 2 keys");
     assert!(checked >= 2000, "{checked} values checked");
 }
 
@@ -78,6 +79,11 @@ fn different_contexts_render_different_keys() {
             .run(ctx! { a, b }, || 0);
     }
     assert_eq!(cache.count("two:*").unwrap(), pairs.len() as u64);
+    println!(
+        "{} single values and {} pairs, all keys distinct",
+        values.len(),
+        pairs.len()
+    );
 }
 
 #[test]
@@ -116,6 +122,7 @@ fn embedded_store_matches_globs_as_redis_scan_match_does() {
             matched += from_redis.len();
         }
     }
+    println!("{pairs} (key, pattern) pairs agree, {matched} of them matches");
     assert!(pairs >= 10_000, "{pairs} pairs");
     assert!(
         matched > 100,

@@ -7,11 +7,11 @@ use crate::error::{Error, ErrorKind, Result};
 use once_cell::sync::Lazy;
 use once_cell::sync::OnceCell;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue, Script};
+use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Script};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) struct RedisStore {
     client: redis::Client,
@@ -25,9 +25,14 @@ pub(crate) struct RedisStore {
 
 impl RedisStore {
     pub(crate) fn new(url: &str, config: &Config) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e)
-        })?;
+        let invalid =
+            |e| Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e);
+        let info = url.into_connection_info().map_err(invalid)?;
+        // No `CLIENT SETINFO` in the handshake: fewer round trips per connection, and no
+        // reads whose failures the handshake ignores (each would wait out a timeout of its own
+        // against a frozen server).
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let client = redis::Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
         Ok(RedisStore {
             client,
             manager: OnceCell::new(),
@@ -47,21 +52,31 @@ impl RedisStore {
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut con = match pooled {
-            Some(con) => con,
+        let (mut con, fresh) = match pooled {
+            Some(con) => (con, false),
             None => {
+                // Connecting counts against the operation timeout: the command gets what
+                // the connection left of it, so one call never waits longer than that.
+                let started = Instant::now();
                 let con = self
                     .client
-                    .get_connection_with_timeout(self.connect_timeout)?;
-                con.set_read_timeout(Some(self.op_timeout))?;
-                con.set_write_timeout(Some(self.op_timeout))?;
-                con
+                    .get_connection_with_timeout(self.connect_timeout.min(self.op_timeout))?;
+                let left = self
+                    .op_timeout
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1));
+                con.set_read_timeout(Some(left))?;
+                con.set_write_timeout(Some(left))?;
+                (con, true)
             }
         };
         match f(&mut con) {
             Ok(v) => {
+                let reusable = !fresh
+                    || (con.set_read_timeout(Some(self.op_timeout)).is_ok()
+                        && con.set_write_timeout(Some(self.op_timeout)).is_ok());
                 let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-                if pool.len() < self.pool_size {
+                if reusable && pool.len() < self.pool_size {
                     pool.push(con);
                 }
                 Ok(v)
