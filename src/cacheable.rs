@@ -168,6 +168,7 @@ impl<'a> Cacheable<'a> {
                 "ttl of key template `{template}` must be positive"
             )));
         }
+        template.check_key()?;
         template.check_hash_names(&self.hash)?;
         let opts = RenderOptions {
             hash: &self.hash,

@@ -177,17 +177,19 @@ impl Config {
     /// How long one store operation may take before it counts as failed; 250 ms by
     /// default. Cached functions then answer from the function itself.
     pub fn op_timeout(mut self, timeout: Duration) -> Config {
-        self.op_timeout = timeout;
+        self.op_timeout = timeout.min(MAX_TTL);
         self
     }
 
     /// How long opening a connection may take; 1 second by default.
     pub fn connect_timeout(mut self, timeout: Duration) -> Config {
-        self.connect_timeout = timeout;
+        self.connect_timeout = timeout.min(MAX_TTL);
         self
     }
 
-    /// How many hex digits of SHA-1 a hashed value renders as, 4 to 40; 16 by default.
+    /// How many hex digits of SHA-1 a hashed value renders as, 8 to 40; 16 by default.
+    /// Fewer digits mean shorter keys and likelier collisions: with 16 (64 bits), two of a
+    /// million distinct values of one argument collide with odds of about 3 in 100 million.
     pub fn hash_len(mut self, digits: usize) -> Config {
         self.hash_len = digits;
         self
@@ -235,7 +237,7 @@ impl Config {
     /// mid-computation keeps others waiting. Computations that take longer than this may be
     /// done twice; only one of them is stored.
     pub fn lease_ttl(mut self, ttl: Duration) -> Config {
-        self.lease_ttl = ttl;
+        self.lease_ttl = ttl.min(MAX_TTL);
         self
     }
 
@@ -243,7 +245,7 @@ impl Config {
     /// the value itself, without caching it. Waiting polls the key with backoff from 2 ms
     /// to 50 ms.
     pub fn lease_wait(mut self, wait: Duration) -> Config {
-        self.lease_wait = wait;
+        self.lease_wait = wait.min(MAX_TTL);
         self
     }
 
@@ -261,9 +263,9 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        if !(4..=40).contains(&self.hash_len) {
+        if !(8..=40).contains(&self.hash_len) {
             return Err(Error::config(format!(
-                "hash_len {} is outside 4..=40",
+                "hash_len {} is outside 8..=40",
                 self.hash_len
             )));
         }
@@ -280,15 +282,20 @@ impl Config {
     }
 }
 
+/// The longest TTL kept: longer ones are cut to it (100 years), so that expiry arithmetic
+/// cannot overflow and Redis accepts every `PX`.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A time to live: whole seconds as an integer, or a [`Duration`].
 pub trait IntoTtl {
-    /// The TTL as a duration. Negative seconds become zero, which the cache rejects.
+    /// The TTL as a duration, at most 100 years. Negative seconds become zero, which the
+    /// cache rejects.
     fn into_ttl(self) -> Duration;
 }
 
 impl IntoTtl for Duration {
     fn into_ttl(self) -> Duration {
-        self
+        self.min(MAX_TTL)
     }
 }
 
@@ -297,7 +304,7 @@ macro_rules! ttl_from_int {
         impl IntoTtl for $t {
             #[allow(clippy::cast_sign_loss, unused_comparisons)]
             fn into_ttl(self) -> Duration {
-                Duration::from_secs(if self < 0 { 0 } else { self as u64 })
+                Duration::from_secs(if self < 0 { 0 } else { self as u64 }).min(MAX_TTL)
             }
         }
     )*};
@@ -333,8 +340,17 @@ mod tests {
     }
 
     #[test]
+    fn huge_ttls_are_cut_to_a_hundred_years() {
+        assert_eq!(Duration::MAX.into_ttl(), MAX_TTL);
+        assert_eq!(u64::MAX.into_ttl(), MAX_TTL);
+        assert_eq!((-5i32).into_ttl(), Duration::ZERO);
+        assert_eq!(600.into_ttl(), Duration::from_secs(600));
+    }
+
+    #[test]
     fn validation_rejects_out_of_range_settings() {
-        assert!(Config::memory().hash_len(3).validate().is_err());
+        assert!(Config::memory().hash_len(7).validate().is_err());
+        assert!(Config::memory().hash_len(8).validate().is_ok());
         assert!(Config::memory().default_ttl(0).validate().is_err());
         assert!(Config::memory().validate().is_ok());
     }

@@ -204,9 +204,12 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let mut compute = Some(compute);
+        let mut first_read = true;
         loop {
+            // Counted once a call: a follower that starts over is still one miss.
+            let count = std::mem::replace(&mut first_read, false);
             let (store_ok, stale) = match mode.get(&self.inner.backend, &call.key).await {
-                Ok(raw) => match self.classify::<T>(&call.key, raw, true) {
+                Ok(raw) => match self.classify::<T>(&call.key, raw, count) {
                     Read::Hit(v, _) => {
                         call.debug(format_args!("HIT for {}", call.key));
                         return Ok(Ok(v));

@@ -8,7 +8,7 @@ pub(crate) fn matches(pattern: &[u8], string: &[u8]) -> bool {
         return true;
     }
     let mut skip_longer = false;
-    match_impl(pattern, string, &mut skip_longer)
+    match_impl(pattern, string, &mut skip_longer, 0)
 }
 
 // Redis reads one byte past the pattern's end (its NUL terminator); `at` does the same.
@@ -16,7 +16,11 @@ fn at(p: &[u8], i: usize) -> u8 {
     p.get(i).copied().unwrap_or(0)
 }
 
-fn match_impl(mut pattern: &[u8], mut string: &[u8], skip_longer: &mut bool) -> bool {
+fn match_impl(mut pattern: &[u8], mut string: &[u8], skip_longer: &mut bool, nesting: u32) -> bool {
+    // Redis's guard against abusive patterns: past 1000 nested stars, no match.
+    if nesting > 1000 {
+        return false;
+    }
     while !pattern.is_empty() && !string.is_empty() {
         // Each arm leaves `pattern` at what follows the token it consumed.
         match pattern[0] {
@@ -28,7 +32,7 @@ fn match_impl(mut pattern: &[u8], mut string: &[u8], skip_longer: &mut bool) -> 
                     return true;
                 }
                 while !string.is_empty() {
-                    if match_impl(&pattern[1..], string, skip_longer) {
+                    if match_impl(&pattern[1..], string, skip_longer, nesting + 1) {
                         return true;
                     }
                     if *skip_longer {
@@ -129,6 +133,18 @@ mod tests {
         assert!(m("a?c", "abc"));
         assert!(!m("a?c", "ac"));
         assert!(m("**x**", "x"));
+    }
+
+    #[test]
+    fn deep_star_nesting_stops_where_redis_stops() {
+        let key = "a".repeat(1100);
+        assert!(
+            !m(&"*a".repeat(1100), &key),
+            "Redis answers no past 1000 nested stars"
+        );
+        assert!(m(&"*a".repeat(900), &key));
+        // A pathological pattern must neither overflow the stack nor take long.
+        assert!(!m(&"*a".repeat(100_000), &"a".repeat(10)));
     }
 
     #[test]

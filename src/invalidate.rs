@@ -154,6 +154,9 @@ impl<'a> Invalidate<'a> {
         let cache = resolve(self.cache)?;
         let debug = self.debug_on(cache);
         let (mut total, mut failures) = (0, Vec::new());
+        // Once a store fault outlives the retries, the store is most likely down: the other
+        // patterns get one attempt each rather than a full round of retries.
+        let mut retries = cache.config().invalidate_retries;
         for target in self.targets(cache, ctx) {
             let target = match target {
                 Ok(t) => t,
@@ -165,7 +168,6 @@ impl<'a> Invalidate<'a> {
             if debug {
                 debug_line(format_args!("Invalidating pattern: {}", target.text));
             }
-            let retries = cache.config().invalidate_retries;
             let mut attempt = 0;
             let result = loop {
                 match cache.delete_full(mode, &target.text, target.glob).await {
@@ -186,7 +188,12 @@ impl<'a> Invalidate<'a> {
                         ));
                     }
                 }
-                Err(e) => failures.push(Self::failed(cache, &target.text, attempt + 1, e)),
+                Err(e) => {
+                    if e.is_store_error() {
+                        retries = 0;
+                    }
+                    failures.push(Self::failed(cache, &target.text, attempt + 1, e));
+                }
             }
         }
         self.finish(debug, total, failures)

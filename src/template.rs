@@ -114,6 +114,18 @@ impl Template {
         })
     }
 
+    /// Checks that the template can name a key: glob syntax in its literal text would make
+    /// the key impossible to match exactly in an invalidation.
+    pub(crate) fn check_key(&self) -> Result<()> {
+        if self.is_glob() {
+            return Err(Error::template(format!(
+                "key template `{}` holds glob syntax (`*`, `?`, `[` or `\\`) outside its placeholders: no invalidation pattern could match its keys exactly",
+                self.source
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks that every `hash` entry names one of the placeholders.
     pub(crate) fn check_hash_names(&self, hash: &[&str]) -> Result<()> {
         for name in hash {
@@ -424,6 +436,23 @@ mod tests {
         let a = Template::interned(T).unwrap();
         let b = Template::interned(T).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn key_templates_refuse_glob_syntax_in_their_literal_text() {
+        let err = Template::parse("list[<<id>>]")
+            .unwrap()
+            .check_key()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("key template `list[<<id>>]` holds glob syntax"),
+            "{err}"
+        );
+        assert!(Template::parse("user:<<id>>:profile")
+            .unwrap()
+            .check_key()
+            .is_ok());
     }
 
     #[test]

@@ -38,6 +38,12 @@ async fn concurrent_async_callers_share_one_computation() {
         assert_eq!(t.await.unwrap(), [1, 2, 3]);
     }
     assert_eq!(computations.load(Ordering::SeqCst), 1);
+    let stats = cache.stats();
+    assert_eq!(
+        stats.hits + stats.misses,
+        200,
+        "one count per call: {stats:?}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! Redis glob semantics for patterns.
 
 use super::{KeyTtl, Store};
+use crate::engine::LEASE_PREFIX;
 use crate::error::Result;
 use crate::glob;
 use std::collections::hash_map::RandomState;
@@ -71,8 +72,17 @@ impl MemoryStore {
         if shard.map.len() >= self.max_per_shard {
             shard.purge_expired(now);
             if shard.map.len() >= self.max_per_shard {
-                if let Some((_, victim)) = shard.by_expiry.pop_first() {
-                    shard.map.remove(&victim);
+                // The entry closest to expiry goes, but not a lease among the first few:
+                // evicting a computation's lease would keep its value from being stored.
+                let victim = shard
+                    .by_expiry
+                    .iter()
+                    .take(8)
+                    .find(|(_, k)| !shard.map[k].value.starts_with(LEASE_PREFIX))
+                    .or_else(|| shard.by_expiry.first())
+                    .map(|(_, k)| k.clone());
+                if let Some(victim) = victim {
+                    shard.remove(&victim);
                 }
             }
         }
@@ -277,6 +287,29 @@ mod tests {
         assert!(total <= SHARDS * 2, "{total} entries");
         // The newest key has the longest TTL and must have survived.
         assert!(s.get("k999").unwrap().is_some());
+    }
+
+    #[test]
+    fn eviction_spares_leases() {
+        let s = MemoryStore::new(SHARDS * 16);
+        let lease = [LEASE_PREFIX, b"x"].concat();
+        // A few short-lived leases, then many long-lived values: the store fills up and
+        // evicts, and the leases (closest to expiry) must not be what goes.
+        for i in 0..4 {
+            s.set_nx(&format!("lease{i}"), &lease, Duration::from_secs(1))
+                .unwrap();
+        }
+        let leases_before = s.keys("lease*").unwrap().len();
+        assert_eq!(leases_before, 4);
+        for i in 0..1000 {
+            s.set(&format!("v{i}"), b"1", Duration::from_secs(3600))
+                .unwrap();
+        }
+        assert_eq!(
+            s.keys("lease*").unwrap().len(),
+            leases_before,
+            "leases were evicted"
+        );
     }
 
     #[test]

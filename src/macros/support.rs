@@ -278,6 +278,20 @@ pub const fn check_key(function: &str, key: &str, args: &[&str], hash: &[&str]) 
     if msg.failed() {
         return msg;
     }
+    // Placeholder names hold none of these, so any of them is in the literal text.
+    let bytes = key.as_bytes();
+    let mut j = 0;
+    while j < bytes.len() {
+        if matches!(bytes[j], b'*' | b'?' | b'[' | b'\\') {
+            return Msg::new()
+                .push("cache key `")
+                .push(key)
+                .push("` of `")
+                .push(function)
+                .push("` holds glob syntax (`*`, `?`, `[` or `\\`) outside its placeholders: no invalidation pattern could match it exactly");
+        }
+        j += 1;
+    }
     let mut i = 0;
     while i < hash.len() {
         let name = arg_name(hash[i]);

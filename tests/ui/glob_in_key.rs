@@ -1,0 +1,10 @@
+use cacheable::cache_fn;
+
+cache_fn! {
+    #[cache(key = "list[<<id>>]")]
+    fn get_list(id: u32) -> Vec<u32> {
+        vec![id]
+    }
+}
+
+fn main() {}
