@@ -8,7 +8,8 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::flight::{Leader, Role};
+use crate::flight::{Leader, Role, SharedValue};
+use crate::lease::LeaseGuard;
 use crate::manager::Cache;
 use crate::stats::Counters;
 use serde::de::DeserializeOwned;
@@ -147,6 +148,12 @@ fn lease_token() -> Vec<u8> {
 }
 
 impl Cache {
+    /// How many invalidations (and deletions) this cache has begun: a value read before
+    /// the count moved may be stale for a caller who arrived after.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::SeqCst)
+    }
+
     fn classify<T: DeserializeOwned>(
         &self,
         key: &str,
@@ -224,15 +231,28 @@ impl Cache {
             };
             match self.inner.flights.join(&call.key) {
                 Role::Follow(flight) => {
+                    let joined = self.epoch();
+                    let wait = self.inner.config.lease_wait;
                     let shared = match mode {
-                        Mode::Blocking => flight.wait(),
-                        Mode::Async => flight.wait_async().await,
+                        Mode::Blocking => flight.wait(wait),
+                        Mode::Async => flight.wait_async(wait).await,
                     };
-                    if let Some(v) = shared.and_then(|json| serde_json::from_slice(&json).ok()) {
+                    let Some(shared) = shared else {
+                        // Bounded like a lease wait: a leader stuck this long (or a cached
+                        // function that calls itself with the same key) costs `lease_wait`,
+                        // then this caller computes without caching.
+                        log::warn!(target: "cacheable", "{} stayed in flight for {} ms: computing without caching", call.key, wait.as_millis());
+                        let compute = compute.take().expect("a caller computes at most once");
+                        return Ok(compute().await);
+                    };
+                    let fresh = shared
+                        .as_ref()
+                        .filter(|v| v.fresh_as_of.is_none_or(|read| joined <= read));
+                    if let Some(v) = fresh.and_then(|v| serde_json::from_slice(&v.json).ok()) {
                         return Ok(Ok(v));
                     }
-                    // The leader failed, vanished, or lost its lease to an invalidation:
-                    // what it computed may predate that invalidation. Start over.
+                    // The leader failed or vanished, or what it computed may predate an
+                    // invalidation that this caller came after. Start over.
                 }
                 Role::Lead(mut leader) => {
                     call.debug(format_args!("MISS for {}", call.key));
@@ -261,6 +281,7 @@ impl Cache {
     {
         let config = &self.inner.config;
         let backend = &self.inner.backend;
+        let before_acquire = self.epoch();
         let lease = if !store_ok {
             Lease::Unavailable
         } else if config.leases {
@@ -269,9 +290,18 @@ impl Cache {
             Lease::Off
         };
         if let Lease::Found(v, json) = lease {
-            leader.share(json.into());
+            leader.share(SharedValue {
+                json: json.into(),
+                fresh_as_of: Some(before_acquire),
+            });
             return Ok(Ok(v));
         }
+        // Kept alive while the computation runs, given back if it panics or is dropped.
+        let guard = match &lease {
+            Lease::Held(token) => Some(LeaseGuard::hold(self, &call.key, token, config.lease_ttl)),
+            _ => None,
+        };
+        let computed_from = self.epoch();
         let out = compute().await;
         let json = match &out {
             Ok(v) => match serde_json::to_vec(v) {
@@ -288,12 +318,22 @@ impl Cache {
             },
             Err(_) => None,
         };
+        // Followers may take a value written under the lease whatever happened meanwhile
+        // (the compare-and-set proved no invalidation ran); any other value, only if no
+        // invalidation came between the start of the computation and their arrival.
+        let unverified = |json: Vec<u8>| SharedValue {
+            json: json.into(),
+            fresh_as_of: Some(computed_from),
+        };
         let Some(json) = json else {
-            // Nothing to store: give the lease back so waiters need not sit out its TTL.
+            // Nothing to store: give the lease back now, so waiters need not sit out its TTL.
             if let Lease::Held(token) = &lease {
                 if let Err(e) = mode.delete_if(backend, &call.key, token).await {
                     self.report("lease release", &call.key, &e);
                 }
+            }
+            if let Some(guard) = guard {
+                guard.finish();
             }
             return Ok(out);
         };
@@ -307,10 +347,13 @@ impl Cache {
                 .await
                 .map(|()| true),
             Lease::Unavailable | Lease::TimedOut | Lease::Found(..) => {
-                leader.share(json.into());
+                leader.share(unverified(json));
                 return Ok(out);
             }
         };
+        if let Some(guard) = guard {
+            guard.finish();
+        }
         match written {
             Ok(true) => {
                 Counters::add(&self.inner.counters.sets, 1);
@@ -319,7 +362,15 @@ impl Cache {
                     call.key,
                     crate::cacheable::format_ttl(call.ttl)
                 ));
-                leader.share(json.into());
+                let verified = matches!(lease, Lease::Held(_)) && !config.unchecked_lease_writes;
+                leader.share(if verified {
+                    SharedValue {
+                        json: json.into(),
+                        fresh_as_of: None,
+                    }
+                } else {
+                    unverified(json)
+                });
             }
             Ok(false) => {
                 // The lease is gone: an invalidation ran during the computation, so the value
@@ -332,7 +383,7 @@ impl Cache {
             }
             Err(e) => {
                 self.fault(call, "cache write", e)?;
-                leader.share(json.into());
+                leader.share(unverified(json));
             }
         }
         Ok(out)

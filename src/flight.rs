@@ -7,10 +7,21 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
-/// What a finished flight hands its followers: the value's JSON, or nothing (the leader
-/// failed, vanished, or computed a value that must not be shared).
-pub(crate) type Shared = Option<Arc<[u8]>>;
+/// What a finished flight hands its followers: a value, or nothing (the leader failed,
+/// vanished, or computed a value that must not be shared).
+pub(crate) type Shared = Option<SharedValue>;
+
+/// A value a leader hands its followers.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SharedValue {
+    pub json: Arc<[u8]>,
+    /// The cache's invalidation count when the value's data was read: a follower that joined
+    /// after a later invalidation must not take it. `None` when the lease's compare-and-set
+    /// proved that no invalidation ran while it was computed.
+    pub fresh_as_of: Option<u64>,
+}
 
 #[derive(Default)]
 pub(crate) struct Flights {
@@ -62,8 +73,8 @@ impl Flights {
 
 impl Leader<'_> {
     /// The value followers receive when the flight ends.
-    pub(crate) fn share(&mut self, json: Arc<[u8]>) {
-        self.shared = Some(json);
+    pub(crate) fn share(&mut self, value: SharedValue) {
+        self.shared = Some(value);
     }
 }
 
@@ -89,35 +100,46 @@ impl Flight {
         self.done.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Blocks until the leader ends the flight.
-    pub(crate) fn wait(&self) -> Shared {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(shared) = done.as_ref() {
-                return shared.clone();
-            }
-            done = self.cv.wait(done).unwrap_or_else(|e| e.into_inner());
-        }
+    /// Blocks until the leader ends the flight, or `None` after `timeout`.
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Shared> {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let (done, _) = self
+            .cv
+            .wait_timeout_while(done, timeout, |d| d.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        done.clone()
     }
 
-    /// Waits, without blocking the thread, until the leader ends the flight.
-    pub(crate) async fn wait_async(&self) -> Shared {
-        loop {
-            let mut notified = std::pin::pin!(self.notify.notified());
-            // Registered before the check, so an end between the two is not missed.
-            notified.as_mut().enable();
-            if let Some(shared) = self.finished() {
-                return shared;
+    /// Waits, without blocking the thread, until the leader ends the flight, or `None`
+    /// after `timeout`.
+    pub(crate) async fn wait_async(&self, timeout: Duration) -> Option<Shared> {
+        let wait = async {
+            loop {
+                let mut notified = std::pin::pin!(self.notify.notified());
+                // Registered before the check, so an end between the two is not missed.
+                notified.as_mut().enable();
+                if let Some(shared) = self.finished() {
+                    return shared;
+                }
+                notified.await;
             }
-            notified.await;
-        }
+        };
+        tokio::time::timeout(timeout, wait).await.ok()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    fn value(json: &[u8]) -> SharedValue {
+        SharedValue {
+            json: Arc::from(json),
+            fresh_as_of: None,
+        }
+    }
 
     #[test]
     fn followers_get_the_leaders_value() {
@@ -128,11 +150,11 @@ mod tests {
         let Role::Follow(flight) = flights.join("k") else {
             panic!("second caller follows")
         };
-        let waiter = std::thread::spawn(move || flight.wait());
+        let waiter = std::thread::spawn(move || flight.wait(LONG));
         std::thread::sleep(Duration::from_millis(20));
-        leader.share(Arc::from(&b"42"[..]));
+        leader.share(value(b"42"));
         drop(leader);
-        assert_eq!(waiter.join().unwrap().as_deref(), Some(&b"42"[..]));
+        assert_eq!(waiter.join().unwrap(), Some(Some(value(b"42"))));
         assert_eq!(flights.in_flight(), 0);
     }
 
@@ -154,11 +176,23 @@ mod tests {
             panic!("must follow")
         };
         assert!(leader.join().is_err());
-        assert_eq!(flight.wait(), None);
+        assert_eq!(flight.wait(LONG), Some(None));
         assert!(
             matches!(flights.join("k"), Role::Lead(_)),
             "a new caller leads again"
         );
+    }
+
+    #[test]
+    fn followers_stop_waiting_after_the_timeout() {
+        let flights = Flights::default();
+        let Role::Lead(_leader) = flights.join("k") else {
+            panic!()
+        };
+        let Role::Follow(flight) = flights.join("k") else {
+            panic!()
+        };
+        assert_eq!(flight.wait(Duration::from_millis(20)), None);
     }
 
     #[tokio::test]
@@ -177,13 +211,13 @@ mod tests {
         let Role::Follow(flight) = flights.join("k") else {
             panic!("must follow")
         };
-        let waiter = tokio::spawn(async move { flight.wait_async().await });
+        let waiter = tokio::spawn(async move { flight.wait_async(LONG).await });
         tokio::time::sleep(Duration::from_millis(10)).await;
         task.abort();
         let shared = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(shared, None);
+        assert_eq!(shared, Some(None));
     }
 }

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) backend: Backend,
     pub(crate) counters: Counters,
     pub(crate) flights: Flights,
+    /// Invalidations begun; see `Cache::epoch`.
+    pub(crate) epoch: AtomicU64,
     throttle: Throttle,
 }
 
@@ -53,6 +56,7 @@ impl Cache {
                 backend,
                 counters: Counters::default(),
                 flights: Flights::default(),
+                epoch: AtomicU64::new(0),
                 throttle: Throttle::new(Duration::from_secs(1)),
             }),
         })
@@ -252,6 +256,11 @@ impl Cache {
 
     /// Deletes a full key, or every key matching a full glob pattern; counted.
     pub(crate) async fn delete_full(&self, mode: Mode, target: &str, glob: bool) -> Result<u64> {
+        // Counted before the deletion: a computation that started earlier can no longer
+        // hand its value to callers who arrive from now on.
+        self.inner
+            .epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let b = &self.inner.backend;
         let raw = if glob {
             mode.delete_pattern(b, target).await

@@ -156,6 +156,19 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    fn renew_if(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool> {
+        let mut shard = Self::write(self.shard(key));
+        let Some(value) = shard
+            .live(key, Instant::now())
+            .filter(|e| *e.value == *expected)
+            .map(|e| e.value.clone())
+        else {
+            return Ok(false);
+        };
+        self.put(&mut shard, key, &value, ttl);
+        Ok(true)
+    }
+
     fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
         let mut shard = Self::write(self.shard(key));
         if shard

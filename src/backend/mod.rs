@@ -40,6 +40,8 @@ pub(crate) trait Store: Send + Sync {
     fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
     /// Deletes only while the key still holds `expected`, atomically; true when deleted.
     fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool>;
+    /// Resets the key's TTL only while it still holds `expected`; true when it did.
+    fn renew_if(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
 
     fn get_async(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     fn set_async(
@@ -132,6 +134,7 @@ dispatch! {
     fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
     fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
     fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool>;
+    fn renew_if(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
 }
 
 dispatch! {

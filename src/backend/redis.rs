@@ -212,6 +212,16 @@ static SET_IF: Lazy<Script> = Lazy::new(|| {
 });
 
 /// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
+/// `PEXPIRE` only while the key holds ARGV[1]: a lease holder keeping its lease alive
+/// through a long computation.
+static RENEW_IF: Lazy<Script> = Lazy::new(|| {
+    Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+         end return 0",
+    )
+});
+
 static DELETE_IF: Lazy<Script> = Lazy::new(|| {
     Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -278,6 +288,11 @@ impl Store for RedisStore {
     fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool> {
         let ms = ttl_ms(ttl).to_string();
         self.script(&SET_IF, key, &[expected, value, ms.as_bytes()])
+    }
+
+    fn renew_if(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool> {
+        let ms = ttl_ms(ttl).to_string();
+        self.script(&RENEW_IF, key, &[expected, ms.as_bytes()])
     }
 
     fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
