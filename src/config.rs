@@ -233,17 +233,18 @@ impl Config {
         self
     }
 
-    /// How long a lease lives (5 seconds by default): the longest that a holder which died
-    /// mid-computation keeps others waiting. Computations that take longer than this may be
-    /// done twice; only one of them is stored.
+    /// How long a lease lives unless renewed (5 seconds by default): the longest that a
+    /// holder which died mid-computation keeps others waiting. While the holder's
+    /// computation runs, a background thread renews its lease every third of this, so a
+    /// computation may take longer and still be stored.
     pub fn lease_ttl(mut self, ttl: Duration) -> Config {
         self.lease_ttl = ttl.min(MAX_TTL);
         self
     }
 
-    /// How long a caller waits for another's lease (5 seconds by default) before computing
-    /// the value itself, without caching it. Waiting polls the key with backoff from 2 ms
-    /// to 50 ms.
+    /// How long a caller waits for another's computation, in this process or another
+    /// (5 seconds by default), before computing the value itself, without caching it.
+    /// Waiting on another process polls the key with backoff from 2 ms to 50 ms.
     pub fn lease_wait(mut self, wait: Duration) -> Config {
         self.lease_wait = wait.min(MAX_TTL);
         self
