@@ -35,6 +35,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Invalidate<'a> {
     patterns: Vec<Result<Arc<Template>>>,
+    hash: Vec<&'a str>,
     debug: Option<bool>,
     name: Option<&'a str>,
     cache: Option<&'a Cache>,
@@ -51,6 +52,7 @@ impl<'a> Invalidate<'a> {
     pub fn new(patterns: impl IntoIterator<Item = &'static str>) -> Self {
         Invalidate {
             patterns: patterns.into_iter().map(Template::interned).collect(),
+            hash: Vec::new(),
             debug: None,
             name: None,
             cache: None,
@@ -61,10 +63,19 @@ impl<'a> Invalidate<'a> {
     pub fn with_templates(patterns: impl IntoIterator<Item = Arc<Template>>) -> Self {
         Invalidate {
             patterns: patterns.into_iter().map(Ok).collect(),
+            hash: Vec::new(),
             debug: None,
             name: None,
             cache: None,
         }
+    }
+
+    /// Hashes the value of placeholder `name` even when it is a scalar, as the
+    /// [`Cacheable::hash`](crate::Cacheable::hash) that wrote the keys did: without it, a
+    /// hashed key and its pattern would not render alike.
+    pub fn hash(mut self, name: &'a str) -> Self {
+        self.hash.push(name);
+        self
     }
 
     /// Logs each pattern and how many keys it deleted.
@@ -87,7 +98,7 @@ impl<'a> Invalidate<'a> {
 
     fn targets(&self, cache: &Cache, ctx: &Context) -> Vec<Result<Target>> {
         let opts = RenderOptions {
-            hash: &[],
+            hash: &self.hash,
             hash_len: cache.config().hash_len,
         };
         self.patterns
@@ -157,6 +168,19 @@ impl<'a> Invalidate<'a> {
         // Once a store fault outlives the retries, the store is most likely down: the other
         // patterns get one attempt each rather than a full round of retries.
         let mut retries = cache.config().invalidate_retries;
+        for name in &self.hash {
+            let known = self
+                .patterns
+                .iter()
+                .flatten()
+                .any(|t| t.check_hash_names(&[name]).is_ok());
+            if !known {
+                let e = Error::template(format!(
+                    "hash entry `{name}` names no placeholder of the invalidation patterns"
+                ));
+                failures.push(Self::failed(cache, "the patterns", 0, e));
+            }
+        }
         for target in self.targets(cache, ctx) {
             let target = match target {
                 Ok(t) => t,

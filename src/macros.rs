@@ -99,8 +99,9 @@ macro_rules! __ctx_value {
 ///   `debug` logs the `[Cache Debug]` lines; `cache` is an expression yielding `&Cache`,
 ///   evaluated on each call (`&self.cache` in a method works), for another cache than the
 ///   global one.
-/// - `#[invalidate("p1", "p2", …, debug = true, cache = &CACHE)]`: keys or glob patterns to
-///   delete after the function returns.
+/// - `#[invalidate("p1", "p2", …, hash = [a], debug = true, cache = &CACHE)]`: keys or glob
+///   patterns to delete after the function returns. `hash` names arguments hashed as in the
+///   `#[cache(hash = …)]` whose keys the patterns name, so that they render the same.
 ///
 /// Other attributes and doc comments stay on the function. Arguments are `name: Type`,
 /// `mut name: Type`, receivers (`&self`, `&mut self`, `self`, `self: Arc<Self>`) or
@@ -335,11 +336,18 @@ macro_rules! __cache_fn {
     (@invalidate $sig:tt $kept:tt {$p:tt [$($c:tt)*]} cache = $cache:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @invalidate $sig $kept {$p [$($c)* .on($cache)]} $($($rest)*)? }
     };
+    (@invalidate $sig:tt $kept:tt {$p:tt [$($c:tt)*]}
+        hash = [$($name:ident),* $(,)?] $(, $($rest:tt)*)?
+    ) => {
+        $crate::__cache_fn! { @invalidate $sig $kept {$p [$($c)* $(
+            .hash($crate::__private::arg_name($crate::__private::stringify!($name)))
+        )*]} $($($rest)*)? }
+    };
     (@invalidate $sig:tt $kept:tt $st:tt $option:ident $($rest:tt)*) => {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[invalidate]` option `", $crate::__private::stringify!($option),
-                "`; it takes pattern literals, then `debug = bool` and `cache = &Cache`"
+                "`; it takes pattern literals, then `hash = [a, b]`, `debug = bool` and `cache = &Cache`"
             )
         }
     };

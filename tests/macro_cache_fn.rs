@@ -408,3 +408,30 @@ async fn generic_impls_trait_impls_and_receivers() {
         "the pattern is not in the key"
     );
 }
+
+cache_fn! {
+    #[cache(key = "by_email:<<email>>:profile", hash = [email], cache = &CACHE)]
+    fn profile_by_email(db: &Db, email: &str) -> String {
+        format!("{email}:{}", db.query())
+    }
+
+    #[invalidate("by_email:<<email>>:*", hash = [email], cache = &CACHE)]
+    fn update_by_email(email: &str) {
+        let _ = email;
+    }
+}
+
+#[test]
+fn hashed_scalars_are_invalidated_by_patterns_that_hash_them_too() {
+    let db = Db::default();
+    profile_by_email(&db, "ada@example.com");
+    profile_by_email(&db, "ada@example.com");
+    assert_eq!(db.count(), 1);
+    let keys = CACHE.keys("by_email:*").unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(!keys[0].contains("ada"), "the email is hashed: {keys:?}");
+    update_by_email("ada@example.com");
+    assert_eq!(CACHE.count("by_email:*").unwrap(), 0);
+    profile_by_email(&db, "ada@example.com");
+    assert_eq!(db.count(), 2);
+}

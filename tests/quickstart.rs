@@ -261,6 +261,38 @@ async fn quick_start_3_invalidation_deletes_exactly_what_it_names() {
 }
 
 #[test]
+fn a_hashed_scalar_is_invalidated_by_a_pattern_that_hashes_it_too() {
+    let server = RedisServer::start();
+    let cache = paycore(&server);
+    let email = "ada@example.com";
+    Cacheable::new("user:<<email>>:profile")
+        .hash("email")
+        .on(&cache)
+        .run(ctx! { email }, || 1);
+    let key = cache.keys("user:*").unwrap().pop().unwrap();
+    assert!(!key.contains("ada"), "{key}");
+    // Without `hash`, the pattern renders the email in clear and matches nothing.
+    let plain = Invalidate::new(["user:<<email>>:*"])
+        .on(&cache)
+        .now(ctx! { email })
+        .unwrap();
+    assert_eq!(plain, 0);
+    let hashed = Invalidate::new(["user:<<email>>:*"])
+        .hash("email")
+        .on(&cache)
+        .now(ctx! { email })
+        .unwrap();
+    assert_eq!(hashed, 1);
+    // A hash entry that names no placeholder is reported, not ignored.
+    let err = Invalidate::new(["user:<<email>>:*"])
+        .hash("mail")
+        .on(&cache)
+        .now(ctx! { email })
+        .unwrap_err();
+    assert!(err.to_string().contains("hash entry `mail`"), "{err}");
+}
+
+#[test]
 fn quick_start_4_manual_operations() {
     let server = RedisServer::start();
     let cache = paycore(&server);
