@@ -433,6 +433,8 @@ impl Cache {
                         None
                     }
                     Read::Missing => None,
+                    // A retried `SET NX` whose first attempt went through finds its own lease.
+                    Read::Leased(holder) if holder == token => return Ok(Lease::Held(token)),
                     Read::Leased(holder) => {
                         if seen.as_ref().is_none_or(|(h, _)| *h != holder) {
                             seen = Some((holder, Instant::now()));

@@ -112,7 +112,13 @@ impl RedisStore {
 
     async fn query_async<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         let mut con = self.manager()?;
-        match tokio::time::timeout(self.op_timeout, cmd.query_async(&mut con)).await {
+        let attempts = async {
+            match cmd.query_async(&mut con).await {
+                Err(e) if dropped(&e) => cmd.query_async(&mut con).await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.op_timeout, attempts).await {
             Ok(result) => result.map_err(Error::from),
             Err(_) => Err(Error::timeout("redis command", self.op_timeout)),
         }
@@ -139,7 +145,13 @@ impl RedisStore {
         for a in args {
             call.arg(*a);
         }
-        match tokio::time::timeout(self.op_timeout, call.invoke_async(&mut con)).await {
+        let attempts = async {
+            match call.invoke_async(&mut con).await {
+                Err(e) if dropped(&e) => call.invoke_async(&mut con).await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.op_timeout, attempts).await {
             Ok(result) => result.map_err(Error::from),
             Err(_) => Err(Error::timeout("redis script", self.op_timeout)),
         }
@@ -154,6 +166,13 @@ impl RedisStore {
             .arg(self.scan_count);
         cmd
     }
+}
+
+/// The async connection was lost (the runtime that drove it ended, or the server
+/// restarted): the manager reconnects, and one retry on the new connection, within the same
+/// operation timeout, saves the call. Every command here is safe to repeat.
+fn dropped(e: &redis::RedisError) -> bool {
+    e.is_unrecoverable_error() || e.is_io_error()
 }
 
 fn get_cmd(key: &str) -> Cmd {
