@@ -8,7 +8,8 @@
 //! benchmarks 1 and 2 to `target/bench/hit-latency.svg`. BENCHMARKS.md is copied from them.
 //!
 //! Environment: `CACHEABLE_BENCH_BUILD=0` skips benchmark 8 (clean builds, ~3 minutes);
-//! `CACHEABLE_BENCH_QUICK=1` runs a tenth of the rounds, for trying the harness.
+//! `CACHEABLE_BENCH_QUICK=1` runs a tenth of the rounds, for trying the harness;
+//! `CACHEABLE_BENCH_ONLY=1,4` runs only the benchmarks named (for profiling one).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -974,15 +975,34 @@ fn main() {
     eprintln!("compare: the cached value is {size} bytes of JSON");
 
     let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix(PREFIX)).unwrap();
-    let async_samples = seq_async(&mut b, &server, &cache);
-    let sync_samples = seq_sync(&mut b, &server, &cache);
-    concurrent(&mut b, &server, &cache);
-    rendering(&mut b);
-    stampede(&mut b, &cache);
+    let only = std::env::var("CACHEABLE_BENCH_ONLY").unwrap_or_default();
+    let wanted = |n: &str| only.is_empty() || only.split(',').any(|o| o.trim() == n);
+    let [mut async_samples, mut sync_samples]: [[Samples; 2]; 2] = Default::default();
+    if wanted("1") {
+        async_samples = seq_async(&mut b, &server, &cache);
+    }
+    if wanted("2") {
+        sync_samples = seq_sync(&mut b, &server, &cache);
+    }
+    if wanted("3") {
+        concurrent(&mut b, &server, &cache);
+    }
+    if wanted("4") {
+        rendering(&mut b);
+    }
+    if wanted("5") {
+        stampede(&mut b, &cache);
+    }
     let stats = cache.stats();
-    invalidation(&mut b, &server);
-    embedded(&mut b);
-    build_time(&mut b);
+    if wanted("6") {
+        invalidation(&mut b, &server);
+    }
+    if wanted("7") {
+        embedded(&mut b);
+    }
+    if wanted("8") {
+        build_time(&mut b);
+    }
 
     let mut table = String::new();
     table.push_str("| # | measurement | cacheable | baseline | ratio | target | result |\n");
@@ -1017,6 +1037,9 @@ fn main() {
     let dir = out_dir();
     std::fs::create_dir_all(&dir).expect("create target/bench");
     std::fs::write(dir.join("report.md"), &report).expect("write report.md");
+    if async_samples[0].0.is_empty() || sync_samples[0].0.is_empty() {
+        return;
+    }
     let svg = plot(&[
         (
             "1. Sequential hit, async",

@@ -7,6 +7,7 @@ use once_cell::sync::Lazy;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
 /// A parsed key template such as `loans:products:<<currency_code>>:<<filters>>`.
@@ -280,7 +281,10 @@ fn render_value(value: &Value, hashed: bool, hash_len: usize, out: &mut String) 
         // any string, `Some("null")` included.
         Value::Null => out.push_str("%null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => {
+            // In place: a `to_string` here would allocate on every render of an id.
+            let _ = write!(out, "{n}");
+        }
     }
 }
 
