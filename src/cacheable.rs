@@ -2,8 +2,9 @@
 
 use crate::config::IntoTtl;
 use crate::context::Context;
+use crate::engine::{block_on, Call, Mode};
 use crate::error::{Error, Result};
-use crate::manager::{Cache, CacheManager, Lookup};
+use crate::manager::{Cache, CacheManager};
 use crate::stats::Throttle;
 use crate::template::{RenderOptions, Template};
 use once_cell::sync::Lazy;
@@ -44,29 +45,13 @@ pub struct Cacheable<'a> {
     cache: Option<&'a Cache>,
 }
 
-/// A resolved call: the cache, the full key and the settings in force.
-struct Plan<'a> {
-    cache: &'a Cache,
-    key: String,
-    ttl: Duration,
-    debug: bool,
-}
-
 static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
 
 /// The cache a builder uses: its own, or the global one.
-pub(crate) fn resolve(on: Option<&Cache>) -> Option<&Cache> {
+pub(crate) fn resolve(on: Option<&Cache>) -> Result<&Cache> {
     match on {
-        Some(cache) => Some(cache),
-        None => match CacheManager::cache() {
-            Ok(cache) => Some(cache),
-            Err(e) => {
-                if NO_CACHE.allow().is_some() {
-                    log::error!(target: "cacheable", "no cache, answering without it: {e}");
-                }
-                None
-            }
-        },
+        Some(cache) => Ok(cache),
+        None => CacheManager::cache(),
     }
 }
 
@@ -136,16 +121,32 @@ impl<'a> Cacheable<'a> {
         self
     }
 
-    fn plan(&self, ctx: &Context) -> Option<Plan<'a>> {
-        let cache = resolve(self.cache)?;
+    /// The cache and the call, or `None` (reported) when there is no cache or no key.
+    fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'a>)> {
+        let cache = match resolve(self.cache) {
+            Ok(cache) => cache,
+            Err(e) => {
+                if NO_CACHE.allow().is_some() {
+                    log::error!(target: "cacheable", "no cache, answering without it: {e}");
+                }
+                return None;
+            }
+        };
         let debug = self.debug.unwrap_or(cache.config().debug);
         match self.render(cache, ctx, debug) {
-            Ok((key, ttl)) => Some(Plan {
-                cache,
-                key,
-                ttl,
-                debug,
-            }),
+            Ok((key, ttl)) => {
+                let name = self.name.unwrap_or("<unnamed>");
+                Some((
+                    cache,
+                    Call {
+                        key,
+                        ttl,
+                        debug,
+                        strict: false,
+                        name,
+                    },
+                ))
+            }
             Err(e) => {
                 cache.report("cache key", self.template_str(), &e);
                 None
@@ -191,6 +192,8 @@ impl<'a> Cacheable<'a> {
     }
 
     /// Runs `compute` on a miss and caches its value; returns the cached value on a hit.
+    ///
+    /// Concurrent callers of one key share one computation (see [`Config::leases`](crate::Config::leases)).
     pub fn run<T, F>(self, ctx: Context, compute: F) -> T
     where
         T: Serialize + DeserializeOwned,
@@ -209,26 +212,12 @@ impl<'a> Cacheable<'a> {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Result<T, E>,
     {
-        let Some(plan) = self.plan(&ctx) else {
+        let Some((cache, call)) = self.plan(&ctx) else {
             return compute();
         };
-        let raw = plan.cache.inner.backend.get(&plan.key);
-        match plan.cache.lookup::<T>(&plan.key, raw) {
-            Lookup::Hit(v) => {
-                plan.hit();
-                return Ok(v);
-            }
-            Lookup::Fault => return compute(),
-            Lookup::Miss => plan.miss(),
-        }
-        let out = compute();
-        if let Ok(v) = &out {
-            if let Some(bytes) = plan.encode(v) {
-                let raw = plan.cache.inner.backend.set(&plan.key, &bytes, plan.ttl);
-                plan.stored(raw);
-            }
-        }
-        out
+        let fetched =
+            block_on(cache.fetch(Mode::Blocking, &call, || std::future::ready(compute())));
+        fetched.expect("fail-open calls report faults rather than return them")
     }
 
     /// Async twin of [`run`](Self::run).
@@ -254,71 +243,10 @@ impl<'a> Cacheable<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let Some(plan) = self.plan(&ctx) else {
+        let Some((cache, call)) = self.plan(&ctx) else {
             return compute().await;
         };
-        let raw = plan.cache.inner.backend.get_async(&plan.key).await;
-        match plan.cache.lookup::<T>(&plan.key, raw) {
-            Lookup::Hit(v) => {
-                plan.hit();
-                return Ok(v);
-            }
-            Lookup::Fault => return compute().await,
-            Lookup::Miss => plan.miss(),
-        }
-        let out = compute().await;
-        if let Ok(v) = &out {
-            if let Some(bytes) = plan.encode(v) {
-                let raw = plan
-                    .cache
-                    .inner
-                    .backend
-                    .set_async(&plan.key, &bytes, plan.ttl)
-                    .await;
-                plan.stored(raw);
-            }
-        }
-        out
-    }
-}
-
-impl Plan<'_> {
-    fn hit(&self) {
-        if self.debug {
-            debug_line(format_args!("HIT for {}", self.key));
-        }
-    }
-
-    fn miss(&self) {
-        if self.debug {
-            debug_line(format_args!("MISS for {}", self.key));
-        }
-    }
-
-    fn encode<T: Serialize>(&self, value: &T) -> Option<Vec<u8>> {
-        match serde_json::to_vec(value) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                let e = Error::with_source(
-                    crate::ErrorKind::Serialize,
-                    "the computed value could not be serialized",
-                    e,
-                );
-                self.cache.report("cache write", &self.key, &e);
-                None
-            }
-        }
-    }
-
-    fn stored(&self, raw: Result<()>) {
-        match self.cache.counted_set(raw) {
-            Ok(()) if self.debug => debug_line(format_args!(
-                "Cached result for {} (TTL: {})",
-                self.key,
-                format_ttl(self.ttl)
-            )),
-            Ok(()) => {}
-            Err(e) => self.cache.report("cache write", &self.key, &e),
-        }
+        let fetched = cache.fetch(Mode::Async, &call, compute).await;
+        fetched.expect("fail-open calls report faults rather than return them")
     }
 }

@@ -38,6 +38,10 @@ pub struct Config {
     pub(crate) invalidate_retries: u32,
     pub(crate) scan_count: usize,
     pub(crate) pool_size: usize,
+    pub(crate) leases: bool,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) lease_wait: Duration,
+    pub(crate) unchecked_lease_writes: bool,
 }
 
 /// The default bound on entries in the embedded store.
@@ -56,6 +60,10 @@ impl Config {
             invalidate_retries: 3,
             scan_count: 1000,
             pool_size: 16,
+            leases: true,
+            lease_ttl: Duration::from_secs(5),
+            lease_wait: Duration::from_secs(5),
+            unchecked_lease_writes: false,
         }
     }
 
@@ -209,6 +217,44 @@ impl Config {
         self
     }
 
+    /// Whether a miss takes a lease on its key (on by default).
+    ///
+    /// With leases, the first caller to miss a key, across every process sharing the store,
+    /// writes a lease marker into the key itself (`SET NX PX`) and computes; other callers
+    /// wait for its value instead of computing it again. The holder's value is written only
+    /// while its lease is still in the key, so an invalidation during the computation (which
+    /// deletes the lease) keeps a value read before it out of the cache. Without leases,
+    /// concurrent callers are still coalesced within the process, but each process computes,
+    /// and a write can land after an invalidation that raced it.
+    pub fn leases(mut self, on: bool) -> Config {
+        self.leases = on;
+        self
+    }
+
+    /// How long a lease lives (5 seconds by default): the longest that a holder which died
+    /// mid-computation keeps others waiting. Computations that take longer than this may be
+    /// done twice; only one of them is stored.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Config {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long a caller waits for another's lease (5 seconds by default) before computing
+    /// the value itself, without caching it. Waiting polls the key with backoff from 2 ms
+    /// to 50 ms.
+    pub fn lease_wait(mut self, wait: Duration) -> Config {
+        self.lease_wait = wait;
+        self
+    }
+
+    /// Not public API: makes lease holders write with a plain `SET`, so that tests can show
+    /// the stale values that the compare-and-set prevents.
+    #[doc(hidden)]
+    pub fn unchecked_lease_writes_for_tests(mut self, on: bool) -> Config {
+        self.unchecked_lease_writes = on;
+        self
+    }
+
     /// The key prefix.
     pub fn get_prefix(&self) -> &str {
         &self.prefix
@@ -223,6 +269,9 @@ impl Config {
         }
         if self.default_ttl.is_zero() {
             return Err(Error::config("default_ttl must be positive"));
+        }
+        if self.lease_ttl.is_zero() {
+            return Err(Error::config("lease_ttl must be positive"));
         }
         if self.op_timeout.is_zero() {
             return Err(Error::config("op_timeout must be positive"));

@@ -2,6 +2,7 @@
 
 use crate::cacheable::{debug_line, resolve};
 use crate::context::Context;
+use crate::engine::{block_on, Mode};
 use crate::error::{Error, Result};
 use crate::manager::Cache;
 use crate::stats::Counters;
@@ -138,52 +139,7 @@ impl<'a> Invalidate<'a> {
     /// The first failure (a pattern that does not render, a store fault that outlived the
     /// retries); the other patterns are still invalidated.
     pub fn now(&self, ctx: Context) -> Result<u64> {
-        let Some(cache) = resolve(self.cache) else {
-            return Err(crate::CacheManager::cache().map(|_| ()).unwrap_err());
-        };
-        let debug = self.debug_on(cache);
-        let (mut total, mut failures) = (0, Vec::new());
-        for target in self.targets(cache, &ctx) {
-            let target = match target {
-                Ok(t) => t,
-                Err(e) => {
-                    failures.push(Self::failed(cache, "a pattern", 0, e));
-                    continue;
-                }
-            };
-            if debug {
-                debug_line(format_args!("Invalidating pattern: {}", target.text));
-            }
-            let retries = cache.config().invalidate_retries;
-            let mut attempt = 0;
-            let result = loop {
-                let raw = if target.glob {
-                    cache.delete_full_pattern(&target.text)
-                } else {
-                    cache.delete_full_key(&target.text)
-                };
-                match raw {
-                    Err(e) if attempt < retries && e.is_store_error() => {
-                        std::thread::sleep(Self::backoff(attempt));
-                        attempt += 1;
-                    }
-                    other => break other,
-                }
-            };
-            match result {
-                Ok(n) => {
-                    total += n;
-                    if debug {
-                        debug_line(format_args!(
-                            "Deleted {n} keys for pattern: {}",
-                            target.text
-                        ));
-                    }
-                }
-                Err(e) => failures.push(Self::failed(cache, &target.text, attempt + 1, e)),
-            }
-        }
-        self.finish(debug, total, failures)
+        block_on(self.invalidate(Mode::Blocking, &ctx))
     }
 
     /// Async twin of [`now`](Self::now).
@@ -191,12 +147,14 @@ impl<'a> Invalidate<'a> {
     /// # Errors
     /// As [`now`](Self::now).
     pub async fn now_async(&self, ctx: Context) -> Result<u64> {
-        let Some(cache) = resolve(self.cache) else {
-            return Err(crate::CacheManager::cache().map(|_| ()).unwrap_err());
-        };
+        self.invalidate(Mode::Async, &ctx).await
+    }
+
+    async fn invalidate(&self, mode: Mode, ctx: &Context) -> Result<u64> {
+        let cache = resolve(self.cache)?;
         let debug = self.debug_on(cache);
         let (mut total, mut failures) = (0, Vec::new());
-        for target in self.targets(cache, &ctx) {
+        for target in self.targets(cache, ctx) {
             let target = match target {
                 Ok(t) => t,
                 Err(e) => {
@@ -210,14 +168,9 @@ impl<'a> Invalidate<'a> {
             let retries = cache.config().invalidate_retries;
             let mut attempt = 0;
             let result = loop {
-                let raw = if target.glob {
-                    cache.delete_full_pattern_async(&target.text).await
-                } else {
-                    cache.delete_full_key_async(&target.text).await
-                };
-                match raw {
+                match cache.delete_full(mode, &target.text, target.glob).await {
                     Err(e) if attempt < retries && e.is_store_error() => {
-                        tokio::time::sleep(Self::backoff(attempt)).await;
+                        mode.sleep(Self::backoff(attempt)).await;
                         attempt += 1;
                     }
                     other => break other,

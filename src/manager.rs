@@ -2,7 +2,9 @@
 
 use crate::backend::{Backend, KeyTtl};
 use crate::config::{Config, IntoTtl};
+use crate::engine::{block_on, Call, Mode};
 use crate::error::{Error, ErrorKind, Result};
+use crate::flight::Flights;
 use crate::stats::{Counters, Stats, Throttle};
 use crate::template::glob_escape_into;
 use once_cell::sync::OnceCell;
@@ -32,15 +34,8 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) backend: Backend,
     pub(crate) counters: Counters,
+    pub(crate) flights: Flights,
     throttle: Throttle,
-}
-
-/// What a read found.
-pub(crate) enum Lookup<T> {
-    Hit(T),
-    Miss,
-    /// The store failed; the fault is already counted and logged.
-    Fault,
 }
 
 impl Cache {
@@ -57,6 +52,7 @@ impl Cache {
                 config,
                 backend,
                 counters: Counters::default(),
+                flights: Flights::default(),
                 throttle: Throttle::new(Duration::from_secs(1)),
             }),
         })
@@ -154,6 +150,11 @@ impl Cache {
     fn found<T: DeserializeOwned>(&self, key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>> {
         let c = &self.inner.counters;
         match bytes {
+            // A lease is a computation in progress, not a value.
+            Some(b) if b.starts_with(crate::engine::LEASE_PREFIX) => {
+                Counters::add(&c.misses, 1);
+                Ok(None)
+            }
             None => {
                 Counters::add(&c.misses, 1);
                 Ok(None)
@@ -162,27 +163,6 @@ impl Cache {
                 let value = self.decode(key, &bytes);
                 Counters::add(if value.is_ok() { &c.hits } else { &c.misses }, 1);
                 value.map(Some)
-            }
-        }
-    }
-
-    /// A fail-open read of a full key: a value that no longer deserializes is a miss
-    /// (logged), a store fault is counted and logged.
-    pub(crate) fn lookup<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        raw: Result<Option<Vec<u8>>>,
-    ) -> Lookup<T> {
-        match raw.and_then(|bytes| self.found(key, bytes)) {
-            Ok(Some(v)) => Lookup::Hit(v),
-            Ok(None) => Lookup::Miss,
-            Err(e) if e.kind() == ErrorKind::Deserialize => {
-                log::warn!(target: "cacheable", "{e}; treating it as a miss and overwriting it");
-                Lookup::Miss
-            }
-            Err(e) => {
-                self.report("cache read", key, &e);
-                Lookup::Fault
             }
         }
     }
@@ -270,20 +250,14 @@ impl Cache {
         self.counted_error(self.counted_set(raw))
     }
 
-    pub(crate) fn delete_full_key(&self, key: &str) -> Result<u64> {
-        self.counted_error(self.counted_delete(self.inner.backend.delete(&[key])))
-    }
-
-    pub(crate) async fn delete_full_key_async(&self, key: &str) -> Result<u64> {
-        self.counted_error(self.counted_delete(self.inner.backend.delete_async(&[key]).await))
-    }
-
-    pub(crate) fn delete_full_pattern(&self, pattern: &str) -> Result<u64> {
-        self.counted_error(self.counted_delete(self.inner.backend.delete_pattern(pattern)))
-    }
-
-    pub(crate) async fn delete_full_pattern_async(&self, pattern: &str) -> Result<u64> {
-        let raw = self.inner.backend.delete_pattern_async(pattern).await;
+    /// Deletes a full key, or every key matching a full glob pattern; counted.
+    pub(crate) async fn delete_full(&self, mode: Mode, target: &str, glob: bool) -> Result<u64> {
+        let b = &self.inner.backend;
+        let raw = if glob {
+            mode.delete_pattern(b, target).await
+        } else {
+            mode.delete(b, &[target]).await
+        };
         self.counted_error(self.counted_delete(raw))
     }
 
@@ -292,14 +266,14 @@ impl Cache {
     /// # Errors
     /// A store fault.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        self.delete_full_key(&self.full_key(key)).map(|n| n > 0)
+        block_on(self.delete_full(Mode::Blocking, &self.full_key(key), false)).map(|n| n > 0)
     }
 
     /// Async twin of [`delete`](Self::delete).
     pub async fn delete_async(&self, key: &str) -> Result<bool> {
-        self.delete_full_key_async(&self.full_key(key))
-            .await
-            .map(|n| n > 0)
+        let key = self.full_key(key);
+        let deleted = self.delete_full(Mode::Async, &key, false).await;
+        deleted.map(|n| n > 0)
     }
 
     /// Deletes every key matching the Redis glob `pattern` (`user:123:*`), by `SCAN` and
@@ -308,17 +282,21 @@ impl Cache {
     /// # Errors
     /// A store fault. Keys deleted before it stay deleted.
     pub fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        self.delete_full_pattern(&self.full_pattern(pattern))
+        block_on(self.delete_full(Mode::Blocking, &self.full_pattern(pattern), true))
     }
 
     /// Async twin of [`delete_pattern`](Self::delete_pattern).
     pub async fn delete_pattern_async(&self, pattern: &str) -> Result<u64> {
-        self.delete_full_pattern_async(&self.full_pattern(pattern))
+        self.delete_full(Mode::Async, &self.full_pattern(pattern), true)
             .await
     }
 
     /// The value at `key`, or `compute()`'s value, stored for `ttl`, when there is none.
-    /// A stored value that no longer deserializes into `T` counts as none and is replaced.
+    ///
+    /// Concurrent callers of one key share one computation, within the process and, by a
+    /// lease in the key, across processes (see [`Config::leases`]); a value computed while
+    /// the key was invalidated is returned but not stored. A stored value that no longer
+    /// deserializes into `T` counts as none and is replaced.
     ///
     /// # Errors
     /// A store fault, on the read (then `compute` is not called) or on the write (then the
@@ -329,20 +307,11 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> T,
     {
-        let ttl = Self::ttl_of(ttl)?;
-        let full = self.full_key(key);
-        match self.found::<T>(&full, self.counted_error(self.inner.backend.get(&full))?) {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) if e.kind() == ErrorKind::Deserialize => {
-                log::warn!(target: "cacheable", "{e}; replacing it");
-            }
-            Err(e) => return Err(e),
-        }
-        let value = compute();
-        let raw = self.inner.backend.set(&full, &Self::encode(&value)?, ttl);
-        self.counted_error(self.counted_set(raw))?;
-        Ok(value)
+        let call = self.strict_call(key, ttl)?;
+        let out = block_on(self.fetch(Mode::Blocking, &call, || {
+            std::future::ready(Ok::<T, std::convert::Infallible>(compute()))
+        }))?;
+        Ok(out.unwrap_or_else(|never| match never {}))
     }
 
     /// Async twin of [`get_or_set`](Self::get_or_set).
@@ -357,25 +326,23 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let ttl = Self::ttl_of(ttl)?;
-        let full = self.full_key(key);
-        let raw = self.counted_error(self.inner.backend.get_async(&full).await)?;
-        match self.found::<T>(&full, raw) {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) if e.kind() == ErrorKind::Deserialize => {
-                log::warn!(target: "cacheable", "{e}; replacing it");
-            }
-            Err(e) => return Err(e),
-        }
-        let value = compute().await;
-        let raw = self
-            .inner
-            .backend
-            .set_async(&full, &Self::encode(&value)?, ttl)
-            .await;
-        self.counted_error(self.counted_set(raw))?;
-        Ok(value)
+        let call = self.strict_call(key, ttl)?;
+        let out = self
+            .fetch(Mode::Async, &call, || async {
+                Ok::<T, std::convert::Infallible>(compute().await)
+            })
+            .await?;
+        Ok(out.unwrap_or_else(|never| match never {}))
+    }
+
+    fn strict_call(&self, key: &str, ttl: impl IntoTtl) -> Result<Call<'static>> {
+        Ok(Call {
+            key: self.full_key(key),
+            ttl: Self::ttl_of(ttl)?,
+            debug: self.inner.config.debug,
+            strict: true,
+            name: "get_or_set",
+        })
     }
 
     /// How long `key` has left (Redis's `PTTL`).

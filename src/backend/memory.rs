@@ -63,6 +63,30 @@ impl MemoryStore {
         }
     }
 
+    /// Writes an entry into its (locked) shard, evicting to stay within the bound.
+    fn put(&self, shard: &mut Shard, key: &str, value: &[u8], ttl: Duration) {
+        let now = Instant::now();
+        let expires = now + ttl;
+        shard.remove(key);
+        if shard.map.len() >= self.max_per_shard {
+            shard.purge_expired(now);
+            if shard.map.len() >= self.max_per_shard {
+                if let Some((_, victim)) = shard.by_expiry.pop_first() {
+                    shard.map.remove(&victim);
+                }
+            }
+        }
+        let key: Arc<str> = Arc::from(key);
+        shard.by_expiry.insert((expires, key.clone()));
+        shard.map.insert(
+            key,
+            Entry {
+                value: value.into(),
+                expires,
+            },
+        );
+    }
+
     fn shard(&self, key: &str) -> &RwLock<Shard> {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
@@ -97,28 +121,68 @@ impl Store for MemoryStore {
     }
 
     fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        let now = Instant::now();
-        let expires = now + ttl;
-        let mut shard = Self::write(self.shard(key));
-        shard.remove(key);
-        if shard.map.len() >= self.max_per_shard {
-            shard.purge_expired(now);
-            if shard.map.len() >= self.max_per_shard {
-                if let Some((_, victim)) = shard.by_expiry.pop_first() {
-                    shard.map.remove(&victim);
-                }
-            }
-        }
-        let key: Arc<str> = Arc::from(key);
-        shard.by_expiry.insert((expires, key.clone()));
-        shard.map.insert(
-            key,
-            Entry {
-                value: value.into(),
-                expires,
-            },
-        );
+        self.put(&mut Self::write(self.shard(key)), key, value, ttl);
         Ok(())
+    }
+
+    fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        let mut shard = Self::write(self.shard(key));
+        if shard.live(key, Instant::now()).is_some() {
+            return Ok(false);
+        }
+        self.put(&mut shard, key, value, ttl);
+        Ok(true)
+    }
+
+    fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool> {
+        let mut shard = Self::write(self.shard(key));
+        if shard
+            .live(key, Instant::now())
+            .is_none_or(|e| *e.value != *expected)
+        {
+            return Ok(false);
+        }
+        self.put(&mut shard, key, value, ttl);
+        Ok(true)
+    }
+
+    fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        let mut shard = Self::write(self.shard(key));
+        if shard
+            .live(key, Instant::now())
+            .is_none_or(|e| *e.value != *expected)
+        {
+            return Ok(false);
+        }
+        shard.remove(key);
+        Ok(true)
+    }
+
+    fn set_nx_async(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        std::future::ready(self.set_nx(key, value, ttl))
+    }
+
+    fn set_if_async(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        std::future::ready(self.set_if(key, expected, value, ttl))
+    }
+
+    fn delete_if_async(
+        &self,
+        key: &str,
+        expected: &[u8],
+    ) -> impl Future<Output = Result<bool>> + Send {
+        std::future::ready(self.delete_if(key, expected))
     }
 
     fn delete(&self, keys: &[&str]) -> Result<u64> {

@@ -34,6 +34,12 @@ pub(crate) trait Store: Send + Sync {
     fn ttl(&self, key: &str) -> Result<KeyTtl>;
     /// Every key matching a Redis glob, each once.
     fn keys(&self, pattern: &str) -> Result<Vec<String>>;
+    /// Writes only when the key is absent (`SET NX PX`); true when written.
+    fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
+    /// Overwrites only while the key still holds `expected`, atomically; true when written.
+    fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
+    /// Deletes only while the key still holds `expected`, atomically; true when deleted.
+    fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool>;
 
     fn get_async(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     fn set_async(
@@ -46,6 +52,24 @@ pub(crate) trait Store: Send + Sync {
     fn delete_pattern_async(&self, pattern: &str) -> impl Future<Output = Result<u64>> + Send;
     fn ttl_async(&self, key: &str) -> impl Future<Output = Result<KeyTtl>> + Send;
     fn keys_async(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+    fn set_nx_async(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn set_if_async(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn delete_if_async(
+        &self,
+        key: &str,
+        expected: &[u8],
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
 
 pub(crate) enum Backend {
@@ -105,6 +129,9 @@ dispatch! {
     fn delete_pattern(&self, pattern: &str) -> Result<u64>;
     fn ttl(&self, key: &str) -> Result<KeyTtl>;
     fn keys(&self, pattern: &str) -> Result<Vec<String>>;
+    fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
+    fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
+    fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool>;
 }
 
 dispatch! {
@@ -114,4 +141,7 @@ dispatch! {
     async fn delete_pattern_async(&self, pattern: &str) -> Result<u64>;
     async fn ttl_async(&self, key: &str) -> Result<KeyTtl>;
     async fn keys_async(&self, pattern: &str) -> Result<Vec<String>>;
+    async fn set_nx_async(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
+    async fn set_if_async(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
+    async fn delete_if_async(&self, key: &str, expected: &[u8]) -> Result<bool>;
 }

@@ -4,9 +4,10 @@
 use super::{KeyTtl, Store};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use once_cell::sync::Lazy;
 use once_cell::sync::OnceCell;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, FromRedisValue};
+use redis::{Cmd, FromRedisValue, Script};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
@@ -102,6 +103,33 @@ impl RedisStore {
         }
     }
 
+    fn script<T: FromRedisValue>(&self, script: &Script, key: &str, args: &[&[u8]]) -> Result<T> {
+        self.with_conn(|con| {
+            let mut call = script.key(key);
+            for a in args {
+                call.arg(*a);
+            }
+            call.invoke(con)
+        })
+    }
+
+    async fn script_async<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<T> {
+        let mut con = self.manager()?;
+        let mut call = script.key(key);
+        for a in args {
+            call.arg(*a);
+        }
+        match tokio::time::timeout(self.op_timeout, call.invoke_async(&mut con)).await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::timeout("redis script", self.op_timeout)),
+        }
+    }
+
     fn scan_cmd(&self, cursor: u64, pattern: &str) -> Cmd {
         let mut cmd = redis::cmd("SCAN");
         cmd.arg(cursor)
@@ -122,8 +150,7 @@ fn get_cmd(key: &str) -> Cmd {
 fn set_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
     let mut cmd = redis::cmd("SET");
     // PX keeps sub-second TTLs; a TTL under 1 ms still lives 1 ms rather than erroring.
-    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-    cmd.arg(key).arg(value).arg("PX").arg(ms);
+    cmd.arg(key).arg(value).arg("PX").arg(ttl_ms(ttl));
     cmd
 }
 
@@ -148,6 +175,35 @@ fn to_ttl(ms: i64) -> KeyTtl {
 }
 
 type ScanPage = (u64, Vec<Vec<u8>>);
+
+fn set_nx_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
+    let mut cmd = set_cmd(key, value, ttl);
+    cmd.arg("NX");
+    cmd
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// `SET` only while the key holds ARGV[1]: the lease holder's write, which an
+/// invalidation during the computation (deleting the lease) turns into a no-op.
+static SET_IF: Lazy<Script> = Lazy::new(|| {
+    Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 \
+         end return 0",
+    )
+});
+
+/// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
+static DELETE_IF: Lazy<Script> = Lazy::new(|| {
+    Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            return redis.call('DEL', KEYS[1]) \
+         end return 0",
+    )
+});
 
 impl Store for RedisStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -197,6 +253,58 @@ impl Store for RedisStore {
             .into_iter()
             .map(|k| String::from_utf8_lossy(&k).into_owned())
             .collect())
+    }
+
+    fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        self.query::<Option<String>>(&set_nx_cmd(key, value, ttl))
+            .map(|ok| ok.is_some())
+    }
+
+    fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool> {
+        let ms = ttl_ms(ttl).to_string();
+        self.script(&SET_IF, key, &[expected, value, ms.as_bytes()])
+    }
+
+    fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
+        self.script(&DELETE_IF, key, &[expected])
+    }
+
+    fn set_nx_async(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let cmd = set_nx_cmd(key, value, ttl);
+        async move {
+            self.query_async::<Option<String>>(&cmd)
+                .await
+                .map(|ok| ok.is_some())
+        }
+    }
+
+    fn set_if_async(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let ms = ttl_ms(ttl).to_string();
+        let (key, expected, value) = (key.to_owned(), expected.to_vec(), value.to_vec());
+        async move {
+            self.script_async(&SET_IF, &key, &[&expected, &value, ms.as_bytes()])
+                .await
+        }
+    }
+
+    fn delete_if_async(
+        &self,
+        key: &str,
+        expected: &[u8],
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let (key, expected) = (key.to_owned(), expected.to_vec());
+        async move { self.script_async(&DELETE_IF, &key, &[&expected]).await }
     }
 
     fn get_async(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {

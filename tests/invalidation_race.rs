@@ -1,0 +1,114 @@
+//! No stale value after an invalidation: writers update a source and invalidate while
+//! readers call the cached function; after each round, a read returns the current source.
+//! The same test with the compare-and-set switched off finds stale values, so it can fail.
+
+mod support;
+
+use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{RedisServer, Rng};
+
+struct Outcome {
+    rounds: u64,
+    stale: u64,
+}
+
+async fn read(cache: &Cache, source: &AtomicU64, jitter_us: u64) -> u64 {
+    Cacheable::new("balance:<<user_id>>")
+        .on(cache)
+        .run_async(ctx! { user_id = 42 }, || async move {
+            let seen = source.load(Ordering::SeqCst);
+            // The computation takes a while after reading its data, as a query does. A
+            // thread sleep, because tokio's timer would round every pause up to a whole
+            // millisecond and line all the tasks up on the same tick.
+            std::thread::sleep(Duration::from_micros(jitter_us));
+            seen
+        })
+        .await
+}
+
+async fn race(cache: Cache, rounds: u64, seed: u64) -> Outcome {
+    let cache = Arc::new(cache);
+    let source = Arc::new(AtomicU64::new(0));
+    let mut rng = Rng::new(seed);
+    let mut stale = 0;
+    for _ in 0..rounds {
+        // Each round starts cold, so that readers compute while the writer writes.
+        cache.delete("balance:42").unwrap();
+        let writer_delay = rng.below(300) as u64;
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (cache, source) = (cache.clone(), source.clone());
+                let jitter = rng.below(400) as u64;
+                tokio::spawn(async move { read(&cache, &source, jitter).await })
+            })
+            .collect();
+        let writer = {
+            let (cache, source) = (cache.clone(), source.clone());
+            tokio::spawn(async move {
+                std::thread::sleep(Duration::from_micros(writer_delay));
+                source.fetch_add(1, Ordering::SeqCst);
+                Invalidate::new(["balance:<<user_id>>"])
+                    .on(&cache)
+                    .now_async(ctx! { user_id = 42 })
+                    .await
+                    .unwrap();
+            })
+        };
+        for r in readers {
+            r.await.unwrap();
+        }
+        writer.await.unwrap();
+        let current = source.load(Ordering::SeqCst);
+        if read(&cache, &source, 0).await != current {
+            stale += 1;
+        }
+    }
+    Outcome { rounds, stale }
+}
+
+fn config(server: &RedisServer) -> Config {
+    Config::from_url(&server.url()).unwrap().prefix("race")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_value_survives_an_invalidation_over_10_000_rounds() {
+    let server = RedisServer::start();
+    let outcome = race(Cache::new(config(&server)).unwrap(), 10_000, 1).await;
+    println!(
+        "checked: {} rounds, {} stale",
+        outcome.rounds, outcome.stale
+    );
+    assert_eq!(
+        outcome.stale, 0,
+        "stale values after {} rounds",
+        outcome.rounds
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_compare_and_set_stale_values_appear() {
+    let server = RedisServer::start();
+    let cache = Cache::new(config(&server).unchecked_lease_writes_for_tests(true)).unwrap();
+    let outcome = race(cache, 2_000, 1).await;
+    println!(
+        "unchecked: {} rounds, {} stale",
+        outcome.rounds, outcome.stale
+    );
+    assert!(
+        outcome.stale > 0,
+        "the race test found no stale value even without the compare-and-set: it cannot fail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_has_no_stale_values_either() {
+    let outcome = race(Cache::new(Config::memory()).unwrap(), 10_000, 2).await;
+    println!(
+        "embedded: {} rounds, {} stale",
+        outcome.rounds, outcome.stale
+    );
+    assert_eq!(outcome.stale, 0);
+}
