@@ -52,5 +52,5 @@ step "doctests"
 cargo test --all-features --doc
 
 step "quickstart example (embedded store)"
-env -u CACHE_URL cargo run -q --example quickstart >/dev/null
+env -u CACHE_URL RUST_LOG=warn cargo run -q --example quickstart >/dev/null
 echo "quickstart ran"

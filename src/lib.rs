@@ -23,6 +23,7 @@
 //! - [`Invalidate`] deletes keys and patterns after a mutation, or [`now`](Invalidate::now).
 //! - [`CacheManager`] is the global cache and its manual operations; [`Cache`] is one
 //!   configured cache; [`Config`] says where it lives.
+//! - [`cache_fn!`] defines functions that cache their results or invalidate others'.
 //! - [`ctx!`] names the values that fill a template's `<<placeholders>>`.
 //!
 //! Keys are `{prefix}:{rendered template}`. Scalars render as text, objects and arrays as
@@ -58,3 +59,16 @@ pub use crate::template::Template;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Not public API: what the crate's macros expand to. It may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::cacheable::Cacheable;
+    pub use crate::context::Context;
+    pub use crate::invalidate::Invalidate;
+    pub use crate::macros::support::{
+        arg_name, check_key, check_patterns, key_arg, uses, Msg, NamedByKey, PlainPath, Ret,
+        ReturnsResult, ReturnsValue, SerializeKeyArgument, TryPath,
+    };
+    pub use core::{compile_error, concat, panic, stringify};
+}

@@ -1,0 +1,569 @@
+//! What `cache_fn!` expansions call: compile-time key checks, the choice of the arguments
+//! that are serialized, and the choice between `run` and `try_run`. Reached only through
+//! `$crate::__private`.
+
+use crate::cacheable::Cacheable;
+use crate::context::Context;
+use crate::invalidate::Invalidate;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::marker::PhantomData;
+
+// ---------------------------------------------------------------------------------------
+// Compile-time checks. They run inside `const _: () = …;` items, which panic with the
+// message they return, so a failure is a compile error saying what is wrong: const code
+// cannot format, hence the fixed buffer.
+
+/// What a check found: an empty message when all is well.
+pub struct Msg {
+    buf: [u8; 480],
+    len: usize,
+    full: bool,
+}
+
+impl Msg {
+    const fn new() -> Msg {
+        Msg {
+            buf: [0; 480],
+            len: 0,
+            full: false,
+        }
+    }
+
+    /// Appends `s`; when the buffer runs out it stops on a char boundary and ends with `…`.
+    const fn push(mut self, s: &str) -> Msg {
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() && !self.full {
+            let b = bytes[i];
+            let starts_char = b & 0xC0 != 0x80;
+            if starts_char && self.len + 4 + 3 > self.buf.len() {
+                self.full = true;
+                let dots = "…".as_bytes();
+                let mut j = 0;
+                while j < dots.len() {
+                    self.buf[self.len] = dots[j];
+                    self.len += 1;
+                    j += 1;
+                }
+                break;
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
+            i += 1;
+        }
+        self
+    }
+
+    /// `` `a`, `b` `` or `none`.
+    const fn push_list(mut self, names: &[&str]) -> Msg {
+        if names.is_empty() {
+            return self.push("none");
+        }
+        let mut i = 0;
+        while i < names.len() {
+            if i > 0 {
+                self = self.push(", ");
+            }
+            self = self.push("`").push(arg_name(names[i])).push("`");
+            i += 1;
+        }
+        self
+    }
+
+    /// True when the check failed.
+    pub const fn failed(&self) -> bool {
+        self.len > 0
+    }
+
+    /// The message.
+    pub const fn as_str(&self) -> &str {
+        let (text, _) = self.buf.split_at(self.len);
+        match core::str::from_utf8(text) {
+            Ok(msg) => msg,
+            Err(_) => "cache_fn!: invalid key template",
+        }
+    }
+}
+
+const fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `bytes[start..end]` as a `&str`; the bounds always fall on ASCII bytes.
+const fn sub(s: &str, start: usize, end: usize) -> &str {
+    let (head, _) = s.as_bytes().split_at(end);
+    let (_, part) = head.split_at(start);
+    match core::str::from_utf8(part) {
+        Ok(part) => part,
+        Err(_) => "",
+    }
+}
+
+/// The name of an argument as the key sees it: `type` for `r#type`.
+pub const fn arg_name(ident: &str) -> &str {
+    let b = ident.as_bytes();
+    if b.len() > 2 && b[0] == b'r' && b[1] == b'#' {
+        let (_, rest) = b.split_at(2);
+        match core::str::from_utf8(rest) {
+            Ok(name) => name,
+            Err(_) => ident,
+        }
+    } else {
+        ident
+    }
+}
+
+const fn is_arg(args: &[&str], name: &str) -> bool {
+    let mut i = 0;
+    while i < args.len() {
+        if bytes_eq(arg_name(args[i]).as_bytes(), name.as_bytes()) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// One placeholder: byte ranges of its whole name and of its root, and where scanning
+/// goes on.
+struct Found {
+    start: usize,
+    end: usize,
+    root_end: usize,
+    next: usize,
+}
+
+/// The next placeholder at or after `from`; `Err` says why the template is malformed.
+const fn next_placeholder(t: &str, from: usize) -> Result<Option<Found>, &'static str> {
+    let b = t.as_bytes();
+    let mut i = from;
+    while i + 1 < b.len() {
+        if b[i] == b'<' && b[i + 1] == b'<' {
+            let start = i + 2;
+            let mut j = start;
+            while j + 1 < b.len() && !(b[j] == b'>' && b[j + 1] == b'>') {
+                j += 1;
+            }
+            if j + 1 >= b.len() {
+                return Err("unclosed `<<`");
+            }
+            if j == start {
+                return Err("empty placeholder `<<>>`");
+            }
+            // Each dotted segment is an identifier, or digits after the first.
+            let mut root_end = j;
+            let mut seg_start = start;
+            let mut k = start;
+            while k <= j {
+                if k == j || b[k] == b'.' {
+                    if k == seg_start {
+                        return Err("malformed placeholder");
+                    }
+                    let first = b[seg_start];
+                    let is_root = seg_start == start;
+                    let digits_only = {
+                        let mut m = seg_start;
+                        while m < k && b[m].is_ascii_digit() {
+                            m += 1;
+                        }
+                        m == k
+                    };
+                    if !(first.is_ascii_alphabetic() || first == b'_') && (is_root || !digits_only)
+                    {
+                        return Err("malformed placeholder");
+                    }
+                    let mut m = seg_start;
+                    while m < k {
+                        if !(b[m].is_ascii_alphanumeric() || b[m] == b'_') {
+                            return Err("malformed placeholder");
+                        }
+                        m += 1;
+                    }
+                    if is_root {
+                        root_end = k;
+                    }
+                    seg_start = k + 1;
+                }
+                k += 1;
+            }
+            return Ok(Some(Found {
+                start,
+                end: j,
+                root_end,
+                next: j + 2,
+            }));
+        }
+        i += 1;
+    }
+    Ok(None)
+}
+
+/// Checks that `template` is well formed and that every placeholder's root names an
+/// argument.
+const fn check_template(what: &str, function: &str, template: &str, args: &[&str]) -> Msg {
+    let mut at = 0;
+    loop {
+        match next_placeholder(template, at) {
+            Err(why) => {
+                return Msg::new()
+                    .push(what)
+                    .push(" `")
+                    .push(template)
+                    .push("` of `")
+                    .push(function)
+                    .push("` is malformed: ")
+                    .push(why)
+                    .push(" (placeholders are `<<name>>` or `<<name.field>>`, naming an argument)")
+            }
+            Ok(None) => return Msg::new(),
+            Ok(Some(p)) => {
+                let root = sub(template, p.start, p.root_end);
+                if !is_arg(args, root) {
+                    let mut msg = Msg::new()
+                        .push(what)
+                        .push(" placeholder `")
+                        .push(sub(template, p.start, p.end))
+                        .push("` names no argument of `")
+                        .push(function)
+                        .push("`");
+                    if bytes_eq(root.as_bytes(), b"self") {
+                        msg = msg.push(" (`self` is never part of a key; name an argument)");
+                    } else {
+                        if p.root_end != p.end {
+                            msg = msg.push(" (its root `").push(root).push("` must be one)");
+                        }
+                        msg = msg.push("; its arguments: ").push_list(args);
+                    }
+                    return msg;
+                }
+                at = p.next;
+            }
+        }
+    }
+}
+
+const fn template_uses(template: &str, name: &str) -> bool {
+    let mut at = 0;
+    loop {
+        match next_placeholder(template, at) {
+            Ok(Some(p)) => {
+                if bytes_eq(
+                    sub(template, p.start, p.root_end).as_bytes(),
+                    name.as_bytes(),
+                ) {
+                    return true;
+                }
+                at = p.next;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Checks a `#[cache]` key and its `hash` entries against the function's arguments.
+pub const fn check_key(function: &str, key: &str, args: &[&str], hash: &[&str]) -> Msg {
+    let msg = check_template("cache key", function, key, args);
+    if msg.failed() {
+        return msg;
+    }
+    let mut i = 0;
+    while i < hash.len() {
+        let name = arg_name(hash[i]);
+        if !is_arg(args, name) {
+            return Msg::new()
+                .push("cache `hash` entry `")
+                .push(name)
+                .push("` names no argument of `")
+                .push(function)
+                .push("`; its arguments: ")
+                .push_list(args);
+        }
+        if !template_uses(key, name) {
+            return Msg::new()
+                .push("cache `hash` entry `")
+                .push(name)
+                .push("` names no placeholder of key `")
+                .push(key)
+                .push("` of `")
+                .push(function)
+                .push("`");
+        }
+        i += 1;
+    }
+    Msg::new()
+}
+
+/// Checks `#[invalidate]` patterns against the function's arguments.
+pub const fn check_patterns(function: &str, patterns: &[&str], args: &[&str]) -> Msg {
+    let mut i = 0;
+    while i < patterns.len() {
+        let msg = check_template("invalidation pattern", function, patterns[i], args);
+        if msg.failed() {
+            return msg;
+        }
+        i += 1;
+    }
+    Msg::new()
+}
+
+/// True when a placeholder of one of `templates` has `arg` as its root: that argument is
+/// serialized into the context, the others are not even required to be `Serialize`.
+pub const fn uses(templates: &[&str], arg: &'static str) -> bool {
+    let name = arg_name(arg);
+    let mut i = 0;
+    while i < templates.len() {
+        if template_uses(templates[i], name) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------------------
+// Arguments: `USED` comes from `uses`, a constant, so the `Serialize` bound is asked of
+// exactly the arguments that a placeholder names, and its absence is a compile error.
+
+/// The arguments a key names (`true`) or does not name (`false`).
+pub struct NamedByKey<const USED: bool>;
+
+/// Puts an argument the key names into the context; skips the others.
+pub trait SerializeKeyArgument<T: ?Sized> {
+    /// Inserts `value` as `name`, or does nothing.
+    fn insert(ctx: &mut Context, name: &'static str, value: &T);
+}
+
+impl<T: Serialize + ?Sized> SerializeKeyArgument<T> for NamedByKey<true> {
+    fn insert(ctx: &mut Context, name: &'static str, value: &T) {
+        ctx.insert(name, value);
+    }
+}
+
+impl<T: ?Sized> SerializeKeyArgument<T> for NamedByKey<false> {
+    fn insert(_: &mut Context, _: &'static str, _: &T) {}
+}
+
+/// Adds argument `name` to `ctx` when a placeholder names it.
+pub fn key_arg<const USED: bool, T: ?Sized>(ctx: &mut Context, name: &'static str, value: &T)
+where
+    NamedByKey<USED>: SerializeKeyArgument<T>,
+{
+    <NamedByKey<USED> as SerializeKeyArgument<T>>::insert(ctx, name, value);
+}
+
+// ---------------------------------------------------------------------------------------
+// Return types: autoref specialization on the concrete return type, so that a `Result`
+// reached through any alias takes the `try_*` path and everything else the plain one.
+
+/// The declared return type `T` of a cached or invalidating function.
+pub struct Ret<T: ?Sized>(PhantomData<fn() -> PhantomData<T>>);
+
+impl<T: ?Sized> Ret<T> {
+    /// The marker.
+    pub const fn new() -> Self {
+        Ret(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for Ret<T> {
+    fn default() -> Self {
+        Ret::new()
+    }
+}
+
+/// Chosen first (by value): the return type is a `Result`.
+pub trait ReturnsResult {
+    /// The `try_*` path.
+    fn kind(&self) -> TryPath {
+        TryPath
+    }
+}
+
+impl<T, E> ReturnsResult for Ret<core::result::Result<T, E>> {}
+
+/// Chosen after autoref: any other return type, `Option` included.
+pub trait ReturnsValue {
+    /// The plain path.
+    fn kind(&self) -> PlainPath {
+        PlainPath
+    }
+}
+
+impl<T: ?Sized> ReturnsValue for &Ret<T> {}
+
+/// Results: `Err` is never cached, invalidation only follows `Ok`.
+pub struct TryPath;
+
+/// Plain values, `None` included, are cached; invalidation always follows.
+pub struct PlainPath;
+
+impl TryPath {
+    /// [`Cacheable::try_run`].
+    pub fn cache<T, E, F>(self, b: Cacheable<'_>, ctx: Context, f: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T, E>,
+    {
+        b.try_run(ctx, f)
+    }
+
+    /// [`Cacheable::try_run_async`].
+    pub async fn cache_async<T, E, F, Fut>(
+        self,
+        b: Cacheable<'_>,
+        ctx: Context,
+        f: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        b.try_run_async(ctx, f).await
+    }
+
+    /// [`Invalidate::try_run`].
+    pub fn invalidate<T, E, F>(self, i: Invalidate<'_>, ctx: Context, f: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Result<T, E>,
+    {
+        i.try_run(ctx, f)
+    }
+
+    /// [`Invalidate::try_run_async`].
+    pub async fn invalidate_async<T, E, F, Fut>(
+        self,
+        i: Invalidate<'_>,
+        ctx: Context,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        i.try_run_async(ctx, f).await
+    }
+}
+
+impl PlainPath {
+    /// [`Cacheable::run`].
+    pub fn cache<T, F>(self, b: Cacheable<'_>, ctx: Context, f: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        b.run(ctx, f)
+    }
+
+    /// [`Cacheable::run_async`].
+    pub async fn cache_async<T, F, Fut>(self, b: Cacheable<'_>, ctx: Context, f: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        b.run_async(ctx, f).await
+    }
+
+    /// [`Invalidate::run`].
+    pub fn invalidate<T, F>(self, i: Invalidate<'_>, ctx: Context, f: F) -> T
+    where
+        F: FnOnce() -> T,
+    {
+        i.run(ctx, f)
+    }
+
+    /// [`Invalidate::run_async`].
+    pub async fn invalidate_async<T, F, Fut>(self, i: Invalidate<'_>, ctx: Context, f: F) -> T
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        i.run_async(ctx, f).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uses_finds_roots_of_plain_and_dotted_placeholders() {
+        let t = &["u:<<user.id>>:<<code>>", "x:<<r>>"];
+        assert!(uses(t, "user"));
+        assert!(uses(t, "code"));
+        assert!(uses(t, "r#r"));
+        assert!(!uses(t, "id"));
+        assert!(!uses(t, "db"));
+        assert!(!uses(&["loans:products:*"], "db"));
+    }
+
+    #[test]
+    fn well_formed_templates_pass() {
+        assert_eq!(
+            check_key("f", "a:<<x>>:<<y.0>>:<<y.z_1>>", &["x", "y"], &["y"]).as_str(),
+            ""
+        );
+        assert!(!check_patterns("f", &["a:*", "b:<<x>>:*"], &["x"]).failed());
+        assert!(!check_key("f", "<<type>>", &["r#type"], &["r#type"]).failed());
+    }
+
+    fn message(msg: Msg) -> String {
+        assert!(msg.failed());
+        msg.as_str().to_owned()
+    }
+
+    #[test]
+    fn messages_name_the_culprit() {
+        assert_eq!(
+            message(check_key("get", "user:<<usr_id>>", &["db", "user_id"], &[])),
+            "cache key placeholder `usr_id` names no argument of `get`; its arguments: `db`, `user_id`"
+        );
+        assert_eq!(
+            message(check_key("get", "u:<<usr.id>>", &["user"], &[])),
+            "cache key placeholder `usr.id` names no argument of `get` (its root `usr` must be one); its arguments: `user`"
+        );
+        assert_eq!(
+            message(check_key("get", "u:<<self>>", &[], &[])),
+            "cache key placeholder `self` names no argument of `get` (`self` is never part of a key; name an argument)"
+        );
+        assert_eq!(
+            message(check_key("get", "u:<<a>>", &["a", "b"], &["b"])),
+            "cache `hash` entry `b` names no placeholder of key `u:<<a>>` of `get`"
+        );
+        assert_eq!(
+            message(check_patterns("upd", &["u:<<id>>:*", "x:<<a b>>"], &["id"])),
+            "invalidation pattern `x:<<a b>>` of `upd` is malformed: malformed placeholder (placeholders are `<<name>>` or `<<name.field>>`, naming an argument)"
+        );
+        for (bad, why) in [
+            ("a:<<x", "unclosed `<<`"),
+            ("a:<<>>", "empty placeholder `<<>>`"),
+            ("a:<<1x>>", "malformed placeholder"),
+            ("a:<<x.>>", "malformed placeholder"),
+            ("a:<<.x>>", "malformed placeholder"),
+            ("a:<<x<<y>>", "malformed placeholder"),
+        ] {
+            let text = message(check_key("f", bad, &["x"], &[]));
+            assert!(text.contains(why), "{bad}: {text}");
+        }
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let long: &'static str = "é".repeat(400).leak();
+        let text = message(check_key(long, "a:<<x>>", &[], &[]));
+        assert!(text.ends_with('…') && text.len() <= 480, "{text}");
+    }
+}
