@@ -9,7 +9,7 @@
 # versions are the ones the bench itself uses. Dependencies are fetched before the clock
 # starts: no download is timed. `cargo bench` runs this script; it also runs on its own.
 #
-# Prints one line per variant: `build-time <variant> <seconds>`, or
+# Prints one line per variant: `build-time <variant> <wall seconds> <CPU seconds>`, or
 # `build-time <variant> unavailable <first error line>` when the crate does not compile.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -79,10 +79,12 @@ pub async fn get_user_profile(user_id: i64) -> Result<Profile, String> {
 for variant in cache_fn builder cached; do
   dir="$work/$variant"
   (cd "$dir" && cargo fetch -q >/dev/null 2>&1) || true
-  start=$(date +%s.%N)
-  if (cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo build -q --offline -j "$jobs" >"$dir/build.log" 2>&1); then
-    end=$(date +%s.%N)
-    echo "build-time $variant $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')"
+  # Wall time, and the CPU time (user + system) of cargo and every rustc it runs: on a
+  # machine shared with other builds the CPU time is the steadier figure.
+  TIMEFORMAT='%R %U %S'
+  if { time (cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo build -q --offline -j "$jobs" >"$dir/build.log" 2>&1); } 2>"$dir/time.txt"; then
+    read -r real user sys <"$dir/time.txt"
+    echo "build-time $variant $real $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.1f", u + s }')"
   else
     reason=$(grep -m1 -E '^error' "$dir/build.log" || tail -n1 "$dir/build.log")
     echo "build-time $variant unavailable $reason"
