@@ -7,6 +7,7 @@ use once_cell::sync::Lazy;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
+use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
 /// A parsed key template such as `loans:products:<<currency_code>>:<<filters>>`.
@@ -143,6 +144,31 @@ impl Template {
         Ok(())
     }
 
+    /// Renders the template from `ctx`: the key without the cache's prefix, as the
+    /// builders would write it with the default configuration (objects and arrays hashed
+    /// to 16 hex digits, values escaped).
+    ///
+    /// ```
+    /// use cacheable::{ctx, Template};
+    ///
+    /// let t = Template::parse("user:<<user_id>>:<<tab>>")?;
+    /// assert_eq!(t.render(&ctx! { user_id = 7, tab = "a:b" })?, "user:7:a%3Ab");
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A placeholder with no value in `ctx`, or a dotted path that does not resolve.
+    pub fn render(&self, ctx: &Context) -> Result<String> {
+        let opts = RenderOptions {
+            hash: &[],
+            // `Config`'s default `hash_len`.
+            hash_len: 16,
+        };
+        let mut out = String::with_capacity(self.source.len() + 16);
+        self.render_into(ctx, &opts, &mut out, None)?;
+        Ok(out)
+    }
+
     /// Appends the rendered template to `out`. Values are escaped (see [`escape_into`]), so the
     /// result is both the key and, for a template with glob syntax, a pattern whose values
     /// match only themselves. With `shown`, each placeholder's rendered value is recorded too.
@@ -267,7 +293,10 @@ fn render_value(value: &Value, hashed: bool, hash_len: usize, out: &mut String) 
         // any string, `Some("null")` included.
         Value::Null => out.push_str("%null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => {
+            // In place: a `to_string` here would allocate on every render of an id.
+            let _ = write!(out, "{n}");
+        }
     }
 }
 

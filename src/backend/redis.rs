@@ -157,6 +157,23 @@ impl RedisStore {
         }
     }
 
+    /// The step of a pattern delete after a page that found keys: their `UNLINK` and the
+    /// next page's `SCAN` in one pipeline, so a page costs one round trip, not two.
+    fn unlink_then_scan(&self, keys: &[Vec<u8>], cursor: u64, pattern: &str) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.add_command(unlink_cmd(keys))
+            .add_command(self.scan_cmd(cursor, pattern));
+        pipe
+    }
+
+    async fn pipe_async<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut con = self.manager()?;
+        match tokio::time::timeout(self.op_timeout, pipe.query_async(&mut con)).await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::timeout("redis pipeline", self.op_timeout)),
+        }
+    }
+
     fn scan_cmd(&self, cursor: u64, pattern: &str) -> Cmd {
         let mut cmd = redis::cmd("SCAN");
         cmd.arg(cursor)
@@ -266,17 +283,26 @@ impl Store for RedisStore {
     }
 
     fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        let (mut cursor, mut deleted) = (0u64, 0u64);
-        loop {
-            let (next, keys): ScanPage = self.query(&self.scan_cmd(cursor, pattern))?;
-            if !keys.is_empty() {
-                deleted += self.query::<u64>(&unlink_cmd(&keys))?;
+        // One pooled connection for the whole walk.
+        self.with_conn(|con| {
+            let mut deleted = 0u64;
+            let (mut cursor, mut keys): ScanPage = self.scan_cmd(0, pattern).query(con)?;
+            loop {
+                if keys.is_empty() {
+                    if cursor == 0 {
+                        return Ok(deleted);
+                    }
+                    (cursor, keys) = self.scan_cmd(cursor, pattern).query(con)?;
+                } else if cursor == 0 {
+                    return Ok(deleted + unlink_cmd(&keys).query::<u64>(con)?);
+                } else {
+                    let (n, page): (u64, ScanPage) =
+                        self.unlink_then_scan(&keys, cursor, pattern).query(con)?;
+                    deleted += n;
+                    (cursor, keys) = page;
+                }
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
+        })
     }
 
     fn ttl(&self, key: &str) -> Result<KeyTtl> {
@@ -384,17 +410,23 @@ impl Store for RedisStore {
     fn delete_pattern_async(&self, pattern: &str) -> impl Future<Output = Result<u64>> + Send {
         let pattern = pattern.to_owned();
         async move {
-            let (mut cursor, mut deleted) = (0u64, 0u64);
+            let mut deleted = 0u64;
+            let (mut cursor, mut keys): ScanPage =
+                self.query_async(&self.scan_cmd(0, &pattern)).await?;
             loop {
-                let (next, keys): ScanPage =
-                    self.query_async(&self.scan_cmd(cursor, &pattern)).await?;
-                if !keys.is_empty() {
-                    deleted += self.query_async::<u64>(&unlink_cmd(&keys)).await?;
+                if keys.is_empty() {
+                    if cursor == 0 {
+                        return Ok(deleted);
+                    }
+                    (cursor, keys) = self.query_async(&self.scan_cmd(cursor, &pattern)).await?;
+                } else if cursor == 0 {
+                    return Ok(deleted + self.query_async::<u64>(&unlink_cmd(&keys)).await?);
+                } else {
+                    let pipe = self.unlink_then_scan(&keys, cursor, &pattern);
+                    let (n, page): (u64, ScanPage) = self.pipe_async(&pipe).await?;
+                    deleted += n;
+                    (cursor, keys) = page;
                 }
-                if next == 0 {
-                    return Ok(deleted);
-                }
-                cursor = next;
             }
         }
     }

@@ -1,0 +1,1102 @@
+//! `cargo bench`: cacheable against bare redis-rs, `cached` and `moka`, on a private
+//! `redis-server` that this bench starts on a free port (never the shared one on 6379).
+//!
+//! Variants of one measurement run in alternating rounds (A B, B A, A B, …) in the same
+//! process, so that every ratio is against a baseline measured minutes, not days, apart
+//! and on the same load. Prints one Markdown table and writes it, with the machine and the
+//! command, to `target/bench/report.md`, and a plot of the hit latency distributions of
+//! benchmarks 1 and 2 to `target/bench/hit-latency.svg`. BENCHMARKS.md is copied from them.
+//!
+//! Environment: `CACHEABLE_BENCH_BUILD=0` skips benchmark 8 (clean builds, ~3 minutes);
+//! `CACHEABLE_BENCH_QUICK=1` runs a tenth of the rounds, for trying the harness;
+//! `CACHEABLE_BENCH_ONLY=1,4` runs only the benchmarks named (for profiling one).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use cacheable::{ctx, Cache, Cacheable, Config, Invalidate, Template};
+use cached::macros::concurrent_cached;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::RedisServer;
+
+/// The ~1 KB value every hit benchmark reads.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Profile {
+    id: i64,
+    name: String,
+    email: String,
+    country: String,
+    currency: String,
+    verified: bool,
+    balance_minor: i64,
+    created_at: String,
+    tags: Vec<String>,
+    bio: String,
+}
+
+/// The "database": what a miss computes.
+fn source(id: i64) -> Profile {
+    Profile {
+        id,
+        name: format!("User Number {id}"),
+        email: format!("user.{id}@example.com"),
+        country: "NG".into(),
+        currency: "NGN".into(),
+        verified: id % 2 == 0,
+        balance_minor: id * 12_345,
+        created_at: "2024-05-01T12:00:00Z".into(),
+        tags: (0..8).map(|i| format!("segment-{i}")).collect(),
+        bio: "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(13),
+    }
+}
+
+const TEMPLATE: &str = "user:<<user_id>>:profile";
+const PREFIX: &str = "bench";
+/// Hot keys the hit benchmarks cycle through.
+const HOT_KEYS: i64 = 256;
+const TTL_SECS: u64 = 3600;
+
+fn bare_key(user_id: i64) -> String {
+    format!("{PREFIX}:user:{user_id}:profile")
+}
+
+// ---------------------------------------------------------------- the variants
+
+async fn crate_hit_async(cache: &Cache, user_id: i64) -> Profile {
+    Cacheable::new(TEMPLATE)
+        .ttl(TTL_SECS)
+        .on(cache)
+        .run_async(ctx! { user_id }, || async move { source(user_id) })
+        .await
+}
+
+fn crate_hit_sync(cache: &Cache, user_id: i64) -> Profile {
+    Cacheable::new(TEMPLATE)
+        .ttl(TTL_SECS)
+        .on(cache)
+        .run(ctx! { user_id }, || source(user_id))
+}
+
+async fn bare_hit_async<C: redis::aio::ConnectionLike>(con: &mut C, user_id: i64) -> Profile {
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(bare_key(user_id))
+        .query_async(con)
+        .await
+        .expect("bare GET");
+    serde_json::from_slice(&bytes).expect("bare decode")
+}
+
+fn bare_hit_sync(con: &mut redis::Connection, user_id: i64) -> Profile {
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(bare_key(user_id))
+        .query(con)
+        .expect("bare GET");
+    serde_json::from_slice(&bytes).expect("bare decode")
+}
+
+/// Where `cached`'s stores connect; set before their first use.
+static REDIS_URL: OnceLock<String> = OnceLock::new();
+
+#[concurrent_cached(
+    ty = "cached::AsyncRedisCache<i64, Profile>",
+    create = r##"{
+        cached::AsyncRedisCache::builder("bench_hits")
+            .connection_string(REDIS_URL.get().expect("url set"))
+            .ttl(Duration::from_secs(TTL_SECS))
+            .build()
+            .await
+            .expect("AsyncRedisCache")
+    }"##,
+    map_error = r##"|e| format!("{e:?}")"##
+)]
+async fn cached_hit(user_id: i64) -> Result<Profile, String> {
+    Ok(source(user_id))
+}
+
+/// Source computations in the stampede benchmark, per library.
+static CRATE_COMPUTED: AtomicU64 = AtomicU64::new(0);
+static CACHED_COMPUTED: AtomicU64 = AtomicU64::new(0);
+/// How long the stampede's source takes: long enough that every caller arrives during it.
+const SLOW_SOURCE: Duration = Duration::from_millis(50);
+
+#[concurrent_cached(
+    ty = "cached::AsyncRedisCache<i64, Profile>",
+    create = r##"{
+        cached::AsyncRedisCache::builder("bench_stampede")
+            .connection_string(REDIS_URL.get().expect("url set"))
+            .ttl(Duration::from_secs(TTL_SECS))
+            .build()
+            .await
+            .expect("AsyncRedisCache")
+    }"##,
+    map_error = r##"|e| format!("{e:?}")"##
+)]
+async fn cached_slow(user_id: i64) -> Result<Profile, String> {
+    CACHED_COMPUTED.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep(SLOW_SOURCE).await;
+    Ok(source(user_id))
+}
+
+async fn crate_slow(cache: &Cache, user_id: i64) -> Profile {
+    Cacheable::new("stampede:<<user_id>>")
+        .ttl(TTL_SECS)
+        .on(cache)
+        .run_async(ctx! { user_id }, || async move {
+            CRATE_COMPUTED.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(SLOW_SOURCE).await;
+            source(user_id)
+        })
+        .await
+}
+
+// ---------------------------------------------------------------- statistics
+
+/// Per-op latencies in nanoseconds.
+#[derive(Default)]
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn push(&mut self, d: Duration) {
+        self.0.push(d.as_nanos() as u64);
+    }
+
+    fn sorted(&self) -> Vec<u64> {
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        v
+    }
+
+    fn quantile(&self, q: f64) -> f64 {
+        quantile(&self.sorted(), q)
+    }
+}
+
+fn quantile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i] as f64
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn us(ns: f64) -> String {
+    format!("{:.1} µs", ns / 1000.0)
+}
+
+fn per_sec(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M/s", v / 1e6)
+    } else {
+        format!("{:.0} k/s", v / 1e3)
+    }
+}
+
+/// The order of two variants in round `r`: A B, then B A, and so on.
+fn order(r: usize) -> [usize; 2] {
+    if r % 2 == 0 {
+        [0, 1]
+    } else {
+        [1, 0]
+    }
+}
+
+// ---------------------------------------------------------------- the report
+
+struct Row {
+    id: &'static str,
+    what: String,
+    ours: String,
+    baseline: String,
+    ratio: String,
+    target: &'static str,
+    verdict: String,
+}
+
+fn verdict(ratio: f64, target: &str) -> String {
+    let met = if let Some(max) = target.strip_prefix("≤ ") {
+        ratio <= max.parse::<f64>().unwrap_or(f64::INFINITY)
+    } else if let Some(min) = target.strip_prefix("≥ ") {
+        ratio >= min.parse::<f64>().unwrap_or(0.0)
+    } else {
+        return "report".into();
+    };
+    if met { "met" } else { "**missed**" }.into()
+}
+
+struct Bench {
+    rounds: usize,
+    quick: bool,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Bench {
+    fn row(
+        &mut self,
+        id: &'static str,
+        what: impl Into<String>,
+        ours: String,
+        baseline: String,
+        ratio: f64,
+        target: &'static str,
+    ) {
+        let row = Row {
+            id,
+            what: what.into(),
+            ours,
+            baseline,
+            // Three decimals for small ratios (1 computation against 1,000).
+            ratio: if ratio < 0.1 {
+                format!("{ratio:.3}")
+            } else {
+                format!("{ratio:.2}")
+            },
+            target,
+            verdict: verdict(ratio, target),
+        };
+        eprintln!(
+            "  [{}] {}: {} vs {} → {} ({})",
+            row.id, row.what, row.ours, row.baseline, row.ratio, row.verdict
+        );
+        self.rows.push(row);
+    }
+
+    fn rounds(&self, n: usize) -> usize {
+        if self.quick {
+            n.div_ceil(10).max(2)
+        } else {
+            n
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 1 and 2: sequential hits
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+const SEQ_OPS_PER_ROUND: usize = 1000;
+
+/// Benchmark 1: `run_async` hits vs bare `GET` + decode on a `ConnectionManager`, the
+/// connection type the crate's async path uses.
+fn seq_async(b: &mut Bench, server: &RedisServer, cache: &Cache) -> [Samples; 2] {
+    let rt = current_thread();
+    let rounds = b.rounds(b.rounds);
+    let samples = rt.block_on(async {
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut bare = redis::aio::ConnectionManager::new(client).await.unwrap();
+        let mut samples = [Samples::default(), Samples::default()];
+        for id in 0..HOT_KEYS {
+            // Warm both: the crate's first call misses and writes the key the bare GET reads.
+            assert_eq!(crate_hit_async(cache, id).await, source(id));
+            assert_eq!(bare_hit_async(&mut bare, id).await, source(id));
+        }
+        let mut id = 0;
+        for r in 0..rounds {
+            for v in order(r) {
+                for _ in 0..SEQ_OPS_PER_ROUND {
+                    id = (id + 1) % HOT_KEYS;
+                    let t = Instant::now();
+                    let p = match v {
+                        0 => crate_hit_async(cache, id).await,
+                        _ => bare_hit_async(&mut bare, id).await,
+                    };
+                    samples[v].push(t.elapsed());
+                    black_box(p);
+                }
+            }
+        }
+        samples
+    });
+    let (m0, m1) = (samples[0].quantile(0.5), samples[1].quantile(0.5));
+    let (p0, p1) = (samples[0].quantile(0.99), samples[1].quantile(0.99));
+    b.row(
+        "1",
+        "Sequential hit, async (`run_async`), median",
+        us(m0),
+        format!("{} bare `GET` + `serde_json` (ConnectionManager)", us(m1)),
+        m0 / m1,
+        "≤ 1.10",
+    );
+    b.row("1", "… p99", us(p0), us(p1), p0 / p1, "report");
+    samples
+}
+
+/// Benchmark 2: `run` hits vs bare blocking `GET` + decode on a `redis::Connection`.
+fn seq_sync(b: &mut Bench, server: &RedisServer, cache: &Cache) -> [Samples; 2] {
+    let mut bare = server.client();
+    let mut samples = [Samples::default(), Samples::default()];
+    for id in 0..HOT_KEYS {
+        assert_eq!(crate_hit_sync(cache, id), source(id));
+        assert_eq!(bare_hit_sync(&mut bare, id), source(id));
+    }
+    let mut id = 0;
+    for r in 0..b.rounds(b.rounds) {
+        for v in order(r) {
+            for _ in 0..SEQ_OPS_PER_ROUND {
+                id = (id + 1) % HOT_KEYS;
+                let t = Instant::now();
+                let p = match v {
+                    0 => crate_hit_sync(cache, id),
+                    _ => bare_hit_sync(&mut bare, id),
+                };
+                samples[v].push(t.elapsed());
+                black_box(p);
+            }
+        }
+    }
+    let (m0, m1) = (samples[0].quantile(0.5), samples[1].quantile(0.5));
+    let (p0, p1) = (samples[0].quantile(0.99), samples[1].quantile(0.99));
+    b.row(
+        "2",
+        "Sequential hit, sync (`run`), median",
+        us(m0),
+        format!("{} bare blocking `GET` + `serde_json`", us(m1)),
+        m0 / m1,
+        "≤ 1.10",
+    );
+    b.row("2", "… p99", us(p0), us(p1), p0 / p1, "report");
+    samples
+}
+
+// ---------------------------------------------------------------- 3: concurrent hits
+
+const TASKS: usize = 64;
+const CONC_OPS_PER_TASK: usize = 100;
+
+/// Benchmark 3: 64 tasks on a 2-worker runtime, each doing hits; throughput per round.
+fn concurrent(b: &mut Bench, server: &RedisServer, cache: &Cache) {
+    let rt = multi_thread();
+    let rounds = b.rounds(b.rounds);
+    let [ours, bare, theirs] = rt.block_on(async {
+        let client = redis::Client::open(server.url()).unwrap();
+        let bare = client.get_multiplexed_async_connection().await.unwrap();
+        for id in 0..HOT_KEYS {
+            assert_eq!(crate_hit_async(cache, id).await, source(id));
+            assert_eq!(cached_hit(id).await.unwrap(), source(id));
+        }
+        let mut tput: [Vec<f64>; 3] = Default::default();
+        for r in 0..rounds {
+            // Rotate which variant goes first.
+            for k in 0..3 {
+                let v = (r + k) % 3;
+                let start = Instant::now();
+                let mut handles = Vec::with_capacity(TASKS);
+                for task in 0..TASKS {
+                    let (cache, mut bare) = (cache.clone(), bare.clone());
+                    handles.push(tokio::spawn(async move {
+                        for n in 0..CONC_OPS_PER_TASK {
+                            let id = ((task * CONC_OPS_PER_TASK + n) as i64) % HOT_KEYS;
+                            let p = match v {
+                                0 => crate_hit_async(&cache, id).await,
+                                1 => bare_hit_async(&mut bare, id).await,
+                                _ => cached_hit(id).await.unwrap(),
+                            };
+                            black_box(p);
+                        }
+                    }));
+                }
+                for h in handles {
+                    h.await.unwrap();
+                }
+                let ops = (TASKS * CONC_OPS_PER_TASK) as f64;
+                tput[v].push(ops / start.elapsed().as_secs_f64());
+            }
+        }
+        tput
+    });
+    let (mut ours, mut bare, mut theirs) = (ours, bare, theirs);
+    let (o, ba, t) = (median(&mut ours), median(&mut bare), median(&mut theirs));
+    // Where a hit's client CPU goes: the stored form and its decoding.
+    let mut con = server.client();
+    let theirs_key = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg("*bench_hits*")
+        .arg("COUNT")
+        .arg(100_000)
+        .query::<(u64, Vec<String>)>(&mut con)
+        .ok()
+        .and_then(|(_, keys)| keys.into_iter().next());
+    let theirs_len: Option<u64> =
+        theirs_key.and_then(|k| redis::cmd("STRLEN").arg(k).query(&mut con).ok());
+    let json = serde_json::to_vec(&source(1)).unwrap();
+    let start = Instant::now();
+    for _ in 0..10_000 {
+        black_box(serde_json::from_slice::<Profile>(black_box(&json)).unwrap());
+    }
+    let decode_ns = start.elapsed().as_nanos() as f64 / 10_000.0;
+    b.notes.push(format!(
+        "Benchmark 3: a hit stores {} bytes of JSON here and {} bytes of MessagePack (`rmp_serde`, \
+         fields by position) in `cached`; decoding the JSON alone takes {decode_ns:.0} ns per hit \
+         on this machine, at {:.1} µs of CPU per hit on 2 cores shared with redis-server.",
+        json.len(),
+        theirs_len.map_or("?".into(), |n| n.to_string()),
+        2e6 / ba,
+    ));
+    b.row(
+        "3",
+        "Concurrent hits, 64 tasks, throughput vs bare",
+        per_sec(o),
+        format!("{} bare multiplexed `GET` + `serde_json`", per_sec(ba)),
+        o / ba,
+        "≥ 0.90",
+    );
+    b.row(
+        "3",
+        "Concurrent hits, 64 tasks, throughput vs `cached`",
+        per_sec(o),
+        format!(
+            "{} `cached` 4.1 `AsyncRedisCache` + `#[concurrent_cached]`",
+            per_sec(t)
+        ),
+        o / t,
+        "≥ 1.0",
+    );
+}
+
+// ---------------------------------------------------------------- 4: key rendering
+
+const RENDER_OPS: usize = 10_000;
+
+/// Benchmark 4: a template with a hashed map argument vs `format!` of the same key.
+fn rendering(b: &mut Bench) {
+    let template = Template::parse("loans:products:<<currency_code>>:<<filters>>").unwrap();
+    let currency_code = "NGN";
+    let filters: HashMap<String, bool> = [
+        ("is_active", true),
+        ("is_featured", false),
+        ("allows_topup", true),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let key = template.render(&ctx! { currency_code, filters }).unwrap();
+    let digest = key.rsplit(':').next().unwrap().to_string();
+    assert_eq!(key, format!("loans:products:{currency_code}:{digest}"));
+
+    let ctx_prebuilt = ctx! { currency_code, filters };
+    let mut ns: [Vec<f64>; 3] = Default::default();
+    for r in 0..b.rounds(b.rounds) {
+        for k in 0..3 {
+            let v = (r + k) % 3;
+            let start = Instant::now();
+            for _ in 0..RENDER_OPS {
+                let s = match v {
+                    // What a call pays: the context (the map serialized) and the render.
+                    0 => template.render(&ctx! { currency_code, filters }).unwrap(),
+                    1 => template.render(black_box(&ctx_prebuilt)).unwrap(),
+                    _ => format!("loans:products:{}:{}", black_box(currency_code), digest),
+                };
+                black_box(s);
+            }
+            ns[v].push(start.elapsed().as_nanos() as f64 / RENDER_OPS as f64);
+        }
+    }
+    let [mut full, mut render, mut fmt] = ns;
+    let (full, render, fmt) = (median(&mut full), median(&mut render), median(&mut fmt));
+    b.row(
+        "4",
+        "Key rendering, hashed map argument (`ctx!` + render)",
+        format!("{full:.0} ns"),
+        format!("{fmt:.0} ns `format!` of the same key string"),
+        full / fmt,
+        "report",
+    );
+    b.row(
+        "4",
+        "… render alone (context built once)",
+        format!("{render:.0} ns"),
+        format!("{fmt:.0} ns"),
+        render / fmt,
+        "report",
+    );
+}
+
+// ---------------------------------------------------------------- 5: stampede
+
+const STAMPEDE_CALLERS: usize = 1000;
+
+/// Benchmark 5: 1,000 concurrent callers of one cold key; how often the source runs.
+fn stampede(b: &mut Bench, cache: &Cache) {
+    let rt = multi_thread();
+    let trials = 3;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_ms, mut theirs_ms) = (Vec::new(), Vec::new());
+    rt.block_on(async {
+        for trial in 0..trials {
+            for v in order(trial) {
+                let id = 1_000_000 + trial as i64;
+                let before = match v {
+                    0 => CRATE_COMPUTED.load(Ordering::Relaxed),
+                    _ => CACHED_COMPUTED.load(Ordering::Relaxed),
+                };
+                let start = Instant::now();
+                let handles: Vec<_> = (0..STAMPEDE_CALLERS)
+                    .map(|_| {
+                        let cache = cache.clone();
+                        tokio::spawn(async move {
+                            match v {
+                                0 => crate_slow(&cache, id).await,
+                                _ => cached_slow(id).await.unwrap(),
+                            }
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    assert_eq!(h.await.unwrap(), source(id));
+                }
+                let ms = start.elapsed().as_secs_f64() * 1000.0;
+                match v {
+                    0 => {
+                        ours.push((CRATE_COMPUTED.load(Ordering::Relaxed) - before) as f64);
+                        ours_ms.push(ms);
+                    }
+                    _ => {
+                        theirs.push((CACHED_COMPUTED.load(Ordering::Relaxed) - before) as f64);
+                        theirs_ms.push(ms);
+                    }
+                }
+            }
+        }
+    });
+    let (o, t) = (median(&mut ours), median(&mut theirs));
+    let (oms, tms) = (median(&mut ours_ms), median(&mut theirs_ms));
+    b.row(
+        "5",
+        "Cold-key stampede, 1,000 callers: source computations",
+        format!("{o:.0} (all answered in {oms:.0} ms)"),
+        format!("{t:.0} `cached` (all answered in {tms:.0} ms)"),
+        o / t,
+        "report",
+    );
+}
+
+// ---------------------------------------------------------------- 6: pattern invalidation
+
+const INV_TOTAL: u64 = 1_000_000;
+const INV_MATCHING: u64 = 10_000;
+const INV_USER: i64 = 7;
+/// `SCAN … COUNT` for both variants (the crate's default).
+const SCAN_COUNT: usize = 1000;
+
+/// Writes `inv:wallets:<user>:<n>` keys server-side, a slice at a time.
+const FILL_LUA: &str = r#"
+local first, last, user = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+for i = first, last do
+  local u = user
+  if u == "" then u = tostring(100 + i % 100) end
+  redis.call('SET', 'inv:wallets:' .. u .. ':' .. i, 'x')
+end
+return last - first + 1
+"#;
+
+/// The baseline: the same SCAN MATCH / UNLINK loop, run inside the server.
+const SCAN_UNLINK_LUA: &str = r#"
+local cursor, deleted = "0", 0
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', ARGV[2])
+  cursor = page[1]
+  if #page[2] > 0 then deleted = deleted + redis.call('UNLINK', unpack(page[2])) end
+until cursor == "0"
+return deleted
+"#;
+
+/// Benchmark 6: 10,000 matching keys among 1,000,000.
+fn invalidation(b: &mut Bench, server: &RedisServer) {
+    let mut con = server.client();
+    let fill = redis::Script::new(FILL_LUA);
+    let scan_unlink = redis::Script::new(SCAN_UNLINK_LUA);
+    // Exactly the 1,000,000 keys below, nothing left from the other benchmarks.
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    let filled = Instant::now();
+    let others = INV_TOTAL - INV_MATCHING;
+    let mut first = 0;
+    while first < others {
+        let last = (first + 100_000).min(others) - 1;
+        let _: u64 = fill.arg(first).arg(last).arg("").invoke(&mut con).unwrap();
+        first = last + 1;
+    }
+    let refill = |con: &mut redis::Connection| {
+        let n: u64 = fill
+            .arg(0)
+            .arg(INV_MATCHING - 1)
+            .arg(INV_USER)
+            .invoke(con)
+            .unwrap();
+        assert_eq!(n, INV_MATCHING);
+    };
+    refill(&mut con);
+    let size: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    eprintln!(
+        "  [6] {size} keys written in {:.1} s",
+        filled.elapsed().as_secs_f64()
+    );
+
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("inv")
+            .scan_count(SCAN_COUNT)
+            .op_timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let scan_count = SCAN_COUNT;
+    let invalidate = Invalidate::new(["wallets:<<user_id>>:*"]).on(&cache);
+    let pattern = format!("inv:wallets:{INV_USER}:*");
+    let mut ms: [Vec<f64>; 2] = Default::default();
+    for r in 0..b.rounds(6) {
+        for v in order(r) {
+            let start = Instant::now();
+            let deleted = match v {
+                0 => invalidate.now(ctx! { user_id = INV_USER }).unwrap(),
+                _ => scan_unlink
+                    .arg(&pattern)
+                    .arg(scan_count)
+                    .invoke::<u64>(&mut con)
+                    .unwrap(),
+            };
+            ms[v].push(start.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(deleted, INV_MATCHING, "variant {v} deleted {deleted}");
+            refill(&mut con);
+        }
+    }
+    let [mut o, mut t] = ms;
+    let (o, t) = (median(&mut o), median(&mut t));
+    b.row(
+        "6",
+        "Pattern invalidation, 10,000 of 1,000,000 keys",
+        format!("{o:.0} ms"),
+        format!("{t:.0} ms server-side Lua `SCAN`/`UNLINK` loop (COUNT {scan_count})"),
+        o / t,
+        "≤ 1.5",
+    );
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+}
+
+// ---------------------------------------------------------------- 7: embedded store
+
+const MEM_OPS: usize = 20_000;
+
+/// Benchmark 7: hits on the embedded store vs `moka::sync::Cache`, one thread.
+fn embedded(b: &mut Bench) {
+    let cache = Cache::new(Config::memory().prefix(PREFIX)).unwrap();
+    let moka: moka::sync::Cache<i64, Profile> = moka::sync::Cache::new(100_000);
+    for id in 0..HOT_KEYS {
+        assert_eq!(crate_hit_sync(&cache, id), source(id));
+        assert_eq!(moka.get_with(id, || source(id)), source(id));
+    }
+    let mut rate: [Vec<f64>; 2] = Default::default();
+    for r in 0..b.rounds(b.rounds) {
+        for v in order(r) {
+            let start = Instant::now();
+            for n in 0..MEM_OPS {
+                let id = n as i64 % HOT_KEYS;
+                let p = match v {
+                    0 => crate_hit_sync(&cache, id),
+                    _ => moka.get_with(id, || source(id)),
+                };
+                black_box(p);
+            }
+            rate[v].push(MEM_OPS as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    let [mut o, mut t] = rate;
+    let (o, t) = (median(&mut o), median(&mut t));
+    b.row(
+        "7",
+        "Embedded store hits, 1 thread (`run` on `Config::memory()`)",
+        per_sec(o),
+        format!("{} `moka::sync::Cache::get_with`", per_sec(t)),
+        o / t,
+        "report",
+    );
+}
+
+// ---------------------------------------------------------------- 8: build time
+
+/// Benchmark 8: runs `scripts/bench-build-time.sh` and reads its `build-time` lines.
+fn build_time(b: &mut Bench) {
+    if std::env::var("CACHEABLE_BENCH_BUILD").as_deref() == Ok("0") {
+        b.notes
+            .push("Benchmark 8 was skipped (CACHEABLE_BENCH_BUILD=0).".into());
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-build-time.sh");
+    eprintln!("  [8] clean builds of three tiny crates (a few minutes)…");
+    let out = Command::new("bash")
+        .arg(&script)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("run scripts/bench-build-time.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Variant -> (wall seconds, CPU seconds), or why it did not build.
+    let mut secs: HashMap<&str, Result<(f64, f64), String>> = HashMap::new();
+    for line in text.lines() {
+        let mut words = line.splitn(3, ' ');
+        if let (Some("build-time"), Some(variant), Some(rest)) =
+            (words.next(), words.next(), words.next())
+        {
+            let figures = rest
+                .split_once(' ')
+                .and_then(|(w, c)| Some((w.parse::<f64>().ok()?, c.parse::<f64>().ok()?)));
+            secs.insert(
+                variant,
+                figures.ok_or_else(|| rest.trim_start_matches("unavailable ").to_string()),
+            );
+        }
+    }
+    let cached = match secs.get("cached") {
+        Some(Ok(s)) => *s,
+        other => {
+            b.notes.push(format!(
+                "Benchmark 8: the `cached` crate did not build: {other:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            return;
+        }
+    };
+    for (variant, what) in [
+        (
+            "cache_fn",
+            "Clean build, tiny crate with one `cache_fn!` function",
+        ),
+        (
+            "builder",
+            "Clean build, tiny crate with one `Cacheable` builder function",
+        ),
+    ] {
+        match secs.get(variant) {
+            Some(Ok((wall, cpu))) => b.row(
+                "8",
+                what,
+                format!("{cpu:.1} s CPU ({wall:.1} s wall)"),
+                format!(
+                    "{:.1} s CPU ({:.1} s wall) `#[concurrent_cached]` (ex-`#[io_cached]`)",
+                    cached.1, cached.0
+                ),
+                cpu / cached.1,
+                "report",
+            ),
+            other => {
+                let why = match other {
+                    Some(Err(e)) => e.clone(),
+                    _ => "no result".into(),
+                };
+                b.rows.push(Row {
+                    id: "8",
+                    what: what.into(),
+                    ours: "n/a".into(),
+                    baseline: format!("{:.1} s CPU `#[concurrent_cached]`", cached.1),
+                    ratio: "n/a".into(),
+                    target: "report",
+                    verdict: format!("not measured: `{}`", why.replace('`', "'")),
+                });
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the plot
+
+/// Cumulative distributions of per-op hit latency, one panel per benchmark.
+fn plot(panels: &[(&str, [(&str, &Samples); 2])]) -> String {
+    let (pw, ph, ml, mt, mb, gap) = (420.0, 260.0, 60.0, 40.0, 50.0, 40.0);
+    let width = ml + panels.len() as f64 * (pw + gap) + 20.0;
+    let height = mt + ph + mb + 30.0;
+    let colors = ["#d62728", "#1f77b4"];
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+"#
+    );
+    for (i, (title, series)) in panels.iter().enumerate() {
+        let x0 = ml + i as f64 * (pw + gap);
+        let sorted: Vec<Vec<u64>> = series.iter().map(|(_, s)| s.sorted()).collect();
+        let lo = sorted
+            .iter()
+            .map(|s| quantile(s, 0.001))
+            .fold(f64::INFINITY, f64::min);
+        let hi = sorted
+            .iter()
+            .map(|s| quantile(s, 0.995))
+            .fold(0.0, f64::max);
+        let (lo, hi) = (
+            (lo / 1000.0).floor(),
+            (hi / 1000.0).ceil().max(lo / 1000.0 + 1.0),
+        );
+        let sx = |ns: f64| x0 + ((ns / 1000.0 - lo) / (hi - lo)).clamp(0.0, 1.0) * pw;
+        let sy = |q: f64| mt + (1.0 - q) * ph;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle" font-weight="bold">{title}</text>"#,
+            x0 + pw / 2.0,
+            mt - 15.0
+        );
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{x0}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
+        );
+        for k in 0..=5 {
+            let q = k as f64 / 5.0;
+            let y = sy(q);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x0}" y1="{y}" x2="{}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{:.0}%</text>"##,
+                x0 + pw,
+                x0 - 5.0,
+                y + 4.0,
+                q * 100.0
+            );
+            let us = lo + (hi - lo) * q;
+            let x = x0 + q * pw;
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x}" y1="{mt}" x2="{x}" y2="{}" stroke="#eee"/><text x="{x}" y="{}" text-anchor="middle">{us:.0}</text>"##,
+                mt + ph,
+                mt + ph + 16.0
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="middle">latency per hit (µs); y: share of hits at most that slow</text>"#,
+            x0 + pw / 2.0,
+            mt + ph + 36.0
+        );
+        for (j, ((name, _), s)) in series.iter().zip(&sorted).enumerate() {
+            let mut points = String::new();
+            for k in 0..=400 {
+                let q = k as f64 / 400.0;
+                let v = quantile(s, q);
+                if v / 1000.0 > hi {
+                    break;
+                }
+                let _ = write!(points, "{:.1},{:.1} ", sx(v), sy(q));
+            }
+            let _ = writeln!(
+                svg,
+                r#"<polyline points="{points}" fill="none" stroke="{}" stroke-width="2"/>"#,
+                colors[j]
+            );
+            let ly = mt + 20.0 + j as f64 * 18.0;
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="3"/><text x="{}" y="{}">{name}: median {}, p99 {}</text>"#,
+                x0 + pw - 250.0,
+                x0 + pw - 230.0,
+                colors[j],
+                x0 + pw - 225.0,
+                ly + 4.0,
+                us_short(quantile(s, 0.5)),
+                us_short(quantile(s, 0.99)),
+            );
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn us_short(ns: f64) -> String {
+    format!("{:.1} µs", ns / 1000.0)
+}
+
+// ---------------------------------------------------------------- the machine
+
+/// Today's date (UTC) as YYYY-MM-DD, without a date crate.
+fn today() -> String {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn machine(server: &RedisServer) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut server.client())
+        .unwrap_or_default();
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}), Redis {version} (private `redis-server` on 127.0.0.1, started by the bench), {rustc}, load average at start {load}"
+    )
+}
+
+fn out_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("bench")
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and expects a
+    // quick run, which this harness does not have: it only runs under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("compare: run with `cargo bench` (skipped)");
+        return;
+    }
+    let started = Instant::now();
+    let quick = std::env::var("CACHEABLE_BENCH_QUICK").as_deref() == Ok("1");
+    let mut b = Bench {
+        rounds: 30,
+        quick,
+        rows: Vec::new(),
+        notes: Vec::new(),
+    };
+    let server = RedisServer::start();
+    REDIS_URL.set(server.url()).unwrap();
+    let machine = machine(&server);
+    eprintln!("compare: {machine}");
+    let size = serde_json::to_vec(&source(1)).unwrap().len();
+    eprintln!("compare: the cached value is {size} bytes of JSON");
+
+    let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix(PREFIX)).unwrap();
+    let only = std::env::var("CACHEABLE_BENCH_ONLY").unwrap_or_default();
+    let wanted = |n: &str| only.is_empty() || only.split(',').any(|o| o.trim() == n);
+    let [mut async_samples, mut sync_samples]: [[Samples; 2]; 2] = Default::default();
+    if wanted("1") {
+        async_samples = seq_async(&mut b, &server, &cache);
+    }
+    if wanted("2") {
+        sync_samples = seq_sync(&mut b, &server, &cache);
+    }
+    if wanted("3") {
+        concurrent(&mut b, &server, &cache);
+    }
+    if wanted("4") {
+        rendering(&mut b);
+    }
+    if wanted("5") {
+        stampede(&mut b, &cache);
+    }
+    let stats = cache.stats();
+    if wanted("6") {
+        invalidation(&mut b, &server);
+    }
+    if wanted("7") {
+        embedded(&mut b);
+    }
+    if wanted("8") {
+        build_time(&mut b);
+    }
+
+    let mut table = String::new();
+    table.push_str("| # | measurement | cacheable | baseline | ratio | target | result |\n");
+    table.push_str("|---|---|---|---|---|---|---|\n");
+    for r in &b.rows {
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.id, r.what, r.ours, r.baseline, r.ratio, r.target, r.verdict
+        );
+    }
+    let mut report = format!(
+        "Measured {} on {machine}.\nValue: {size} bytes of JSON. Ratios are cacheable / baseline, \
+         medians of interleaved rounds in one run. Reproduce: `cargo bench --bench compare`.\n\n{table}",
+        today()
+    );
+    let _ = writeln!(
+        report,
+        "\nCache counters after benchmarks 1–5: {} hits, {} misses, {} errors.",
+        stats.hits, stats.misses, stats.errors
+    );
+    for note in &b.notes {
+        let _ = writeln!(report, "\n{note}");
+    }
+    let _ = writeln!(
+        report,
+        "\nWhole bench: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    println!("\n{report}");
+
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    std::fs::write(dir.join("report.md"), &report).expect("write report.md");
+    if async_samples[0].0.is_empty() || sync_samples[0].0.is_empty() {
+        return;
+    }
+    let svg = plot(&[
+        (
+            "1. Sequential hit, async",
+            [
+                ("cacheable run_async", &async_samples[0]),
+                ("bare GET + decode", &async_samples[1]),
+            ],
+        ),
+        (
+            "2. Sequential hit, sync",
+            [
+                ("cacheable run", &sync_samples[0]),
+                ("bare GET + decode", &sync_samples[1]),
+            ],
+        ),
+    ]);
+    std::fs::write(dir.join("hit-latency.svg"), svg).expect("write hit-latency.svg");
+    eprintln!(
+        "compare: wrote {}/report.md and hit-latency.svg",
+        dir.display()
+    );
+}
