@@ -6,7 +6,6 @@
 //! completes when first polled (blocking store calls, `thread::sleep`, a condvar wait), so
 //! [`block_on`] drives it with a single poll and no runtime.
 
-use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Role, SharedValue};
 use crate::lease::LeaseGuard;
@@ -46,44 +45,7 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
-macro_rules! both {
-    ($mode:expr, $backend:expr, $sync:ident, $async:ident ($($arg:expr),*)) => {
-        match $mode {
-            Mode::Blocking => $backend.$sync($($arg),*),
-            Mode::Async => $backend.$async($($arg),*).await,
-        }
-    };
-}
-
 impl Mode {
-    pub(crate) async fn get(self, b: &Backend, key: &str) -> Result<Option<Vec<u8>>> {
-        both!(self, b, get, get_async(key))
-    }
-    pub(crate) async fn set(self, b: &Backend, key: &str, v: &[u8], ttl: Duration) -> Result<()> {
-        both!(self, b, set, set_async(key, v, ttl))
-    }
-    async fn set_nx(self, b: &Backend, key: &str, v: &[u8], ttl: Duration) -> Result<bool> {
-        both!(self, b, set_nx, set_nx_async(key, v, ttl))
-    }
-    async fn set_if(
-        self,
-        b: &Backend,
-        key: &str,
-        old: &[u8],
-        v: &[u8],
-        ttl: Duration,
-    ) -> Result<bool> {
-        both!(self, b, set_if, set_if_async(key, old, v, ttl))
-    }
-    async fn delete_if(self, b: &Backend, key: &str, old: &[u8]) -> Result<bool> {
-        both!(self, b, delete_if, delete_if_async(key, old))
-    }
-    pub(crate) async fn delete(self, b: &Backend, keys: &[&str]) -> Result<u64> {
-        both!(self, b, delete, delete_async(keys))
-    }
-    pub(crate) async fn delete_pattern(self, b: &Backend, pattern: &str) -> Result<u64> {
-        both!(self, b, delete_pattern, delete_pattern_async(pattern))
-    }
     pub(crate) async fn sleep(self, d: Duration) {
         match self {
             Mode::Blocking => std::thread::sleep(d),
@@ -215,7 +177,7 @@ impl Cache {
         loop {
             // Counted once a call: a follower that starts over is still one miss.
             let count = std::mem::replace(&mut first_read, false);
-            let (store_ok, stale) = match mode.get(&self.inner.backend, &call.key).await {
+            let (store_ok, stale) = match self.inner.backend.get(mode, &call.key).await {
                 Ok(raw) => match self.classify::<T>(&call.key, raw, count) {
                     Read::Hit(v, _) => {
                         call.debug(format_args!("HIT for {}", call.key));
@@ -328,7 +290,7 @@ impl Cache {
         let Some(json) = json else {
             // Nothing to store: give the lease back now, so waiters need not sit out its TTL.
             if let Lease::Held(token) = &lease {
-                if let Err(e) = mode.delete_if(backend, &call.key, token).await {
+                if let Err(e) = backend.delete_if(mode, &call.key, token).await {
                     self.report("lease release", &call.key, &e);
                 }
             }
@@ -339,11 +301,12 @@ impl Cache {
         };
         let written = match &lease {
             Lease::Held(token) if !config.unchecked_lease_writes => {
-                mode.set_if(backend, &call.key, token, &json, call.ttl)
+                backend
+                    .set_if(mode, &call.key, token, &json, call.ttl)
                     .await
             }
-            Lease::Held(_) | Lease::Off => mode
-                .set(backend, &call.key, &json, call.ttl)
+            Lease::Held(_) | Lease::Off => backend
+                .set(mode, &call.key, &json, call.ttl)
                 .await
                 .map(|()| true),
             Lease::Unavailable | Lease::TimedOut | Lease::Found(..) => {
@@ -409,11 +372,13 @@ impl Cache {
         loop {
             let taken = match stale.take() {
                 Some(old) => {
-                    mode.set_if(backend, &call.key, &old, &token, config.lease_ttl)
+                    backend
+                        .set_if(mode, &call.key, &old, &token, config.lease_ttl)
                         .await
                 }
                 None => {
-                    mode.set_nx(backend, &call.key, &token, config.lease_ttl)
+                    backend
+                        .set_nx(mode, &call.key, &token, config.lease_ttl)
                         .await
                 }
             };
@@ -425,7 +390,7 @@ impl Cache {
                     return Ok(Lease::Unavailable);
                 }
             }
-            let expiry = match mode.get(backend, &call.key).await {
+            let expiry = match backend.get(mode, &call.key).await {
                 Ok(raw) => match self.classify::<T>(&call.key, raw, false) {
                     Read::Hit(v, json) => return Ok(Lease::Found(v, json)),
                     Read::Stale(old) => {

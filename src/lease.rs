@@ -8,6 +8,7 @@
 //! invalidation deleted it). A holder that panics or whose future is dropped has its lease
 //! deleted at once rather than left to expire.
 
+use crate::engine::{block_on, Mode};
 use crate::manager::Cache;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
@@ -110,7 +111,9 @@ fn keep(rx: Receiver<Msg>) {
                 if let Some(h) = held.remove(&id) {
                     if give_back {
                         let backend = &h.cache.inner.backend;
-                        if let Err(e) = backend.delete_if(&h.key, &h.token) {
+                        if let Err(e) =
+                            block_on(backend.delete_if(Mode::Blocking, &h.key, &h.token))
+                        {
                             h.cache.report("lease release", &h.key, &e);
                         }
                     }
@@ -124,7 +127,12 @@ fn keep(rx: Receiver<Msg>) {
             if h.renew_at > now {
                 return true;
             }
-            match h.cache.inner.backend.renew_if(&h.key, &h.token, h.ttl) {
+            match block_on(
+                h.cache
+                    .inner
+                    .backend
+                    .renew_if(Mode::Blocking, &h.key, &h.token, h.ttl),
+            ) {
                 Ok(true) => {
                     h.renew_at = now + h.ttl / 3;
                     true

@@ -209,15 +209,17 @@ impl Cache {
     /// A store fault, or a stored value that does not deserialize into `T`
     /// ([`ErrorKind::Deserialize`]).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let key = self.full_key(key);
-        let raw = self.counted_error(self.inner.backend.get(&key))?;
-        self.found(&key, raw)
+        block_on(self.get_in(Mode::Blocking, key))
     }
 
     /// Async twin of [`get`](Self::get).
     pub async fn get_async<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.get_in(Mode::Async, key).await
+    }
+
+    async fn get_in<T: DeserializeOwned>(&self, mode: Mode, key: &str) -> Result<Option<T>> {
         let key = self.full_key(key);
-        let raw = self.counted_error(self.inner.backend.get_async(&key).await)?;
+        let raw = self.counted_error(self.inner.backend.get(mode, &key).await)?;
         self.found(&key, raw)
     }
 
@@ -231,10 +233,7 @@ impl Cache {
         value: &T,
         ttl: impl IntoTtl,
     ) -> Result<()> {
-        let ttl = Self::ttl_of(ttl)?;
-        let bytes = Self::encode(value)?;
-        let raw = self.inner.backend.set(&self.full_key(key), &bytes, ttl);
-        self.counted_error(self.counted_set(raw))
+        block_on(self.set_in(Mode::Blocking, key, value, ttl.into_ttl()))
     }
 
     /// Async twin of [`set`](Self::set).
@@ -244,12 +243,22 @@ impl Cache {
         value: &T,
         ttl: impl IntoTtl,
     ) -> Result<()> {
+        self.set_in(Mode::Async, key, value, ttl.into_ttl()).await
+    }
+
+    async fn set_in<T: Serialize + ?Sized>(
+        &self,
+        mode: Mode,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
         let ttl = Self::ttl_of(ttl)?;
         let bytes = Self::encode(value)?;
         let raw = self
             .inner
             .backend
-            .set_async(&self.full_key(key), &bytes, ttl)
+            .set(mode, &self.full_key(key), &bytes, ttl)
             .await;
         self.counted_error(self.counted_set(raw))
     }
@@ -263,9 +272,9 @@ impl Cache {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let b = &self.inner.backend;
         let raw = if glob {
-            mode.delete_pattern(b, target).await
+            b.delete_pattern(mode, target).await
         } else {
-            mode.delete(b, &[target]).await
+            b.delete(mode, &[target]).await
         };
         self.counted_error(self.counted_delete(raw))
     }
@@ -359,12 +368,17 @@ impl Cache {
     /// # Errors
     /// A store fault.
     pub fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.counted_error(self.inner.backend.ttl(&self.full_key(key)))
+        block_on(self.ttl_in(Mode::Blocking, key))
     }
 
     /// Async twin of [`ttl`](Self::ttl).
     pub async fn ttl_async(&self, key: &str) -> Result<KeyTtl> {
-        self.counted_error(self.inner.backend.ttl_async(&self.full_key(key)).await)
+        self.ttl_in(Mode::Async, key).await
+    }
+
+    async fn ttl_in(&self, mode: Mode, key: &str) -> Result<KeyTtl> {
+        let raw = self.inner.backend.ttl(mode, &self.full_key(key)).await;
+        self.counted_error(raw)
     }
 
     /// The keys matching the glob `pattern`, relative to the prefix, found by `SCAN`
@@ -373,18 +387,21 @@ impl Cache {
     /// # Errors
     /// A store fault.
     pub fn keys(&self, pattern: &str) -> Result<Vec<String>> {
-        let found = self.counted_error(self.inner.backend.keys(&self.full_pattern(pattern)))?;
-        Ok(found.into_iter().map(|k| self.relative(k)).collect())
+        block_on(self.keys_in(Mode::Blocking, pattern))
     }
 
     /// Async twin of [`keys`](Self::keys).
     pub async fn keys_async(&self, pattern: &str) -> Result<Vec<String>> {
-        let found = self.counted_error(
-            self.inner
-                .backend
-                .keys_async(&self.full_pattern(pattern))
-                .await,
-        )?;
+        self.keys_in(Mode::Async, pattern).await
+    }
+
+    async fn keys_in(&self, mode: Mode, pattern: &str) -> Result<Vec<String>> {
+        let raw = self
+            .inner
+            .backend
+            .keys(mode, &self.full_pattern(pattern))
+            .await;
+        let found = self.counted_error(raw)?;
         Ok(found.into_iter().map(|k| self.relative(k)).collect())
     }
 

@@ -2,12 +2,11 @@
 //! Redis glob semantics for patterns.
 
 use super::{KeyTtl, Store};
-use crate::engine::LEASE_PREFIX;
+use crate::engine::{Mode, LEASE_PREFIX};
 use crate::error::Result;
 use crate::glob;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
@@ -125,17 +124,17 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    async fn get(&self, _mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
         let shard = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
         Ok(shard.live(key, Instant::now()).map(|e| e.value.to_vec()))
     }
 
-    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+    async fn set(&self, _mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
         self.put(&mut Self::write(self.shard(key)), key, value, ttl);
         Ok(())
     }
 
-    fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+    async fn set_nx(&self, _mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
         let mut shard = Self::write(self.shard(key));
         if shard.live(key, Instant::now()).is_some() {
             return Ok(false);
@@ -144,7 +143,14 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool> {
+    async fn set_if(
+        &self,
+        _mode: Mode,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
         let mut shard = Self::write(self.shard(key));
         if shard
             .live(key, Instant::now())
@@ -156,7 +162,13 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    fn renew_if(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool> {
+    async fn renew_if(
+        &self,
+        _mode: Mode,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
         let mut shard = Self::write(self.shard(key));
         let Some(value) = shard
             .live(key, Instant::now())
@@ -169,7 +181,7 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
+    async fn delete_if(&self, _mode: Mode, key: &str, expected: &[u8]) -> Result<bool> {
         let mut shard = Self::write(self.shard(key));
         if shard
             .live(key, Instant::now())
@@ -181,34 +193,7 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    fn set_nx_async(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        std::future::ready(self.set_nx(key, value, ttl))
-    }
-
-    fn set_if_async(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        std::future::ready(self.set_if(key, expected, value, ttl))
-    }
-
-    fn delete_if_async(
-        &self,
-        key: &str,
-        expected: &[u8],
-    ) -> impl Future<Output = Result<bool>> + Send {
-        std::future::ready(self.delete_if(key, expected))
-    }
-
-    fn delete(&self, keys: &[&str]) -> Result<u64> {
+    async fn delete(&self, _mode: Mode, keys: &[&str]) -> Result<u64> {
         let now = Instant::now();
         let mut n = 0;
         for key in keys {
@@ -219,7 +204,7 @@ impl Store for MemoryStore {
         Ok(n)
     }
 
-    fn delete_pattern(&self, pattern: &str) -> Result<u64> {
+    async fn delete_pattern(&self, _mode: Mode, pattern: &str) -> Result<u64> {
         let mut n = 0;
         self.for_matching(pattern, |shard, key| {
             shard.remove(&key);
@@ -228,7 +213,7 @@ impl Store for MemoryStore {
         Ok(n)
     }
 
-    fn ttl(&self, key: &str) -> Result<KeyTtl> {
+    async fn ttl(&self, _mode: Mode, key: &str) -> Result<KeyTtl> {
         let now = Instant::now();
         let shard = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
         Ok(match shard.live(key, now) {
@@ -237,69 +222,58 @@ impl Store for MemoryStore {
         })
     }
 
-    fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+    async fn keys(&self, _mode: Mode, pattern: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         self.for_matching(pattern, |_, key| out.push(key.to_string()));
         Ok(out)
-    }
-
-    fn get_async(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        std::future::ready(self.get(key))
-    }
-
-    fn set_async(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<()>> + Send {
-        std::future::ready(self.set(key, value, ttl))
-    }
-
-    fn delete_async(&self, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send {
-        std::future::ready(self.delete(keys))
-    }
-
-    fn delete_pattern_async(&self, pattern: &str) -> impl Future<Output = Result<u64>> + Send {
-        std::future::ready(self.delete_pattern(pattern))
-    }
-
-    fn ttl_async(&self, key: &str) -> impl Future<Output = Result<KeyTtl>> + Send {
-        std::future::ready(self.ttl(key))
-    }
-
-    fn keys_async(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
-        std::future::ready(self.keys(pattern))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::block_on;
 
     #[test]
     fn entries_expire() {
         let s = MemoryStore::new(10);
-        s.set("a", b"1", Duration::from_millis(30)).unwrap();
-        assert_eq!(s.get("a").unwrap().as_deref(), Some(&b"1"[..]));
-        assert!(matches!(s.ttl("a").unwrap(), KeyTtl::Expires(_)));
+        block_on(s.set(Mode::Blocking, "a", b"1", Duration::from_millis(30))).unwrap();
+        assert_eq!(
+            block_on(s.get(Mode::Blocking, "a")).unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert!(matches!(
+            block_on(s.ttl(Mode::Blocking, "a")).unwrap(),
+            KeyTtl::Expires(_)
+        ));
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(s.get("a").unwrap(), None);
-        assert_eq!(s.ttl("a").unwrap(), KeyTtl::Missing);
-        assert_eq!(s.keys("*").unwrap(), Vec::<String>::new());
+        assert_eq!(block_on(s.get(Mode::Blocking, "a")).unwrap(), None);
+        assert_eq!(
+            block_on(s.ttl(Mode::Blocking, "a")).unwrap(),
+            KeyTtl::Missing
+        );
+        assert_eq!(
+            block_on(s.keys(Mode::Blocking, "*")).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn entry_count_stays_bounded_and_evicts_closest_to_expiry() {
         let s = MemoryStore::new(SHARDS * 2);
         for i in 0..1000u64 {
-            s.set(&format!("k{i}"), b"v", Duration::from_secs(1000 + i))
-                .unwrap();
+            block_on(s.set(
+                Mode::Blocking,
+                &format!("k{i}"),
+                b"v",
+                Duration::from_secs(1000 + i),
+            ))
+            .unwrap();
         }
         let total: usize = s.shards.iter().map(|l| l.read().unwrap().map.len()).sum();
         assert!(total <= SHARDS * 2, "{total} entries");
         // The newest key has the longest TTL and must have survived.
-        assert!(s.get("k999").unwrap().is_some());
+        assert!(block_on(s.get(Mode::Blocking, "k999")).unwrap().is_some());
     }
 
     #[test]
@@ -309,17 +283,27 @@ mod tests {
         // A few short-lived leases, then many long-lived values: the store fills up and
         // evicts, and the leases (closest to expiry) must not be what goes.
         for i in 0..4 {
-            s.set_nx(&format!("lease{i}"), &lease, Duration::from_secs(1))
-                .unwrap();
+            block_on(s.set_nx(
+                Mode::Blocking,
+                &format!("lease{i}"),
+                &lease,
+                Duration::from_secs(1),
+            ))
+            .unwrap();
         }
-        let leases_before = s.keys("lease*").unwrap().len();
+        let leases_before = block_on(s.keys(Mode::Blocking, "lease*")).unwrap().len();
         assert_eq!(leases_before, 4);
         for i in 0..1000 {
-            s.set(&format!("v{i}"), b"1", Duration::from_secs(3600))
-                .unwrap();
+            block_on(s.set(
+                Mode::Blocking,
+                &format!("v{i}"),
+                b"1",
+                Duration::from_secs(3600),
+            ))
+            .unwrap();
         }
         assert_eq!(
-            s.keys("lease*").unwrap().len(),
+            block_on(s.keys(Mode::Blocking, "lease*")).unwrap().len(),
             leases_before,
             "leases were evicted"
         );
@@ -329,10 +313,13 @@ mod tests {
     fn pattern_delete_removes_only_matches() {
         let s = MemoryStore::new(100);
         for k in ["wallets:42:a", "wallets:42:b", "wallets:420:a", "user:42"] {
-            s.set(k, b"1", Duration::from_secs(60)).unwrap();
+            block_on(s.set(Mode::Blocking, k, b"1", Duration::from_secs(60))).unwrap();
         }
-        assert_eq!(s.delete_pattern("wallets:42:*").unwrap(), 2);
-        let mut left = s.keys("*").unwrap();
+        assert_eq!(
+            block_on(s.delete_pattern(Mode::Blocking, "wallets:42:*")).unwrap(),
+            2
+        );
+        let mut left = block_on(s.keys(Mode::Blocking, "*")).unwrap();
         left.sort();
         assert_eq!(left, ["user:42", "wallets:420:a"]);
     }

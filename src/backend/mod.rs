@@ -1,12 +1,14 @@
 //! The stores a [`Cache`](crate::Cache) can sit on: the embedded memory store and Redis.
 //!
-//! Both implement [`Store`]; [`Backend`] dispatches to the configured one without boxing
-//! futures on the hot path.
+//! Both implement [`Store`], whose operations are written once and run in either
+//! [`Mode`]: blocking (the future is ready when first polled) or async. [`Backend`]
+//! dispatches to the configured store without boxing futures on the hot path.
 
 pub(crate) mod memory;
 pub(crate) mod redis;
 
 use crate::config::{Config, StoreConfig};
+use crate::engine::Mode;
 use crate::error::Result;
 use std::future::Future;
 use std::time::Duration;
@@ -22,55 +24,56 @@ pub enum KeyTtl {
     Expires(Duration),
 }
 
-/// One store's operations, in blocking and async forms. Keys and patterns are full keys,
-/// prefix included; values are JSON bytes.
+/// One store's operations. Keys and patterns are full keys, prefix included; values are
+/// JSON bytes (or lease markers).
 pub(crate) trait Store: Send + Sync {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
-    /// Deletes exact keys; returns how many existed.
-    fn delete(&self, keys: &[&str]) -> Result<u64>;
-    /// Deletes every key matching a Redis glob; returns how many went.
-    fn delete_pattern(&self, pattern: &str) -> Result<u64>;
-    fn ttl(&self, key: &str) -> Result<KeyTtl>;
-    /// Every key matching a Redis glob, each once.
-    fn keys(&self, pattern: &str) -> Result<Vec<String>>;
-    /// Writes only when the key is absent (`SET NX PX`); true when written.
-    fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
-    /// Overwrites only while the key still holds `expected`, atomically; true when written.
-    fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
-    /// Deletes only while the key still holds `expected`, atomically; true when deleted.
-    fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool>;
-    /// Resets the key's TTL only while it still holds `expected`; true when it did.
-    fn renew_if(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
-
-    fn get_async(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
-    fn set_async(
+    fn get(&self, mode: Mode, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    fn set(
         &self,
+        mode: Mode,
         key: &str,
         value: &[u8],
         ttl: Duration,
     ) -> impl Future<Output = Result<()>> + Send;
-    fn delete_async(&self, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send;
-    fn delete_pattern_async(&self, pattern: &str) -> impl Future<Output = Result<u64>> + Send;
-    fn ttl_async(&self, key: &str) -> impl Future<Output = Result<KeyTtl>> + Send;
-    fn keys_async(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
-    fn set_nx_async(
+    /// Deletes exact keys; returns how many existed.
+    fn delete(&self, mode: Mode, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send;
+    /// Deletes every key matching a Redis glob; returns how many went.
+    fn delete_pattern(&self, mode: Mode, pattern: &str)
+        -> impl Future<Output = Result<u64>> + Send;
+    fn ttl(&self, mode: Mode, key: &str) -> impl Future<Output = Result<KeyTtl>> + Send;
+    /// Every key matching a Redis glob, each once.
+    fn keys(&self, mode: Mode, pattern: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Writes only when the key is absent (`SET NX PX`); true when written.
+    fn set_nx(
         &self,
+        mode: Mode,
         key: &str,
         value: &[u8],
         ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
-    fn set_if_async(
+    /// Overwrites only while the key still holds `expected`, atomically; true when written.
+    fn set_if(
         &self,
+        mode: Mode,
         key: &str,
         expected: &[u8],
         value: &[u8],
         ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
-    fn delete_if_async(
+    /// Deletes only while the key still holds `expected`, atomically; true when deleted.
+    fn delete_if(
         &self,
+        mode: Mode,
         key: &str,
         expected: &[u8],
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Resets the key's TTL only while it still holds `expected`; true when it did.
+    fn renew_if(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
 }
 
@@ -104,16 +107,6 @@ impl Backend {
 macro_rules! dispatch {
     ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         impl Backend {$(
-            pub(crate) fn $name(&self $(, $arg: $ty)*) -> $ret {
-                match self {
-                    Backend::Memory(s) => s.$name($($arg),*),
-                    Backend::Redis(s) => s.$name($($arg),*),
-                }
-            }
-        )*}
-    };
-    ($(async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
-        impl Backend {$(
             pub(crate) async fn $name(&self $(, $arg: $ty)*) -> $ret {
                 match self {
                     Backend::Memory(s) => s.$name($($arg),*).await,
@@ -125,26 +118,14 @@ macro_rules! dispatch {
 }
 
 dispatch! {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
-    fn delete(&self, keys: &[&str]) -> Result<u64>;
-    fn delete_pattern(&self, pattern: &str) -> Result<u64>;
-    fn ttl(&self, key: &str) -> Result<KeyTtl>;
-    fn keys(&self, pattern: &str) -> Result<Vec<String>>;
-    fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
-    fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
-    fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool>;
-    fn renew_if(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
-}
-
-dispatch! {
-    async fn get_async(&self, key: &str) -> Result<Option<Vec<u8>>>;
-    async fn set_async(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
-    async fn delete_async(&self, keys: &[&str]) -> Result<u64>;
-    async fn delete_pattern_async(&self, pattern: &str) -> Result<u64>;
-    async fn ttl_async(&self, key: &str) -> Result<KeyTtl>;
-    async fn keys_async(&self, pattern: &str) -> Result<Vec<String>>;
-    async fn set_nx_async(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
-    async fn set_if_async(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
-    async fn delete_if_async(&self, key: &str, expected: &[u8]) -> Result<bool>;
+    fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>>;
+    fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
+    fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64>;
+    fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64>;
+    fn ttl(&self, mode: Mode, key: &str) -> Result<KeyTtl>;
+    fn keys(&self, mode: Mode, pattern: &str) -> Result<Vec<String>>;
+    fn set_nx(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;
+    fn set_if(&self, mode: Mode, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
+    fn delete_if(&self, mode: Mode, key: &str, expected: &[u8]) -> Result<bool>;
+    fn renew_if(&self, mode: Mode, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
 }

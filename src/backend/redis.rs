@@ -3,13 +3,13 @@
 
 use super::{KeyTtl, Store};
 use crate::config::Config;
+use crate::engine::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use once_cell::sync::Lazy;
 use once_cell::sync::OnceCell;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Script};
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -90,10 +90,6 @@ impl RedisStore {
         }
     }
 
-    fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        self.with_conn(|con| cmd.query(con))
-    }
-
     /// The async connection, built on first use inside the caller's runtime.
     fn manager(&self) -> Result<ConnectionManager> {
         self.manager
@@ -110,51 +106,50 @@ impl RedisStore {
             .map_err(Error::from)
     }
 
-    async fn query_async<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let mut con = self.manager()?;
-        let attempts = async {
-            match cmd.query_async(&mut con).await {
-                Err(e) if dropped(&e) => cmd.query_async(&mut con).await,
-                other => other,
+    /// Sends one request in `mode`: blocking on a pooled connection, or awaited on the
+    /// async connection with one retry if that connection was dropped. Either way it takes
+    /// at most the operation timeout.
+    async fn run<T: FromRedisValue + Send>(&self, mode: Mode, req: Request<'_>) -> Result<T> {
+        match mode {
+            Mode::Blocking => self.with_conn(|con| match req {
+                Request::Cmd(cmd) => cmd.query(con),
+                Request::Pipe(pipe) => pipe.query(con),
+                Request::Script(script, key, args) => {
+                    let mut call = script.key(key);
+                    for a in args {
+                        call.arg(*a);
+                    }
+                    call.invoke(con)
+                }
+            }),
+            Mode::Async => {
+                let mut con = self.manager()?;
+                let attempts = async {
+                    match req.send_async(&mut con).await {
+                        Err(e) if dropped(&e) => req.send_async(&mut con).await,
+                        other => other,
+                    }
+                };
+                match tokio::time::timeout(self.op_timeout, attempts).await {
+                    Ok(result) => result.map_err(Error::from),
+                    Err(_) => Err(Error::timeout("redis request", self.op_timeout)),
+                }
             }
-        };
-        match tokio::time::timeout(self.op_timeout, attempts).await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Err(Error::timeout("redis command", self.op_timeout)),
         }
     }
 
-    fn script<T: FromRedisValue>(&self, script: &Script, key: &str, args: &[&[u8]]) -> Result<T> {
-        self.with_conn(|con| {
-            let mut call = script.key(key);
-            for a in args {
-                call.arg(*a);
-            }
-            call.invoke(con)
-        })
+    async fn cmd<T: FromRedisValue + Send>(&self, mode: Mode, cmd: &Cmd) -> Result<T> {
+        self.run(mode, Request::Cmd(cmd)).await
     }
 
-    async fn script_async<T: FromRedisValue>(
+    async fn script<T: FromRedisValue + Send>(
         &self,
+        mode: Mode,
         script: &Script,
         key: &str,
         args: &[&[u8]],
     ) -> Result<T> {
-        let mut con = self.manager()?;
-        let mut call = script.key(key);
-        for a in args {
-            call.arg(*a);
-        }
-        let attempts = async {
-            match call.invoke_async(&mut con).await {
-                Err(e) if dropped(&e) => call.invoke_async(&mut con).await,
-                other => other,
-            }
-        };
-        match tokio::time::timeout(self.op_timeout, attempts).await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Err(Error::timeout("redis script", self.op_timeout)),
-        }
+        self.run(mode, Request::Script(script, key, args)).await
     }
 
     /// The step of a pattern delete after a page that found keys: their `UNLINK` and the
@@ -164,14 +159,6 @@ impl RedisStore {
         pipe.add_command(unlink_cmd(keys))
             .add_command(self.scan_cmd(cursor, pattern));
         pipe
-    }
-
-    async fn pipe_async<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut con = self.manager()?;
-        match tokio::time::timeout(self.op_timeout, pipe.query_async(&mut con)).await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Err(Error::timeout("redis pipeline", self.op_timeout)),
-        }
     }
 
     fn scan_cmd(&self, cursor: u64, pattern: &str) -> Cmd {
@@ -190,6 +177,33 @@ impl RedisStore {
 /// operation timeout, saves the call. Every command here is safe to repeat.
 fn dropped(e: &redis::RedisError) -> bool {
     e.is_unrecoverable_error() || e.is_io_error()
+}
+
+/// One round trip's worth of work.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Cmd(&'a Cmd),
+    Pipe(&'a redis::Pipeline),
+    Script(&'a Script, &'a str, &'a [&'a [u8]]),
+}
+
+impl Request<'_> {
+    async fn send_async<T: FromRedisValue>(
+        self,
+        con: &mut ConnectionManager,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Request::Cmd(cmd) => cmd.query_async(con).await,
+            Request::Pipe(pipe) => pipe.query_async(con).await,
+            Request::Script(script, key, args) => {
+                let mut call = script.key(key);
+                for a in args {
+                    call.arg(*a);
+                }
+                call.invoke_async(con).await
+            }
+        }
+    }
 }
 
 fn get_cmd(key: &str) -> Cmd {
@@ -247,7 +261,6 @@ static SET_IF: Lazy<Script> = Lazy::new(|| {
     )
 });
 
-/// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
 /// `PEXPIRE` only while the key holds ARGV[1]: a lease holder keeping its lease alive
 /// through a long computation.
 static RENEW_IF: Lazy<Script> = Lazy::new(|| {
@@ -258,6 +271,7 @@ static RENEW_IF: Lazy<Script> = Lazy::new(|| {
     )
 });
 
+/// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
 static DELETE_IF: Lazy<Script> = Lazy::new(|| {
     Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -267,52 +281,49 @@ static DELETE_IF: Lazy<Script> = Lazy::new(|| {
 });
 
 impl Store for RedisStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.query(&get_cmd(key))
+    async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
+        self.cmd(mode, &get_cmd(key)).await
     }
 
-    fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        self.query(&set_cmd(key, value, ttl))
+    async fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        self.cmd(mode, &set_cmd(key, value, ttl)).await
     }
 
-    fn delete(&self, keys: &[&str]) -> Result<u64> {
+    async fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.query(&unlink_cmd(keys))
+        self.cmd(mode, &unlink_cmd(keys)).await
     }
 
-    fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        // One pooled connection for the whole walk.
-        self.with_conn(|con| {
-            let mut deleted = 0u64;
-            let (mut cursor, mut keys): ScanPage = self.scan_cmd(0, pattern).query(con)?;
-            loop {
-                if keys.is_empty() {
-                    if cursor == 0 {
-                        return Ok(deleted);
-                    }
-                    (cursor, keys) = self.scan_cmd(cursor, pattern).query(con)?;
-                } else if cursor == 0 {
-                    return Ok(deleted + unlink_cmd(&keys).query::<u64>(con)?);
-                } else {
-                    let (n, page): (u64, ScanPage) =
-                        self.unlink_then_scan(&keys, cursor, pattern).query(con)?;
-                    deleted += n;
-                    (cursor, keys) = page;
+    async fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64> {
+        let mut deleted = 0u64;
+        let (mut cursor, mut keys): ScanPage = self.cmd(mode, &self.scan_cmd(0, pattern)).await?;
+        loop {
+            if keys.is_empty() {
+                if cursor == 0 {
+                    return Ok(deleted);
                 }
+                (cursor, keys) = self.cmd(mode, &self.scan_cmd(cursor, pattern)).await?;
+            } else if cursor == 0 {
+                return Ok(deleted + self.cmd::<u64>(mode, &unlink_cmd(&keys)).await?);
+            } else {
+                let pipe = self.unlink_then_scan(&keys, cursor, pattern);
+                let (n, page): (u64, ScanPage) = self.run(mode, Request::Pipe(&pipe)).await?;
+                deleted += n;
+                (cursor, keys) = page;
             }
-        })
+        }
     }
 
-    fn ttl(&self, key: &str) -> Result<KeyTtl> {
-        self.query(&pttl_cmd(key)).map(to_ttl)
+    async fn ttl(&self, mode: Mode, key: &str) -> Result<KeyTtl> {
+        self.cmd(mode, &pttl_cmd(key)).await.map(to_ttl)
     }
 
-    fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+    async fn keys(&self, mode: Mode, pattern: &str) -> Result<Vec<String>> {
         let (mut cursor, mut found) = (0u64, HashSet::new());
         loop {
-            let (next, keys): ScanPage = self.query(&self.scan_cmd(cursor, pattern))?;
+            let (next, keys): ScanPage = self.cmd(mode, &self.scan_cmd(cursor, pattern)).await?;
             found.extend(keys);
             if next == 0 {
                 break;
@@ -325,134 +336,37 @@ impl Store for RedisStore {
             .collect())
     }
 
-    fn set_nx(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
-        self.query::<Option<String>>(&set_nx_cmd(key, value, ttl))
-            .map(|ok| ok.is_some())
+    async fn set_nx(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        let written: Option<String> = self.cmd(mode, &set_nx_cmd(key, value, ttl)).await?;
+        Ok(written.is_some())
     }
 
-    fn set_if(&self, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool> {
-        let ms = ttl_ms(ttl).to_string();
-        self.script(&SET_IF, key, &[expected, value, ms.as_bytes()])
-    }
-
-    fn renew_if(&self, key: &str, expected: &[u8], ttl: Duration) -> Result<bool> {
-        let ms = ttl_ms(ttl).to_string();
-        self.script(&RENEW_IF, key, &[expected, ms.as_bytes()])
-    }
-
-    fn delete_if(&self, key: &str, expected: &[u8]) -> Result<bool> {
-        self.script(&DELETE_IF, key, &[expected])
-    }
-
-    fn set_nx_async(
+    async fn set_if(
         &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        let cmd = set_nx_cmd(key, value, ttl);
-        async move {
-            self.query_async::<Option<String>>(&cmd)
-                .await
-                .map(|ok| ok.is_some())
-        }
-    }
-
-    fn set_if_async(
-        &self,
+        mode: Mode,
         key: &str,
         expected: &[u8],
         value: &[u8],
         ttl: Duration,
-    ) -> impl Future<Output = Result<bool>> + Send {
+    ) -> Result<bool> {
         let ms = ttl_ms(ttl).to_string();
-        let (key, expected, value) = (key.to_owned(), expected.to_vec(), value.to_vec());
-        async move {
-            self.script_async(&SET_IF, &key, &[&expected, &value, ms.as_bytes()])
-                .await
-        }
+        self.script(mode, &SET_IF, key, &[expected, value, ms.as_bytes()])
+            .await
     }
 
-    fn delete_if_async(
+    async fn delete_if(&self, mode: Mode, key: &str, expected: &[u8]) -> Result<bool> {
+        self.script(mode, &DELETE_IF, key, &[expected]).await
+    }
+
+    async fn renew_if(
         &self,
+        mode: Mode,
         key: &str,
         expected: &[u8],
-    ) -> impl Future<Output = Result<bool>> + Send {
-        let (key, expected) = (key.to_owned(), expected.to_vec());
-        async move { self.script_async(&DELETE_IF, &key, &[&expected]).await }
-    }
-
-    fn get_async(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        let cmd = get_cmd(key);
-        async move { self.query_async(&cmd).await }
-    }
-
-    fn set_async(
-        &self,
-        key: &str,
-        value: &[u8],
         ttl: Duration,
-    ) -> impl Future<Output = Result<()>> + Send {
-        let cmd = set_cmd(key, value, ttl);
-        async move { self.query_async(&cmd).await }
-    }
-
-    fn delete_async(&self, keys: &[&str]) -> impl Future<Output = Result<u64>> + Send {
-        let cmd = (!keys.is_empty()).then(|| unlink_cmd(keys));
-        async move {
-            match cmd {
-                Some(cmd) => self.query_async(&cmd).await,
-                None => Ok(0),
-            }
-        }
-    }
-
-    fn delete_pattern_async(&self, pattern: &str) -> impl Future<Output = Result<u64>> + Send {
-        let pattern = pattern.to_owned();
-        async move {
-            let mut deleted = 0u64;
-            let (mut cursor, mut keys): ScanPage =
-                self.query_async(&self.scan_cmd(0, &pattern)).await?;
-            loop {
-                if keys.is_empty() {
-                    if cursor == 0 {
-                        return Ok(deleted);
-                    }
-                    (cursor, keys) = self.query_async(&self.scan_cmd(cursor, &pattern)).await?;
-                } else if cursor == 0 {
-                    return Ok(deleted + self.query_async::<u64>(&unlink_cmd(&keys)).await?);
-                } else {
-                    let pipe = self.unlink_then_scan(&keys, cursor, &pattern);
-                    let (n, page): (u64, ScanPage) = self.pipe_async(&pipe).await?;
-                    deleted += n;
-                    (cursor, keys) = page;
-                }
-            }
-        }
-    }
-
-    fn ttl_async(&self, key: &str) -> impl Future<Output = Result<KeyTtl>> + Send {
-        let cmd = pttl_cmd(key);
-        async move { self.query_async(&cmd).await.map(to_ttl) }
-    }
-
-    fn keys_async(&self, pattern: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
-        let pattern = pattern.to_owned();
-        async move {
-            let (mut cursor, mut found) = (0u64, HashSet::new());
-            loop {
-                let (next, keys): ScanPage =
-                    self.query_async(&self.scan_cmd(cursor, &pattern)).await?;
-                found.extend(keys);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-            Ok(found
-                .into_iter()
-                .map(|k| String::from_utf8_lossy(&k).into_owned())
-                .collect())
-        }
+    ) -> Result<bool> {
+        let ms = ttl_ms(ttl).to_string();
+        self.script(mode, &RENEW_IF, key, &[expected, ms.as_bytes()])
+            .await
     }
 }
