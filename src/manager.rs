@@ -22,6 +22,12 @@ use std::time::Duration;
 /// `Cache` of your own for tests or for a second Redis server, and pass it with
 /// [`Cacheable::on`](crate::Cacheable::on).
 ///
+/// On Redis, async calls share one multiplexed connection, driven by a task on the tokio
+/// runtime that made the first async call; if that runtime ends, the next call reconnects
+/// on its own runtime. Keep that first runtime running while others use the cache (a
+/// runtime that is alive but never polled would stall async calls until the operation
+/// timeout). Blocking calls use a small pool of their own connections and need no runtime.
+///
 /// Keys given to its methods are relative to the prefix: with prefix `paycore`,
 /// `get("user:123:profile")` reads `paycore:user:123:profile`. Patterns are Redis globs,
 /// also relative to the prefix. Every method returns the store's faults as errors; the
