@@ -42,6 +42,8 @@ pub struct Config {
     pub(crate) lease_ttl: Duration,
     pub(crate) lease_wait: Duration,
     pub(crate) unchecked_lease_writes: bool,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
 }
 
 /// The default bound on entries in the embedded store.
@@ -64,6 +66,8 @@ impl Config {
             lease_ttl: Duration::from_secs(5),
             lease_wait: Duration::from_secs(5),
             unchecked_lease_writes: false,
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(1),
         }
     }
 
@@ -247,6 +251,17 @@ impl Config {
     /// Waiting on another process polls the key with backoff from 2 ms to 50 ms.
     pub fn lease_wait(mut self, wait: Duration) -> Config {
         self.lease_wait = wait.min(MAX_TTL);
+        self
+    }
+
+    /// When Redis counts as down: after `failures` failed calls in a row (timeouts, refused
+    /// or dropped connections), cache reads and writes fail at once for `cooldown` instead
+    /// of each waiting out the operation timeout; then calls try Redis again. 3 failures and
+    /// 1 second by default; 0 failures turns it off. Deletions and invalidations are always
+    /// attempted. Fail-open calls answer from their closure meanwhile, as for any fault.
+    pub fn breaker(mut self, failures: u32, cooldown: Duration) -> Config {
+        self.breaker_threshold = failures;
+        self.breaker_cooldown = cooldown.min(MAX_TTL);
         self
     }
 

@@ -10,6 +10,7 @@ use once_cell::sync::OnceCell;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Script};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,77 @@ pub(crate) struct RedisStore {
     op_timeout: Duration,
     connect_timeout: Duration,
     scan_count: usize,
+    breaker: Breaker,
+}
+
+/// Fails calls fast while Redis looks down: after `threshold` failed calls in a row
+/// (timeouts, refused or dropped connections; not error replies), cache reads and writes
+/// fail at once for `cooldown`, then the next calls try again. Deletions are never held
+/// back: an invalidation is always attempted.
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    failures: AtomicU32,
+    /// Milliseconds since `epoch` until which calls fail fast; 0 when closed.
+    open_until: AtomicU64,
+    epoch: Instant,
+}
+
+impl Breaker {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    fn check(&self) -> Result<()> {
+        let until = self.open_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        if now >= until {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Store,
+            format!(
+                "redis is taken as down for {} ms more, after {} failed calls in a row",
+                until - now,
+                self.failures.load(Ordering::Relaxed)
+            ),
+        ))
+    }
+
+    fn record<T>(&self, out: &Result<T>) {
+        match out {
+            // Writes only when something changes: a shared counter rewritten on every
+            // hit would bounce between cores.
+            Ok(_) => {
+                if self.failures.load(Ordering::Relaxed) != 0 {
+                    self.failures.store(0, Ordering::Relaxed);
+                    self.open_until.store(0, Ordering::Relaxed);
+                }
+            }
+            Err(e) if looks_down(e) && self.threshold > 0 => {
+                let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= self.threshold {
+                    let until = self.now_ms() + self.cooldown.as_millis() as u64;
+                    self.open_until.store(until, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// A timeout, or a connection refused or lost: signs of a server that is down or stuck,
+/// unlike an error reply.
+fn looks_down(e: &Error) -> bool {
+    e.is_timeout()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<redis::RedisError>())
+            .is_some_and(|r| {
+                r.is_io_error() || r.is_connection_refusal() || r.is_unrecoverable_error()
+            })
 }
 
 impl RedisStore {
@@ -41,6 +113,13 @@ impl RedisStore {
             op_timeout: config.op_timeout,
             connect_timeout: config.connect_timeout,
             scan_count: config.scan_count,
+            breaker: Breaker {
+                threshold: config.breaker_threshold,
+                cooldown: config.breaker_cooldown,
+                failures: AtomicU32::new(0),
+                open_until: AtomicU64::new(0),
+                epoch: Instant::now(),
+            },
         })
     }
 
@@ -110,6 +189,12 @@ impl RedisStore {
     /// async connection with one retry if that connection was dropped. Either way it takes
     /// at most the operation timeout.
     async fn run<T: FromRedisValue + Send>(&self, mode: Mode, req: Request<'_>) -> Result<T> {
+        let out = self.send(mode, req).await;
+        self.breaker.record(&out);
+        out
+    }
+
+    async fn send<T: FromRedisValue + Send>(&self, mode: Mode, req: Request<'_>) -> Result<T> {
         match mode {
             Mode::Blocking => self.with_conn(|con| match req {
                 Request::Cmd(cmd) => cmd.query(con),
@@ -282,10 +367,12 @@ static DELETE_IF: Lazy<Script> = Lazy::new(|| {
 
 impl Store for RedisStore {
     async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
+        self.breaker.check()?;
         self.cmd(mode, &get_cmd(key)).await
     }
 
     async fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        self.breaker.check()?;
         self.cmd(mode, &set_cmd(key, value, ttl)).await
     }
 
@@ -317,10 +404,12 @@ impl Store for RedisStore {
     }
 
     async fn ttl(&self, mode: Mode, key: &str) -> Result<KeyTtl> {
+        self.breaker.check()?;
         self.cmd(mode, &pttl_cmd(key)).await.map(to_ttl)
     }
 
     async fn keys(&self, mode: Mode, pattern: &str) -> Result<Vec<String>> {
+        self.breaker.check()?;
         let (mut cursor, mut found) = (0u64, HashSet::new());
         loop {
             let (next, keys): ScanPage = self.cmd(mode, &self.scan_cmd(cursor, pattern)).await?;
@@ -337,6 +426,7 @@ impl Store for RedisStore {
     }
 
     async fn set_nx(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        self.breaker.check()?;
         let written: Option<String> = self.cmd(mode, &set_nx_cmd(key, value, ttl)).await?;
         Ok(written.is_some())
     }
@@ -349,6 +439,7 @@ impl Store for RedisStore {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool> {
+        self.breaker.check()?;
         let ms = ttl_ms(ttl).to_string();
         self.script(mode, &SET_IF, key, &[expected, value, ms.as_bytes()])
             .await
