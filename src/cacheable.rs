@@ -194,6 +194,8 @@ impl<'a> Cacheable<'a> {
 
     /// Runs `compute` on a miss and caches its value; returns the cached value on a hit.
     ///
+    /// Store calls block the thread: in async code, use [`run_async`](Self::run_async).
+    ///
     /// Concurrent callers of one key share one computation (see [`Config::leases`](crate::Config::leases)).
     pub fn run<T, F>(self, ctx: Context, compute: F) -> T
     where
@@ -222,6 +224,9 @@ impl<'a> Cacheable<'a> {
     }
 
     /// Async twin of [`run`](Self::run).
+    ///
+    /// Runs inside a tokio runtime with its time driver on (as `#[tokio::main]` and
+    /// `#[tokio::test]` set up): operation timeouts and lease waits are tokio timers.
     pub async fn run_async<T, F, Fut>(self, ctx: Context, compute: F) -> T
     where
         T: Serialize + DeserializeOwned,

@@ -240,7 +240,8 @@ impl Config {
     /// How long a lease lives unless renewed (5 seconds by default): the longest that a
     /// holder which died mid-computation keeps others waiting. While the holder's
     /// computation runs, a background thread renews its lease every third of this, so a
-    /// computation may take longer and still be stored.
+    /// computation may take longer and still be stored, up to 12 lease times (1 minute by
+    /// default): a computation that hangs does not hold its key for ever.
     pub fn lease_ttl(mut self, ttl: Duration) -> Config {
         self.lease_ttl = ttl.min(MAX_TTL);
         self

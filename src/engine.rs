@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::flight::{Leader, Role, SharedValue};
-use crate::lease::LeaseGuard;
+use crate::lease::{LeaseGuard, Pending};
 use crate::manager::Cache;
 use crate::stats::Counters;
 use serde::de::DeserializeOwned;
@@ -110,12 +110,6 @@ fn lease_token() -> Vec<u8> {
 }
 
 impl Cache {
-    /// How many invalidations (and deletions) this cache has begun: a value read before
-    /// the count moved may be stale for a caller who arrived after.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.inner.epoch.load(Ordering::SeqCst)
-    }
-
     fn classify<T: DeserializeOwned>(
         &self,
         key: &str,
@@ -193,8 +187,10 @@ impl Cache {
             };
             match self.inner.flights.join(&call.key) {
                 Role::Follow(flight) => {
-                    let joined = self.epoch();
-                    let wait = self.inner.config.lease_wait;
+                    let joined = flight.invalidations();
+                    // The leader may first wait up to `lease_wait` for another process's
+                    // lease, then compute: followers allow for both before giving up.
+                    let wait = self.inner.config.lease_wait.saturating_mul(2);
                     let shared = match mode {
                         Mode::Blocking => flight.wait(wait),
                         Mode::Async => flight.wait_async(wait).await,
@@ -243,7 +239,7 @@ impl Cache {
     {
         let config = &self.inner.config;
         let backend = &self.inner.backend;
-        let before_acquire = self.epoch();
+        let before_acquire = leader.invalidations();
         let lease = if !store_ok {
             Lease::Unavailable
         } else if config.leases {
@@ -263,7 +259,7 @@ impl Cache {
             Lease::Held(token) => Some(LeaseGuard::hold(self, &call.key, token, config.lease_ttl)),
             _ => None,
         };
-        let computed_from = self.epoch();
+        let computed_from = leader.invalidations();
         let out = compute().await;
         let json = match &out {
             Ok(v) => match serde_json::to_vec(v) {
@@ -314,7 +310,9 @@ impl Cache {
                 return Ok(out);
             }
         };
-        if let Some(guard) = guard {
+        // The lease is the holder's to hand back unless the write settled it: after a failed
+        // write, dropping the guard has the keeper delete it (deletions pass an open breaker).
+        if let (Some(guard), Ok(_)) = (guard, &written) {
             guard.finish();
         }
         match written {
@@ -370,6 +368,10 @@ impl Cache {
         // the lease time and not a poll interval more.
         let mut seen: Option<(Vec<u8>, Instant)> = None;
         loop {
+            // A request that fails or is dropped in flight may still land: the keeper then
+            // looks for the lease and gives it back.
+            let pending =
+                Pending::new(self, &call.key, &token, config.lease_ttl, config.op_timeout);
             let taken = match stale.take() {
                 Some(old) => {
                     backend
@@ -382,6 +384,10 @@ impl Cache {
                         .await
                 }
             };
+            match &taken {
+                Ok(_) => pending.settle(),
+                Err(_) => drop(pending),
+            }
             match taken {
                 Ok(true) => return Ok(Lease::Held(token)),
                 Ok(false) => {}

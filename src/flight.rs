@@ -6,6 +6,7 @@
 //! they then start over (and one of them leads).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -17,9 +18,9 @@ pub(crate) type Shared = Option<SharedValue>;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SharedValue {
     pub json: Arc<[u8]>,
-    /// The cache's invalidation count when the value's data was read: a follower that joined
-    /// after a later invalidation must not take it. `None` when the lease's compare-and-set
-    /// proved that no invalidation ran while it was computed.
+    /// The flight's invalidation count when the value's data was read: a follower that
+    /// joined after a later invalidation of the key must not take it. `None` when the
+    /// lease's compare-and-set proved that no invalidation ran while it was computed.
     pub fresh_as_of: Option<u64>,
 }
 
@@ -34,6 +35,8 @@ pub(crate) struct Flight {
     done: Mutex<Option<Shared>>,
     cv: Condvar,
     notify: tokio::sync::Notify,
+    /// How many invalidations of this key began while the flight was in the air.
+    invalidations: AtomicU64,
 }
 
 pub(crate) enum Role<'a> {
@@ -65,6 +68,22 @@ impl Flights {
         })
     }
 
+    /// Counts an invalidation against every flight whose key it covers: `glob` for a
+    /// pattern, otherwise an exact key.
+    pub(crate) fn invalidated(&self, target: &str, glob: bool) {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, flight) in map.iter() {
+            let covered = if glob {
+                crate::glob::matches(target.as_bytes(), key.as_bytes())
+            } else {
+                key == target
+            };
+            if covered {
+                flight.invalidations.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.map.lock().unwrap().len()
@@ -72,6 +91,11 @@ impl Flights {
 }
 
 impl Leader<'_> {
+    /// Invalidations of the key since the flight began.
+    pub(crate) fn invalidations(&self) -> u64 {
+        self.flight.invalidations()
+    }
+
     /// The value followers receive when the flight ends.
     pub(crate) fn share(&mut self, value: SharedValue) {
         self.shared = Some(value);
@@ -96,6 +120,11 @@ impl Drop for Leader<'_> {
 }
 
 impl Flight {
+    /// Invalidations of the key since the flight began.
+    pub(crate) fn invalidations(&self) -> u64 {
+        self.invalidations.load(Ordering::SeqCst)
+    }
+
     fn finished(&self) -> Option<Shared> {
         self.done.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

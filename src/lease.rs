@@ -1,12 +1,15 @@
 //! The lease keeper: one background thread per process that keeps the leases of running
-//! computations alive and gives back those whose computation was abandoned.
+//! computations alive and gives back leases that nobody holds any more.
 //!
 //! A lease expires after `lease_ttl` so that a holder which dies cannot block a key for
 //! long. A computation that outlives its lease would then lose its write, however long
 //! `lease_ttl` is; so while the holder is alive, the keeper renews the lease every third of
 //! its TTL, with a compare-and-set that stops as soon as the key holds something else (an
-//! invalidation deleted it). A holder that panics or whose future is dropped has its lease
-//! deleted at once rather than left to expire.
+//! invalidation deleted it), and for at most [`MAX_HOLD`] lease times, so that a computation
+//! that hangs does not hold its key for ever. A holder that panics or whose future is
+//! dropped has its lease deleted at once rather than left to expire; so has a lease whose
+//! `SET NX` failed or was abandoned in flight, since it may still land after the caller gave
+//! up on it.
 
 use crate::engine::{block_on, Mode};
 use crate::manager::Cache;
@@ -17,8 +20,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How many lease times a computation may hold its lease, renewals included.
+pub(crate) const MAX_HOLD: u32 = 12;
+
+/// How often a lease that nobody holds is looked for again, until it would have expired.
+const GIVE_BACK_RETRY: Duration = Duration::from_millis(200);
+
 enum Msg {
-    Hold(u64, Held),
+    Track(u64, Tracked),
     /// The computation ended; `give_back` when the lease should be deleted.
     Done {
         id: u64,
@@ -26,12 +35,20 @@ enum Msg {
     },
 }
 
-struct Held {
+struct Tracked {
     cache: Cache,
     key: String,
     token: Vec<u8>,
     ttl: Duration,
-    renew_at: Instant,
+    due: Instant,
+    job: Job,
+}
+
+enum Job {
+    /// A running computation's lease: renew it.
+    Renew { since: Instant },
+    /// A lease nobody holds: delete it once it appears, until it would have expired.
+    GiveBack { until: Instant },
 }
 
 static KEEPER: Lazy<Mutex<Sender<Msg>>> = Lazy::new(|| {
@@ -48,6 +65,11 @@ fn send(msg: Msg) {
     let _ = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).send(msg);
 }
 
+fn next_id() -> u64 {
+    static IDS: AtomicU64 = AtomicU64::new(0);
+    IDS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A held lease, registered with the keeper. Dropped without [`finish`](Self::finish), it
 /// gives the lease back.
 pub(crate) struct LeaseGuard {
@@ -57,16 +79,17 @@ pub(crate) struct LeaseGuard {
 
 impl LeaseGuard {
     pub(crate) fn hold(cache: &Cache, key: &str, token: &[u8], ttl: Duration) -> LeaseGuard {
-        static IDS: AtomicU64 = AtomicU64::new(0);
-        let id = IDS.fetch_add(1, Ordering::Relaxed);
-        send(Msg::Hold(
+        let id = next_id();
+        let now = Instant::now();
+        send(Msg::Track(
             id,
-            Held {
+            Tracked {
                 cache: cache.clone(),
                 key: key.to_owned(),
                 token: token.to_vec(),
                 ttl,
-                renew_at: Instant::now() + ttl / 3,
+                due: now + ttl / 3,
+                job: Job::Renew { since: now },
             },
         ));
         LeaseGuard {
@@ -96,26 +119,82 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// A lease being asked for. Unless [`settle`](Self::settle)d (the store said whether it
+/// was taken), it is given back when dropped: the request failed or was abandoned, and may
+/// still land later, with nobody to release it.
+pub(crate) struct Pending<'a> {
+    cache: &'a Cache,
+    key: &'a str,
+    token: &'a [u8],
+    ttl: Duration,
+    first_look: Duration,
+    settled: bool,
+}
+
+impl<'a> Pending<'a> {
+    pub(crate) fn new(
+        cache: &'a Cache,
+        key: &'a str,
+        token: &'a [u8],
+        ttl: Duration,
+        first_look: Duration,
+    ) -> Self {
+        Pending {
+            cache,
+            key,
+            token,
+            ttl,
+            first_look,
+            settled: false,
+        }
+    }
+
+    pub(crate) fn settle(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let now = Instant::now();
+        send(Msg::Track(
+            next_id(),
+            Tracked {
+                cache: self.cache.clone(),
+                key: self.key.to_owned(),
+                token: self.token.to_vec(),
+                ttl: self.ttl,
+                due: now + self.first_look,
+                job: Job::GiveBack {
+                    until: now + self.ttl,
+                },
+            },
+        ));
+    }
+}
+
 fn keep(rx: Receiver<Msg>) {
-    let mut held: HashMap<u64, Held> = HashMap::new();
+    let mut tracked: HashMap<u64, Tracked> = HashMap::new();
     loop {
-        let next = held.values().map(|h| h.renew_at).min();
+        let next = tracked.values().map(|t| t.due).min();
         let wait = next.map_or(Duration::from_secs(3600), |at| {
             at.saturating_duration_since(Instant::now())
         });
         match rx.recv_timeout(wait) {
-            Ok(Msg::Hold(id, h)) => {
-                held.insert(id, h);
+            Ok(Msg::Track(id, t)) => {
+                tracked.insert(id, t);
             }
             Ok(Msg::Done { id, give_back }) => {
-                if let Some(h) = held.remove(&id) {
+                if let Some(mut t) = tracked.remove(&id) {
                     if give_back {
-                        let backend = &h.cache.inner.backend;
-                        if let Err(e) =
-                            block_on(backend.delete_if(Mode::Blocking, &h.key, &h.token))
-                        {
-                            h.cache.report("lease release", &h.key, &e);
-                        }
+                        t.job = Job::GiveBack {
+                            until: Instant::now() + t.ttl,
+                        };
+                        t.due = Instant::now();
+                        tracked.insert(id, t);
                     }
                 }
             }
@@ -123,28 +202,41 @@ fn keep(rx: Receiver<Msg>) {
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        held.retain(|_, h| {
-            if h.renew_at > now {
-                return true;
+        tracked.retain(|_, t| t.due > now || step(t, now));
+    }
+}
+
+/// Does a tracked lease's due work; false when there is nothing more to do for it.
+fn step(t: &mut Tracked, now: Instant) -> bool {
+    let backend = &t.cache.inner.backend;
+    match t.job {
+        Job::Renew { since } => {
+            if now.duration_since(since) >= t.ttl.saturating_mul(MAX_HOLD) {
+                log::warn!(target: "cacheable", "the computation of {} has held its lease for {MAX_HOLD} lease times: no more renewals, so other callers may take over", t.key);
+                return false;
             }
-            match block_on(
-                h.cache
-                    .inner
-                    .backend
-                    .renew_if(Mode::Blocking, &h.key, &h.token, h.ttl),
-            ) {
+            match block_on(backend.renew_if(Mode::Blocking, &t.key, &t.token, t.ttl)) {
                 Ok(true) => {
-                    h.renew_at = now + h.ttl / 3;
+                    t.due = now + t.ttl / 3;
                     true
                 }
                 // The key holds something else now: an invalidation took the lease.
                 Ok(false) => false,
                 Err(e) => {
-                    h.cache.report("lease renewal", &h.key, &e);
-                    h.renew_at = now + h.ttl / 6;
+                    t.cache.report("lease renewal", &t.key, &e);
+                    t.due = now + t.ttl / 6;
                     true
                 }
             }
-        });
+        }
+        Job::GiveBack { until } => {
+            match block_on(backend.delete_if(Mode::Blocking, &t.key, &t.token)) {
+                Ok(true) => return false,
+                Ok(false) => {}
+                Err(e) => t.cache.report("lease release", &t.key, &e),
+            }
+            t.due = now + GIVE_BACK_RETRY;
+            now < until
+        }
     }
 }

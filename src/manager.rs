@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +41,6 @@ pub(crate) struct Inner {
     pub(crate) backend: Backend,
     pub(crate) counters: Counters,
     pub(crate) flights: Flights,
-    /// Invalidations begun; see `Cache::epoch`.
-    pub(crate) epoch: AtomicU64,
     throttle: Throttle,
 }
 
@@ -62,7 +59,6 @@ impl Cache {
                 backend,
                 counters: Counters::default(),
                 flights: Flights::default(),
-                epoch: AtomicU64::new(0),
                 throttle: Throttle::new(Duration::from_secs(1)),
             }),
         })
@@ -271,11 +267,9 @@ impl Cache {
 
     /// Deletes a full key, or every key matching a full glob pattern; counted.
     pub(crate) async fn delete_full(&self, mode: Mode, target: &str, glob: bool) -> Result<u64> {
-        // Counted before the deletion: a computation that started earlier can no longer
-        // hand its value to callers who arrive from now on.
-        self.inner
-            .epoch
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Counted before the deletion: a computation of a key it covers that started
+        // earlier can no longer hand its value to callers who arrive from now on.
+        self.inner.flights.invalidated(target, glob);
         let b = &self.inner.backend;
         let raw = if glob {
             b.delete_pattern(mode, target).await

@@ -5,7 +5,7 @@
 mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::RedisServer;
@@ -194,4 +194,195 @@ async fn followers_that_arrive_before_an_invalidation_share_the_value() {
         1,
         "with Redis down, concurrent callers still share one computation"
     );
+}
+
+fn raw_set_lease(server: &RedisServer, key: &str, ms: u64) {
+    let mut con = server.client();
+    let mut v = b"\0cacheable-lease:deadpeer".to_vec();
+    v.extend_from_slice(b"-0");
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(v)
+        .arg("PX")
+        .arg(ms)
+        .query(&mut con)
+        .unwrap();
+}
+
+/// A peer died holding the lease (250 ms left). The in-process leader waits it out and
+/// computes (150 ms): 400 ms in all, more than lease_wait (300 ms). Followers give up at
+/// 300 ms counted from their join and all compute.
+#[test]
+fn followers_do_not_give_up_while_their_leader_waits_out_a_peer_lease() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("p")
+            .lease_wait(Duration::from_millis(300)),
+    )
+    .unwrap();
+    raw_set_lease(&server, "p:k", 250);
+    let computed = Arc::new(AtomicU32::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, computed) = (cache.clone(), computed.clone());
+            std::thread::spawn(move || {
+                cache
+                    .get_or_set(
+                        "k",
+                        || {
+                            computed.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(150));
+                            7u32
+                        },
+                        60,
+                    )
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    println!("computations: {}", computed.load(Ordering::SeqCst));
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        1,
+        "followers gave up and computed too"
+    );
+}
+
+/// Redis unreachable: the leader shares an unverified value. An invalidation of an
+/// UNRELATED key during the computation makes later followers reject it and compute again.
+#[test]
+fn an_invalidation_of_another_key_does_not_turn_followers_away() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cache = Cache::new(
+        Config::from_url(&format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .prefix("p")
+            .invalidate_retries(0),
+    )
+    .unwrap();
+    let computed = Arc::new(AtomicU32::new(0));
+    let call = |cache: Cache, computed: Arc<AtomicU32>| {
+        std::thread::spawn(move || {
+            let id = 1;
+            Cacheable::new("k:<<id>>").on(&cache).run(ctx! { id }, || {
+                computed.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(300));
+                7u32
+            })
+        })
+    };
+    let leader = call(cache.clone(), computed.clone());
+    std::thread::sleep(Duration::from_millis(50));
+    let other = 99;
+    let _ = Invalidate::new(["unrelated:<<other>>"])
+        .on(&cache)
+        .now(ctx! { other });
+    std::thread::sleep(Duration::from_millis(50));
+    let followers: Vec<_> = (0..4)
+        .map(|_| call(cache.clone(), computed.clone()))
+        .collect();
+    leader.join().unwrap();
+    for f in followers {
+        f.join().unwrap();
+    }
+    println!("computations: {}", computed.load(Ordering::SeqCst));
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        1,
+        "an unrelated invalidation turned followers away"
+    );
+}
+
+/// A SET NX that times out client-side but runs later leaves a lease nobody holds.
+#[test]
+fn a_lease_request_that_lands_after_its_timeout_is_given_back() {
+    let server = RedisServer::start();
+    let config = Config::from_url(&server.url())
+        .unwrap()
+        .prefix("p")
+        .op_timeout(Duration::from_millis(100))
+        .breaker(0, Duration::from_secs(1));
+    let cache = Cache::new(config).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        cache.set_async("warm", &1, 60).await.unwrap();
+        server.cli(&["CLIENT", "PAUSE", "300", "WRITE"]);
+        let id = 1;
+        let v = Cacheable::new("k:<<id>>")
+            .on(&cache)
+            .run_async(ctx! { id }, || async move { 3u32 })
+            .await;
+        assert_eq!(v, 3);
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut con = server.client();
+    let raw: Option<Vec<u8>> = redis::cmd("GET").arg("p:k:1").query(&mut con).unwrap();
+    let pttl: i64 = redis::cmd("PTTL").arg("p:k:1").query(&mut con).unwrap();
+    println!(
+        "key after: {:?} pttl {pttl}",
+        raw.as_ref()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+    );
+    // A caller now waits out the orphan lease.
+    let started = Instant::now();
+    let cache2 = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("p")
+            .lease_wait(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let v: u32 = cache2.get_or_set("k:1", || 4u32, 60).unwrap();
+    println!("next caller waited {:?} (value {v})", started.elapsed());
+    assert!(raw.is_none(), "orphan lease left behind");
+}
+
+/// The breaker opens (a timeout elsewhere) while a leader computes; Redis is fine again
+/// by the write, but the write fails fast and the lease is not given back.
+#[test]
+fn a_lease_whose_write_failed_is_given_back() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("p")
+            .op_timeout(Duration::from_millis(100))
+            .breaker(1, Duration::from_secs(3)),
+    )
+    .unwrap();
+    let _: Option<u32> = cache.get("warm").unwrap();
+    let c2 = cache.clone();
+    let id = 1;
+    let v = Cacheable::new("k:<<id>>").on(&cache).run(ctx! { id }, || {
+        server.cli(&["CLIENT", "PAUSE", "200", "ALL"]);
+        let _ = c2.get::<u32>("other"); // times out: breaker opens
+        std::thread::sleep(Duration::from_millis(300));
+        5u32
+    });
+    assert_eq!(v, 5);
+    // The write failed fast on the open breaker; the keeper thread gives the lease back
+    // (deletions pass the breaker), well before the lease's own 5 s would run out.
+    let mut con = server.client();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let raw: Option<Vec<u8>> = redis::cmd("GET").arg("p:k:1").query(&mut con).unwrap();
+        if !raw.is_some_and(|r| r.starts_with(b"\0")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lease left behind");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -456,6 +456,8 @@ impl Store for RedisStore {
         expected: &[u8],
         ttl: Duration,
     ) -> Result<bool> {
+        // Renewals wait out an open breaker: the keeper must not queue behind a frozen server.
+        self.breaker.check()?;
         let ms = ttl_ms(ttl).to_string();
         self.script(mode, &RENEW_IF, key, &[expected, ms.as_bytes()])
             .await
