@@ -197,8 +197,8 @@ impl Cache {
                     };
                     let Some(shared) = shared else {
                         // Bounded like a lease wait: a leader stuck this long (or a cached
-                        // function that calls itself with the same key) costs `lease_wait`,
-                        // then this caller computes without caching.
+                        // function that calls itself with the same key) costs twice
+                        // `lease_wait`, then this caller computes without caching.
                         log::warn!(target: "cacheable", "{} stayed in flight for {} ms: computing without caching", call.key, wait.as_millis());
                         let compute = compute.take().expect("a caller computes at most once");
                         return Ok(compute().await);
