@@ -31,6 +31,10 @@ step() { printf '\n== %s\n' "$*"; }
 
 ensure_redis
 echo "using $(redis-server --version)"
+# The TLS test (feature `tls`) makes its certificates with the openssl command.
+if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -qq openssl >/dev/null 2>&1 || true
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

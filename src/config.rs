@@ -44,6 +44,27 @@ pub struct Config {
     pub(crate) unchecked_lease_writes: bool,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Tls,
+}
+
+/// Certificates for `rediss://`, PEM-encoded. Without a root, the system's roots are used.
+#[cfg(feature = "tls")]
+#[derive(Clone, Default)]
+pub(crate) struct Tls {
+    pub root_cert: Option<Vec<u8>>,
+    pub client_cert_and_key: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+#[cfg(feature = "tls")]
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key itself.
+        f.debug_struct("Tls")
+            .field("root_cert", &self.root_cert.is_some())
+            .field("client_cert", &self.client_cert_and_key.is_some())
+            .finish()
+    }
 }
 
 /// The default bound on entries in the embedded store.
@@ -68,6 +89,8 @@ impl Config {
             unchecked_lease_writes: false,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
+            #[cfg(feature = "tls")]
+            tls: Tls::default(),
         }
     }
 
@@ -78,12 +101,12 @@ impl Config {
         })
     }
 
-    /// A configuration from a URL: `redis://host:port/db`, `redis+unix:///path`,
-    /// `memory://` or `memory://?max_entries=N`.
+    /// A configuration from a URL: `redis://host:port/db`, `rediss://…` (TLS, with the
+    /// `tls` feature), `redis+unix:///path`, `memory://` or `memory://?max_entries=N`.
     ///
     /// # Errors
-    /// An unknown scheme, or one this build does not support (`rediss://`,
-    /// `redis+cluster://`), is a [`Config`](crate::ErrorKind::Config) error.
+    /// An unknown scheme, or one this build does not support (`rediss://` without the `tls`
+    /// feature, `redis+cluster://`), is a [`Config`](crate::ErrorKind::Config) error.
     pub fn from_url(url: &str) -> Result<Config> {
         let url = url.trim();
         let (scheme, rest) = url
@@ -123,8 +146,20 @@ impl Config {
                     url: url.to_owned(),
                 }))
             }
+            "rediss" if cfg!(feature = "tls") => {
+                redis::Client::open(url).map_err(|e| {
+                    Error::with_source(
+                        crate::ErrorKind::Config,
+                        format!("invalid Redis URL `{url}`"),
+                        e,
+                    )
+                })?;
+                Ok(Config::with_store(StoreConfig::Redis {
+                    url: url.to_owned(),
+                }))
+            }
             "rediss" => Err(Error::config(format!(
-                "cache URL `{url}`: TLS (`rediss://`) is not built into this version of cacheable"
+                "cache URL `{url}`: TLS (`rediss://`) needs cacheable's `tls` feature"
             ))),
             "redis+cluster" => Err(Error::config(format!(
                 "cache URL `{url}`: Redis Cluster is not supported yet"
@@ -263,6 +298,25 @@ impl Config {
     pub fn breaker(mut self, failures: u32, cooldown: Duration) -> Config {
         self.breaker_threshold = failures;
         self.breaker_cooldown = cooldown.min(MAX_TTL);
+        self
+    }
+
+    /// Trusts this CA (PEM) for `rediss://` instead of the system's roots.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Config {
+        self.tls.root_cert = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) to a `rediss://` server that asks
+    /// for one (`tls-auth-clients yes`).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Config {
+        self.tls.client_cert_and_key = Some((cert_pem.into(), key_pem.into()));
         self
     }
 

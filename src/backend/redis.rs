@@ -104,7 +104,27 @@ impl RedisStore {
         // reads whose failures the handshake ignores (each would wait out a timeout of its own
         // against a frozen server).
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let client = redis::Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
+        let info = info.set_redis_settings(settings);
+        #[cfg(feature = "tls")]
+        let client = {
+            let tls = &config.tls;
+            if tls.root_cert.is_some() || tls.client_cert_and_key.is_some() {
+                let certs = redis::TlsCertificates {
+                    client_tls: tls.client_cert_and_key.as_ref().map(|(cert, key)| {
+                        redis::ClientTlsConfig {
+                            client_cert: cert.clone(),
+                            client_key: key.clone(),
+                        }
+                    }),
+                    root_cert: tls.root_cert.clone(),
+                };
+                redis::Client::build_with_tls(info, certs).map_err(invalid)?
+            } else {
+                redis::Client::open(info).map_err(invalid)?
+            }
+        };
+        #[cfg(not(feature = "tls"))]
+        let client = redis::Client::open(info).map_err(invalid)?;
         Ok(RedisStore {
             client,
             manager: OnceCell::new(),
