@@ -343,6 +343,16 @@ impl Config {
         if self.default_ttl.is_zero() {
             return Err(Error::config("default_ttl must be positive"));
         }
+        #[cfg(feature = "tls")]
+        if self.tls.root_cert.is_some() || self.tls.client_cert_and_key.is_some() {
+            let tls_url =
+                matches!(&self.store, StoreConfig::Redis { url } if url.starts_with("rediss://"));
+            if !tls_url {
+                return Err(Error::config(
+                    "TLS certificates were given, but the cache URL is not a `rediss://` one",
+                ));
+            }
+        }
         if self.lease_ttl.is_zero() {
             return Err(Error::config("lease_ttl must be positive"));
         }
@@ -424,5 +434,20 @@ mod tests {
         assert!(Config::memory().hash_len(8).validate().is_ok());
         assert!(Config::memory().default_ttl(0).validate().is_err());
         assert!(Config::memory().validate().is_ok());
+        #[cfg(feature = "tls")]
+        {
+            let plain = Config::from_url("redis://127.0.0.1/")
+                .unwrap()
+                .tls_root_cert("x");
+            assert!(plain
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("rediss://"));
+            let tls = Config::from_url("rediss://127.0.0.1/")
+                .unwrap()
+                .tls_root_cert("x");
+            assert!(tls.validate().is_ok());
+        }
     }
 }

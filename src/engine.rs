@@ -285,13 +285,15 @@ impl Cache {
         };
         let Some(json) = json else {
             // Nothing to store: give the lease back now, so waiters need not sit out its TTL.
-            if let Lease::Held(token) = &lease {
-                if let Err(e) = backend.delete_if(mode, &call.key, token).await {
-                    self.report("lease release", &call.key, &e);
-                }
-            }
-            if let Some(guard) = guard {
-                guard.finish();
+            let released = match &lease {
+                Lease::Held(token) => backend.delete_if(mode, &call.key, token).await,
+                _ => Ok(false),
+            };
+            match (guard, released) {
+                (Some(guard), Ok(_)) => guard.finish(),
+                // Dropped unfinished: the keeper gives the lease back, retrying.
+                (_, Err(e)) => self.report("lease release", &call.key, &e),
+                (None, Ok(_)) => {}
             }
             return Ok(out);
         };
@@ -386,6 +388,7 @@ impl Cache {
             };
             match &taken {
                 Ok(_) => pending.settle(),
+                Err(e) if e.never_sent() => pending.settle(),
                 Err(_) => drop(pending),
             }
             match taken {

@@ -18,6 +18,9 @@ pub enum ErrorKind {
     Store,
     /// The store did not answer within the operation timeout.
     Timeout,
+    /// The store is taken as down after failed calls in a row (see
+    /// [`Config::breaker`](crate::Config::breaker)): the call was not sent.
+    Unavailable,
     /// A value could not be serialized to JSON.
     Serialize,
     /// A stored value could not be deserialized into the requested type.
@@ -89,9 +92,24 @@ impl Error {
         self.inner.kind == ErrorKind::Timeout
     }
 
-    /// True when the fault is in reaching the store (down, refused, timed out).
+    /// True when the fault is in reaching the store (down, refused, timed out, or taken as
+    /// down).
     pub fn is_store_error(&self) -> bool {
-        matches!(self.inner.kind, ErrorKind::Store | ErrorKind::Timeout)
+        matches!(
+            self.inner.kind,
+            ErrorKind::Store | ErrorKind::Timeout | ErrorKind::Unavailable
+        )
+    }
+}
+
+impl Error {
+    /// True when the request certainly never reached the store: refused before sending
+    /// (an open breaker) or by the connection itself.
+    pub(crate) fn never_sent(&self) -> bool {
+        self.inner.kind == ErrorKind::Unavailable
+            || std::error::Error::source(self)
+                .and_then(|s| s.downcast_ref::<redis::RedisError>())
+                .is_some_and(redis::RedisError::is_connection_refusal)
     }
 }
 

@@ -201,21 +201,40 @@ fn keep(rx: Receiver<Msg>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        let now = Instant::now();
-        tracked.retain(|_, t| t.due > now || step(t, now));
+        // Renewals first: a lease about to expire matters more than one to clean up. Then
+        // give-backs, for at most a sweep's budget, so that a slow store cannot hold the
+        // renewals of every other cache back for long.
+        let started = Instant::now();
+        for renew in [true, false] {
+            tracked.retain(|_, t| {
+                let now = Instant::now();
+                if t.due > now || matches!(t.job, Job::Renew { .. }) != renew {
+                    return true;
+                }
+                if !renew && now.duration_since(started) > SWEEP_BUDGET {
+                    return true;
+                }
+                step(t)
+            });
+        }
     }
 }
 
+/// How long one sweep may spend on give-backs before it looks at renewals again.
+const SWEEP_BUDGET: Duration = Duration::from_millis(100);
+
 /// Does a tracked lease's due work; false when there is nothing more to do for it.
-fn step(t: &mut Tracked, now: Instant) -> bool {
+fn step(t: &mut Tracked) -> bool {
     let backend = &t.cache.inner.backend;
     match t.job {
         Job::Renew { since } => {
-            if now.duration_since(since) >= t.ttl.saturating_mul(MAX_HOLD) {
+            if since.elapsed() >= t.ttl.saturating_mul(MAX_HOLD) {
                 log::warn!(target: "cacheable", "the computation of {} has held its lease for {MAX_HOLD} lease times: no more renewals, so other callers may take over", t.key);
                 return false;
             }
-            match block_on(backend.renew_if(Mode::Blocking, &t.key, &t.token, t.ttl)) {
+            let renewed = block_on(backend.renew_if(Mode::Blocking, &t.key, &t.token, t.ttl));
+            let now = Instant::now();
+            match renewed {
                 Ok(true) => {
                     t.due = now + t.ttl / 3;
                     true
@@ -233,8 +252,11 @@ fn step(t: &mut Tracked, now: Instant) -> bool {
             match block_on(backend.delete_if(Mode::Blocking, &t.key, &t.token)) {
                 Ok(true) => return false,
                 Ok(false) => {}
+                // An open breaker: nothing was sent, try again later.
+                Err(e) if e.kind() == crate::ErrorKind::Unavailable => {}
                 Err(e) => t.cache.report("lease release", &t.key, &e),
             }
+            let now = Instant::now();
             t.due = now + GIVE_BACK_RETRY;
             now < until
         }

@@ -360,7 +360,7 @@ fn a_lease_whose_write_failed_is_given_back() {
             .unwrap()
             .prefix("p")
             .op_timeout(Duration::from_millis(100))
-            .breaker(1, Duration::from_secs(3)),
+            .breaker(1, Duration::from_secs(1)),
     )
     .unwrap();
     let _: Option<u32> = cache.get("warm").unwrap();
@@ -374,9 +374,9 @@ fn a_lease_whose_write_failed_is_given_back() {
     });
     assert_eq!(v, 5);
     // The write failed fast on the open breaker; the keeper thread gives the lease back
-    // (deletions pass the breaker), well before the lease's own 5 s would run out.
+    // once the breaker lets it (1 s), well before the lease's own 5 s would run out.
     let mut con = server.client();
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let raw: Option<Vec<u8>> = redis::cmd("GET").arg("p:k:1").query(&mut con).unwrap();
         if !raw.is_some_and(|r| r.starts_with(b"\0")) {

@@ -27,8 +27,8 @@ pub(crate) struct RedisStore {
 
 /// Fails calls fast while Redis looks down: after `threshold` failed calls in a row
 /// (timeouts, refused or dropped connections; not error replies), cache reads and writes
-/// fail at once for `cooldown`, then the next calls try again. Deletions are never held
-/// back: an invalidation is always attempted.
+/// fail at once for `cooldown`, then the next calls try again. Invalidations (`delete`,
+/// `delete_pattern`) are never held back.
 struct Breaker {
     threshold: u32,
     cooldown: Duration,
@@ -53,7 +53,7 @@ impl Breaker {
             return Ok(());
         }
         Err(Error::new(
-            ErrorKind::Store,
+            ErrorKind::Unavailable,
             format!(
                 "redis is taken as down for {} ms more, after {} failed calls in a row",
                 until - now,
@@ -466,6 +466,9 @@ impl Store for RedisStore {
     }
 
     async fn delete_if(&self, mode: Mode, key: &str, expected: &[u8]) -> Result<bool> {
+        // Lease give-backs wait out an open breaker too (the keeper retries them): only
+        // invalidations, by `delete` and `delete_pattern`, always go through.
+        self.breaker.check()?;
         self.script(mode, &DELETE_IF, key, &[expected]).await
     }
 
