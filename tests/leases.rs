@@ -386,3 +386,45 @@ fn a_lease_whose_write_failed_is_given_back() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_frozen_server_does_not_starve_the_lease_renewals_of_another_cache() {
+    // Many leaders on server A lose their writes while A is frozen: their leases are to be
+    // given back. Meanwhile a long computation on server B needs its lease renewed by the
+    // same keeper thread, every 200 ms.
+    let (a, b) = (RedisServer::start(), RedisServer::start());
+    let cache_a = Cache::new(config(&a).op_timeout(Duration::from_millis(250))).unwrap();
+    let cache_b = Cache::new(config(&b).lease_ttl(Duration::from_millis(600))).unwrap();
+    let long = {
+        let cache_b = cache_b.clone();
+        std::thread::spawn(move || {
+            Cacheable::new("report").on(&cache_b).run(ctx! {}, || {
+                std::thread::sleep(Duration::from_millis(2500));
+                "done".to_string()
+            })
+        })
+    };
+    let leaders: Vec<_> = (0..20)
+        .map(|i| {
+            let cache_a = cache_a.clone();
+            std::thread::spawn(move || {
+                Cacheable::new("k:<<i>>").on(&cache_a).run(ctx! { i }, || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    i
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    a.pause();
+    for (i, l) in leaders.into_iter().enumerate() {
+        assert_eq!(l.join().unwrap(), i as i32);
+    }
+    assert_eq!(long.join().unwrap(), "done");
+    a.resume();
+    assert_eq!(
+        b.cli(&["GET", "l:report"]).trim(),
+        "\"done\"",
+        "the long computation lost its lease while the keeper was stuck on server A"
+    );
+}
