@@ -2,10 +2,10 @@
 
 use crate::config::IntoTtl;
 use crate::context::Context;
-use crate::engine::{block_on, Call, Mode};
+use crate::engine::{read_through, read_through_async, Call};
 use crate::error::{Error, Result};
 use crate::manager::{Cache, CacheManager};
-use crate::stats::Throttle;
+use crate::report::{debug_enabled, debug_line, Throttle};
 use crate::template::{RenderOptions, Template};
 use once_cell::sync::Lazy;
 use serde::de::DeserializeOwned;
@@ -19,7 +19,8 @@ use std::time::Duration;
 ///
 /// The finishers are fail-open: whatever the cache does (Redis down or slow, a malformed
 /// template, a value that no longer deserializes), the closure's value is returned; the
-/// fault is logged (at most a line a second) and counted in [`Stats::errors`](crate::Stats).
+/// fault is logged (at most a line a second for each key template and kind of fault) and
+/// counted in [`Stats::errors`](crate::Stats).
 ///
 /// ```
 /// use cacheable::{ctx, Cache, Cacheable, Config};
@@ -55,15 +56,10 @@ pub(crate) fn resolve(on: Option<&Cache>) -> Result<&Cache> {
     }
 }
 
-pub(crate) fn debug_line(args: std::fmt::Arguments<'_>) {
-    log::info!(target: "cacheable", "[Cache Debug] {args}");
-}
-
-pub(crate) fn format_ttl(ttl: Duration) -> String {
-    if ttl.subsec_nanos() == 0 {
-        format!("{}s", ttl.as_secs())
-    } else {
-        format!("{}ms", ttl.as_millis())
+/// Logs that there is no cache to use, at most a line a second.
+pub(crate) fn no_cache(e: &Error) {
+    if NO_CACHE.allow("no cache", "").is_some() {
+        log::error!(target: "cacheable", "no cache, answering without it: {}", crate::report::chain(e));
     }
 }
 
@@ -103,7 +99,8 @@ impl<'a> Cacheable<'a> {
         self
     }
 
-    /// Logs each step at info level, target `cacheable`, as `[Cache Debug] …` lines.
+    /// Logs each step at info level, target `cacheable`, as `[Cache Debug] …` lines
+    /// (without it they are logged at debug level).
     pub fn debug(mut self, on: bool) -> Self {
         self.debug = Some(on);
         self
@@ -122,13 +119,11 @@ impl<'a> Cacheable<'a> {
     }
 
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
-    fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'a>)> {
+    fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'_>)> {
         let cache = match resolve(self.cache) {
             Ok(cache) => cache,
             Err(e) => {
-                if NO_CACHE.allow().is_some() {
-                    log::error!(target: "cacheable", "no cache, answering without it: {e}");
-                }
+                no_cache(&e);
                 return None;
             }
         };
@@ -140,6 +135,7 @@ impl<'a> Cacheable<'a> {
                     cache,
                     Call {
                         key,
+                        template: self.template_str(),
                         ttl,
                         debug,
                         strict: false,
@@ -148,7 +144,15 @@ impl<'a> Cacheable<'a> {
                 ))
             }
             Err(e) => {
-                cache.report("cache key", self.template_str(), &e);
+                debug_line(
+                    debug,
+                    format_args!(
+                        "Key template {} did not render, computing without the cache: {}",
+                        self.template_str(),
+                        crate::report::chain(&e)
+                    ),
+                );
+                cache.report("cache key", self.template_str(), self.template_str(), &e);
                 None
             }
         }
@@ -175,19 +179,19 @@ impl<'a> Cacheable<'a> {
             hash_len: cache.config().hash_len,
         };
         let mut key = cache.key_start(template.as_str().len() + 16);
-        let mut shown = debug.then(serde_json::Map::new);
+        let mut shown = debug_enabled(debug).then(serde_json::Map::new);
         template.render_into(ctx, &opts, &mut key, shown.as_mut())?;
         if let Some(shown) = shown {
-            debug_line(format_args!(
-                "Function: {}",
-                self.name.unwrap_or(template.as_str())
-            ));
-            debug_line(format_args!("Key Template: {template}"));
-            debug_line(format_args!("Resolved Key: {key}"));
-            debug_line(format_args!(
-                "Context: {}",
-                serde_json::Value::Object(shown)
-            ));
+            debug_line(
+                debug,
+                format_args!("Function: {}", self.name.unwrap_or(template.as_str())),
+            );
+            debug_line(debug, format_args!("Key Template: {template}"));
+            debug_line(debug, format_args!("Resolved Key: {key}"));
+            debug_line(
+                debug,
+                format_args!("Context: {}", serde_json::Value::Object(shown)),
+            );
         }
         Ok((key, ttl))
     }
@@ -218,15 +222,15 @@ impl<'a> Cacheable<'a> {
         let Some((cache, call)) = self.plan(&ctx) else {
             return compute();
         };
-        let fetched =
-            block_on(cache.fetch(Mode::Blocking, &call, || std::future::ready(compute())));
-        fetched.expect("fail-open calls report faults rather than return them")
+        read_through(cache.core(), &call, compute)
+            .expect("fail-open calls report faults rather than return them")
     }
 
     /// Async twin of [`run`](Self::run).
     ///
-    /// Runs inside a tokio runtime with its time driver on (as `#[tokio::main]` and
-    /// `#[tokio::test]` set up): operation timeouts and lease waits are tokio timers.
+    /// Any executor can drive it (a tokio runtime of any flavour, with or without its IO
+    /// and time drivers, or another executor): store calls and timers run on the crate's
+    /// own IO thread, and the caller awaits their handles.
     pub async fn run_async<T, F, Fut>(self, ctx: Context, compute: F) -> T
     where
         T: Serialize + DeserializeOwned,
@@ -252,7 +256,8 @@ impl<'a> Cacheable<'a> {
         let Some((cache, call)) = self.plan(&ctx) else {
             return compute().await;
         };
-        let fetched = cache.fetch(Mode::Async, &call, compute).await;
-        fetched.expect("fail-open calls report faults rather than return them")
+        read_through_async(cache.core(), &call, compute)
+            .await
+            .expect("fail-open calls report faults rather than return them")
     }
 }

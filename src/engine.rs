@@ -2,62 +2,67 @@
 //! process, a lease across processes, compute, and a write that lands only while the lease
 //! is still there.
 //!
-//! It is written once, as async code over [`Mode`]. In [`Mode::Blocking`] every step
-//! completes when first polled (blocking store calls, `thread::sleep`, a condvar wait), so
-//! [`block_on`] drives it with a single poll and no runtime.
+//! The core ([`Core::begin`], [`Core::finish`]) is not generic: it works on bytes and is
+//! compiled once. A cached function adds only a thin generic shim ([`read_through`],
+//! [`read_through_async`]) that decodes, calls the computation and encodes. The core is
+//! async code over [`Mode`]: in [`Mode::Blocking`] every step completes when first polled
+//! (blocking store calls, `thread::sleep`, a condvar wait), so [`block_on`] drives it with a
+//! single poll and no runtime.
+//!
+//! What callers get when something goes wrong:
+//! - a computation that fails (returns `Err`, panics, or computes a value that cannot be
+//!   stored) releases the callers waiting on it, who then compute at once, side by side and
+//!   without caching: no caller queues behind more than one failed computation. Across
+//!   processes, the holder gives its lease back; a waiter that sees the lease it waited on
+//!   vanish tries once to take it over, and computes without caching if another caller did;
+//! - a computation that asks for its own key (directly, or through a chain of cached calls
+//!   run inside it) is detected and computes at once without caching, logged once a minute;
+//! - a sync caller that finds an async caller computing its key computes too rather than
+//!   park a thread that the async caller's runtime may need.
 
+use crate::backend::{block_on, Backend, Mode, Stored, LEASE_PREFIX};
+use crate::codec;
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::flight::{Leader, Role, SharedValue};
-use crate::lease::{LeaseGuard, Pending};
-use crate::manager::Cache;
+use crate::flight::{Done, Flights, Leader, Role, SharedValue};
+use crate::lease::{Host, LeaseGuard, LeaseHost, Pending};
+use crate::report::{chain, debug_line, format_ttl, Throttle};
 use crate::stats::Counters;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
-
-/// Marks a key held by a lease. JSON text never starts with a NUL byte, so no cached value
-/// can be mistaken for a lease, nor a lease for a value.
-pub(crate) const LEASE_PREFIX: &[u8] = b"\0cacheable-lease:";
 
 /// Longest pause between two looks at a leased key.
 const MAX_LEASE_POLL: Duration = Duration::from_millis(50);
 
-/// Whether store calls block the thread or are awaited.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Blocking,
-    Async,
-}
+/// How often a rare fault (an unstorable value, a recursion) is logged per key template.
+const RARE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Drives a [`Mode::Blocking`] future, which is ready when first polled.
-pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        // Not reached: blocking-mode steps never pend. Yield rather than spin hot if one did.
-        std::thread::yield_now();
-    }
-}
-
-impl Mode {
-    pub(crate) async fn sleep(self, d: Duration) {
-        match self {
-            Mode::Blocking => std::thread::sleep(d),
-            Mode::Async => tokio::time::sleep(d).await,
-        }
-    }
+/// A cache's state: its configuration, store, counters, flights and fault logs. A
+/// [`Cache`](crate::Cache) is an `Arc` of it.
+pub(crate) struct Core {
+    pub(crate) config: Config,
+    pub(crate) backend: Backend,
+    pub(crate) counters: Counters,
+    pub(crate) flights: Flights,
+    /// Faults met on fail-open paths: a line a second per key template and kind.
+    faults: Throttle,
+    /// Unstorable values and recursions: a line a minute per key template.
+    rare: Throttle,
 }
 
 /// One read-through call: the full key and the settings in force.
 pub(crate) struct Call<'a> {
     pub key: String,
+    /// The key template, for fault logs.
+    pub template: &'a str,
     pub ttl: Duration,
+    /// The seed's debug lines at info level rather than debug.
     pub debug: bool,
     /// Store faults are returned as errors (manual `get_or_set`) rather than reported and
     /// answered around (the builders' fail-open finishers).
@@ -67,33 +72,89 @@ pub(crate) struct Call<'a> {
 
 impl Call<'_> {
     fn debug(&self, args: std::fmt::Arguments<'_>) {
-        if self.debug {
-            crate::cacheable::debug_line(args);
+        debug_line(self.debug, args);
+    }
+}
+
+/// What one call has seen so far, across the core's steps.
+#[derive(Default)]
+pub(crate) struct CallState {
+    /// Whether the call was counted as a hit or a miss (once a call).
+    counted: bool,
+    /// Bytes that did not decode: the next read replaces them if they are still there.
+    stale: Option<Vec<u8>>,
+    /// How many times the call started over.
+    restarts: u32,
+}
+
+/// Where the bytes of a hit come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The store: a hit, counted once decoded.
+    Store,
+    /// Another caller's computation: the call was already counted as a miss.
+    Shared,
+}
+
+/// What the caller does next.
+pub(crate) enum Begin<'c> {
+    /// Decode these bytes (and report them with [`Core::undecodable`] if they don't).
+    Hit(Vec<u8>, Source),
+    /// Compute, then hand the outcome to [`Core::finish`].
+    Lead(Ticket<'c>),
+    /// Compute, and store nothing.
+    Alone,
+}
+
+/// What a leading caller holds while it computes: the flight (its followers wait on it) and
+/// the lease. Dropped without [`Core::finish`] (a panic, a dropped future), it releases both.
+pub(crate) struct Ticket<'c> {
+    leader: Leader<'c>,
+    lease: Lease,
+    /// Renews the lease while the computation runs; gives it back if dropped.
+    guard: Option<LeaseGuard>,
+    /// The flight's invalidation count when the computation started.
+    computed_from: u64,
+}
+
+/// The outcome of a computation, as the core sees it.
+pub(crate) enum Outcome {
+    /// The value's stored form.
+    Value(Vec<u8>),
+    /// The computation returned an error: nothing to store or share.
+    Failed,
+    /// A value that cannot be stored (it would not read back equal).
+    Unstorable(Error),
+}
+
+impl Outcome {
+    pub(crate) fn of<T: Serialize + DeserializeOwned, E>(out: &Result<T, E>) -> Outcome {
+        match out {
+            Ok(v) => match codec::encode_checked(v) {
+                Ok(bytes) => Outcome::Value(bytes),
+                Err(e) => Outcome::Unstorable(e),
+            },
+            Err(_) => Outcome::Failed,
         }
     }
 }
 
-/// What the store holds at a key.
-enum Read<T> {
-    Hit(T, Vec<u8>),
-    Missing,
-    /// Another caller's computation is under way; the lease marker it holds.
-    Leased(Vec<u8>),
-    /// A value that no longer deserializes: replaced like a missing one.
-    Stale(Vec<u8>),
-}
-
-enum Lease<T> {
+enum Lease {
     /// This caller holds the lease with this marker.
     Held(Vec<u8>),
-    /// A value appeared while waiting.
-    Found(T, Vec<u8>),
     /// Leases are off: compute and write plainly.
     Off,
     /// The store failed (reported): compute, share, write nothing.
     Unavailable,
-    /// Another holder outlasted `lease_wait`: compute without caching.
-    TimedOut,
+    /// Another caller's computation outlasted `lease_wait`, or the holder this caller
+    /// waited on went away and another took over: compute, share, write nothing.
+    Uncached,
+}
+
+enum Acquired {
+    Lease(Lease),
+    /// A value appeared while waiting.
+    Found(Vec<u8>),
 }
 
 fn lease_token() -> Vec<u8> {
@@ -109,172 +170,306 @@ fn lease_token() -> Vec<u8> {
     token
 }
 
-impl Cache {
-    fn classify<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        raw: Option<Vec<u8>>,
-        count: bool,
-    ) -> Read<T> {
-        let c = &self.inner.counters;
-        let read = match raw {
-            None => Read::Missing,
-            Some(b) if b.starts_with(LEASE_PREFIX) => Read::Leased(b),
-            Some(b) => match serde_json::from_slice(&b) {
-                Ok(v) => Read::Hit(v, b),
-                Err(e) => {
-                    Counters::add(&c.decode_errors, 1);
-                    log::warn!(target: "cacheable", "the value at {key} does not deserialize into {} ({e}); recomputing and replacing it", std::any::type_name::<T>());
-                    Read::Stale(b)
-                }
-            },
-        };
-        if count {
-            Counters::add(
-                if matches!(read, Read::Hit(..)) {
-                    &c.hits
-                } else {
-                    &c.misses
-                },
-                1,
-            );
+thread_local! {
+    /// The keys whose computations are running on this thread's stack: a cached call made
+    /// inside a computation that asks for one of them would wait on itself.
+    static COMPUTING: RefCell<Vec<(usize, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks `key` of `core` as being computed on this thread until dropped.
+struct Computing;
+
+impl Computing {
+    fn enter(core: &Core, key: &str) -> Computing {
+        COMPUTING.with(|c| c.borrow_mut().push((core_id(core), key.to_owned())));
+        Computing
+    }
+}
+
+impl Drop for Computing {
+    fn drop(&mut self) {
+        COMPUTING.with(|c| {
+            c.borrow_mut().pop();
+        });
+    }
+}
+
+fn core_id(core: &Core) -> usize {
+    core as *const Core as usize
+}
+
+fn in_computation(core: &Core, key: &str) -> bool {
+    let id = core_id(core);
+    COMPUTING.with(|c| c.borrow().iter().any(|(c, k)| *c == id && k == key))
+}
+
+/// Polls `fut` with `key` marked as being computed, for the length of each poll: a cached
+/// call awaited inside it sees the mark.
+async fn scoped<F: Future>(core: &Core, key: &str, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let _computing = Computing::enter(core, key);
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(out),
+            Poll::Pending => Poll::Pending,
         }
-        read
+    })
+    .await
+}
+
+impl LeaseHost for Core {
+    fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    fn report(&self, what: &'static str, key: &str, err: &Error) {
+        // The keeper's faults share one log line a second per kind, whatever the key.
+        self.report_fault(what, "", key, err);
+    }
+}
+
+impl Core {
+    pub(crate) fn new(config: Config, backend: Backend) -> Core {
+        Core {
+            config,
+            backend,
+            counters: Counters::default(),
+            flights: Flights::default(),
+            faults: Throttle::new(Duration::from_secs(1)),
+            rare: Throttle::new(RARE_LOG_INTERVAL),
+        }
+    }
+
+    /// Counts a fault met on a fail-open path and logs it, at most one line a second for
+    /// each kind of fault on each key template.
+    pub(crate) fn report_fault(&self, what: &'static str, template: &str, key: &str, err: &Error) {
+        Counters::add(&self.counters.errors, 1);
+        if let Some(suppressed) = self.faults.allow(what, template) {
+            let more = if suppressed > 0 {
+                format!(" ({suppressed} similar faults not logged in the last second)")
+            } else {
+                String::new()
+            };
+            log::warn!(target: "cacheable", "{what} failed for {key}, answering without the cache: {}{more}", chain(err));
+        }
     }
 
     /// A fault: an error in strict mode, otherwise counted and logged.
-    fn fault(&self, call: &Call<'_>, what: &str, e: Error) -> Result<()> {
+    fn fault(&self, call: &Call<'_>, what: &'static str, e: Error) -> Result<()> {
         if call.strict {
-            Counters::add(&self.inner.counters.errors, 1);
+            Counters::add(&self.counters.errors, 1);
             Err(e)
         } else {
-            self.report(what, &call.key, &e);
+            self.report_fault(what, call.template, &call.key, &e);
             Ok(())
         }
     }
 
-    /// Read-through: the cached value, or `compute`'s, stored unless an invalidation ran
-    /// while it was computed. The outer `Err` only comes in strict mode.
-    pub(crate) async fn fetch<T, E, F, Fut>(
+    fn count(&self, state: &mut CallState, hit: bool) {
+        if !std::mem::replace(&mut state.counted, true) {
+            let c = &self.counters;
+            Counters::add(if hit { &c.hits } else { &c.misses }, 1);
+        }
+    }
+
+    /// The caller decoded a hit.
+    pub(crate) fn hit(&self, call: &Call<'_>, state: &mut CallState, source: Source) {
+        if source == Source::Store {
+            self.count(state, true);
+            call.debug(format_args!("HIT for {}", call.key));
+        }
+    }
+
+    /// The caller could not decode these bytes (the stored type changed): they count as a
+    /// miss, and the next [`begin`](Self::begin) replaces them.
+    pub(crate) fn undecodable(
         &self,
+        call: &Call<'_>,
+        state: &mut CallState,
+        bytes: Vec<u8>,
+        err: &serde_json::Error,
+        type_name: &str,
+    ) {
+        Counters::add(&self.counters.decode_errors, 1);
+        self.count(state, false);
+        log::warn!(target: "cacheable", "the value at {} does not deserialize into {type_name} ({err}); recomputing and replacing it", call.key);
+        state.stale = Some(bytes);
+    }
+
+    /// Reads the key and decides: a hit to decode, a computation to lead, or one to run
+    /// alone. The `Err` only comes in strict mode.
+    pub(crate) async fn begin<'c>(
+        self: &'c Arc<Core>,
         mode: Mode,
         call: &Call<'_>,
-        compute: F,
-    ) -> Result<Result<T, E>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let mut compute = Some(compute);
-        let mut first_read = true;
+        state: &mut CallState,
+    ) -> Result<Begin<'c>> {
+        if in_computation(self, &call.key) {
+            if self.rare.allow("recursion", call.template).is_some() {
+                log::warn!(target: "cacheable", "{} asks for its own key {} while computing it (directly or through other cached calls): computing it again without caching", call.name, call.key);
+            }
+            self.count(state, false);
+            return Ok(Begin::Alone);
+        }
         loop {
-            // Counted once a call: a follower that starts over is still one miss.
-            let count = std::mem::replace(&mut first_read, false);
-            let (store_ok, stale) = match self.inner.backend.get(mode, &call.key).await {
-                Ok(raw) => match self.classify::<T>(&call.key, raw, count) {
-                    Read::Hit(v, _) => {
-                        call.debug(format_args!("HIT for {}", call.key));
-                        return Ok(Ok(v));
+            if state.restarts > 3 {
+                // A value that keeps changing under this caller, or leaders that keep
+                // vanishing: stop chasing it.
+                return Ok(Begin::Alone);
+            }
+            let stale = state.stale.take();
+            let store_ok = match self.backend.get(mode, &call.key).await {
+                Ok(raw) => match Stored::classify(raw) {
+                    Stored::Value(b) if stale.as_ref() != Some(&b) => {
+                        return Ok(Begin::Hit(b, Source::Store))
                     }
-                    Read::Stale(old) => (true, Some(old)),
-                    Read::Missing | Read::Leased(_) => (true, None),
+                    Stored::Value(b) => {
+                        // The bytes that did not decode: taken over below, as a lease.
+                        state.stale = Some(b);
+                        true
+                    }
+                    Stored::Missing | Stored::Leased(_) => true,
                 },
                 Err(e) => {
                     self.fault(call, "cache read", e)?;
-                    (false, None)
+                    false
                 }
             };
-            match self.inner.flights.join(&call.key) {
+            self.count(state, false);
+            match self.flights.join(&call.key, mode) {
                 Role::Follow(flight) => {
+                    if mode == Mode::Blocking && flight.mode() == Mode::Async {
+                        // This thread may be one the async leader needs to make progress
+                        // (a runtime worker): never park it on that leader.
+                        call.debug(format_args!(
+                            "Computing {} alone: an async caller is computing it and a sync caller must not wait on it",
+                            call.key
+                        ));
+                        return Ok(Begin::Alone);
+                    }
                     let joined = flight.invalidations();
                     // The leader may first wait up to `lease_wait` for another process's
                     // lease, then compute: followers allow for both before giving up.
-                    let wait = self.inner.config.lease_wait.saturating_mul(2);
-                    let shared = match mode {
+                    let wait = self.config.lease_wait.saturating_mul(2);
+                    let done = match mode {
                         Mode::Blocking => flight.wait(wait),
                         Mode::Async => flight.wait_async(wait).await,
                     };
-                    let Some(shared) = shared else {
-                        // Bounded like a lease wait: a leader stuck this long (or a cached
-                        // function that calls itself with the same key) costs twice
-                        // `lease_wait`, then this caller computes without caching.
-                        log::warn!(target: "cacheable", "{} stayed in flight for {} ms: computing without caching", call.key, wait.as_millis());
-                        let compute = compute.take().expect("a caller computes at most once");
-                        return Ok(compute().await);
-                    };
-                    let fresh = shared
-                        .as_ref()
-                        .filter(|v| v.fresh_as_of.is_none_or(|read| joined <= read));
-                    if let Some(v) = fresh.and_then(|v| serde_json::from_slice(&v.json).ok()) {
-                        return Ok(Ok(v));
+                    match done {
+                        Some(Done::Value(v)) if v.fresh_as_of.is_none_or(|read| joined <= read) => {
+                            return Ok(Begin::Hit(v.json.to_vec(), Source::Shared));
+                        }
+                        // What the leader computed may predate an invalidation that this
+                        // caller came after, or the leader went away: start over.
+                        Some(Done::Value(_) | Done::Vanished) => state.restarts += 1,
+                        Some(Done::Failed) => {
+                            call.debug(format_args!(
+                                "Computing {} alone: the computation it waited on failed",
+                                call.key
+                            ));
+                            return Ok(Begin::Alone);
+                        }
+                        None => {
+                            log::warn!(target: "cacheable", "{} stayed in flight for {} ms: computing without caching", call.key, wait.as_millis());
+                            return Ok(Begin::Alone);
+                        }
                     }
-                    // The leader failed or vanished, or what it computed may predate an
-                    // invalidation that this caller came after. Start over.
                 }
-                Role::Lead(mut leader) => {
+                Role::Lead(leader) => {
                     call.debug(format_args!("MISS for {}", call.key));
-                    let compute = compute.take().expect("a caller leads at most once");
-                    return self
-                        .lead(mode, call, &mut leader, store_ok, stale, compute)
-                        .await;
+                    let stale = state.stale.take();
+                    return self.lead(mode, call, leader, store_ok, stale).await;
                 }
             }
         }
     }
 
-    async fn lead<T, E, F, Fut>(
-        &self,
+    async fn lead<'c>(
+        self: &'c Arc<Core>,
         mode: Mode,
         call: &Call<'_>,
-        leader: &mut Leader<'_>,
+        mut leader: Leader<'c>,
         store_ok: bool,
         stale: Option<Vec<u8>>,
-        compute: F,
-    ) -> Result<Result<T, E>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let config = &self.inner.config;
-        let backend = &self.inner.backend;
+    ) -> Result<Begin<'c>> {
         let before_acquire = leader.invalidations();
         let lease = if !store_ok {
             Lease::Unavailable
-        } else if config.leases {
-            self.acquire(mode, call, stale).await?
+        } else if self.config.leases {
+            match self.acquire(mode, call, stale).await? {
+                Acquired::Lease(lease) => lease,
+                Acquired::Found(json) => {
+                    leader.share(SharedValue {
+                        json: json.as_slice().into(),
+                        fresh_as_of: Some(before_acquire),
+                    });
+                    return Ok(Begin::Hit(json, Source::Shared));
+                }
+            }
         } else {
             Lease::Off
         };
-        if let Lease::Found(v, json) = lease {
-            leader.share(SharedValue {
-                json: json.into(),
-                fresh_as_of: Some(before_acquire),
-            });
-            return Ok(Ok(v));
-        }
         // Kept alive while the computation runs, given back if it panics or is dropped.
         let guard = match &lease {
-            Lease::Held(token) => Some(LeaseGuard::hold(self, &call.key, token, config.lease_ttl)),
+            Lease::Held(token) => {
+                let host: Host = self.clone();
+                Some(LeaseGuard::hold(
+                    &host,
+                    &call.key,
+                    token,
+                    self.config.lease_ttl,
+                ))
+            }
             _ => None,
         };
         let computed_from = leader.invalidations();
-        let out = compute().await;
-        let json = match &out {
-            Ok(v) => match serde_json::to_vec(v) {
-                Ok(json) => Some(json),
-                Err(e) => {
-                    let e = Error::with_source(
-                        crate::ErrorKind::Serialize,
-                        "the computed value could not be serialized",
-                        e,
-                    );
-                    self.report("cache write", &call.key, &e);
-                    None
+        Ok(Begin::Lead(Ticket {
+            leader,
+            lease,
+            guard,
+            computed_from,
+        }))
+    }
+
+    /// Stores a leader's value (unless an invalidation ran while it was computed) and hands
+    /// it to the followers; or, for a failed computation, gives the lease back and releases
+    /// the followers. The `Err` only comes in strict mode.
+    pub(crate) async fn finish(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        ticket: Ticket<'_>,
+        outcome: Outcome,
+    ) -> Result<()> {
+        let Ticket {
+            mut leader,
+            lease,
+            guard,
+            computed_from,
+        } = ticket;
+        let json = match outcome {
+            Outcome::Value(json) => json,
+            Outcome::Failed | Outcome::Unstorable(_) => {
+                if let Outcome::Unstorable(e) = &outcome {
+                    Counters::add(&self.counters.unstorable, 1);
+                    if self.rare.allow("unstorable", call.template).is_some() {
+                        log::warn!(target: "cacheable", "not caching the value computed for {} in {}: {}", call.key, call.name, chain(e));
+                    }
                 }
-            },
-            Err(_) => None,
+                leader.fail();
+                // Give the lease back now, so waiters elsewhere need not sit out its TTL.
+                let released = match &lease {
+                    Lease::Held(token) => self.backend.delete_if(mode, &call.key, token).await,
+                    _ => Ok(false),
+                };
+                match (guard, released) {
+                    (Some(guard), Ok(_)) => guard.finish(),
+                    // Dropped unfinished: the keeper gives the lease back, retrying.
+                    (_, Err(e)) => self.report_fault("lease release", call.template, &call.key, &e),
+                    (None, Ok(_)) => {}
+                }
+                return Ok(());
+            }
         };
         // Followers may take a value written under the lease whatever happened meanwhile
         // (the compare-and-set proved no invalidation ran); any other value, only if no
@@ -283,33 +478,21 @@ impl Cache {
             json: json.into(),
             fresh_as_of: Some(computed_from),
         };
-        let Some(json) = json else {
-            // Nothing to store: give the lease back now, so waiters need not sit out its TTL.
-            let released = match &lease {
-                Lease::Held(token) => backend.delete_if(mode, &call.key, token).await,
-                _ => Ok(false),
-            };
-            match (guard, released) {
-                (Some(guard), Ok(_)) => guard.finish(),
-                // Dropped unfinished: the keeper gives the lease back, retrying.
-                (_, Err(e)) => self.report("lease release", &call.key, &e),
-                (None, Ok(_)) => {}
-            }
-            return Ok(out);
-        };
+        let checked = !self.config.unchecked_lease_writes;
         let written = match &lease {
-            Lease::Held(token) if !config.unchecked_lease_writes => {
-                backend
+            Lease::Held(token) if checked => {
+                self.backend
                     .set_if(mode, &call.key, token, &json, call.ttl)
                     .await
             }
-            Lease::Held(_) | Lease::Off => backend
+            Lease::Held(_) | Lease::Off => self
+                .backend
                 .set(mode, &call.key, &json, call.ttl)
                 .await
                 .map(|()| true),
-            Lease::Unavailable | Lease::TimedOut | Lease::Found(..) => {
+            Lease::Unavailable | Lease::Uncached => {
                 leader.share(unverified(json));
-                return Ok(out);
+                return Ok(());
             }
         };
         // The lease is the holder's to hand back unless the write settled it: after a failed
@@ -319,13 +502,13 @@ impl Cache {
         }
         match written {
             Ok(true) => {
-                Counters::add(&self.inner.counters.sets, 1);
+                Counters::add(&self.counters.sets, 1);
                 call.debug(format_args!(
                     "Cached result for {} (TTL: {})",
                     call.key,
-                    crate::cacheable::format_ttl(call.ttl)
+                    format_ttl(call.ttl)
                 ));
-                let verified = matches!(lease, Lease::Held(_)) && !config.unchecked_lease_writes;
+                let verified = matches!(lease, Lease::Held(_)) && checked;
                 leader.share(if verified {
                     SharedValue {
                         json: json.into(),
@@ -338,7 +521,7 @@ impl Cache {
             Ok(false) => {
                 // The lease is gone: an invalidation ran during the computation, so the value
                 // may be stale. The caller gets it (its call began before the invalidation);
-                // the store and the followers do not.
+                // the store and the followers do not: they start over.
                 call.debug(format_args!(
                     "Not cached: {} was invalidated during the computation in {}",
                     call.key, call.name
@@ -349,31 +532,40 @@ impl Cache {
                 leader.share(unverified(json));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Takes the key's lease, or waits (with backoff, up to `lease_wait`) for its holder's
-    /// value.
-    async fn acquire<T: DeserializeOwned>(
-        &self,
+    /// value. A caller waits behind one holder at most: if the holder it saw goes away, it
+    /// tries once to take the lease over, and computes without caching if another caller
+    /// got there first.
+    async fn acquire(
+        self: &Arc<Core>,
         mode: Mode,
         call: &Call<'_>,
         mut stale: Option<Vec<u8>>,
-    ) -> Result<Lease<T>> {
-        let config = &self.inner.config;
-        let backend = &self.inner.backend;
+    ) -> Result<Acquired> {
+        let config = &self.config;
+        let backend = &self.backend;
+        let host: Host = self.clone();
         let token = lease_token();
         let started = Instant::now();
         let mut pause = Duration::from_millis(2);
-        // The other holder's lease, and when this caller first saw it: it expires at the
-        // latest `lease_ttl` later, and a poll is due then, so that a holder that died costs
-        // the lease time and not a poll interval more.
+        // The holder this caller waits on, and when it first saw it: the lease expires at
+        // the latest `lease_ttl` later, and a poll is due then, so that a holder that died
+        // costs the lease time and not a poll interval more.
         let mut seen: Option<(Vec<u8>, Instant)> = None;
+        let mut taking_over = false;
         loop {
             // A request that fails or is dropped in flight may still land: the keeper then
             // looks for the lease and gives it back.
-            let pending =
-                Pending::new(self, &call.key, &token, config.lease_ttl, config.op_timeout);
+            let pending = Pending::new(
+                &host,
+                &call.key,
+                &token,
+                config.lease_ttl,
+                config.op_timeout,
+            );
             let taken = match stale.take() {
                 Some(old) => {
                     backend
@@ -392,39 +584,57 @@ impl Cache {
                 Err(_) => drop(pending),
             }
             match taken {
-                Ok(true) => return Ok(Lease::Held(token)),
+                Ok(true) => return Ok(Acquired::Lease(Lease::Held(token))),
+                Ok(false) if taking_over => {
+                    call.debug(format_args!(
+                        "Computing {} without caching: the computation it waited on went away and another caller took over",
+                        call.key
+                    ));
+                    return Ok(Acquired::Lease(Lease::Uncached));
+                }
                 Ok(false) => {}
                 Err(e) => {
                     self.fault(call, "cache lease", e)?;
-                    return Ok(Lease::Unavailable);
+                    return Ok(Acquired::Lease(Lease::Unavailable));
                 }
             }
             let expiry = match backend.get(mode, &call.key).await {
-                Ok(raw) => match self.classify::<T>(&call.key, raw, false) {
-                    Read::Hit(v, json) => return Ok(Lease::Found(v, json)),
-                    Read::Stale(old) => {
-                        stale = Some(old);
+                Ok(raw) => match Stored::classify(raw) {
+                    Stored::Value(json) => return Ok(Acquired::Found(json)),
+                    Stored::Missing => {
+                        // The holder it waited on gave up, failed or died.
+                        taking_over = seen.is_some();
                         None
                     }
-                    Read::Missing => None,
                     // A retried `SET NX` whose first attempt went through finds its own lease.
-                    Read::Leased(holder) if holder == token => return Ok(Lease::Held(token)),
-                    Read::Leased(holder) => {
-                        if seen.as_ref().is_none_or(|(h, _)| *h != holder) {
-                            seen = Some((holder, Instant::now()));
-                        }
-                        seen.as_ref().map(|(_, at)| *at + config.lease_ttl)
+                    Stored::Leased(holder) if holder == token => {
+                        return Ok(Acquired::Lease(Lease::Held(token)))
                     }
+                    Stored::Leased(holder) => match &seen {
+                        Some((h, _)) if *h != holder => {
+                            call.debug(format_args!(
+                                "Computing {} without caching: the computation it waited on went away and another caller took over",
+                                call.key
+                            ));
+                            return Ok(Acquired::Lease(Lease::Uncached));
+                        }
+                        Some((_, at)) => Some(*at + config.lease_ttl),
+                        None => {
+                            let now = Instant::now();
+                            seen = Some((holder, now));
+                            Some(now + config.lease_ttl)
+                        }
+                    },
                 },
                 Err(e) => {
                     self.fault(call, "cache read", e)?;
-                    return Ok(Lease::Unavailable);
+                    return Ok(Acquired::Lease(Lease::Unavailable));
                 }
             };
             let waited = started.elapsed();
             if waited >= config.lease_wait {
                 log::warn!(target: "cacheable", "{} stayed leased for {} ms: computing without caching", call.key, waited.as_millis());
-                return Ok(Lease::TimedOut);
+                return Ok(Acquired::Lease(Lease::Uncached));
             }
             if let Some(expiry) = expiry {
                 let mut nap = pause.min(config.lease_wait - waited);
@@ -436,6 +646,75 @@ impl Cache {
                 mode.sleep(nap).await;
                 pause = (pause * 2).min(MAX_LEASE_POLL);
             }
+        }
+    }
+}
+
+/// Read-through, blocking: the cached value, or `compute`'s, stored unless an invalidation
+/// ran while it was computed. The outer `Err` only comes in strict mode.
+pub(crate) fn read_through<T, E>(
+    core: &Arc<Core>,
+    call: &Call<'_>,
+    compute: impl FnOnce() -> Result<T, E>,
+) -> Result<Result<T, E>>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let mut state = CallState::default();
+    loop {
+        match block_on(core.begin(Mode::Blocking, call, &mut state))? {
+            Begin::Hit(bytes, source) => match codec::decode::<T>(&bytes) {
+                Ok(v) => {
+                    core.hit(call, &mut state, source);
+                    return Ok(Ok(v));
+                }
+                Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
+            },
+            Begin::Lead(ticket) => {
+                let out = {
+                    let _computing = Computing::enter(core, &call.key);
+                    compute()
+                };
+                block_on(core.finish(Mode::Blocking, call, ticket, Outcome::of(&out)))?;
+                return Ok(out);
+            }
+            Begin::Alone => {
+                let _computing = Computing::enter(core, &call.key);
+                return Ok(compute());
+            }
+        }
+    }
+}
+
+/// Async twin of [`read_through`]. Any executor can drive it: store calls and timers run
+/// on the crate's own runtime.
+pub(crate) async fn read_through_async<T, E, F, Fut>(
+    core: &Arc<Core>,
+    call: &Call<'_>,
+    compute: F,
+) -> Result<Result<T, E>>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut state = CallState::default();
+    loop {
+        match core.begin(Mode::Async, call, &mut state).await? {
+            Begin::Hit(bytes, source) => match codec::decode::<T>(&bytes) {
+                Ok(v) => {
+                    core.hit(call, &mut state, source);
+                    return Ok(Ok(v));
+                }
+                Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
+            },
+            Begin::Lead(ticket) => {
+                let out = scoped(core, &call.key, compute()).await;
+                core.finish(Mode::Async, call, ticket, Outcome::of(&out))
+                    .await?;
+                return Ok(out);
+            }
+            Begin::Alone => return Ok(scoped(core, &call.key, compute()).await),
         }
     }
 }

@@ -2,17 +2,27 @@
 //!
 //! The first caller of a key leads; later ones follow and wait, sync callers on a condvar,
 //! async ones on a `Notify`. The leader's guard always ends the flight, on return, on
-//! panic, and when its future is dropped, so followers never wait on a leader that is gone;
-//! they then start over (and one of them leads).
+//! panic, and when its future is dropped, so followers never wait on a leader that is gone.
 
+use crate::backend::Mode;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// What a finished flight hands its followers: a value, or nothing (the leader failed,
-/// vanished, or computed a value that must not be shared).
-pub(crate) type Shared = Option<SharedValue>;
+/// How a flight ended, for its followers.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Done {
+    /// The leader's value.
+    Value(SharedValue),
+    /// The computation failed (an `Err`, a panic, a value that cannot be stored), or its
+    /// value must not be shared: the followers compute at once, side by side, so that none
+    /// queues behind more than one failed computation.
+    Failed,
+    /// The leader went away without finishing (its future was dropped): the followers
+    /// start over, and one of them leads.
+    Vanished,
+}
 
 /// A value a leader hands its followers.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,14 +39,16 @@ pub(crate) struct Flights {
     map: Mutex<HashMap<String, Arc<Flight>>>,
 }
 
-#[derive(Default)]
 pub(crate) struct Flight {
     /// `None` while running.
-    done: Mutex<Option<Shared>>,
+    done: Mutex<Option<Done>>,
     cv: Condvar,
     notify: tokio::sync::Notify,
     /// How many invalidations of this key began while the flight was in the air.
     invalidations: AtomicU64,
+    /// How the leader waits on the store: a sync follower must not park a thread that an
+    /// async leader may need.
+    mode: Mode,
 }
 
 pub(crate) enum Role<'a> {
@@ -49,22 +61,30 @@ pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     key: String,
     flight: Arc<Flight>,
-    shared: Shared,
+    done: Option<Done>,
 }
 
 impl Flights {
-    pub(crate) fn join(&self, key: &str) -> Role<'_> {
+    /// Leads the key's flight, or follows the one in the air. `mode` is how the caller
+    /// would wait on the store as a leader.
+    pub(crate) fn join(&self, key: &str, mode: Mode) -> Role<'_> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(flight) = map.get(key) {
             return Role::Follow(flight.clone());
         }
-        let flight = Arc::new(Flight::default());
+        let flight = Arc::new(Flight {
+            done: Mutex::new(None),
+            cv: Condvar::new(),
+            notify: tokio::sync::Notify::new(),
+            invalidations: AtomicU64::new(0),
+            mode,
+        });
         map.insert(key.to_owned(), flight.clone());
         Role::Lead(Leader {
             flights: self,
             key: key.to_owned(),
             flight,
-            shared: None,
+            done: None,
         })
     }
 
@@ -98,7 +118,12 @@ impl Leader<'_> {
 
     /// The value followers receive when the flight ends.
     pub(crate) fn share(&mut self, value: SharedValue) {
-        self.shared = Some(value);
+        self.done = Some(Done::Value(value));
+    }
+
+    /// Followers compute for themselves when the flight ends.
+    pub(crate) fn fail(&mut self) {
+        self.done = Some(Done::Failed);
     }
 }
 
@@ -113,7 +138,14 @@ impl Drop for Leader<'_> {
                 map.remove(&self.key);
             }
         }
-        *self.flight.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.shared.take());
+        // Unwinding from the computation's panic is a failure; any other end without an
+        // outcome is a leader that went away (a dropped future).
+        let done = self.done.take().unwrap_or(if std::thread::panicking() {
+            Done::Failed
+        } else {
+            Done::Vanished
+        });
+        *self.flight.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
         self.flight.cv.notify_all();
         self.flight.notify.notify_waiters();
     }
@@ -125,12 +157,17 @@ impl Flight {
         self.invalidations.load(Ordering::SeqCst)
     }
 
-    fn finished(&self) -> Option<Shared> {
+    /// How the leader waits on the store.
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn finished(&self) -> Option<Done> {
         self.done.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Blocks until the leader ends the flight, or `None` after `timeout`.
-    pub(crate) fn wait(&self, timeout: Duration) -> Option<Shared> {
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Done> {
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         let (done, _) = self
             .cv
@@ -140,8 +177,8 @@ impl Flight {
     }
 
     /// Waits, without blocking the thread, until the leader ends the flight, or `None`
-    /// after `timeout`.
-    pub(crate) async fn wait_async(&self, timeout: Duration) -> Option<Shared> {
+    /// after `timeout`. Any executor can drive it.
+    pub(crate) async fn wait_async(&self, timeout: Duration) -> Option<Done> {
         let wait = async {
             loop {
                 let mut notified = std::pin::pin!(self.notify.notified());
@@ -153,7 +190,7 @@ impl Flight {
                 notified.await;
             }
         };
-        tokio::time::timeout(timeout, wait).await.ok()
+        crate::rt::timeout(timeout, wait).await
     }
 }
 
@@ -173,17 +210,17 @@ mod tests {
     #[test]
     fn followers_get_the_leaders_value() {
         let flights = Flights::default();
-        let Role::Lead(mut leader) = flights.join("k") else {
+        let Role::Lead(mut leader) = flights.join("k", Mode::Blocking) else {
             panic!("first caller leads")
         };
-        let Role::Follow(flight) = flights.join("k") else {
+        let Role::Follow(flight) = flights.join("k", Mode::Blocking) else {
             panic!("second caller follows")
         };
         let waiter = std::thread::spawn(move || flight.wait(LONG));
         std::thread::sleep(Duration::from_millis(20));
         leader.share(value(b"42"));
         drop(leader);
-        assert_eq!(waiter.join().unwrap(), Some(Some(value(b"42"))));
+        assert_eq!(waiter.join().unwrap(), Some(Done::Value(value(b"42"))));
         assert_eq!(flights.in_flight(), 0);
     }
 
@@ -193,7 +230,7 @@ mod tests {
         let f = flights.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let leader = std::thread::spawn(move || {
-            let Role::Lead(_guard) = f.join("k") else {
+            let Role::Lead(_guard) = f.join("k", Mode::Async) else {
                 unreachable!()
             };
             tx.send(()).unwrap();
@@ -201,13 +238,17 @@ mod tests {
             panic!("computation failed");
         });
         rx.recv().unwrap();
-        let Role::Follow(flight) = flights.join("k") else {
+        let Role::Follow(flight) = flights.join("k", Mode::Blocking) else {
             panic!("must follow")
         };
         assert!(leader.join().is_err());
-        assert_eq!(flight.wait(LONG), Some(None));
+        assert_eq!(
+            flight.wait(LONG),
+            Some(Done::Failed),
+            "a panic is a failure"
+        );
         assert!(
-            matches!(flights.join("k"), Role::Lead(_)),
+            matches!(flights.join("k", Mode::Blocking), Role::Lead(_)),
             "a new caller leads again"
         );
     }
@@ -215,10 +256,10 @@ mod tests {
     #[test]
     fn followers_stop_waiting_after_the_timeout() {
         let flights = Flights::default();
-        let Role::Lead(_leader) = flights.join("k") else {
+        let Role::Lead(_leader) = flights.join("k", Mode::Blocking) else {
             panic!()
         };
-        let Role::Follow(flight) = flights.join("k") else {
+        let Role::Follow(flight) = flights.join("k", Mode::Blocking) else {
             panic!()
         };
         assert_eq!(flight.wait(Duration::from_millis(20)), None);
@@ -229,7 +270,7 @@ mod tests {
         let flights = Arc::new(Flights::default());
         let f = flights.clone();
         let task = tokio::spawn(async move {
-            let Role::Lead(_guard) = f.join("k") else {
+            let Role::Lead(_guard) = f.join("k", Mode::Async) else {
                 unreachable!()
             };
             std::future::pending::<()>().await;
@@ -237,7 +278,7 @@ mod tests {
         while flights.in_flight() == 0 {
             tokio::task::yield_now().await;
         }
-        let Role::Follow(flight) = flights.join("k") else {
+        let Role::Follow(flight) = flights.join("k", Mode::Blocking) else {
             panic!("must follow")
         };
         let waiter = tokio::spawn(async move { flight.wait_async(LONG).await });
@@ -247,6 +288,6 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(shared, Some(None));
+        assert_eq!(shared, Some(Done::Vanished), "a dropped leader vanished");
     }
 }

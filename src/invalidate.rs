@@ -1,11 +1,11 @@
 //! The [`Invalidate`] builder: delete the keys and patterns a mutation makes stale.
 
-use crate::cacheable::{debug_line, resolve};
+use crate::backend::{block_on, Mode};
+use crate::cacheable::{no_cache, resolve};
 use crate::context::Context;
-use crate::engine::{block_on, Mode};
 use crate::error::{Error, Result};
 use crate::manager::Cache;
-use crate::stats::Counters;
+use crate::report::{chain, debug_line};
 use crate::template::{RenderOptions, Template};
 use std::future::Future;
 use std::sync::Arc;
@@ -121,13 +121,22 @@ impl<'a> Invalidate<'a> {
         self.debug.unwrap_or(cache.config().debug)
     }
 
-    fn finish(&self, debug: bool, total: u64, failures: Vec<Error>) -> Result<u64> {
-        if debug {
-            debug_line(format_args!(
-                "Total deleted: {total} keys for function: {}",
-                self.name.unwrap_or("<unnamed>")
-            ));
+    fn function_name(&self) -> &str {
+        match (self.name, self.patterns.first()) {
+            (Some(name), _) => name,
+            (None, Some(Ok(first))) => first.as_str(),
+            (None, _) => "<unnamed>",
         }
+    }
+
+    fn finish(&self, debug: bool, total: u64, failures: Vec<Error>) -> Result<u64> {
+        debug_line(
+            debug,
+            format_args!(
+                "Total deleted: {total} keys for function: {}",
+                self.function_name()
+            ),
+        );
         match failures.into_iter().next() {
             None => Ok(total),
             Some(first) => Err(first),
@@ -135,8 +144,8 @@ impl<'a> Invalidate<'a> {
     }
 
     fn failed(cache: &Cache, target: &str, attempts: u32, e: Error) -> Error {
-        Counters::add(&cache.inner.counters.failed_invalidations, 1);
-        log::error!(target: "cacheable", "invalidation of {target} failed after {attempts} attempts; stale values may be served until their TTL ends: {e}");
+        cache.count_failed_invalidation();
+        log::error!(target: "cacheable", "invalidation of {target} failed after {attempts} attempts; stale values may be served until their TTL ends: {}", chain(&e));
         e
     }
 
@@ -162,7 +171,7 @@ impl<'a> Invalidate<'a> {
     }
 
     async fn invalidate(&self, mode: Mode, ctx: &Context) -> Result<u64> {
-        let cache = resolve(self.cache)?;
+        let cache = resolve(self.cache).inspect_err(no_cache)?;
         let debug = self.debug_on(cache);
         let (mut total, mut failures) = (0, Vec::new());
         // Once a store fault outlives the retries, the store is most likely down: the other
@@ -189,9 +198,7 @@ impl<'a> Invalidate<'a> {
                     continue;
                 }
             };
-            if debug {
-                debug_line(format_args!("Invalidating pattern: {}", target.text));
-            }
+            debug_line(debug, format_args!("Invalidating pattern: {}", target.text));
             let mut attempt = 0;
             let result = loop {
                 match cache.delete_full(mode, &target.text, target.glob).await {
@@ -205,12 +212,10 @@ impl<'a> Invalidate<'a> {
             match result {
                 Ok(n) => {
                     total += n;
-                    if debug {
-                        debug_line(format_args!(
-                            "Deleted {n} keys for pattern: {}",
-                            target.text
-                        ));
-                    }
+                    debug_line(
+                        debug,
+                        format_args!("Deleted {n} keys for pattern: {}", target.text),
+                    );
                 }
                 Err(e) => {
                     if e.is_store_error() {

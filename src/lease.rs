@@ -11,14 +11,23 @@
 //! `SET NX` failed or was abandoned in flight, since it may still land after the caller gave
 //! up on it.
 
-use crate::engine::{block_on, Mode};
-use crate::manager::Cache;
+use crate::backend::{block_on, Backend, Mode};
+use crate::error::Error;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// What the keeper needs of a cache: its store, and where to report a fault.
+pub(crate) trait LeaseHost: Send + Sync {
+    fn backend(&self) -> &Backend;
+    fn report(&self, what: &'static str, key: &str, err: &Error);
+}
+
+/// A cache, as the keeper holds it.
+pub(crate) type Host = Arc<dyn LeaseHost>;
 
 /// How many lease times a computation may hold its lease, renewals included.
 pub(crate) const MAX_HOLD: u32 = 12;
@@ -36,7 +45,7 @@ enum Msg {
 }
 
 struct Tracked {
-    cache: Cache,
+    cache: Host,
     key: String,
     token: Vec<u8>,
     ttl: Duration,
@@ -78,7 +87,7 @@ pub(crate) struct LeaseGuard {
 }
 
 impl LeaseGuard {
-    pub(crate) fn hold(cache: &Cache, key: &str, token: &[u8], ttl: Duration) -> LeaseGuard {
+    pub(crate) fn hold(cache: &Host, key: &str, token: &[u8], ttl: Duration) -> LeaseGuard {
         let id = next_id();
         let now = Instant::now();
         send(Msg::Track(
@@ -123,7 +132,7 @@ impl Drop for LeaseGuard {
 /// was taken), it is given back when dropped: the request failed or was abandoned, and may
 /// still land later, with nobody to release it.
 pub(crate) struct Pending<'a> {
-    cache: &'a Cache,
+    cache: &'a Host,
     key: &'a str,
     token: &'a [u8],
     ttl: Duration,
@@ -133,7 +142,7 @@ pub(crate) struct Pending<'a> {
 
 impl<'a> Pending<'a> {
     pub(crate) fn new(
-        cache: &'a Cache,
+        cache: &'a Host,
         key: &'a str,
         token: &'a [u8],
         ttl: Duration,
@@ -225,7 +234,7 @@ const SWEEP_BUDGET: Duration = Duration::from_millis(100);
 
 /// Does a tracked lease's due work; false when there is nothing more to do for it.
 fn step(t: &mut Tracked) -> bool {
-    let backend = &t.cache.inner.backend;
+    let backend = t.cache.backend();
     match t.job {
         Job::Renew { since } => {
             if since.elapsed() >= t.ttl.saturating_mul(MAX_HOLD) {

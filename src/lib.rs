@@ -33,6 +33,7 @@
 
 mod backend;
 mod cacheable;
+mod codec;
 mod config;
 mod context;
 mod engine;
@@ -44,6 +45,8 @@ mod invalidate;
 mod lease;
 mod macros;
 mod manager;
+mod report;
+mod rt;
 mod stats;
 mod template;
 

@@ -1,18 +1,18 @@
 //! [`Cache`], one configured cache, and [`CacheManager`], the process-wide one.
 
-use crate::backend::{Backend, KeyTtl};
+use crate::backend::{block_on, Backend, KeyTtl, Mode, Stored};
+use crate::codec;
 use crate::config::{Config, IntoTtl};
-use crate::engine::{block_on, Call, Mode};
+use crate::engine::{read_through, read_through_async, Call, Core};
 use crate::error::{Error, ErrorKind, Result};
-use crate::flight::Flights;
-use crate::stats::{Counters, Stats, Throttle};
+use crate::stats::{Counters, Stats};
 use crate::template::glob_escape_into;
 use once_cell::sync::OnceCell;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One cache: a store, a key prefix and counters. Cheap to clone (an `Arc`).
@@ -21,11 +21,9 @@ use std::time::Duration;
 /// `Cache` of your own for tests or for a second Redis server, and pass it with
 /// [`Cacheable::on`](crate::Cacheable::on).
 ///
-/// On Redis, async calls share one multiplexed connection, driven by a task on the tokio
-/// runtime that made the first async call; if that runtime ends, the next call reconnects
-/// on its own runtime. Keep that first runtime running while others use the cache (a
-/// runtime that is alive but never polled would stall async calls until the operation
-/// timeout). Blocking calls use a small pool of their own connections and need no runtime.
+/// On Redis, async calls share one multiplexed connection that lives on the crate's own
+/// IO thread, so they work from any runtime or executor, whichever made the first call.
+/// Blocking calls use a small pool of their own connections and need no runtime.
 ///
 /// Keys given to its methods are relative to the prefix: with prefix `paycore`,
 /// `get("user:123:profile")` reads `paycore:user:123:profile`. Patterns are Redis globs,
@@ -33,15 +31,30 @@ use std::time::Duration;
 /// builders' `run` finishers are the fail-open way.
 #[derive(Clone)]
 pub struct Cache {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) backend: Backend,
-    pub(crate) counters: Counters,
-    pub(crate) flights: Flights,
-    throttle: Throttle,
+struct Inner {
+    core: Arc<Core>,
+    /// The prefix as keys start with it: escaped, then `:`.
+    key_prefix: String,
+    /// The same, escaped again for a glob pattern.
+    pattern_prefix: String,
+}
+
+/// The prefix as it stands in keys: `%` and `:` percent-encoded, so that no cache's keys
+/// start with another's (`app:v2` is written `app%3Av2`, and `app`'s keys never begin so).
+fn encode_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ':' => out.push_str("%3A"),
+            c => out.push(c),
+        }
+    }
+    out.push(':');
+    out
 }
 
 impl Cache {
@@ -53,25 +66,30 @@ impl Cache {
     pub fn new(config: Config) -> Result<Cache> {
         config.validate()?;
         let backend = Backend::new(&config)?;
+        let key_prefix = encode_prefix(&config.prefix);
+        let mut pattern_prefix = String::with_capacity(key_prefix.len() + 2);
+        glob_escape_into(&key_prefix, &mut pattern_prefix);
         Ok(Cache {
             inner: Arc::new(Inner {
-                config,
-                backend,
-                counters: Counters::default(),
-                flights: Flights::default(),
-                throttle: Throttle::new(Duration::from_secs(1)),
+                core: Arc::new(Core::new(config, backend)),
+                key_prefix,
+                pattern_prefix,
             }),
         })
     }
 
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.inner.core
+    }
+
     /// Its configuration.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.inner.core.config
     }
 
     /// The counters since it was built.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        self.inner.core.counters.snapshot()
     }
 
     /// The full key of a key relative to the prefix.
@@ -83,23 +101,15 @@ impl Cache {
 
     /// An empty key with the prefix and its `:` written, ready for the rest.
     pub(crate) fn key_start(&self, capacity: usize) -> String {
-        let prefix = &self.inner.config.prefix;
-        let mut out = String::with_capacity(prefix.len() + 1 + capacity);
-        if !prefix.is_empty() {
-            out.push_str(prefix);
-            out.push(':');
-        }
+        let mut out = String::with_capacity(self.inner.key_prefix.len() + capacity);
+        out.push_str(&self.inner.key_prefix);
         out
     }
 
     /// Like [`key_start`](Self::key_start), with the prefix escaped for a glob pattern.
     pub(crate) fn pattern_start(&self, capacity: usize) -> String {
-        let prefix = &self.inner.config.prefix;
-        let mut out = String::with_capacity(prefix.len() + 2 + capacity);
-        if !prefix.is_empty() {
-            glob_escape_into(prefix, &mut out);
-            out.push(':');
-        }
+        let mut out = String::with_capacity(self.inner.pattern_prefix.len() + capacity);
+        out.push_str(&self.inner.pattern_prefix);
         out
     }
 
@@ -110,72 +120,62 @@ impl Cache {
     }
 
     fn relative(&self, mut key: String) -> String {
-        let prefix = &self.inner.config.prefix;
-        if !prefix.is_empty()
-            && key.starts_with(prefix.as_str())
-            && key[prefix.len()..].starts_with(':')
-        {
-            key.drain(..=prefix.len());
+        if key.starts_with(self.inner.key_prefix.as_str()) {
+            key.drain(..self.inner.key_prefix.len());
         }
         key
     }
 
-    /// Counts a fault met on a fail-open path and logs it, at most one line a second.
-    pub(crate) fn report(&self, what: &str, key: &str, err: &Error) {
-        Counters::add(&self.inner.counters.errors, 1);
-        if let Some(suppressed) = self.inner.throttle.allow() {
-            let more = if suppressed > 0 {
-                format!(" ({suppressed} similar faults not logged in the last second)")
-            } else {
-                String::new()
-            };
-            log::warn!(target: "cacheable", "{what} failed for {key}, answering without the cache: {err}{more}");
-        }
+    /// Counts a fault met on a fail-open path and logs it, at most one line a second for
+    /// each kind of fault on each key template.
+    pub(crate) fn report(&self, what: &'static str, template: &str, key: &str, err: &Error) {
+        self.inner.core.report_fault(what, template, key, err);
     }
 
-    fn decode<T: DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            Counters::add(&self.inner.counters.decode_errors, 1);
-            Error::with_source(
-                ErrorKind::Deserialize,
-                format!(
-                    "the value at {key} does not deserialize into {}",
-                    std::any::type_name::<T>()
-                ),
-                e,
-            )
-        })
+    fn counters(&self) -> &Counters {
+        &self.inner.core.counters
     }
 
-    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-        serde_json::to_vec(value).map_err(|e| {
-            Error::with_source(ErrorKind::Serialize, "the value could not be serialized", e)
-        })
+    fn backend(&self) -> &Backend {
+        &self.inner.core.backend
     }
 
     fn found<T: DeserializeOwned>(&self, key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>> {
-        let c = &self.inner.counters;
-        match bytes {
+        let c = self.counters();
+        match Stored::classify(bytes) {
             // A lease is a computation in progress, not a value.
-            Some(b) if b.starts_with(crate::engine::LEASE_PREFIX) => {
+            Stored::Missing | Stored::Leased(_) => {
                 Counters::add(&c.misses, 1);
                 Ok(None)
             }
-            None => {
-                Counters::add(&c.misses, 1);
-                Ok(None)
-            }
-            Some(bytes) => {
-                let value = self.decode(key, &bytes);
-                Counters::add(if value.is_ok() { &c.hits } else { &c.misses }, 1);
-                value.map(Some)
-            }
+            Stored::Value(bytes) => match codec::decode(&bytes) {
+                Ok(v) => {
+                    Counters::add(&c.hits, 1);
+                    Ok(Some(v))
+                }
+                Err(e) => {
+                    Counters::add(&c.misses, 1);
+                    Counters::add(&c.decode_errors, 1);
+                    Err(Error::with_source(
+                        ErrorKind::Deserialize,
+                        format!(
+                            "the value at {key} does not deserialize into {}",
+                            std::any::type_name::<T>()
+                        ),
+                        e,
+                    ))
+                }
+            },
         }
+    }
+
+    pub(crate) fn count_failed_invalidation(&self) {
+        Counters::add(&self.counters().failed_invalidations, 1);
     }
 
     pub(crate) fn counted_set(&self, raw: Result<()>) -> Result<()> {
         if raw.is_ok() {
-            Counters::add(&self.inner.counters.sets, 1);
+            Counters::add(&self.counters().sets, 1);
         }
         raw
     }
@@ -191,7 +191,7 @@ impl Cache {
 
     fn counted_delete(&self, raw: Result<u64>) -> Result<u64> {
         if let Ok(n) = raw {
-            Counters::add(&self.inner.counters.invalidated, n);
+            Counters::add(&self.counters().invalidated, n);
         }
         raw
     }
@@ -199,7 +199,7 @@ impl Cache {
     fn counted_error<T>(&self, raw: Result<T>) -> Result<T> {
         if let Err(e) = &raw {
             if e.is_store_error() {
-                Counters::add(&self.inner.counters.errors, 1);
+                Counters::add(&self.counters().errors, 1);
             }
         }
         raw
@@ -221,7 +221,7 @@ impl Cache {
 
     async fn get_in<T: DeserializeOwned>(&self, mode: Mode, key: &str) -> Result<Option<T>> {
         let key = self.full_key(key);
-        let raw = self.counted_error(self.inner.backend.get(mode, &key).await)?;
+        let raw = self.counted_error(self.backend().get(mode, &key).await)?;
         self.found(&key, raw)
     }
 
@@ -256,10 +256,9 @@ impl Cache {
         ttl: Duration,
     ) -> Result<()> {
         let ttl = Self::ttl_of(ttl)?;
-        let bytes = Self::encode(value)?;
+        let bytes = codec::encode(value)?;
         let raw = self
-            .inner
-            .backend
+            .backend()
             .set(mode, &self.full_key(key), &bytes, ttl)
             .await;
         self.counted_error(self.counted_set(raw))
@@ -269,8 +268,8 @@ impl Cache {
     pub(crate) async fn delete_full(&self, mode: Mode, target: &str, glob: bool) -> Result<u64> {
         // Counted before the deletion: a computation of a key it covers that started
         // earlier can no longer hand its value to callers who arrive from now on.
-        self.inner.flights.invalidated(target, glob);
-        let b = &self.inner.backend;
+        self.inner.core.flights.invalidated(target, glob);
+        let b = self.backend();
         let raw = if glob {
             b.delete_pattern(mode, target).await
         } else {
@@ -326,9 +325,9 @@ impl Cache {
         F: FnOnce() -> T,
     {
         let call = self.strict_call(key, ttl)?;
-        let out = block_on(self.fetch(Mode::Blocking, &call, || {
-            std::future::ready(Ok::<T, std::convert::Infallible>(compute()))
-        }))?;
+        let out = read_through(self.core(), &call, || {
+            Ok::<T, std::convert::Infallible>(compute())
+        })?;
         Ok(out.unwrap_or_else(|never| match never {}))
     }
 
@@ -345,19 +344,19 @@ impl Cache {
         Fut: Future<Output = T>,
     {
         let call = self.strict_call(key, ttl)?;
-        let out = self
-            .fetch(Mode::Async, &call, || async {
-                Ok::<T, std::convert::Infallible>(compute().await)
-            })
-            .await?;
+        let out = read_through_async(self.core(), &call, || async {
+            Ok::<T, std::convert::Infallible>(compute().await)
+        })
+        .await?;
         Ok(out.unwrap_or_else(|never| match never {}))
     }
 
     fn strict_call(&self, key: &str, ttl: impl IntoTtl) -> Result<Call<'static>> {
         Ok(Call {
             key: self.full_key(key),
+            template: "get_or_set",
             ttl: Self::ttl_of(ttl)?,
-            debug: self.inner.config.debug,
+            debug: self.config().debug,
             strict: true,
             name: "get_or_set",
         })
@@ -377,7 +376,7 @@ impl Cache {
     }
 
     async fn ttl_in(&self, mode: Mode, key: &str) -> Result<KeyTtl> {
-        let raw = self.inner.backend.ttl(mode, &self.full_key(key)).await;
+        let raw = self.backend().ttl(mode, &self.full_key(key)).await;
         self.counted_error(raw)
     }
 
@@ -396,11 +395,7 @@ impl Cache {
     }
 
     async fn keys_in(&self, mode: Mode, pattern: &str) -> Result<Vec<String>> {
-        let raw = self
-            .inner
-            .backend
-            .keys(mode, &self.full_pattern(pattern))
-            .await;
+        let raw = self.backend().keys(mode, &self.full_pattern(pattern)).await;
         let found = self.counted_error(raw)?;
         Ok(found.into_iter().map(|k| self.relative(k)).collect())
     }
@@ -422,13 +417,15 @@ impl Cache {
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
-            .field("store", &self.inner.backend.kind())
-            .field("prefix", &self.inner.config.prefix)
+            .field("store", &self.backend().kind())
+            .field("prefix", &self.config().prefix)
             .finish_non_exhaustive()
     }
 }
 
-static GLOBAL: OnceCell<Result<Cache>> = OnceCell::new();
+static GLOBAL: OnceCell<Cache> = OnceCell::new();
+/// Why the global cache could not be built from the environment, once that was tried.
+static FROM_ENV_FAILED: Mutex<Option<Error>> = Mutex::new(None);
 
 /// The process-wide cache that builders use unless given another with `on(&cache)`.
 ///
@@ -483,36 +480,60 @@ macro_rules! delegate_async {
 impl CacheManager {
     /// Sets up the global cache. Call it once, before any cached function runs.
     ///
+    /// It also replaces a global cache that failed to build from the environment (a bad
+    /// `CACHE_URL`): from then on, calls use this configuration.
+    ///
     /// # Errors
     /// An invalid configuration, or [`ErrorKind::AlreadyInitialized`] when the global cache
     /// was set up already (by an earlier `init`, or from the environment by an earlier use).
     pub fn init(config: Config) -> Result<()> {
         let cache = Cache::new(config)?;
-        GLOBAL.set(Ok(cache)).map_err(|_| {
+        // Under the lock, so that a first use building from the environment cannot slip in
+        // between.
+        let mut failed = FROM_ENV_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        GLOBAL.set(cache).map_err(|_| {
             Error::new(
                 ErrorKind::AlreadyInitialized,
                 "the global cache is set up already: call CacheManager::init once, before the first cached call",
             )
-        })
+        })?;
+        *failed = None;
+        Ok(())
     }
 
     /// The global cache, built from the environment on first use when `init` was not called.
     ///
     /// # Errors
-    /// The environment's configuration error, every time: a process whose `CACHE_URL` is
-    /// wrong does not silently cache in its own memory.
+    /// The environment's configuration error, every time until [`init`](Self::init) is
+    /// called: a process whose `CACHE_URL` is wrong does not silently cache in its own
+    /// memory.
     pub fn cache() -> Result<&'static Cache> {
-        GLOBAL
-            .get_or_init(|| {
-                let cache = Config::from_env().and_then(Cache::new);
-                match &cache {
-                    Ok(c) => log::debug!(target: "cacheable", "global cache built from the environment: {c:?}"),
-                    Err(e) => log::error!(target: "cacheable", "the global cache could not be built from the environment: {e}"),
-                }
-                cache
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        if let Some(cache) = GLOBAL.get() {
+            return Ok(cache);
+        }
+        let mut failed = FROM_ENV_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cache) = GLOBAL.get() {
+            return Ok(cache);
+        }
+        if let Some(e) = failed.as_ref() {
+            return Err(e.clone());
+        }
+        match Config::from_env().and_then(Cache::new) {
+            Ok(cache) => {
+                log::info!(target: "cacheable", "global cache built from the environment: {cache:?}");
+                Ok(GLOBAL.get_or_init(|| cache))
+            }
+            Err(e) => {
+                let e = Error::with_source(
+                    e.kind(),
+                    "the global cache could not be built from the environment (fix CACHE_URL and the other CACHE_ variables, or call CacheManager::init with a Config)",
+                    e,
+                );
+                log::error!(target: "cacheable", "{}", crate::report::chain(&e));
+                *failed = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
     /// The global cache's counters (all zero when it cannot be built).

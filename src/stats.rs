@@ -1,16 +1,16 @@
-//! Counters of what a cache did, and the throttle that keeps a fault storm to a few log lines.
+//! Counters of what a cache did.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// A snapshot of a cache's counters since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Reads that found a value.
+    /// Calls answered by a stored value.
     pub hits: u64,
-    /// Reads that found no value (or one that no longer deserializes).
+    /// Calls that found no usable value on their first read (none, a lease, or one that no
+    /// longer deserializes). A call that then waited for another caller's computation, in
+    /// this process or another, is still one miss.
     pub misses: u64,
     /// Values written.
     pub sets: u64,
@@ -23,6 +23,9 @@ pub struct Stats {
     pub decode_errors: u64,
     /// Invalidations that still failed after their retries.
     pub failed_invalidations: u64,
+    /// Computed values that were returned but not stored, because they would not read
+    /// back equal (a `NaN`, `Some(None)`) or did not serialize.
+    pub unstorable: u64,
 }
 
 impl Stats {
@@ -46,6 +49,7 @@ pub(crate) struct Counters {
     pub errors: AtomicU64,
     pub decode_errors: AtomicU64,
     pub failed_invalidations: AtomicU64,
+    pub unstorable: AtomicU64,
 }
 
 impl Counters {
@@ -62,57 +66,7 @@ impl Counters {
             errors: self.errors.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
             failed_invalidations: self.failed_invalidations.load(Relaxed),
+            unstorable: self.unstorable.load(Relaxed),
         }
-    }
-}
-
-/// Lets one warning through per interval and counts the ones it holds back, so that a
-/// Redis outage under load logs a line a second rather than a line a call.
-pub(crate) struct Throttle {
-    interval: Duration,
-    state: Mutex<(Option<Instant>, u64)>,
-}
-
-impl Throttle {
-    pub fn new(interval: Duration) -> Self {
-        Throttle {
-            interval,
-            state: Mutex::new((None, 0)),
-        }
-    }
-
-    /// `Some(suppressed)` when a line may be logged now, with how many were held back since
-    /// the last one.
-    pub fn allow(&self) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        match state.0 {
-            Some(last) if now.duration_since(last) < self.interval => {
-                state.1 += 1;
-                None
-            }
-            _ => {
-                let suppressed = state.1;
-                *state = (Some(now), 0);
-                Some(suppressed)
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttle_lets_one_through_per_interval_and_counts_the_rest() {
-        let t = Throttle::new(Duration::from_secs(3600));
-        assert_eq!(t.allow(), Some(0));
-        for _ in 0..5 {
-            assert_eq!(t.allow(), None);
-        }
-        let t = Throttle::new(Duration::ZERO);
-        assert_eq!(t.allow(), Some(0));
-        assert_eq!(t.allow(), Some(0));
     }
 }

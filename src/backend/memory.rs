@@ -2,7 +2,7 @@
 //! Redis glob semantics for patterns.
 
 use super::{KeyTtl, Store};
-use crate::engine::{Mode, LEASE_PREFIX};
+use super::{Mode, LEASE_PREFIX};
 use crate::error::Result;
 use crate::glob;
 use std::collections::hash_map::RandomState;
@@ -232,7 +232,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::block_on;
+    use crate::backend::block_on;
 
     #[test]
     fn entries_expire() {

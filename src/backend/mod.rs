@@ -1,17 +1,79 @@
-//! The stores a [`Cache`](crate::Cache) can sit on: the embedded memory store and Redis.
+//! The store contract: what a [`Cache`](crate::Cache) needs of a store, the [`Mode`] its
+//! calls run in, and what the bytes at a key can be (a value or a lease marker).
 //!
-//! Both implement [`Store`], whose operations are written once and run in either
-//! [`Mode`]: blocking (the future is ready when first polled) or async. [`Backend`]
-//! dispatches to the configured store without boxing futures on the hot path.
+//! The embedded memory store and Redis both implement [`Store`], whose operations are
+//! written once and run in either mode: blocking (the future is ready when first polled,
+//! and [`block_on`] drives it) or async. [`Backend`] dispatches to the configured store
+//! without boxing futures on the hot path.
 
 pub(crate) mod memory;
 pub(crate) mod redis;
 
 use crate::config::{Config, StoreConfig};
-use crate::engine::Mode;
 use crate::error::Result;
 use std::future::Future;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+/// Whether store calls block the thread or are awaited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Blocking,
+    Async,
+}
+
+impl Mode {
+    /// Pauses the caller: the thread in blocking mode, the task in async mode (on the
+    /// crate's own timer, so any executor can await it).
+    pub(crate) async fn sleep(self, d: Duration) {
+        match self {
+            Mode::Blocking => std::thread::sleep(d),
+            Mode::Async => crate::rt::sleep(d).await,
+        }
+    }
+}
+
+/// Drives a [`Mode::Blocking`] future, which is ready when first polled.
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        // Not reached: blocking-mode steps never pend. Yield rather than spin hot if one did.
+        std::thread::yield_now();
+    }
+}
+
+/// Marks a key held by a lease. JSON text never starts with a NUL byte, so no cached value
+/// can be mistaken for a lease, nor a lease for a value.
+pub(crate) const LEASE_PREFIX: &[u8] = b"\0cacheable-lease:";
+
+/// What the bytes at a key are. The one place that tells a value from a lease marker.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Missing,
+    /// Another caller's computation is under way; its lease marker.
+    Leased(Vec<u8>),
+    /// A cached value's bytes (JSON text).
+    Value(Vec<u8>),
+}
+
+impl Stored {
+    pub(crate) fn classify(raw: Option<Vec<u8>>) -> Stored {
+        match raw {
+            None => Stored::Missing,
+            Some(b) if is_lease(&b) => Stored::Leased(b),
+            Some(b) => Stored::Value(b),
+        }
+    }
+}
+
+/// True for a lease marker.
+pub(crate) fn is_lease(bytes: &[u8]) -> bool {
+    bytes.starts_with(LEASE_PREFIX)
+}
 
 /// How long a key has left to live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,9 @@
-//! One Redis server: async through a reconnecting `ConnectionManager`, sync through a
-//! small pool of blocking connections; every round trip bounded by the operation timeout.
+//! One Redis server: async through a reconnecting `ConnectionManager` that lives on the
+//! crate's own IO thread, sync through a small pool of blocking connections; every round
+//! trip bounded by the operation timeout.
 
-use super::{KeyTtl, Store};
+use super::{KeyTtl, Mode, Store};
 use crate::config::Config;
-use crate::engine::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use once_cell::sync::Lazy;
 use once_cell::sync::OnceCell;
@@ -189,10 +189,12 @@ impl RedisStore {
         }
     }
 
-    /// The async connection, built on first use inside the caller's runtime.
+    /// The async connection, built on first use on the crate's IO runtime, which drives it
+    /// whichever runtime or executor the callers use.
     fn manager(&self) -> Result<ConnectionManager> {
         self.manager
             .get_or_try_init(|| {
+                let _on_io_runtime = crate::rt::handle().enter();
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connect_timeout))
                     .set_response_timeout(Some(self.op_timeout))
@@ -205,56 +207,61 @@ impl RedisStore {
             .map_err(Error::from)
     }
 
-    /// Sends one request in `mode`: blocking on a pooled connection, or awaited on the
-    /// async connection with one retry if that connection was dropped. Either way it takes
-    /// at most the operation timeout.
-    async fn run<T: FromRedisValue + Send>(&self, mode: Mode, req: Request<'_>) -> Result<T> {
+    /// Sends one request in `mode`: blocking on a pooled connection, or on the async
+    /// connection (on the crate's IO thread) with one retry if that connection was dropped.
+    /// Either way it takes at most the operation timeout.
+    async fn run<T: FromRedisValue + Send + 'static>(&self, mode: Mode, req: Request) -> Result<T> {
         let out = self.send(mode, req).await;
         self.breaker.record(&out);
         out
     }
 
-    async fn send<T: FromRedisValue + Send>(&self, mode: Mode, req: Request<'_>) -> Result<T> {
+    async fn send<T: FromRedisValue + Send + 'static>(
+        &self,
+        mode: Mode,
+        req: Request,
+    ) -> Result<T> {
         match mode {
-            Mode::Blocking => self.with_conn(|con| match req {
-                Request::Cmd(cmd) => cmd.query(con),
-                Request::Pipe(pipe) => pipe.query(con),
-                Request::Script(script, key, args) => {
-                    let mut call = script.key(key);
-                    for a in args {
-                        call.arg(*a);
-                    }
-                    call.invoke(con)
-                }
-            }),
+            Mode::Blocking => self.with_conn(|con| req.query(con)),
             Mode::Async => {
                 let mut con = self.manager()?;
-                let attempts = async {
-                    match req.send_async(&mut con).await {
-                        Err(e) if dropped(&e) => req.send_async(&mut con).await,
-                        other => other,
-                    }
-                };
-                match tokio::time::timeout(self.op_timeout, attempts).await {
-                    Ok(result) => result.map_err(Error::from),
-                    Err(_) => Err(Error::timeout("redis request", self.op_timeout)),
+                let op_timeout = self.op_timeout;
+                let task = crate::rt::spawn(async move {
+                    let attempts = async {
+                        match req.query_async(&mut con).await {
+                            Err(e) if dropped(&e) => req.query_async(&mut con).await,
+                            other => other,
+                        }
+                    };
+                    tokio::time::timeout(op_timeout, attempts).await
+                });
+                match task.await {
+                    Ok(Ok(result)) => result.map_err(Error::from),
+                    Ok(Err(_elapsed)) => Err(Error::timeout("redis request", op_timeout)),
+                    Err(e) => Err(Error::with_source(
+                        ErrorKind::Store,
+                        "the cacheable IO runtime dropped the request",
+                        e,
+                    )),
                 }
             }
         }
     }
 
-    async fn cmd<T: FromRedisValue + Send>(&self, mode: Mode, cmd: &Cmd) -> Result<T> {
+    async fn cmd<T: FromRedisValue + Send + 'static>(&self, mode: Mode, cmd: Cmd) -> Result<T> {
         self.run(mode, Request::Cmd(cmd)).await
     }
 
-    async fn script<T: FromRedisValue + Send>(
+    async fn script<T: FromRedisValue + Send + 'static>(
         &self,
         mode: Mode,
-        script: &Script,
+        script: &'static Script,
         key: &str,
         args: &[&[u8]],
     ) -> Result<T> {
-        self.run(mode, Request::Script(script, key, args)).await
+        let args = args.iter().map(|a| a.to_vec()).collect();
+        self.run(mode, Request::Script(script, key.to_owned(), args))
+            .await
     }
 
     /// The step of a pattern delete after a page that found keys: their `UNLINK` and the
@@ -284,17 +291,30 @@ fn dropped(e: &redis::RedisError) -> bool {
     e.is_unrecoverable_error() || e.is_io_error()
 }
 
-/// One round trip's worth of work.
-#[derive(Clone, Copy)]
-enum Request<'a> {
-    Cmd(&'a Cmd),
-    Pipe(&'a redis::Pipeline),
-    Script(&'a Script, &'a str, &'a [&'a [u8]]),
+/// One round trip's worth of work, owned, so that it can run on the crate's IO thread.
+enum Request {
+    Cmd(Cmd),
+    Pipe(redis::Pipeline),
+    Script(&'static Script, String, Vec<Vec<u8>>),
 }
 
-impl Request<'_> {
-    async fn send_async<T: FromRedisValue>(
-        self,
+impl Request {
+    fn query<T: FromRedisValue>(&self, con: &mut redis::Connection) -> redis::RedisResult<T> {
+        match self {
+            Request::Cmd(cmd) => cmd.query(con),
+            Request::Pipe(pipe) => pipe.query(con),
+            Request::Script(script, key, args) => {
+                let mut call = script.key(key);
+                for a in args {
+                    call.arg(a.as_slice());
+                }
+                call.invoke(con)
+            }
+        }
+    }
+
+    async fn query_async<T: FromRedisValue>(
+        &self,
         con: &mut ConnectionManager,
     ) -> redis::RedisResult<T> {
         match self {
@@ -303,7 +323,7 @@ impl Request<'_> {
             Request::Script(script, key, args) => {
                 let mut call = script.key(key);
                 for a in args {
-                    call.arg(*a);
+                    call.arg(a.as_slice());
                 }
                 call.invoke_async(con).await
             }
@@ -388,35 +408,35 @@ static DELETE_IF: Lazy<Script> = Lazy::new(|| {
 impl Store for RedisStore {
     async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
         self.breaker.check()?;
-        self.cmd(mode, &get_cmd(key)).await
+        self.cmd(mode, get_cmd(key)).await
     }
 
     async fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
         self.breaker.check()?;
-        self.cmd(mode, &set_cmd(key, value, ttl)).await
+        self.cmd(mode, set_cmd(key, value, ttl)).await
     }
 
     async fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
         }
-        self.cmd(mode, &unlink_cmd(keys)).await
+        self.cmd(mode, unlink_cmd(keys)).await
     }
 
     async fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64> {
         let mut deleted = 0u64;
-        let (mut cursor, mut keys): ScanPage = self.cmd(mode, &self.scan_cmd(0, pattern)).await?;
+        let (mut cursor, mut keys): ScanPage = self.cmd(mode, self.scan_cmd(0, pattern)).await?;
         loop {
             if keys.is_empty() {
                 if cursor == 0 {
                     return Ok(deleted);
                 }
-                (cursor, keys) = self.cmd(mode, &self.scan_cmd(cursor, pattern)).await?;
+                (cursor, keys) = self.cmd(mode, self.scan_cmd(cursor, pattern)).await?;
             } else if cursor == 0 {
-                return Ok(deleted + self.cmd::<u64>(mode, &unlink_cmd(&keys)).await?);
+                return Ok(deleted + self.cmd::<u64>(mode, unlink_cmd(&keys)).await?);
             } else {
                 let pipe = self.unlink_then_scan(&keys, cursor, pattern);
-                let (n, page): (u64, ScanPage) = self.run(mode, Request::Pipe(&pipe)).await?;
+                let (n, page): (u64, ScanPage) = self.run(mode, Request::Pipe(pipe)).await?;
                 deleted += n;
                 (cursor, keys) = page;
             }
@@ -425,14 +445,14 @@ impl Store for RedisStore {
 
     async fn ttl(&self, mode: Mode, key: &str) -> Result<KeyTtl> {
         self.breaker.check()?;
-        self.cmd(mode, &pttl_cmd(key)).await.map(to_ttl)
+        self.cmd(mode, pttl_cmd(key)).await.map(to_ttl)
     }
 
     async fn keys(&self, mode: Mode, pattern: &str) -> Result<Vec<String>> {
         self.breaker.check()?;
         let (mut cursor, mut found) = (0u64, HashSet::new());
         loop {
-            let (next, keys): ScanPage = self.cmd(mode, &self.scan_cmd(cursor, pattern)).await?;
+            let (next, keys): ScanPage = self.cmd(mode, self.scan_cmd(cursor, pattern)).await?;
             found.extend(keys);
             if next == 0 {
                 break;
@@ -447,7 +467,7 @@ impl Store for RedisStore {
 
     async fn set_nx(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
         self.breaker.check()?;
-        let written: Option<String> = self.cmd(mode, &set_nx_cmd(key, value, ttl)).await?;
+        let written: Option<String> = self.cmd(mode, set_nx_cmd(key, value, ttl)).await?;
         Ok(written.is_some())
     }
 
