@@ -67,6 +67,9 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// The key prefix of a cache whose configuration sets none.
+const DEFAULT_PREFIX: &str = "cache";
+
 /// The default bound on entries in the embedded store.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
@@ -74,7 +77,7 @@ impl Config {
     fn with_store(store: StoreConfig) -> Config {
         Config {
             store,
-            prefix: String::new(),
+            prefix: DEFAULT_PREFIX.to_owned(),
             default_ttl: Duration::from_secs(300),
             op_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_secs(1),
@@ -200,8 +203,12 @@ impl Config {
         Ok(config)
     }
 
-    /// The prefix of every key, joined with `:` (`paycore` gives `paycore:user:123:profile`).
-    /// Empty by default: keys are then the rendered templates alone.
+    /// The prefix of every key, joined with `:` (`paycore` gives `paycore:user:123:profile`);
+    /// `cache` by default. Caches with different prefixes never see, list or delete each
+    /// other's keys, even when one prefix starts with the other: `%` and `:` inside a
+    /// prefix are percent-encoded in keys (`app:v2` gives `app%3Av2:user:123:profile`), so
+    /// `app`'s keys never start with `app:v2`'s. It must not be empty: a cache without a
+    /// prefix would share its keys with every other.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Config {
         self.prefix = prefix.into();
         self
@@ -334,6 +341,11 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.prefix.is_empty() {
+            return Err(Error::config(
+                "the key prefix must not be empty: its keys would mix with every other cache's",
+            ));
+        }
         if !(8..=40).contains(&self.hash_len) {
             return Err(Error::config(format!(
                 "hash_len {} is outside 8..=40",

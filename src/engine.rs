@@ -20,7 +20,7 @@
 //! - a sync caller that finds an async caller computing its key computes too rather than
 //!   park a thread that the async caller's runtime may need.
 
-use crate::backend::{block_on, Backend, Mode, Stored, LEASE_PREFIX};
+use crate::backend::{block_on, failed_marker, Backend, Mode, Stored, FAILED_TTL, LEASE_PREFIX};
 use crate::codec;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -155,6 +155,8 @@ enum Acquired {
     Lease(Lease),
     /// A value appeared while waiting.
     Found(Vec<u8>),
+    /// The computation this caller waited on failed: compute alone.
+    Failed,
 }
 
 fn lease_token() -> Vec<u8> {
@@ -328,6 +330,11 @@ impl Core {
                         state.stale = Some(b);
                         true
                     }
+                    // A failed computation's marker is taken over like a stale value.
+                    Stored::Failed(marker) => {
+                        state.stale = Some(marker);
+                        true
+                    }
                     Stored::Missing | Stored::Leased(_) => true,
                 },
                 Err(e) => {
@@ -405,6 +412,15 @@ impl Core {
                     });
                     return Ok(Begin::Hit(json, Source::Shared));
                 }
+                Acquired::Failed => {
+                    call.debug(format_args!(
+                        "Computing {} alone: the computation it waited on failed in another process",
+                        call.key
+                    ));
+                    // Releases this process's followers to compute side by side too.
+                    leader.fail();
+                    return Ok(Begin::Alone);
+                }
             }
         } else {
             Lease::Off
@@ -457,9 +473,15 @@ impl Core {
                     }
                 }
                 leader.fail();
-                // Give the lease back now, so waiters elsewhere need not sit out its TTL.
+                // Leave a failure marker in place of the lease, so that waiters elsewhere
+                // compute at once instead of sitting out its TTL or queueing for it.
                 let released = match &lease {
-                    Lease::Held(token) => self.backend.delete_if(mode, &call.key, token).await,
+                    Lease::Held(token) => {
+                        let marker = failed_marker(token);
+                        self.backend
+                            .set_if(mode, &call.key, token, &marker, FAILED_TTL)
+                            .await
+                    }
                     _ => Ok(false),
                 };
                 match (guard, released) {
@@ -601,6 +623,12 @@ impl Core {
             let expiry = match backend.get(mode, &call.key).await {
                 Ok(raw) => match Stored::classify(raw) {
                     Stored::Value(json) => return Ok(Acquired::Found(json)),
+                    Stored::Failed(_) if seen.is_some() => return Ok(Acquired::Failed),
+                    Stored::Failed(marker) => {
+                        // A failure from before this caller came: take the key over.
+                        stale = Some(marker);
+                        None
+                    }
                     Stored::Missing => {
                         // The holder it waited on gave up, failed or died.
                         taking_over = seen.is_some();

@@ -11,7 +11,7 @@
 //! `SET NX` failed or was abandoned in flight, since it may still land after the caller gave
 //! up on it.
 
-use crate::backend::{block_on, Backend, Mode};
+use crate::backend::{block_on, failed_marker, Backend, Mode, FAILED_TTL};
 use crate::error::Error;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
@@ -37,11 +37,21 @@ const GIVE_BACK_RETRY: Duration = Duration::from_millis(200);
 
 enum Msg {
     Track(u64, Tracked),
-    /// The computation ended; `give_back` when the lease should be deleted.
+    /// The computation ended; what becomes of its lease.
     Done {
         id: u64,
-        give_back: bool,
+        end: End,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The holder settled the lease itself.
+    Settled,
+    /// The holder went away (a dropped future): delete the lease.
+    GiveBack,
+    /// The computation panicked: leave the failure marker, so waiters compute at once.
+    Failed,
 }
 
 struct Tracked {
@@ -56,8 +66,9 @@ struct Tracked {
 enum Job {
     /// A running computation's lease: renew it.
     Renew { since: Instant },
-    /// A lease nobody holds: delete it once it appears, until it would have expired.
-    GiveBack { until: Instant },
+    /// A lease nobody holds: delete it (or mark it failed) once it appears, until it would
+    /// have expired.
+    GiveBack { until: Instant, failed: bool },
 }
 
 static KEEPER: Lazy<Mutex<Sender<Msg>>> = Lazy::new(|| {
@@ -112,7 +123,7 @@ impl LeaseGuard {
         self.finished = true;
         send(Msg::Done {
             id: self.id,
-            give_back: false,
+            end: End::Settled,
         });
     }
 }
@@ -120,10 +131,12 @@ impl LeaseGuard {
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
         if !self.finished {
-            send(Msg::Done {
-                id: self.id,
-                give_back: true,
-            });
+            let end = if std::thread::panicking() {
+                End::Failed
+            } else {
+                End::GiveBack
+            };
+            send(Msg::Done { id: self.id, end });
         }
     }
 }
@@ -179,6 +192,7 @@ impl Drop for Pending<'_> {
                 due: now + self.first_look,
                 job: Job::GiveBack {
                     until: now + self.ttl,
+                    failed: false,
                 },
             },
         ));
@@ -196,11 +210,12 @@ fn keep(rx: Receiver<Msg>) {
             Ok(Msg::Track(id, t)) => {
                 tracked.insert(id, t);
             }
-            Ok(Msg::Done { id, give_back }) => {
+            Ok(Msg::Done { id, end }) => {
                 if let Some(mut t) = tracked.remove(&id) {
-                    if give_back {
+                    if end != End::Settled {
                         t.job = Job::GiveBack {
                             until: Instant::now() + t.ttl,
+                            failed: end == End::Failed,
                         };
                         t.due = Instant::now();
                         tracked.insert(id, t);
@@ -257,8 +272,14 @@ fn step(t: &mut Tracked) -> bool {
                 }
             }
         }
-        Job::GiveBack { until } => {
-            match block_on(backend.delete_if(Mode::Blocking, &t.key, &t.token)) {
+        Job::GiveBack { until, failed } => {
+            let released = if failed {
+                let marker = failed_marker(&t.token);
+                block_on(backend.set_if(Mode::Blocking, &t.key, &t.token, &marker, FAILED_TTL))
+            } else {
+                block_on(backend.delete_if(Mode::Blocking, &t.key, &t.token))
+            };
+            match released {
                 Ok(true) => return false,
                 Ok(false) => {}
                 // An open breaker: nothing was sent, try again later.

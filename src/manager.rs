@@ -143,8 +143,8 @@ impl Cache {
     fn found<T: DeserializeOwned>(&self, key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>> {
         let c = self.counters();
         match Stored::classify(bytes) {
-            // A lease is a computation in progress, not a value.
-            Stored::Missing | Stored::Leased(_) => {
+            // A lease is a computation in progress, not a value; nor is a failure marker.
+            Stored::Missing | Stored::Leased(_) | Stored::Failed(_) => {
                 Counters::add(&c.misses, 1);
                 Ok(None)
             }
@@ -524,12 +524,7 @@ impl CacheManager {
                 Ok(GLOBAL.get_or_init(|| cache))
             }
             Err(e) => {
-                let e = Error::with_source(
-                    e.kind(),
-                    "the global cache could not be built from the environment (fix CACHE_URL and the other CACHE_ variables, or call CacheManager::init with a Config)",
-                    e,
-                );
-                log::error!(target: "cacheable", "{}", crate::report::chain(&e));
+                log::error!(target: "cacheable", "the global cache could not be built from the environment: {}; cached calls answer without it until CACHE_URL (or another CACHE_ variable) is fixed or CacheManager::init is called", crate::report::chain(&e));
                 *failed = Some(e.clone());
                 Err(e)
             }

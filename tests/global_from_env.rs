@@ -32,9 +32,28 @@ fn global_cache_comes_from_the_environment() {
             assert_eq!(calls.get(), 2);
             return;
         }
+        Ok("recover") => {
+            assert!(CacheManager::cache().is_err(), "the environment is wrong");
+            // `init` replaces the global cache that failed to build.
+            CacheManager::init(cacheable::Config::memory().prefix("fixed")).unwrap();
+            let calls = std::cell::Cell::new(0);
+            for _ in 0..2 {
+                Cacheable::new("k").run(ctx! {}, || calls.set(calls.get() + 1));
+            }
+            assert_eq!(calls.get(), 1, "cached after init");
+            assert_eq!(
+                CacheManager::cache().unwrap().config().get_prefix(),
+                "fixed"
+            );
+            return;
+        }
         _ => {}
     }
-    for (mode, url) in [("memory", None), ("bad", Some("ftp://nowhere"))] {
+    for (mode, url) in [
+        ("memory", None),
+        ("bad", Some("ftp://nowhere")),
+        ("recover", Some("ftp://nowhere")),
+    ] {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",

@@ -89,8 +89,8 @@ fn different_contexts_render_different_keys() {
 #[test]
 fn embedded_store_matches_globs_as_redis_scan_match_does() {
     let server = RedisServer::start();
-    let redis = redis_cache(&server, "");
-    let memory = Cache::new(Config::memory()).unwrap();
+    let redis = redis_cache(&server, "p");
+    let memory = Cache::new(Config::memory().prefix("p")).unwrap();
     let mut rng = Rng::new(7);
     let key_chars = &['a', 'b', 'c', ':', '*', '?', '[', ']', '\\', '-', '^', 'é'];
     let pattern_chars = &[

@@ -384,7 +384,18 @@ fn err_is_returned_and_never_cached() {
             })
     };
     assert_eq!(attempt(true), Err("upstream down".to_string()));
-    assert_eq!(cache.count("*").unwrap(), 0, "an Err must not be stored");
+    // Nothing is stored: the key is empty, or holds for a second the marker that tells
+    // waiting callers the computation failed.
+    assert_eq!(
+        cache.get::<f64>("rates:NGN").unwrap(),
+        None,
+        "an Err must not be stored"
+    );
+    let raw = server.cli(&["GET", "paycore:rates:NGN"]);
+    assert!(
+        raw.trim().is_empty() || raw.starts_with("\x00cacheable-failed:"),
+        "{raw:?}"
+    );
     assert_eq!(attempt(false), Ok(1.5));
     assert_eq!(attempt(true), Ok(1.5), "the Ok value is served afterwards");
     assert_eq!(calls.load(Ordering::SeqCst), 2);

@@ -50,12 +50,19 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
 /// can be mistaken for a lease, nor a lease for a value.
 pub(crate) const LEASE_PREFIX: &[u8] = b"\0cacheable-lease:";
 
-/// What the bytes at a key are. The one place that tells a value from a lease marker.
+/// Marks a key whose lease holder's computation failed, for a moment: the callers that
+/// waited on it compute at once rather than queue for the lease one after another. To
+/// readers it is no value.
+pub(crate) const FAILED_PREFIX: &[u8] = b"\0cacheable-failed:";
+
+/// What the bytes at a key are. The one place that tells a value from a marker.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Stored {
     Missing,
     /// Another caller's computation is under way; its lease marker.
     Leased(Vec<u8>),
+    /// The lease holder's computation failed; the marker it left.
+    Failed(Vec<u8>),
     /// A cached value's bytes (JSON text).
     Value(Vec<u8>),
 }
@@ -65,9 +72,21 @@ impl Stored {
         match raw {
             None => Stored::Missing,
             Some(b) if is_lease(&b) => Stored::Leased(b),
+            Some(b) if b.starts_with(FAILED_PREFIX) => Stored::Failed(b),
             Some(b) => Stored::Value(b),
         }
     }
+}
+
+/// How long the marker of a failed computation stays: long enough for every waiter to see
+/// it (waiters look at least every 50 ms), short enough not to matter otherwise.
+pub(crate) const FAILED_TTL: Duration = Duration::from_secs(1);
+
+/// The marker a lease holder whose computation failed leaves in place of `lease`.
+pub(crate) fn failed_marker(lease: &[u8]) -> Vec<u8> {
+    let mut marker = FAILED_PREFIX.to_vec();
+    marker.extend_from_slice(lease.strip_prefix(LEASE_PREFIX).unwrap_or(lease));
+    marker
 }
 
 /// True for a lease marker.
