@@ -35,6 +35,28 @@ use std::time::Duration;
 /// assert_eq!(cache.get::<String>("user:123:profile")?.as_deref(), Some("Ada"));
 /// # Ok::<(), cacheable::Error>(())
 /// ```
+///
+/// # Concurrent callers, failures and recursion
+///
+/// Concurrent callers of one key share one computation: in a process, the first caller
+/// computes and the others wait for its value; across processes, by a lease in the key
+/// (see [`Config::leases`](crate::Config::leases)). A value is stored only if it reads
+/// back equal from JSON: `Some(None)` or a `NaN` is returned but not stored (counted in
+/// [`Stats::unstorable`](crate::Stats::unstorable)).
+///
+/// When the computation fails (returns `Err` from `try_run`, panics, or computes a value
+/// that cannot be stored), the callers that waited on it are released at once and each
+/// computes for itself, side by side and without caching: no caller ever queues behind
+/// more than one failed computation. An `Err` is never shared: it belongs to the caller
+/// whose closure returned it. Waiters in other processes are released too: the holder
+/// leaves a failure marker in place of its lease for a second (`GET` shows a value starting
+/// with `\0cacheable-failed:`; it counts as no value).
+///
+/// A computation that asks for its own key, directly or through a chain of cached calls
+/// made inside it (on the same thread, or awaited inside its future), would wait on
+/// itself: it is detected, and the inner call computes at once without caching (logged
+/// once a minute per key template). A sync call that finds an async caller computing its
+/// key computes too rather than park a thread that the async caller's runtime may need.
 #[must_use = "a Cacheable does nothing until one of its run methods is called"]
 #[derive(Debug)]
 pub struct Cacheable<'a> {
