@@ -29,6 +29,27 @@
 //! Keys are `{prefix}:{rendered template}`. Scalars render as text, objects and arrays as
 //! the first 16 hex digits of the SHA-1 of their canonical JSON, and `: % * ? [ ] \` inside
 //! values are percent-encoded, so that no value can forge a segment or widen a pattern.
+//!
+//! # How it is built
+//!
+//! Each layer imports only the ones below it.
+//!
+//! - Builders: `cacheable.rs` ([`Cacheable`]), `invalidate.rs` ([`Invalidate`]), and
+//!   `macros.rs` with `macros/support.rs` ([`cache_fn!`], [`ctx!`] and the compile-time
+//!   checks their expansions run). They render keys and call the manager.
+//! - Manager: `manager.rs`, [`Cache`] (its key prefix and every method) and
+//!   [`CacheManager`] (the global cache).
+//! - Engine: `engine.rs`, the read-through (read, single-flight, lease, compute, write), a
+//!   non-generic core on bytes behind thin generic shims; `flight.rs`, in-process
+//!   single-flight; `lease.rs`, the thread that renews and gives back leases.
+//! - Store contract: `backend/mod.rs`, the `Store` trait, the blocking or async mode of a
+//!   call, and what stored bytes are (a value, a lease, a failure marker); the stores
+//!   `backend/memory.rs` (embedded) and `backend/redis.rs` (one server).
+//! - Leaves: `template.rs` (the placeholder grammar and rendering), `context.rs`,
+//!   `hash.rs` (canonical JSON and SHA-1), `glob.rs` (Redis's glob matcher), `codec.rs`
+//!   (values as JSON, refused when they would not read back equal), `config.rs`,
+//!   `error.rs`, `stats.rs` (counters), `report.rs` (debug lines and throttled fault logs)
+//!   and `rt.rs` (the crate's own IO thread, on which async connections and timers run).
 #![deny(missing_docs)]
 
 mod backend;
