@@ -501,6 +501,35 @@ impl CacheManager {
         Ok(())
     }
 
+    /// The global cache, set up with `config()` if nothing set it up yet. For tests: every
+    /// test can call it first, the first one sets the global cache up and the others use
+    /// it, and the environment (a developer's `CACHE_URL`) is never read.
+    ///
+    /// ```
+    /// use cacheable::{CacheManager, Config};
+    ///
+    /// let cache = CacheManager::get_or_init(|| Config::memory().prefix("test"))?;
+    /// let again = CacheManager::get_or_init(|| Config::memory().prefix("other"))?;
+    /// assert_eq!(again.config().get_prefix(), "test");
+    /// # let _ = cache;
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `config()`'s configuration is invalid (and nothing set the global cache up).
+    pub fn get_or_init(config: impl FnOnce() -> Config) -> Result<&'static Cache> {
+        if let Some(cache) = GLOBAL.get() {
+            return Ok(cache);
+        }
+        let mut failed = FROM_ENV_FAILED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cache) = GLOBAL.get() {
+            return Ok(cache);
+        }
+        let cache = Cache::new(config())?;
+        *failed = None;
+        Ok(GLOBAL.get_or_init(|| cache))
+    }
+
     /// The global cache, built from the environment on first use when `init` was not called.
     ///
     /// # Errors
