@@ -1,8 +1,11 @@
 //! Key templates: `user:<<user_id>>:profile`, parsed once and rendered into keys and patterns.
 
+pub(crate) mod grammar;
+
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::hash::hash_value;
+use grammar::Malformed;
 use once_cell::sync::Lazy;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -13,8 +16,23 @@ use std::sync::{Arc, RwLock};
 /// A parsed key template such as `loans:products:<<currency_code>>:<<filters>>`.
 ///
 /// Placeholders are `<<name>>` or a dotted walk into the argument's serde form,
-/// `<<user.id>>` or `<<items.0>>`. Text outside placeholders is kept as written; in an
-/// invalidation pattern it may hold Redis glob syntax (`*`, `?`, `[a-z]`).
+/// `<<user.id>>` or `<<items.0>>`. A placeholder ends the template or is followed by one
+/// of `: / | , ; = # & }` (in an invalidation pattern, also by `* ? [`): values never
+/// render with these, so a key splits back into its values and no two different values
+/// give one key. Text before a placeholder is free, and text outside placeholders is kept
+/// as written; in an invalidation pattern it may hold Redis glob syntax (`*`, `?`,
+/// `[a-z]`).
+///
+/// ```
+/// use cacheable::Template;
+///
+/// assert!(Template::parse("wallets:{<<user_id>>}:summary").is_ok());
+/// // `-` may stand inside a value: ("a-b", "c") and ("a", "b-c") would give one key.
+/// let err = Template::parse("range:<<from>>-<<to>>").unwrap_err();
+/// assert!(err.to_string().starts_with(
+///     "placeholder `<<from>>` of key template `range:<<from>>-<<to>>` is followed by `-`"
+/// ));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Template {
     source: String,
@@ -42,32 +60,23 @@ impl Template {
     /// Parses a template, or says which part of it is malformed.
     pub fn parse(source: &str) -> Result<Template> {
         let mut parts = Vec::new();
-        let mut rest = source;
-        let mut offset = 0;
-        while let Some(open) = rest.find("<<") {
-            if open > 0 {
-                parts.push(Part::Literal(rest[..open].to_owned()));
+        let mut at = 0;
+        // The grammar is `grammar::next_placeholder`, the one `cache_fn!` checks at compile
+        // time.
+        while let Some(p) =
+            grammar::next_placeholder(source, at).map_err(|e| malformed(source, e))?
+        {
+            if p.open > at {
+                parts.push(Part::Literal(source[at..p.open].to_owned()));
             }
-            let after = &rest[open + 2..];
-            let close = after.find(">>").ok_or_else(|| {
-                Error::template(format!(
-                    "unclosed `<<` at byte {} in key template `{source}`",
-                    offset + open
-                ))
-            })?;
-            let name = &after[..close];
-            check_placeholder_name(name, source)?;
-            let root = name.find('.').unwrap_or(name.len());
             parts.push(Part::Placeholder {
-                path: name.to_owned(),
-                root,
+                path: source[p.start..p.end].to_owned(),
+                root: p.root_end - p.start,
             });
-            let consumed = open + 2 + close + 2;
-            offset += consumed;
-            rest = &rest[consumed..];
+            at = p.next;
         }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_owned()));
+        if at < source.len() {
+            parts.push(Part::Literal(source[at..].to_owned()));
         }
         Ok(Template {
             source: source.to_owned(),
@@ -110,7 +119,7 @@ impl Template {
     /// invalidation pattern it may match more than one key.
     pub fn is_glob(&self) -> bool {
         self.parts.iter().any(|p| match p {
-            Part::Literal(text) => text.contains(['*', '?', '[', '\\']),
+            Part::Literal(text) => grammar::has_glob(text),
             Part::Placeholder { .. } => false,
         })
     }
@@ -259,28 +268,36 @@ impl fmt::Display for Template {
     }
 }
 
-fn check_placeholder_name(name: &str, source: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::template(format!(
-            "empty placeholder `<<>>` in key template `{source}`"
-        )));
-    }
-    let is_ident = |s: &str| {
-        let mut chars = s.chars();
-        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    let mut segments = name.split('.');
-    let first_ok = segments.next().is_some_and(is_ident);
-    let rest_ok =
-        segments.all(|s| is_ident(s) || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())));
-    if first_ok && rest_ok {
-        Ok(())
-    } else {
-        Err(Error::template(format!(
-            "malformed placeholder `<<{name}>>` in key template `{source}`: expected a name such as `user_id` or a dotted path such as `user.id` or `items.0`"
-        )))
-    }
+/// The run-time wording of a grammar error.
+fn malformed(source: &str, e: Malformed) -> Error {
+    Error::template(match e {
+        Malformed::Unclosed { open } => {
+            format!("unclosed `<<` at byte {open} in key template `{source}`")
+        }
+        Malformed::Empty { .. } => format!("empty placeholder `<<>>` in key template `{source}`"),
+        Malformed::BadName { start, end } => format!(
+            "malformed placeholder `<<{}>>` in key template `{source}`: expected a name such as `user_id` or a dotted path such as `user.id` or `items.0`",
+            &source[start..end]
+        ),
+        Malformed::BadFollower { placeholder, at } => {
+            let followed = if grammar::opens_at(source, at) {
+                grammar::FOLLOWED_DIRECTLY.to_owned()
+            } else {
+                format!(
+                    "by `{}`, {}",
+                    grammar::char_at(source, at),
+                    grammar::FOLLOW_WHY
+                )
+            };
+            format!(
+                "placeholder `<<{}>>` of key template `{source}` is followed {followed}, {}: {}{}",
+                &source[placeholder.start..placeholder.end],
+                grammar::FOLLOW_CONSEQUENCE,
+                grammar::FOLLOW_RULE,
+                grammar::FOLLOW_RULE_IN_PATTERNS,
+            )
+        }
+    })
 }
 
 /// Appends one placeholder value. Objects and arrays are always hashed.
@@ -300,28 +317,47 @@ fn render_value(value: &Value, hashed: bool, hash_len: usize, out: &mut String) 
     }
 }
 
-/// Percent-encodes the characters that could forge a key segment (`:`), break the escaping
-/// itself (`%`), or act as glob syntax in a pattern (`* ? [ ] \`). The rendered value holds
-/// none of them, so it matches only itself in a pattern, and distinct strings stay distinct.
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_percent(b: u8, out: &mut String) {
+    out.push('%');
+    out.push(HEX_UPPER[usize::from(b >> 4)] as char);
+    out.push(HEX_UPPER[usize::from(b & 0xf)] as char);
+}
+
+/// The bytes [`escape_into`] encodes, as a table.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = grammar::is_escaped(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// Percent-encodes (`%XX`, uppercase hex) the characters of `s` that could forge a key
+/// segment or a cluster hash tag, break the escaping itself, or act as glob syntax in a
+/// pattern: `% : * ? [ ] \ { } / | , ; = # &`. Everything else (letters, digits,
+/// `- _ . @ +`, space, non-ASCII) is kept, so UUIDs, dates and emails stay readable. The
+/// result holds none of the characters that may follow a placeholder, matches only itself
+/// in a pattern, and distinct strings stay distinct.
 pub(crate) fn escape_into(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            ':' => out.push_str("%3A"),
-            '*' => out.push_str("%2A"),
-            '?' => out.push_str("%3F"),
-            '[' => out.push_str("%5B"),
-            ']' => out.push_str("%5D"),
-            '\\' => out.push_str("%5C"),
-            c => out.push(c),
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if ESCAPED[usize::from(b)] {
+            out.push_str(&s[start..i]);
+            push_percent(b, out);
+            start = i + 1;
         }
     }
+    out.push_str(&s[start..]);
 }
 
 /// Escapes `s` so that, as part of a Redis glob pattern, it matches itself only.
 pub(crate) fn glob_escape_into(s: &str, out: &mut String) {
     for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+        if c.is_ascii() && grammar::is_glob_char(c as u8) {
             out.push('\\');
         }
         out.push(c);
@@ -395,6 +431,12 @@ mod tests {
             render("k:<<v>>", &ctx, &[]).unwrap(),
             "k:a%3Ab%2A%25%3F%5Bx%5D%5C"
         );
+        let ctx = Context::new().with("v", "{a}/b|c,d;e=f#g&h");
+        assert_eq!(
+            render("k:<<v>>", &ctx, &[]).unwrap(),
+            "k:%7Ba%7D%2Fb%7Cc%2Cd%3Be%3Df%23g%26h"
+        );
+
         let none = Context::new().with("v", &None::<String>);
         let null_string = Context::new().with("v", &Some("null"));
         assert_ne!(
@@ -469,15 +511,17 @@ mod tests {
 
     #[test]
     fn key_templates_refuse_glob_syntax_in_their_literal_text() {
-        let err = Template::parse("list[<<id>>]")
+        let err = Template::parse("list[0]:<<id>>")
             .unwrap()
             .check_key()
             .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("key template `list[<<id>>]` holds glob syntax"),
+                .starts_with("key template `list[0]:<<id>>` holds glob syntax"),
             "{err}"
         );
+        // Glob characters may follow a placeholder in a pattern, never in a key.
+        assert!(Template::parse("r:<<a>>*").unwrap().check_key().is_err());
         assert!(Template::parse("user:<<id>>:profile")
             .unwrap()
             .check_key()
@@ -488,5 +532,36 @@ mod tests {
     fn glob_detection_looks_at_literal_text_only() {
         assert!(Template::parse("wallets:<<id>>:*").unwrap().is_glob());
         assert!(!Template::parse("user:<<id>>:profile").unwrap().is_glob());
+    }
+
+    #[test]
+    fn placeholders_followed_by_a_value_character_are_refused() {
+        let err = Template::parse("range:<<from>>-<<to>>").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Template);
+        assert_eq!(
+            err.to_string(),
+            "placeholder `<<from>>` of key template `range:<<from>>-<<to>>` is followed by `-`, \
+             which a value may hold too, so two different values could give one key: a \
+             placeholder must end the template or be followed by one of `: / | , ; = # & }`, \
+             which values never hold (they are percent-encoded) (in an invalidation pattern, \
+             also by a glob character `* ? [`)"
+        );
+        let err = Template::parse("x:<<a>><<b>>").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("placeholder `<<a>>` of key template `x:<<a>><<b>>` is followed directly by another placeholder, so two"),
+            "{err}"
+        );
+        for bad in ["a<<x>>b", "k:<<a>>.json", "k:<<a>>_v2", "k:<<a>>]"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "range:<<from>>:<<to>>",
+            "v<<n>>:x",
+            "wallets:{<<user_id>>}:summary",
+            "r:<<a>>*",
+        ] {
+            assert!(Template::parse(good).is_ok(), "{good}");
+        }
     }
 }
