@@ -41,6 +41,7 @@ mod flight;
 mod glob;
 mod hash;
 mod invalidate;
+mod keyvalue;
 mod lease;
 mod macros;
 mod manager;
