@@ -288,11 +288,12 @@ fn malformed(source: &str, e: Malformed) -> Error {
                 )
             };
             format!(
-                "placeholder `<<{}>>` of key template `{source}` is followed {followed}, {}: {}{}",
+                "placeholder `<<{}>>` of key template `{source}` is followed {followed}, {}: {}{}{}",
                 &source[placeholder.start..placeholder.end],
                 grammar::FOLLOW_CONSEQUENCE,
                 grammar::FOLLOW_RULE,
                 grammar::FOLLOW_RULE_IN_PATTERNS,
+                grammar::FOLLOW_RULE_WHY,
             )
         }
     })
@@ -854,9 +855,9 @@ mod tests {
             err.to_string(),
             "placeholder `<<from>>` of key template `range:<<from>>-<<to>>` is followed by `-`, \
              which a value may hold too, so two different values could give one key: a \
-             placeholder must end the template or be followed by one of `: / | , ; = # & }`, \
-             which values never hold (they are percent-encoded) (in an invalidation pattern, \
-             also by a glob character `* ? [`)"
+             placeholder must end the template or be followed by one of `: / | , ; = # & }` \
+             (in an invalidation pattern, also by a glob character `* ? [`), which values \
+             never hold: they are percent-encoded"
         );
         let err = Template::parse("x:<<a>><<b>>").unwrap_err();
         assert!(

@@ -165,7 +165,7 @@ const fn check_template(
                 if pattern {
                     msg = msg.push(grammar::FOLLOW_RULE_IN_PATTERNS);
                 }
-                return msg;
+                return msg.push(grammar::FOLLOW_RULE_WHY);
             }
             Err(why) => {
                 return Msg::new()
@@ -532,15 +532,15 @@ mod tests {
             "cache key `range:<<from>>-<<to>>` of `get_range`: placeholder `from` is followed by \
              `-`, which a value may hold too, so two different values could give one key: a \
              placeholder must end the template or be followed by one of `: / | , ; = # & }`, \
-             which values never hold (they are percent-encoded)"
+             which values never hold: they are percent-encoded"
         );
         assert_eq!(
             message(check_patterns("upd", &["x:<<a>><<b>>"], &["a", "b"])),
             "invalidation pattern `x:<<a>><<b>>` of `upd`: placeholder `a` is followed directly \
              by another placeholder, so two different values could give one key: a placeholder \
-             must end the template or be followed by one of `: / | , ; = # & }`, which values \
-             never hold (they are percent-encoded) (in an invalidation pattern, also by a glob \
-             character `* ? [`)"
+             must end the template or be followed by one of `: / | , ; = # & }` (in an \
+             invalidation pattern, also by a glob character `* ? [`), which values never hold: \
+             they are percent-encoded"
         );
         let text = message(check_key("f", "k:<<x>>é", &["x"], &[]));
         assert!(text.contains("is followed by `é`"), "{text}");

@@ -23,14 +23,17 @@ pub(crate) const SEPARATORS: &str = ":/|,;=#&}";
 /// The glob characters that may also follow a placeholder in an invalidation pattern.
 pub(crate) const PATTERN_FOLLOWERS: &str = "*?[";
 
-/// The follow rule, for error messages; [`FOLLOW_RULE_IN_PATTERNS`] completes it for
-/// invalidation patterns.
+/// The follow rule, for error messages: [`FOLLOW_RULE`], then for invalidation patterns
+/// [`FOLLOW_RULE_IN_PATTERNS`], then [`FOLLOW_RULE_WHY`].
 pub(crate) const FOLLOW_RULE: &str =
-    "a placeholder must end the template or be followed by one of `: / | , ; = # & }`, which values never hold (they are percent-encoded)";
+    "a placeholder must end the template or be followed by one of `: / | , ; = # & }`";
 
 /// What [`FOLLOW_RULE`] adds for invalidation patterns.
 pub(crate) const FOLLOW_RULE_IN_PATTERNS: &str =
     " (in an invalidation pattern, also by a glob character `* ? [`)";
+
+/// Why the characters of [`FOLLOW_RULE`] are safe.
+pub(crate) const FOLLOW_RULE_WHY: &str = ", which values never hold: they are percent-encoded";
 
 /// Why another character may not follow a placeholder, for error messages: "followed by
 /// `-`, [`FOLLOW_WHY`], [`FOLLOW_CONSEQUENCE`]: [`FOLLOW_RULE`]".
