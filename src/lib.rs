@@ -26,9 +26,21 @@
 //! - [`cache_fn!`] defines functions that cache their results or invalidate others'.
 //! - [`ctx!`] names the values that fill a template's `<<placeholders>>`.
 //!
-//! Keys are `{prefix}:{rendered template}`. Scalars render as text, objects and arrays as
-//! the first 16 hex digits of the SHA-1 of their canonical JSON, and `: % * ? [ ] \` inside
-//! values are percent-encoded, so that no value can forge a segment or widen a pattern.
+//! Keys are `{prefix}:{rendered template}`, and rendering is injective: two different
+//! values never give one key.
+//!
+//! - A placeholder ends the template or is followed by one of `: / | , ; = # & }` (in an
+//!   invalidation pattern, also by `* ? [`): `range:<<from>>:<<to>>`, not
+//!   `range:<<from>>-<<to>>`, which [`Template::parse`] and [`cache_fn!`] refuse.
+//! - Inside string values, `% : * ? [ ] \ { } / | , ; = # &` are percent-encoded (`%3A`),
+//!   so no value can forge a segment or a hash tag, or widen a pattern; the rest (`- _ . @`,
+//!   letters, digits, non-ASCII) stays readable: `user:42:profile`.
+//! - Numbers and bools render as serde_json writes them (`42`, `1.5`, `true`); a string
+//!   that reads as one, or as a digest, has its first character encoded (`"42"` → `%342`).
+//!   `None` is `%null`, `Some(None)` `%some%null`, NaN and ±inf `%nan`, `%inf`, `%-inf`.
+//! - Objects and arrays render as the first 16 hex digits of the SHA-1 of their canonical
+//!   JSON (keys sorted; `NaN`, `Infinity`, `some(…)` for what JSON cannot say); a
+//!   `HashSet` is sorted first, so equal sets give one key.
 #![deny(missing_docs)]
 
 mod backend;
