@@ -209,7 +209,7 @@ fn non_finite_token(nan: bool, positive: bool) -> &'static str {
     }
 }
 
-/// Appends a finite `f64` exactly as serde_json writes it (`1.5`, `1e300`, `1.0`).
+/// Appends a finite `f64` exactly as serde_json writes it (`1.5`, `1e+300`, `1.0`).
 pub(crate) fn push_f64(f: f64, out: &mut String) {
     let mut buf = [0u8; 40];
     let len = {

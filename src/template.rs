@@ -305,7 +305,7 @@ fn malformed(source: &str, e: Malformed) -> Error {
 /// - strings: escaped (see [`escape_into`]), with their first character percent-encoded
 ///   too when the whole text reads as a number or a bool (`"42"` → `%342`) or has the
 ///   shape of a digest (`hash_len` lowercase hex digits);
-/// - numbers and bools: as serde_json writes them (`42`, `1.5`, `1e300`, `true`);
+/// - numbers and bools: as serde_json writes them (`42`, `1.5`, `1e+300`, `true`);
 /// - `None`, `()`: `%null`; NaN, ±inf: `%nan`, `%inf`, `%-inf`; `Some(x)` with a
 ///   null-like `x`: `%some` then `x` (`Some(None)` → `%some%null`): a string's rendering
 ///   never holds an unescaped `%`, and an escape is `%` and two uppercase hex digits;
@@ -357,7 +357,7 @@ fn reads_as_scalar_or_digest(s: &str, hash_len: usize) -> bool {
 }
 
 /// True when `s` is exactly what serde_json writes for some integer or finite float
-/// (`42`, `-7`, `1.5`, `1e300`, `0.1` of an `f32`); `007`, `+1`, `1.50`, `-0` are not.
+/// (`42`, `-7`, `1.5`, `1e+300`, `0.1` of an `f32`); `007`, `+1`, `1.50`, `-0` are not.
 fn reads_as_number(s: &str) -> bool {
     let bytes = s.as_bytes();
     if !bytes
