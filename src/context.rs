@@ -1,17 +1,19 @@
 //! The named values a key template is rendered from.
 
+use crate::keyvalue::{to_key_value, KeyValue};
 use serde::Serialize;
-use serde_json::Value;
 use std::borrow::Cow;
 
 /// The named values that fill a template's placeholders, each in its serde form.
 ///
 /// Build one with [`ctx!`](crate::ctx) or with [`Context::new`] and [`insert`](Context::insert).
 /// A value is serialized when it is inserted, so it reflects the argument as it was before
-/// the cached or invalidating closure ran.
+/// the cached or invalidating closure ran. The serialized form keeps what tells values
+/// apart (NaN from `None`, `Some(None)` from `None`), and a `HashSet` is put in a
+/// canonical order, so that equal sets give one key.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    entries: Vec<(Cow<'static, str>, Result<Value, String>)>,
+    entries: Vec<(Cow<'static, str>, Result<KeyValue, String>)>,
 }
 
 impl Context {
@@ -30,7 +32,7 @@ impl Context {
         value: &T,
     ) -> &mut Self {
         let name = name.into();
-        let value = serde_json::to_value(value).map_err(|e| e.to_string());
+        let value = to_key_value(value);
         match self.entries.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.entries.push((name, value)),
@@ -50,7 +52,7 @@ impl Context {
     }
 
     /// The value of `name`: `None` when absent, `Some(Err)` when it failed to serialize.
-    pub(crate) fn get(&self, name: &str) -> Option<Result<&Value, &str>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Result<&KeyValue, &str>> {
         self.entries
             .iter()
             .find(|(n, _)| n == name)

@@ -26,9 +26,21 @@
 //! - [`cache_fn!`] defines functions that cache their results or invalidate others'.
 //! - [`ctx!`] names the values that fill a template's `<<placeholders>>`.
 //!
-//! Keys are `{prefix}:{rendered template}`. Scalars render as text, objects and arrays as
-//! the first 16 hex digits of the SHA-1 of their canonical JSON, and `: % * ? [ ] \` inside
-//! values are percent-encoded, so that no value can forge a segment or widen a pattern.
+//! Keys are `{prefix}:{rendered template}`, and rendering is injective: two different
+//! values never give one key.
+//!
+//! - A placeholder ends the template or is followed by one of `: / | , ; = # & }` (in an
+//!   invalidation pattern, also by `* ? [`): `range:<<from>>:<<to>>`, not
+//!   `range:<<from>>-<<to>>`, which [`Template::parse`] and [`cache_fn!`] refuse.
+//! - Inside string values, `% : * ? [ ] \ { } / | , ; = # &` are percent-encoded (`%3A`),
+//!   so no value can forge a segment or a hash tag, or widen a pattern; the rest (`- _ . @`,
+//!   letters, digits, non-ASCII) stays readable: `user:42:profile`.
+//! - Numbers and bools render as serde_json writes them (`42`, `1.5`, `true`); a string
+//!   that reads as one, or as a digest, has its first character encoded (`"42"` → `%342`).
+//!   `None` is `%null`, `Some(None)` `%some%null`, NaN and ±inf `%nan`, `%inf`, `%-inf`.
+//! - Objects and arrays render as the first 16 hex digits of the SHA-1 of their canonical
+//!   JSON (keys sorted; `NaN`, `Infinity`, `some(…)` for what JSON cannot say); a
+//!   `HashSet` is sorted first, so equal sets give one key.
 //!
 //! # How it is built
 //!
@@ -45,11 +57,13 @@
 //! - Store contract: `backend/mod.rs`, the `Store` trait, the blocking or async mode of a
 //!   call, and what stored bytes are (a value, a lease, a failure marker); the stores
 //!   `backend/memory.rs` (embedded) and `backend/redis.rs` (one server).
-//! - Leaves: `template.rs` (the placeholder grammar and rendering), `context.rs`,
-//!   `hash.rs` (canonical JSON and SHA-1), `glob.rs` (Redis's glob matcher), `codec.rs`
-//!   (values as JSON, refused when they would not read back equal), `config.rs`,
-//!   `error.rs`, `stats.rs` (counters), `report.rs` (debug lines and throttled fault logs)
-//!   and `rt.rs` (the crate's own IO thread, on which async connections and timers run).
+//! - Leaves: `template.rs` and `template/grammar.rs` (the one placeholder grammar, as
+//!   `const fn`s the compile-time checks share, and rendering), `context.rs` and
+//!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
+//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
+//!   not read back equal), `config.rs`, `error.rs`, `stats.rs` (counters), `report.rs`
+//!   (debug lines and throttled fault logs) and `rt.rs` (the crate's own IO thread, on
+//!   which async connections and timers run).
 #![deny(missing_docs)]
 
 mod backend;
@@ -63,6 +77,7 @@ mod flight;
 mod glob;
 mod hash;
 mod invalidate;
+mod keyvalue;
 mod lease;
 mod macros;
 mod manager;

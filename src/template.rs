@@ -1,20 +1,38 @@
 //! Key templates: `user:<<user_id>>:profile`, parsed once and rendered into keys and patterns.
 
+pub(crate) mod grammar;
+
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::hash::hash_value;
+use crate::hash::hash_into;
+use crate::keyvalue::{push_f32, push_f64, KeyValue};
+use grammar::Malformed;
 use once_cell::sync::Lazy;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
-use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
 /// A parsed key template such as `loans:products:<<currency_code>>:<<filters>>`.
 ///
 /// Placeholders are `<<name>>` or a dotted walk into the argument's serde form,
-/// `<<user.id>>` or `<<items.0>>`. Text outside placeholders is kept as written; in an
-/// invalidation pattern it may hold Redis glob syntax (`*`, `?`, `[a-z]`).
+/// `<<user.id>>` or `<<items.0>>`. A placeholder ends the template or is followed by one
+/// of `: / | , ; = # & }` (in an invalidation pattern, also by `* ? [`): values never
+/// render with these, so a key splits back into its values and no two different values
+/// give one key. Text before a placeholder is free, and text outside placeholders is kept
+/// as written; in an invalidation pattern it may hold Redis glob syntax (`*`, `?`,
+/// `[a-z]`).
+///
+/// ```
+/// use cacheable::Template;
+///
+/// assert!(Template::parse("wallets:{<<user_id>>}:summary").is_ok());
+/// // `-` may stand inside a value: ("a-b", "c") and ("a", "b-c") would give one key.
+/// let err = Template::parse("range:<<from>>-<<to>>").unwrap_err();
+/// assert!(err.to_string().starts_with(
+///     "placeholder `<<from>>` of key template `range:<<from>>-<<to>>` is followed by `-`"
+/// ));
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Template {
     source: String,
@@ -42,32 +60,23 @@ impl Template {
     /// Parses a template, or says which part of it is malformed.
     pub fn parse(source: &str) -> Result<Template> {
         let mut parts = Vec::new();
-        let mut rest = source;
-        let mut offset = 0;
-        while let Some(open) = rest.find("<<") {
-            if open > 0 {
-                parts.push(Part::Literal(rest[..open].to_owned()));
+        let mut at = 0;
+        // The grammar is `grammar::next_placeholder`, the one `cache_fn!` checks at compile
+        // time.
+        while let Some(p) =
+            grammar::next_placeholder(source, at).map_err(|e| malformed(source, e))?
+        {
+            if p.open > at {
+                parts.push(Part::Literal(source[at..p.open].to_owned()));
             }
-            let after = &rest[open + 2..];
-            let close = after.find(">>").ok_or_else(|| {
-                Error::template(format!(
-                    "unclosed `<<` at byte {} in key template `{source}`",
-                    offset + open
-                ))
-            })?;
-            let name = &after[..close];
-            check_placeholder_name(name, source)?;
-            let root = name.find('.').unwrap_or(name.len());
             parts.push(Part::Placeholder {
-                path: name.to_owned(),
-                root,
+                path: source[p.start..p.end].to_owned(),
+                root: p.root_end - p.start,
             });
-            let consumed = open + 2 + close + 2;
-            offset += consumed;
-            rest = &rest[consumed..];
+            at = p.next;
         }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_owned()));
+        if at < source.len() {
+            parts.push(Part::Literal(source[at..].to_owned()));
         }
         Ok(Template {
             source: source.to_owned(),
@@ -110,7 +119,7 @@ impl Template {
     /// invalidation pattern it may match more than one key.
     pub fn is_glob(&self) -> bool {
         self.parts.iter().any(|p| match p {
-            Part::Literal(text) => text.contains(['*', '?', '[', '\\']),
+            Part::Literal(text) => grammar::has_glob(text),
             Part::Placeholder { .. } => false,
         })
     }
@@ -153,6 +162,9 @@ impl Template {
     ///
     /// let t = Template::parse("user:<<user_id>>:<<tab>>")?;
     /// assert_eq!(t.render(&ctx! { user_id = 7, tab = "a:b" })?, "user:7:a%3Ab");
+    /// // A string that reads as a number or a bool keeps apart from it.
+    /// assert_eq!(t.render(&ctx! { user_id = "7", tab = true })?, "user:%37:true");
+    /// assert_eq!(t.render(&ctx! { user_id = None::<i64>, tab = Some(None::<bool>) })?, "user:%null:%some%null");
     /// # Ok::<(), cacheable::Error>(())
     /// ```
     ///
@@ -191,10 +203,10 @@ impl Template {
                     let start = out.len();
                     render_value(value, hashed, opts.hash_len, out);
                     if let Some(shown) = shown.as_deref_mut() {
-                        let v = if hashed || matches!(value, Value::Object(_) | Value::Array(_)) {
+                        let v = if hashed || matches!(value, KeyValue::Map(_) | KeyValue::Seq(_)) {
                             Value::String(out[start..].to_owned())
                         } else {
-                            value.clone()
+                            value.to_json()
                         };
                         shown.insert(path.clone(), v);
                     }
@@ -204,7 +216,7 @@ impl Template {
         Ok(())
     }
 
-    fn lookup<'c>(&self, ctx: &'c Context, path: &str, root: usize) -> Result<&'c Value> {
+    fn lookup<'c>(&self, ctx: &'c Context, path: &str, root: usize) -> Result<&'c KeyValue> {
         let root_name = &path[..root];
         let mut value = match ctx.get(root_name) {
             Some(Ok(v)) => v,
@@ -228,12 +240,7 @@ impl Template {
         if root < path.len() {
             let mut walked = root_name.to_owned();
             for segment in path[root + 1..].split('.') {
-                let next = match value {
-                    Value::Object(map) => map.get(segment),
-                    Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-                    _ => None,
-                };
-                value = next.ok_or_else(|| {
+                value = value.get(segment).ok_or_else(|| {
                     Error::template(format!(
                         "placeholder `<<{path}>>` of key template `{}`: `{walked}` has no field `{segment}`",
                         self.source
@@ -259,69 +266,180 @@ impl fmt::Display for Template {
     }
 }
 
-fn check_placeholder_name(name: &str, source: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::template(format!(
-            "empty placeholder `<<>>` in key template `{source}`"
-        )));
-    }
-    let is_ident = |s: &str| {
-        let mut chars = s.chars();
-        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    let mut segments = name.split('.');
-    let first_ok = segments.next().is_some_and(is_ident);
-    let rest_ok =
-        segments.all(|s| is_ident(s) || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())));
-    if first_ok && rest_ok {
-        Ok(())
-    } else {
-        Err(Error::template(format!(
-            "malformed placeholder `<<{name}>>` in key template `{source}`: expected a name such as `user_id` or a dotted path such as `user.id` or `items.0`"
-        )))
-    }
+/// The run-time wording of a grammar error.
+fn malformed(source: &str, e: Malformed) -> Error {
+    Error::template(match e {
+        Malformed::Unclosed { open } => {
+            format!("unclosed `<<` at byte {open} in key template `{source}`")
+        }
+        Malformed::Empty { .. } => format!("empty placeholder `<<>>` in key template `{source}`"),
+        Malformed::BadName { start, end } => format!(
+            "malformed placeholder `<<{}>>` in key template `{source}`: expected a name such as `user_id` or a dotted path such as `user.id` or `items.0`",
+            &source[start..end]
+        ),
+        Malformed::BadFollower { placeholder, at } => {
+            let followed = if grammar::opens_at(source, at) {
+                grammar::FOLLOWED_DIRECTLY.to_owned()
+            } else {
+                format!(
+                    "by `{}`, {}",
+                    grammar::char_at(source, at),
+                    grammar::FOLLOW_WHY
+                )
+            };
+            format!(
+                "placeholder `<<{}>>` of key template `{source}` is followed {followed}, {}: {}{}{}",
+                &source[placeholder.start..placeholder.end],
+                grammar::FOLLOW_CONSEQUENCE,
+                grammar::FOLLOW_RULE,
+                grammar::FOLLOW_RULE_IN_PATTERNS,
+                grammar::FOLLOW_RULE_WHY,
+            )
+        }
+    })
 }
 
 /// Appends one placeholder value. Objects and arrays are always hashed.
-fn render_value(value: &Value, hashed: bool, hash_len: usize, out: &mut String) {
+///
+/// What each kind renders as, and why no two differ only in appearance:
+/// - strings: escaped (see [`escape_into`]), with their first character percent-encoded
+///   too when the whole text reads as a number or a bool (`"42"` → `%342`) or has the
+///   shape of a digest (`hash_len` lowercase hex digits);
+/// - numbers and bools: as serde_json writes them (`42`, `1.5`, `1e+300`, `true`);
+/// - `None`, `()`: `%null`; NaN, ±inf: `%nan`, `%inf`, `%-inf`; `Some(x)` with a
+///   null-like `x`: `%some` then `x` (`Some(None)` → `%some%null`): a string's rendering
+///   never holds an unescaped `%`, and an escape is `%` and two uppercase hex digits;
+/// - objects, arrays and hashed values: `hash_len` lowercase hex digits of SHA-1.
+fn render_value(value: &KeyValue, hashed: bool, hash_len: usize, out: &mut String) {
     match value {
-        _ if hashed => out.push_str(&hash_value(value, hash_len)),
-        Value::Object(_) | Value::Array(_) => out.push_str(&hash_value(value, hash_len)),
-        Value::String(s) => escape_into(s, out),
-        // `%` never stands unescaped in a rendered string, so `None` cannot collide with
-        // any string, `Some("null")` included.
-        Value::Null => out.push_str("%null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            // In place: a `to_string` here would allocate on every render of an id.
-            let _ = write!(out, "{n}");
+        _ if hashed => hash_into(value, hash_len, out),
+        KeyValue::Map(_) | KeyValue::Seq(_) => hash_into(value, hash_len, out),
+        KeyValue::Str(s) => render_str(s, hash_len, out),
+        KeyValue::Null => out.push_str("%null"),
+        KeyValue::Some(inner) => {
+            out.push_str("%some");
+            render_value(inner, false, hash_len, out);
+        }
+        scalar => {
+            if !scalar.write_scalar(out) {
+                let nan = matches!(scalar, KeyValue::F64(f) if f.is_nan())
+                    || matches!(scalar, KeyValue::F32(f) if f.is_nan());
+                let negative = matches!(scalar, KeyValue::F64(f) if *f < 0.0)
+                    || matches!(scalar, KeyValue::F32(f) if *f < 0.0);
+                out.push_str(match (nan, negative) {
+                    (true, _) => "%nan",
+                    (false, false) => "%inf",
+                    (false, true) => "%-inf",
+                });
+            }
         }
     }
 }
 
-/// Percent-encodes the characters that could forge a key segment (`:`), break the escaping
-/// itself (`%`), or act as glob syntax in a pattern (`* ? [ ] \`). The rendered value holds
-/// none of them, so it matches only itself in a pattern, and distinct strings stay distinct.
-pub(crate) fn escape_into(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            ':' => out.push_str("%3A"),
-            '*' => out.push_str("%2A"),
-            '?' => out.push_str("%3F"),
-            '[' => out.push_str("%5B"),
-            ']' => out.push_str("%5D"),
-            '\\' => out.push_str("%5C"),
-            c => out.push(c),
+/// Appends a string value: escaped, and with its first character encoded as well when the
+/// text could be mistaken for a number, a bool or a digest.
+fn render_str(s: &str, hash_len: usize, out: &mut String) {
+    if reads_as_scalar_or_digest(s, hash_len) {
+        // Every such text starts with an ASCII digit, letter or `-`.
+        push_percent(s.as_bytes()[0], out);
+        escape_into(&s[1..], out);
+    } else {
+        escape_into(s, out);
+    }
+}
+
+/// True when some number, bool or digest renders as `s`.
+fn reads_as_scalar_or_digest(s: &str, hash_len: usize) -> bool {
+    s == "true"
+        || s == "false"
+        || (s.len() == hash_len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        || reads_as_number(s)
+}
+
+/// True when `s` is exactly what serde_json writes for some integer or finite float
+/// (`42`, `-7`, `1.5`, `1e+300`, `0.1` of an `f32`); `007`, `+1`, `1.50`, `-0` are not.
+fn reads_as_number(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if !bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_digit() || *b == b'-')
+        || !bytes
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'-' | b'.' | b'e' | b'E' | b'+'))
+    {
+        return false;
+    }
+    let mut text = String::with_capacity(s.len() + 2);
+    if bytes.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
+        // Integers: serde_json writes them in decimal, with no `+`, no leading zero, no
+        // `-0`. (A float's text always holds `.` or `e`.)
+        let n = match (s.parse::<i128>(), s.parse::<u128>()) {
+            (Ok(n), _) => KeyValue::I128(n),
+            (_, Ok(n)) => KeyValue::U128(n),
+            _ => return false,
+        };
+        n.write_scalar(&mut text);
+        return text == s;
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        if f.is_finite() {
+            push_f64(f, &mut text);
+            if text == s {
+                return true;
+            }
         }
     }
+    if let Ok(f) = s.parse::<f32>() {
+        if f.is_finite() {
+            text.clear();
+            push_f32(f, &mut text);
+            return text == s;
+        }
+    }
+    false
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn push_percent(b: u8, out: &mut String) {
+    out.push('%');
+    out.push(HEX_UPPER[usize::from(b >> 4)] as char);
+    out.push(HEX_UPPER[usize::from(b & 0xf)] as char);
+}
+
+/// The bytes [`escape_into`] encodes, as a table.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = grammar::is_escaped(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// Percent-encodes (`%XX`, uppercase hex) the characters of `s` that could forge a key
+/// segment or a cluster hash tag, break the escaping itself, or act as glob syntax in a
+/// pattern: `% : * ? [ ] \ { } / | , ; = # &`. Everything else (letters, digits,
+/// `- _ . @ +`, space, non-ASCII) is kept, so UUIDs, dates and emails stay readable. The
+/// result holds none of the characters that may follow a placeholder, matches only itself
+/// in a pattern, and distinct strings stay distinct.
+pub(crate) fn escape_into(s: &str, out: &mut String) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if ESCAPED[usize::from(b)] {
+            out.push_str(&s[start..i]);
+            push_percent(b, out);
+            start = i + 1;
+        }
+    }
+    out.push_str(&s[start..]);
 }
 
 /// Escapes `s` so that, as part of a Redis glob pattern, it matches itself only.
 pub(crate) fn glob_escape_into(s: &str, out: &mut String) {
     for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+        if c.is_ascii() && grammar::is_glob_char(c as u8) {
             out.push('\\');
         }
         out.push(c);
@@ -331,7 +449,14 @@ pub(crate) fn glob_escape_into(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::hash_value;
+    use crate::keyvalue::to_key_value;
     use serde_json::json;
+    use std::collections::{BTreeSet, HashSet};
+
+    fn digest<T: serde::Serialize + ?Sized>(value: &T, len: usize) -> String {
+        hash_value(&to_key_value(value).unwrap(), len)
+    }
 
     fn render(template: &str, ctx: &Context, hash: &[&str]) -> Result<String> {
         let t = Template::parse(template)?;
@@ -359,18 +484,19 @@ mod tests {
             .with("filters", &json!({"is_active": true}))
             .with("ids", &[1, 2])
             .with("code", "NGN");
-        let digest = hash_value(&json!({"is_active": true}), 16);
+        // sha1('{"is_active":true}'), sha1('[1,2]'), sha1('"NGN"'): canonical JSON.
+        let sha1 = |text: &str| sha1_smol::Sha1::from(text).digest().to_string()[..16].to_owned();
         assert_eq!(
             render("p:<<filters>>", &ctx, &[]).unwrap(),
-            format!("p:{digest}")
+            format!("p:{}", sha1(r#"{"is_active":true}"#))
         );
         assert_eq!(
             render("p:<<ids>>", &ctx, &[]).unwrap(),
-            format!("p:{}", hash_value(&json!([1, 2]), 16))
+            format!("p:{}", sha1("[1,2]"))
         );
         assert_eq!(
             render("p:<<code>>", &ctx, &["code"]).unwrap(),
-            format!("p:{}", hash_value(&json!("NGN"), 16))
+            format!("p:{}", sha1(r#""NGN""#))
         );
     }
 
@@ -394,6 +520,11 @@ mod tests {
         assert_eq!(
             render("k:<<v>>", &ctx, &[]).unwrap(),
             "k:a%3Ab%2A%25%3F%5Bx%5D%5C"
+        );
+        let ctx = Context::new().with("v", "{a}/b|c,d;e=f#g&h");
+        assert_eq!(
+            render("k:<<v>>", &ctx, &[]).unwrap(),
+            "k:%7Ba%7D%2Fb%7Cc%2Cd%3Be%3Df%23g%26h"
         );
         let none = Context::new().with("v", &None::<String>);
         let null_string = Context::new().with("v", &Some("null"));
@@ -469,15 +600,17 @@ mod tests {
 
     #[test]
     fn key_templates_refuse_glob_syntax_in_their_literal_text() {
-        let err = Template::parse("list[<<id>>]")
+        let err = Template::parse("list[0]:<<id>>")
             .unwrap()
             .check_key()
             .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("key template `list[<<id>>]` holds glob syntax"),
+                .starts_with("key template `list[0]:<<id>>` holds glob syntax"),
             "{err}"
         );
+        // Glob characters may follow a placeholder in a pattern, never in a key.
+        assert!(Template::parse("r:<<a>>*").unwrap().check_key().is_err());
         assert!(Template::parse("user:<<id>>:profile")
             .unwrap()
             .check_key()
@@ -488,5 +621,292 @@ mod tests {
     fn glob_detection_looks_at_literal_text_only() {
         assert!(Template::parse("wallets:<<id>>:*").unwrap().is_glob());
         assert!(!Template::parse("user:<<id>>:profile").unwrap().is_glob());
+    }
+
+    fn key(template: &str, name: &'static str, value: &(impl serde::Serialize + ?Sized)) -> String {
+        render(template, &Context::new().with(name, value), &[]).unwrap()
+    }
+
+    #[test]
+    fn readable_values_stay_as_they_are() {
+        for (value, shown) in [
+            ("NGN", "NGN"),
+            ("007", "007"),
+            ("2024-01-01", "2024-01-01"),
+            ("ada.lovelace+x@example.com", "ada.lovelace+x@example.com"),
+            (
+                "3f2b8c1e-9d4a-4e6b-8f0a-1c2d3e4f5a6b",
+                "3f2b8c1e-9d4a-4e6b-8f0a-1c2d3e4f5a6b",
+            ),
+            ("naïve café_1 x", "naïve café_1 x"),
+            ("1.50", "1.50"),
+            ("+1", "+1"),
+            ("-0", "-0"),
+            ("1E5", "1E5"),
+            ("True", "True"),
+            ("null", "null"),
+            ("NaN", "NaN"),
+            ("", ""),
+        ] {
+            assert_eq!(
+                key("u:<<v>>", "v", value),
+                format!("u:{shown}"),
+                "{value:?}"
+            );
+        }
+        assert_eq!(key("user:<<v>>:profile", "v", &42), "user:42:profile");
+    }
+
+    #[test]
+    fn scalars_render_as_serde_json_writes_them() {
+        assert_eq!(key("k:<<v>>", "v", &-7), "k:-7");
+        assert_eq!(key("k:<<v>>", "v", &u64::MAX), "k:18446744073709551615");
+        assert_eq!(key("k:<<v>>", "v", &i128::MIN), format!("k:{}", i128::MIN));
+        assert_eq!(key("k:<<v>>", "v", &1.5), "k:1.5");
+        assert_eq!(key("k:<<v>>", "v", &1.0), "k:1.0");
+        // serde_json 1.0.154 writes `1e+300` (`1e300` with older versions): whatever it
+        // writes.
+        let big = serde_json::to_string(&1e300).unwrap();
+        assert!(big == "1e+300" || big == "1e300", "{big}");
+        assert_eq!(key("k:<<v>>", "v", &1e300), format!("k:{big}"));
+        assert_eq!(key("k:<<v>>", "v", &0.1f32), "k:0.1");
+        assert_eq!(key("k:<<v>>", "v", &false), "k:false");
+        assert_eq!(key("k:<<v>>", "v", &'x'), "k:x");
+        for v in [0.1, -2.5e-7, 1e21, 123456.0, f64::MAX, f64::MIN_POSITIVE] {
+            assert_eq!(
+                key("k:<<v>>", "v", &v),
+                format!("k:{}", serde_json::to_string(&v).unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn strings_that_read_as_scalars_or_digests_keep_apart_from_them() {
+        assert_eq!(key("k:<<v>>", "v", "42"), "k:%342");
+        assert_eq!(key("k:<<v>>", "v", "-7"), "k:%2D7");
+        assert_eq!(key("k:<<v>>", "v", "1.5"), "k:%31.5");
+        let big = serde_json::to_string(&1e300).unwrap();
+        assert_eq!(key("k:<<v>>", "v", &big), format!("k:%3{big}"));
+        assert_eq!(key("k:<<v>>", "v", "1e-7"), "k:%31e-7");
+        assert_eq!(key("k:<<v>>", "v", "true"), "k:%74rue");
+        assert_eq!(key("k:<<v>>", "v", "false"), "k:%66alse");
+        assert_eq!(key("k:<<v>>", "v", "0.1"), "k:%30.1");
+        // Digest-shaped: 16 lowercase hex digits, as a hashed object renders.
+        assert_eq!(
+            key("k:<<v>>", "v", "deadbeefdeadbeef"),
+            "k:%64eadbeefdeadbeef"
+        );
+        assert_eq!(key("k:<<v>>", "v", "deadbeefdeadbee"), "k:deadbeefdeadbee");
+        assert_eq!(
+            key("k:<<v>>", "v", "DEADBEEFDEADBEEF"),
+            "k:DEADBEEFDEADBEEF"
+        );
+        // The digest shape follows `hash_len`.
+        let ctx = Context::new().with("v", "deadbeef");
+        let mut out = String::new();
+        Template::parse("k:<<v>>")
+            .unwrap()
+            .render_into(
+                &ctx,
+                &RenderOptions {
+                    hash: &[],
+                    hash_len: 8,
+                },
+                &mut out,
+                None,
+            )
+            .unwrap();
+        assert_eq!(out, "k:%64eadbeef");
+
+        // Every integer and float text is recognized: a string of it never meets it.
+        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..20_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let f = f64::from_bits(rng);
+            let g = f32::from_bits(rng as u32);
+            for (number, string) in [
+                (
+                    key("k:<<v>>", "v", &f),
+                    key("k:<<v>>", "v", &serde_json::to_string(&f).unwrap()),
+                ),
+                (
+                    key("k:<<v>>", "v", &g),
+                    key("k:<<v>>", "v", &serde_json::to_string(&g).unwrap()),
+                ),
+                (
+                    key("k:<<v>>", "v", &(rng as i64)),
+                    key("k:<<v>>", "v", &(rng as i64).to_string()),
+                ),
+            ] {
+                assert_ne!(number, string);
+                assert!(
+                    string.starts_with("k:%") || number.starts_with("k:%"),
+                    "{string}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_floats_and_options_render_apart() {
+        let keys: Vec<String> = vec![
+            key("k:<<v>>", "v", &f64::NAN),
+            key("k:<<v>>", "v", &f64::INFINITY),
+            key("k:<<v>>", "v", &f64::NEG_INFINITY),
+            key("k:<<v>>", "v", &None::<f64>),
+            key("k:<<v>>", "v", &Some(None::<i32>)),
+            key("k:<<v>>", "v", &Some(Some(None::<i32>))),
+            key("k:<<v>>", "v", "%null"),
+            key("k:<<v>>", "v", "nan"),
+            key("k:<<v>>", "v", "inf"),
+        ];
+        assert_eq!(
+            keys,
+            [
+                "k:%nan",
+                "k:%inf",
+                "k:%-inf",
+                "k:%null",
+                "k:%some%null",
+                "k:%some%some%null",
+                "k:%25null",
+                "k:nan",
+                "k:inf",
+            ]
+        );
+        assert_eq!(key("k:<<v>>", "v", &f32::NAN), "k:%nan");
+        assert_eq!(key("k:<<v>>", "v", &f32::NEG_INFINITY), "k:%-inf");
+        // `Some` is transparent around anything else; `()` is null.
+        assert_eq!(key("k:<<v>>", "v", &Some(Some(5))), "k:5");
+        assert_eq!(key("k:<<v>>", "v", &()), "k:%null");
+        assert_eq!(key("k:<<v>>", "v", &Some(())), "k:%some%null");
+    }
+
+    #[test]
+    fn dynamic_values_keep_strings_apart_from_scalars() {
+        #[derive(serde::Serialize)]
+        #[serde(untagged)]
+        enum Id {
+            Num(i64),
+            Text(String),
+            Flag(bool),
+        }
+        let pairs = [
+            (
+                key("k:<<v>>", "v", &json!(1)),
+                key("k:<<v>>", "v", &json!("1")),
+            ),
+            (
+                key("k:<<v>>", "v", &json!(true)),
+                key("k:<<v>>", "v", &json!("true")),
+            ),
+            (
+                key("k:<<v>>", "v", &json!(null)),
+                key("k:<<v>>", "v", &json!("null")),
+            ),
+            (
+                key("k:<<v>>", "v", &Id::Num(1)),
+                key("k:<<v>>", "v", &Id::Text("1".into())),
+            ),
+            (
+                key("k:<<v>>", "v", &Id::Flag(true)),
+                key("k:<<v>>", "v", &Id::Text("true".into())),
+            ),
+        ];
+        for (a, b) in pairs {
+            assert_ne!(a, b);
+        }
+        assert_eq!(key("k:<<v>>", "v", &Id::Num(1)), "k:1");
+    }
+
+    #[test]
+    fn equal_sets_render_one_key() {
+        let a: HashSet<String> = (0..50).map(|i| format!("tag{i}")).collect();
+        let mut b: HashSet<String> = HashSet::new();
+        for i in (0..50).rev() {
+            b.insert(format!("tag{i}"));
+        }
+        assert_ne!(
+            a.iter().collect::<Vec<_>>(),
+            b.iter().collect::<Vec<_>>(),
+            "the test needs two iteration orders"
+        );
+        let sorted: BTreeSet<&String> = a.iter().collect();
+        let mut by_text: Vec<&String> = sorted.into_iter().collect();
+        by_text.sort_by_key(|s| serde_json::to_string(s).unwrap());
+        let expected = format!("k:{}", digest(&by_text, 16));
+        assert_eq!(key("k:<<v>>", "v", &a), expected);
+        assert_eq!(key("k:<<v>>", "v", &b), expected);
+        assert_eq!(key("k:<<v>>", "v", &&b), expected);
+        assert_eq!(key("k:<<v>>", "v", &Box::new(b.clone())), expected);
+        assert_eq!(
+            key("k:<<v>>", "v", &Some(vec![Box::new(b.clone())])),
+            format!("k:{}", digest(&[&by_text], 16))
+        );
+    }
+
+    #[test]
+    fn placeholders_followed_by_a_value_character_are_refused() {
+        let err = Template::parse("range:<<from>>-<<to>>").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Template);
+        assert_eq!(
+            err.to_string(),
+            "placeholder `<<from>>` of key template `range:<<from>>-<<to>>` is followed by `-`, \
+             which a value may hold too, so two different values could give one key: a \
+             placeholder must end the template or be followed by one of `: / | , ; = # & }` \
+             (in an invalidation pattern, also by a glob character `* ? [`), which values \
+             never hold: they are percent-encoded"
+        );
+        let err = Template::parse("x:<<a>><<b>>").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("placeholder `<<a>>` of key template `x:<<a>><<b>>` is followed directly by another placeholder, so two"),
+            "{err}"
+        );
+        for bad in ["a<<x>>b", "k:<<a>>.json", "k:<<a>>_v2", "k:<<a>>]"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "range:<<from>>:<<to>>",
+            "v<<n>>:x",
+            "wallets:{<<user_id>>}:summary",
+            "r:<<a>>*",
+        ] {
+            assert!(Template::parse(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn debug_context_shows_values_as_json() {
+        let ctx = Context::new()
+            .with("id", &7)
+            .with("code", "42")
+            .with("nan", &f64::NAN)
+            .with("none", &Some(None::<i32>))
+            .with("f", &json!({"a": 1}));
+        let mut shown = serde_json::Map::new();
+        let mut out = String::new();
+        Template::parse("<<id>>:<<code>>:<<nan>>:<<none>>:<<f>>")
+            .unwrap()
+            .render_into(
+                &ctx,
+                &RenderOptions {
+                    hash: &["code"],
+                    hash_len: 16,
+                },
+                &mut out,
+                Some(&mut shown),
+            )
+            .unwrap();
+        assert_eq!(
+            serde_json::Value::Object(shown).to_string(),
+            format!(
+                r#"{{"code":"{}","f":"{}","id":7,"nan":"NaN","none":"some(null)"}}"#,
+                digest("42", 16),
+                digest(&json!({"a": 1}), 16)
+            )
+        );
     }
 }

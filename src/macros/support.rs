@@ -5,6 +5,7 @@
 use crate::cacheable::Cacheable;
 use crate::context::Context;
 use crate::invalidate::Invalidate;
+use crate::template::grammar::{self, next_placeholder, sub, Malformed};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
@@ -101,16 +102,6 @@ const fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     true
 }
 
-/// `bytes[start..end]` as a `&str`; the bounds always fall on ASCII bytes.
-const fn sub(s: &str, start: usize, end: usize) -> &str {
-    let (head, _) = s.as_bytes().split_at(end);
-    let (_, part) = head.split_at(start);
-    match core::str::from_utf8(part) {
-        Ok(part) => part,
-        Err(_) => "",
-    }
-}
-
 /// The name of an argument as the key sees it: `type` for `r#type`.
 pub const fn arg_name(ident: &str) -> &str {
     let b = ident.as_bytes();
@@ -136,86 +127,46 @@ const fn is_arg(args: &[&str], name: &str) -> bool {
     false
 }
 
-/// One placeholder: byte ranges of its whole name and of its root, and where scanning
-/// goes on.
-struct Found {
-    start: usize,
-    end: usize,
-    root_end: usize,
-    next: usize,
-}
-
-/// The next placeholder at or after `from`; `Err` says why the template is malformed.
-const fn next_placeholder(t: &str, from: usize) -> Result<Option<Found>, &'static str> {
-    let b = t.as_bytes();
-    let mut i = from;
-    while i + 1 < b.len() {
-        if b[i] == b'<' && b[i + 1] == b'<' {
-            let start = i + 2;
-            let mut j = start;
-            while j + 1 < b.len() && !(b[j] == b'>' && b[j + 1] == b'>') {
-                j += 1;
-            }
-            if j + 1 >= b.len() {
-                return Err("unclosed `<<`");
-            }
-            if j == start {
-                return Err("empty placeholder `<<>>`");
-            }
-            // Each dotted segment is an identifier, or digits after the first.
-            let mut root_end = j;
-            let mut seg_start = start;
-            let mut k = start;
-            while k <= j {
-                if k == j || b[k] == b'.' {
-                    if k == seg_start {
-                        return Err("malformed placeholder");
-                    }
-                    let first = b[seg_start];
-                    let is_root = seg_start == start;
-                    let digits_only = {
-                        let mut m = seg_start;
-                        while m < k && b[m].is_ascii_digit() {
-                            m += 1;
-                        }
-                        m == k
-                    };
-                    if !(first.is_ascii_alphabetic() || first == b'_') && (is_root || !digits_only)
-                    {
-                        return Err("malformed placeholder");
-                    }
-                    let mut m = seg_start;
-                    while m < k {
-                        if !(b[m].is_ascii_alphanumeric() || b[m] == b'_') {
-                            return Err("malformed placeholder");
-                        }
-                        m += 1;
-                    }
-                    if is_root {
-                        root_end = k;
-                    }
-                    seg_start = k + 1;
-                }
-                k += 1;
-            }
-            return Ok(Some(Found {
-                start,
-                end: j,
-                root_end,
-                next: j + 2,
-            }));
-        }
-        i += 1;
-    }
-    Ok(None)
-}
-
-/// Checks that `template` is well formed and that every placeholder's root names an
-/// argument.
-const fn check_template(what: &str, function: &str, template: &str, args: &[&str]) -> Msg {
+/// Checks that `template` is well formed (the grammar `Template::parse` uses, in
+/// `template::grammar`) and that every placeholder's root names an argument.
+const fn check_template(
+    what: &str,
+    function: &str,
+    template: &str,
+    args: &[&str],
+    pattern: bool,
+) -> Msg {
     let mut at = 0;
     loop {
         match next_placeholder(template, at) {
+            Err(Malformed::BadFollower { placeholder, at }) => {
+                let mut msg = Msg::new()
+                    .push(what)
+                    .push(" `")
+                    .push(template)
+                    .push("` of `")
+                    .push(function)
+                    .push("`: placeholder `")
+                    .push(sub(template, placeholder.start, placeholder.end))
+                    .push("` is followed ");
+                msg = if grammar::opens_at(template, at) {
+                    msg.push(grammar::FOLLOWED_DIRECTLY)
+                } else {
+                    msg.push("by `")
+                        .push(grammar::char_at(template, at))
+                        .push("`, ")
+                        .push(grammar::FOLLOW_WHY)
+                };
+                msg = msg
+                    .push(", ")
+                    .push(grammar::FOLLOW_CONSEQUENCE)
+                    .push(": ")
+                    .push(grammar::FOLLOW_RULE);
+                if pattern {
+                    msg = msg.push(grammar::FOLLOW_RULE_IN_PATTERNS);
+                }
+                return msg.push(grammar::FOLLOW_RULE_WHY);
+            }
             Err(why) => {
                 return Msg::new()
                     .push(what)
@@ -224,7 +175,7 @@ const fn check_template(what: &str, function: &str, template: &str, args: &[&str
                     .push("` of `")
                     .push(function)
                     .push("` is malformed: ")
-                    .push(why)
+                    .push(why.what())
                     .push(" (placeholders are `<<name>>` or `<<name.field>>`, naming an argument)")
             }
             Ok(None) => return Msg::new(),
@@ -274,23 +225,18 @@ const fn template_uses(template: &str, name: &str) -> bool {
 
 /// Checks a `#[cache]` key and its `hash` entries against the function's arguments.
 pub const fn check_key(function: &str, key: &str, args: &[&str], hash: &[&str]) -> Msg {
-    let msg = check_template("cache key", function, key, args);
+    let msg = check_template("cache key", function, key, args, false);
     if msg.failed() {
         return msg;
     }
-    // Placeholder names hold none of these, so any of them is in the literal text.
-    let bytes = key.as_bytes();
-    let mut j = 0;
-    while j < bytes.len() {
-        if matches!(bytes[j], b'*' | b'?' | b'[' | b'\\') {
-            return Msg::new()
-                .push("cache key `")
-                .push(key)
-                .push("` of `")
-                .push(function)
-                .push("` holds glob syntax (`*`, `?`, `[` or `\\`) outside its placeholders: no invalidation pattern could match it exactly");
-        }
-        j += 1;
+    // Placeholder names hold no glob character, so any of them is in the literal text.
+    if grammar::has_glob(key) {
+        return Msg::new()
+            .push("cache key `")
+            .push(key)
+            .push("` of `")
+            .push(function)
+            .push("` holds glob syntax (`*`, `?`, `[` or `\\`) outside its placeholders: no invalidation pattern could match it exactly");
     }
     let mut i = 0;
     while i < hash.len() {
@@ -323,7 +269,7 @@ pub const fn check_key(function: &str, key: &str, args: &[&str], hash: &[&str]) 
 pub const fn check_patterns(function: &str, patterns: &[&str], args: &[&str]) -> Msg {
     let mut i = 0;
     while i < patterns.len() {
-        let msg = check_template("invalidation pattern", function, patterns[i], args);
+        let msg = check_template("invalidation pattern", function, patterns[i], args, true);
         if msg.failed() {
             return msg;
         }
@@ -571,6 +517,58 @@ mod tests {
         ] {
             let text = message(check_key("f", bad, &["x"], &[]));
             assert!(text.contains(why), "{bad}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_placeholder_followed_by_a_value_character_is_refused() {
+        assert_eq!(
+            message(check_key(
+                "get_range",
+                "range:<<from>>-<<to>>",
+                &["from", "to"],
+                &[]
+            )),
+            "cache key `range:<<from>>-<<to>>` of `get_range`: placeholder `from` is followed by \
+             `-`, which a value may hold too, so two different values could give one key: a \
+             placeholder must end the template or be followed by one of `: / | , ; = # & }`, \
+             which values never hold: they are percent-encoded"
+        );
+        assert_eq!(
+            message(check_patterns("upd", &["x:<<a>><<b>>"], &["a", "b"])),
+            "invalidation pattern `x:<<a>><<b>>` of `upd`: placeholder `a` is followed directly \
+             by another placeholder, so two different values could give one key: a placeholder \
+             must end the template or be followed by one of `: / | , ; = # & }` (in an \
+             invalidation pattern, also by a glob character `* ? [`), which values never hold: \
+             they are percent-encoded"
+        );
+        let text = message(check_key("f", "k:<<x>>é", &["x"], &[]));
+        assert!(text.contains("is followed by `é`"), "{text}");
+        // A pattern may widen right after a placeholder; a key may not hold glob syntax.
+        assert!(!check_patterns("f", &["range:<<x>>*", "p:<<x>>[0-9]"], &["x"]).failed());
+        assert!(message(check_key("f", "range:<<x>>*", &["x"], &[])).contains("holds glob syntax"));
+        assert!(!check_key("f", "wallets:{<<x>>}:summary", &["x"], &[]).failed());
+        assert!(!check_key("f", "v<<x>>/a|b,c;d=e#f&g", &["x"], &[]).failed());
+    }
+
+    #[test]
+    fn compile_time_and_run_time_checks_agree() {
+        for t in [
+            "range:<<from>>-<<to>>",
+            "range:<<from>>:<<to>>",
+            "a:<<x",
+            "a:<<>>",
+            "a:<<1x>>",
+            "a:<<x.0>>",
+            "<<x>><<y>>",
+            "v<<x>>:y",
+            "k:<<x>>*",
+            "k:<<x>>\\*",
+            "k:<<x.y>>}",
+        ] {
+            let compile_time = !check_patterns("f", &[t], &["x", "y", "from", "to"]).failed();
+            let run_time = crate::Template::parse(t).is_ok();
+            assert_eq!(compile_time, run_time, "{t}");
         }
     }
 
