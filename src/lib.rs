@@ -71,5 +71,6 @@ pub mod __private {
         arg_name, check_key, check_patterns, key_arg, uses, Msg, NamedByKey, PlainPath, Ret,
         ReturnsResult, ReturnsValue, SerializeKeyArgument, TryPath,
     };
+    pub use crate::template::StaticTemplate;
     pub use core::{compile_error, concat, panic, stringify};
 }
