@@ -31,6 +31,55 @@ macro_rules! ctx {
         )+
         __cacheable_ctx
     }};
+    ($($other:tt)+) => {
+        $crate::__ctx_error! { $($other)+ }
+    };
+}
+
+/// Not public API: finds the `ctx!` entry that is neither `name` nor `name = value`, and
+/// says how to write it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __ctx_error {
+    ($name:ident $(= $value:expr)?, $($rest:tt)*) => {
+        $crate::__ctx_error! { $($rest)* }
+    };
+    ($root:ident . $($rest:tt)*) => {
+        $crate::__ctx_error! { @dotted [$root] $($rest)* }
+    };
+    (@dotted [$($path:tt)*] $field:tt . $($rest:tt)*) => {
+        $crate::__ctx_error! { @dotted [$($path)* . $field] $($rest)* }
+    };
+    (@dotted [$root:ident $($path:tt)*] $field:ident $($rest:tt)*) => {
+        $crate::__private::compile_error! {
+            $crate::__private::concat!(
+                "ctx! takes names, not field accesses: write `",
+                $crate::__private::stringify!($field), " = ",
+                $crate::__private::stringify!($root$($path)*.$field),
+                "` for a `<<", $crate::__private::stringify!($field),
+                ">>` placeholder, or `", $crate::__private::stringify!($root),
+                "` for a `<<", $crate::__private::stringify!($root$($path)*.$field),
+                ">>` placeholder, which walks into its value"
+            )
+        }
+    };
+    (@dotted [$root:ident $($path:tt)*] $field:tt $($rest:tt)*) => {
+        $crate::__private::compile_error! {
+            $crate::__private::concat!(
+                "ctx! takes names, not field accesses: write `name = ",
+                $crate::__private::stringify!($root$($path)*.$field),
+                "` for a `<<name>>` placeholder, or `", $crate::__private::stringify!($root),
+                "` for a `<<", $crate::__private::stringify!($root$($path)*.$field),
+                ">>` placeholder, which walks into its value"
+            )
+        }
+    };
+    ($($other:tt)*) => {
+        $crate::__private::compile_error! {
+            "ctx! takes `name` or `name = value` entries separated by commas, \
+             such as `ctx! { user_id, code = \"NGN\" }`"
+        }
+    };
 }
 
 /// Not public API: the value of one `ctx!` entry.
