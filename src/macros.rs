@@ -293,7 +293,10 @@ macro_rules! __ctx_value {
 /// another form (`where Vec<T>: Clone`, a higher-ranked bound, a trait path's arguments
 /// closing the parameter list as in `<T: Into<String>>`) is expanded one function after
 /// another instead, which the default recursion limit bounds to about a hundred functions;
-/// `<T: Into<String> >` or a `where` clause keeps such a function on the first path.
+/// `<T: Into<String> >` or a `where` clause keeps such a function on the first path. One
+/// form fails on both: a bound whose generic argument starts with a keyword, as in
+/// `T: AsRef<dyn Any>` or `F: Into<fn(u8)>`, is refused with ``expected identifier, found
+/// keyword `dyn` ``; name that type with a `type` alias (`type AnyRef = dyn Any;`).
 #[macro_export]
 macro_rules! cache_fn {
     // ---- the usual case: a repetition that matches whole functions, so that each one
