@@ -213,7 +213,8 @@ macro_rules! __ctx_value {
 ///
 /// The key holds the arguments that its placeholders name, not the type parameters: two
 /// instantiations of a generic function share their keys unless a placeholder tells them
-/// apart, so a function generic over its return type wants one template per type.
+/// apart, so a function generic over its return type wants an argument in its key that
+/// differs from one type to the next (or a function per type).
 ///
 /// # Keys and arguments
 ///
