@@ -6,7 +6,7 @@ use crate::engine::{read_through, read_through_async, Call};
 use crate::error::{Error, Result};
 use crate::manager::{Cache, CacheManager};
 use crate::report::{debug_enabled, debug_line, Throttle};
-use crate::template::{RenderOptions, Template};
+use crate::template::{RenderOptions, StaticTemplate, Template};
 use once_cell::sync::Lazy;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -66,6 +66,9 @@ pub struct Cacheable<'a> {
     debug: Option<bool>,
     name: Option<&'a str>,
     cache: Option<&'a Cache>,
+    /// True when the template and the hash names were checked once and for all
+    /// (`cache_fn!`'s static templates), so that a call need not check them again.
+    checked: bool,
 }
 
 static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
@@ -87,6 +90,11 @@ pub(crate) fn no_cache(e: &Error) {
 
 impl<'a> Cacheable<'a> {
     /// A builder for `template`, parsed once per process however often this runs.
+    ///
+    /// The template must be `'static`, such as a string literal. A template built at run
+    /// time (a `String`, a `format!`) gives ``borrowed value does not live long enough``:
+    /// parse it with [`Template::parse`] and pass it to
+    /// [`with_template`](Self::with_template) instead.
     pub fn new(template: &'static str) -> Self {
         Self::from_parsed(Template::interned(template))
     }
@@ -104,6 +112,7 @@ impl<'a> Cacheable<'a> {
             debug: None,
             name: None,
             cache: None,
+            checked: false,
         }
     }
 
@@ -194,8 +203,10 @@ impl<'a> Cacheable<'a> {
                 "ttl of key template `{template}` must be positive"
             )));
         }
-        template.check_key()?;
-        template.check_hash_names(&self.hash)?;
+        if !self.checked {
+            template.check_key()?;
+            template.check_hash_names(&self.hash)?;
+        }
         let opts = RenderOptions {
             hash: &self.hash,
             hash_len: cache.config().hash_len,
@@ -281,5 +292,19 @@ impl<'a> Cacheable<'a> {
         read_through_async(cache.core(), &call, compute)
             .await
             .expect("fail-open calls report faults rather than return them")
+    }
+}
+
+// ---- `cache_fn!`: one static template per function, checked on its first call only.
+impl<'a> Cacheable<'a> {
+    /// Not public API: the builder of a `cache_fn!` function, for its static template and
+    /// the `hash` names given with it. The template was checked with those names once and
+    /// for all, so a `.hash(…)` added later would go unchecked.
+    #[doc(hidden)]
+    pub fn __from_static(template: &'static StaticTemplate) -> Self {
+        let mut builder = Self::from_parsed(template.as_key());
+        builder.hash = template.hash_names().to_vec();
+        builder.checked = true;
+        builder
     }
 }

@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manager::Cache;
 use crate::report::{chain, debug_line};
-use crate::template::{RenderOptions, Template};
+use crate::template::{RenderOptions, StaticTemplate, Template};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +39,9 @@ pub struct Invalidate<'a> {
     debug: Option<bool>,
     name: Option<&'a str>,
     cache: Option<&'a Cache>,
+    /// True when the hash names were checked against the patterns at compile time
+    /// (`cache_fn!`), so that a call need not check them again.
+    checked: bool,
 }
 
 /// One rendered pattern, or the error that kept it from rendering.
@@ -49,6 +52,9 @@ struct Target {
 
 impl<'a> Invalidate<'a> {
     /// Invalidates these templates; each is parsed once per process.
+    ///
+    /// The templates must be `'static`, such as string literals; for templates built at run
+    /// time, see [`with_templates`](Self::with_templates).
     pub fn new(patterns: impl IntoIterator<Item = &'static str>) -> Self {
         Invalidate {
             patterns: patterns.into_iter().map(Template::interned).collect(),
@@ -56,6 +62,7 @@ impl<'a> Invalidate<'a> {
             debug: None,
             name: None,
             cache: None,
+            checked: false,
         }
     }
 
@@ -67,6 +74,7 @@ impl<'a> Invalidate<'a> {
             debug: None,
             name: None,
             cache: None,
+            checked: false,
         }
     }
 
@@ -177,7 +185,7 @@ impl<'a> Invalidate<'a> {
         // Once a store fault outlives the retries, the store is most likely down: the other
         // patterns get one attempt each rather than a full round of retries.
         let mut retries = cache.config().invalidate_retries;
-        for name in &self.hash {
+        for name in self.hash.iter().filter(|_| !self.checked) {
             let known = self
                 .patterns
                 .iter()
@@ -267,5 +275,22 @@ impl<'a> Invalidate<'a> {
         let out = mutation().await?;
         let _ = self.now_async(ctx).await;
         Ok(out)
+    }
+}
+
+// ---- `cache_fn!`: one static array of templates per function, parsed on its first call.
+impl Invalidate<'_> {
+    /// Not public API: the builder of an `#[invalidate]` function, for its static
+    /// patterns. Its `hash` names, added after, were checked at compile time.
+    #[doc(hidden)]
+    pub fn __from_static(patterns: &'static [StaticTemplate]) -> Self {
+        Invalidate {
+            patterns: patterns.iter().map(StaticTemplate::as_pattern).collect(),
+            hash: Vec::new(),
+            debug: None,
+            name: None,
+            cache: None,
+            checked: true,
+        }
     }
 }

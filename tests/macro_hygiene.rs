@@ -22,6 +22,9 @@ struct Vec;
 struct Context;
 struct Cacheable;
 struct Invalidate;
+struct StaticTemplate;
+struct Out;
+struct Ret;
 mod core {}
 mod serde {}
 macro_rules! format {
@@ -72,6 +75,62 @@ cacheable::cache_fn! {
 
     #[invalidate("h:opt:*", cache = cache())]
     fn reset() {}
+}
+
+static GENERIC_CALLS: AtomicU32 = AtomicU32::new(0);
+
+cacheable::cache_fn! {
+    /// Generic, expanded beside the others.
+    #[cache(key = "h:gen:<<id>>", hash = [id], cache = cache())]
+    async fn load_generic<'a, T: std::clone::Clone + 'a>(
+        id: u32,
+        extra: &'a T,
+    ) -> std::result::Result<u32, std::string::String>
+    where
+        T: std::fmt::Debug + std::marker::Sync,
+    {
+        let _ = extra.clone();
+        GENERIC_CALLS.fetch_add(1, SeqCst);
+        std::result::Result::Ok(id)
+    }
+
+    #[invalidate("h:gen:<<id>>", hash = [id], cache = cache())]
+    fn forget_generic<T: std::fmt::Display>(id: u32, why: T) {
+        let _ = std::string::ToString::to_string(&why);
+    }
+}
+
+cacheable::cache_fn! {
+    /// Generic, read token by token.
+    #[cache(key = "h:hrtb:<<id>>", cache = cache())]
+    fn load_hrtb<F: for<'b> std::ops::Fn(&'b str) -> usize>(id: u32, f: F) -> usize {
+        GENERIC_CALLS.fetch_add(1, SeqCst);
+        f("abc") + id as usize
+    }
+
+    impl Holder {
+        #[cache(key = "h:holder:<<id>>", cache = cache())]
+        fn held(&self, id: u32) -> u32 {
+            GENERIC_CALLS.fetch_add(1, SeqCst);
+            id + self.0
+        }
+    }
+}
+
+struct Holder(u32);
+
+#[::tokio::test]
+async fn generic_expansions_ignore_the_callers_names() {
+    std::assert_eq!(load_generic(1, &'x').await, std::result::Result::Ok(1));
+    std::assert_eq!(load_generic(1, &'y').await, std::result::Result::Ok(1));
+    std::assert_eq!(load_hrtb(1, |s: &str| s.len()), 4);
+    std::assert_eq!(load_hrtb(1, |_: &str| 0), 4);
+    std::assert_eq!(Holder(1).held(1), 2);
+    std::assert_eq!(Holder(5).held(1), 2);
+    std::assert_eq!(GENERIC_CALLS.load(SeqCst), 3);
+    forget_generic(1, 'z');
+    std::assert_eq!(load_generic(1, &'x').await, std::result::Result::Ok(1));
+    std::assert_eq!(GENERIC_CALLS.load(SeqCst), 4);
 }
 
 #[::tokio::test]

@@ -579,3 +579,221 @@ mod tests {
         assert!(text.ends_with('…') && text.len() <= 480, "{text}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Whole-attribute checks for `cache_fn!`: a `#[cache]`'s key, hash entries and literal
+// `ttl`, an `#[invalidate]`'s patterns and hash entries. Kept apart from the template
+// grammar above, which they call.
+
+pub use self::attribute_checks::{check_cache, check_invalidate};
+
+/// The declared return type of a function, `()` when it declares none: an expansion
+/// writes `Out<$($ret)?>`, so it needs no second rule for a missing `-> T`.
+pub type Out<T = ()> = T;
+
+mod attribute_checks {
+    use super::{arg_name, check_key, check_patterns, is_arg, template_uses, Msg};
+
+    /// Checks a `#[cache]` attribute: its key and `hash` entries (as [`check_key`] does),
+    /// and its `ttl` when that is an integer literal (`ttl` is its source text, empty when
+    /// the attribute has none): zero or negative seconds would never cache.
+    pub const fn check_cache(
+        function: &str,
+        key: &str,
+        args: &[&str],
+        hash: &[&str],
+        ttl: &str,
+    ) -> Msg {
+        let msg = check_key(function, key, args, hash);
+        if msg.failed() {
+            return msg;
+        }
+        match int_literal(ttl) {
+            Some(Sign::Zero) => Msg::new()
+                .push("`ttl = ")
+                .push(ttl)
+                .push("` of `")
+                .push(function)
+                .push("` never caches: a value that lives 0 seconds is not stored; give a positive number of seconds or a `Duration`"),
+            Some(Sign::Negative) => Msg::new()
+                .push("`ttl = ")
+                .push(ttl)
+                .push("` of `")
+                .push(function)
+                .push("` is negative and would never cache; give a positive number of seconds or a `Duration`"),
+            _ => Msg::new(),
+        }
+    }
+
+    /// Checks an `#[invalidate]` attribute: its patterns (as [`check_patterns`] does), and
+    /// that each `hash` entry names an argument and a placeholder of one of the patterns.
+    pub const fn check_invalidate(
+        function: &str,
+        patterns: &[&str],
+        args: &[&str],
+        hash: &[&str],
+    ) -> Msg {
+        let msg = check_patterns(function, patterns, args);
+        if msg.failed() {
+            return msg;
+        }
+        let mut i = 0;
+        while i < hash.len() {
+            let name = arg_name(hash[i]);
+            if !is_arg(args, name) {
+                return Msg::new()
+                    .push("invalidation `hash` entry `")
+                    .push(name)
+                    .push("` names no argument of `")
+                    .push(function)
+                    .push("`; its arguments: ")
+                    .push_list(args);
+            }
+            let mut used = false;
+            let mut j = 0;
+            while j < patterns.len() {
+                used = used || template_uses(patterns[j], name);
+                j += 1;
+            }
+            if !used {
+                return Msg::new()
+                    .push("invalidation `hash` entry `")
+                    .push(name)
+                    .push("` names no placeholder of the patterns of `")
+                    .push(function)
+                    .push("`");
+            }
+            i += 1;
+        }
+        Msg::new()
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Sign {
+        Negative,
+        Zero,
+        Positive,
+    }
+
+    /// The sign of an integer literal's source text (`0`, `-5`, `600_u64`, `0x0`), or
+    /// `None` when the text is anything else (an expression, a constant, a `Duration`).
+    const fn int_literal(text: &str) -> Option<Sign> {
+        let b = text.as_bytes();
+        let mut i = 0;
+        let negative = i < b.len() && b[i] == b'-';
+        if negative {
+            i += 1;
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+        }
+        let mut radix = 10;
+        if i + 1 < b.len() && b[i] == b'0' {
+            match b[i + 1] {
+                b'x' => radix = 16,
+                b'o' => radix = 8,
+                b'b' => radix = 2,
+                _ => {}
+            }
+            if radix != 10 {
+                i += 2;
+            }
+        }
+        let (mut digits, mut zero) = (0, true);
+        while i < b.len() {
+            let c = b[i];
+            let digit = match radix {
+                16 => c.is_ascii_hexdigit(),
+                8 => c >= b'0' && c <= b'7',
+                2 => c == b'0' || c == b'1',
+                _ => c.is_ascii_digit(),
+            };
+            if digit {
+                digits += 1;
+                zero = zero && c == b'0';
+            } else if c != b'_' {
+                break;
+            }
+            i += 1;
+        }
+        if digits == 0 {
+            return None;
+        }
+        // An integer suffix (`u64`, `i32`, `usize`) may follow; nothing else may.
+        if i < b.len() {
+            if !(b[i] == b'u' || b[i] == b'i') {
+                return None;
+            }
+            i += 1;
+            while i < b.len() {
+                if !b[i].is_ascii_alphanumeric() {
+                    return None;
+                }
+                i += 1;
+            }
+        }
+        Some(if zero {
+            Sign::Zero
+        } else if negative {
+            Sign::Negative
+        } else {
+            Sign::Positive
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn integer_literals_are_read_with_their_sign() {
+            for (text, sign) in [
+                ("0", Some(Sign::Zero)),
+                ("000", Some(Sign::Zero)),
+                ("0_u64", Some(Sign::Zero)),
+                ("0x0", Some(Sign::Zero)),
+                ("-0", Some(Sign::Zero)),
+                ("-5", Some(Sign::Negative)),
+                ("- 5", Some(Sign::Negative)),
+                ("600", Some(Sign::Positive)),
+                ("1_800u32", Some(Sign::Positive)),
+                ("0b10", Some(Sign::Positive)),
+                ("", None),
+                ("60 * 10", None),
+                ("TTL", None),
+                ("Duration::from_secs(0)", None),
+                ("0.5", None),
+            ] {
+                assert_eq!(int_literal(text), sign, "{text:?}");
+            }
+        }
+
+        #[test]
+        fn zero_and_negative_ttl_literals_fail() {
+            let msg = check_cache("get", "k:<<id>>", &["id"], &[], "0");
+            assert_eq!(
+                msg.as_str(),
+                "`ttl = 0` of `get` never caches: a value that lives 0 seconds is not stored; give a positive number of seconds or a `Duration`"
+            );
+            assert!(check_cache("get", "k:<<id>>", &["id"], &[], "-1").failed());
+            assert!(!check_cache("get", "k:<<id>>", &["id"], &[], "60").failed());
+            assert!(!check_cache("get", "k:<<id>>", &["id"], &[], "").failed());
+            assert!(!check_cache("get", "k:<<id>>", &["id"], &[], "Duration::ZERO").failed());
+        }
+
+        #[test]
+        fn invalidation_hash_entries_name_an_argument_and_a_placeholder() {
+            let patterns = &["user:<<user_id>>:profile", "wallets:<<user_id>>:*"];
+            assert!(!check_invalidate("upd", patterns, &["user_id"], &["user_id"]).failed());
+            assert_eq!(
+                check_invalidate("upd", patterns, &["user_id", "data"], &["usr_id"]).as_str(),
+                "invalidation `hash` entry `usr_id` names no argument of `upd`; its arguments: `user_id`, `data`"
+            );
+            assert_eq!(
+                check_invalidate("upd", patterns, &["user_id", "data"], &["data"]).as_str(),
+                "invalidation `hash` entry `data` names no placeholder of the patterns of `upd`"
+            );
+            assert!(check_invalidate("upd", &["x:<<y>>"], &["user_id"], &[]).failed());
+        }
+    }
+}
