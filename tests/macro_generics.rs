@@ -169,7 +169,11 @@ async fn repository_generic_functions_cache_and_invalidate() {
     assert_eq!(repo.queries(), 5, "invalidated, then read again");
     rename(&repo, 2, "hopper".into()).await.unwrap();
     assert_eq!(load_sync(&repo, 2).unwrap().name, "hopper");
-    assert_eq!(CACHE.keys("g:item:*").unwrap().len(), 2);
+    // Keys that hold a value (the failed call on 9 leaves only a failure marker, for a
+    // second).
+    let values = CACHE.keys("g:item:*").unwrap().into_iter();
+    let values = values.filter(|k| CACHE.get::<Item>(k).unwrap().is_some());
+    assert_eq!(values.count(), 2);
 }
 
 #[test]
