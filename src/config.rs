@@ -97,7 +97,14 @@ impl Config {
         }
     }
 
-    /// The embedded in-memory store, bounded to 100,000 entries.
+    /// The embedded in-memory store, bounded to 100,000 entries
+    /// ([`DEFAULT_MAX_ENTRIES`]; `memory://?max_entries=N` sets another bound).
+    ///
+    /// It holds at most its bound once writes have returned (while they run, at most one
+    /// more entry per thread writing), keeps the entries read often or lately (TinyLFU
+    /// admission, LRU eviction, by `moka`: when it is full, a new entry asked for less often
+    /// than the one it would displace is not kept), expires each entry at its own TTL, and
+    /// never evicts a lease (a computation in progress), which the bound does not count.
     pub fn memory() -> Config {
         Config::with_store(StoreConfig::Memory {
             max_entries: DEFAULT_MAX_ENTRIES,
