@@ -88,11 +88,9 @@ impl Breaker {
 /// unlike an error reply.
 fn looks_down(e: &Error) -> bool {
     e.is_timeout()
-        || std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<redis::RedisError>())
-            .is_some_and(|r| {
-                r.is_io_error() || r.is_connection_refusal() || r.is_unrecoverable_error()
-            })
+        || e.redis_error().is_some_and(|r| {
+            r.is_io_error() || r.is_connection_refusal() || r.is_unrecoverable_error()
+        })
 }
 
 impl RedisStore {
