@@ -1,6 +1,7 @@
 //! Where the cache lives and how it behaves.
 
 use crate::error::{Error, Result};
+use crate::redact::SecretUrl;
 use std::time::Duration;
 
 /// Which store a [`Cache`](crate::Cache) talks to.
@@ -8,8 +9,8 @@ use std::time::Duration;
 pub(crate) enum StoreConfig {
     /// The embedded in-process store, bounded to `max_entries`.
     Memory { max_entries: usize },
-    /// One Redis server (`redis://`, `redis+unix://`, `unix://`).
-    Redis { url: String },
+    /// One Redis server (`redis://`, `redis+unix://`, `unix://`). The URL shows masked.
+    Redis { url: SecretUrl },
 }
 
 /// The configuration of a [`Cache`](crate::Cache): store, key prefix, default TTL,
@@ -119,9 +120,23 @@ impl Config {
     /// feature, `redis+cluster://`), is a [`Config`](crate::ErrorKind::Config) error.
     pub fn from_url(url: &str) -> Result<Config> {
         let url = url.trim();
+        // Messages show the URL with its passwords masked.
+        let shown = crate::redact::url(url);
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| Error::config(format!("cache URL `{url}` has no scheme")))?;
+            .ok_or_else(|| Error::config(format!("cache URL `{shown}` has no scheme")))?;
+        let redis = || {
+            redis::Client::open(url).map_err(|e| {
+                Error::with_source(
+                    crate::ErrorKind::Config,
+                    format!("invalid Redis URL `{shown}`"),
+                    e,
+                )
+            })?;
+            Ok(Config::with_store(StoreConfig::Redis {
+                url: SecretUrl::new(url),
+            }))
+        };
         match scheme {
             "memory" => {
                 let mut max_entries = DEFAULT_MAX_ENTRIES;
@@ -131,51 +146,32 @@ impl Config {
                         Some(("max_entries", n)) => {
                             max_entries = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                                 Error::config(format!(
-                                    "cache URL `{url}`: max_entries must be a positive integer"
+                                    "cache URL `{shown}`: max_entries must be a positive integer"
                                 ))
                             })?;
                         }
+                        // The option's name alone: its value may be a secret.
                         _ => {
+                            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
                             return Err(Error::config(format!(
-                                "cache URL `{url}`: unknown option `{pair}` (known: max_entries)"
-                            )))
+                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries)"
+                            )));
                         }
                     }
                 }
                 Ok(Config::with_store(StoreConfig::Memory { max_entries }))
             }
-            "redis" | "redis+unix" | "unix" => {
-                redis::Client::open(url).map_err(|e| {
-                    Error::with_source(
-                        crate::ErrorKind::Config,
-                        format!("invalid Redis URL `{url}`"),
-                        e,
-                    )
-                })?;
-                Ok(Config::with_store(StoreConfig::Redis {
-                    url: url.to_owned(),
-                }))
-            }
-            "rediss" if cfg!(feature = "tls") => {
-                redis::Client::open(url).map_err(|e| {
-                    Error::with_source(
-                        crate::ErrorKind::Config,
-                        format!("invalid Redis URL `{url}`"),
-                        e,
-                    )
-                })?;
-                Ok(Config::with_store(StoreConfig::Redis {
-                    url: url.to_owned(),
-                }))
-            }
+            "redis" | "redis+unix" | "unix" => redis(),
+            "rediss" if cfg!(feature = "tls") => redis(),
             "rediss" => Err(Error::config(format!(
-                "cache URL `{url}`: TLS (`rediss://`) needs cacheable's `tls` feature"
+                "cache URL `{shown}`: TLS (`rediss://`) needs cacheable's `tls` feature"
             ))),
             "redis+cluster" => Err(Error::config(format!(
-                "cache URL `{url}`: Redis Cluster is not supported yet"
+                "cache URL `{shown}`: Redis Cluster is not supported yet"
             ))),
             other => Err(Error::config(format!(
-                "cache URL `{url}`: unknown scheme `{other}` (known: redis, redis+unix, memory)"
+                "cache URL `{shown}`: unknown scheme `{}` (known: redis, redis+unix, memory)",
+                crate::redact::url(other)
             ))),
         }
     }
@@ -364,8 +360,7 @@ impl Config {
         }
         #[cfg(feature = "tls")]
         if self.tls.root_cert.is_some() || self.tls.client_cert_and_key.is_some() {
-            let tls_url =
-                matches!(&self.store, StoreConfig::Redis { url } if url.starts_with("rediss://"));
+            let tls_url = matches!(&self.store, StoreConfig::Redis { url } if url.expose().starts_with("rediss://"));
             if !tls_url {
                 return Err(Error::config(
                     "TLS certificates were given, but the cache URL is not a `rediss://` one",
