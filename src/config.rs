@@ -313,6 +313,7 @@ impl Config {
 
     /// Trusts this CA (PEM) for `rediss://` instead of the system's roots.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Config {
         self.tls.root_cert = Some(pem.into());
         self
@@ -321,6 +322,7 @@ impl Config {
     /// Presents this client certificate and key (PEM) to a `rediss://` server that asks
     /// for one (`tls-auth-clients yes`).
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_client_cert(
         mut self,
         cert_pem: impl Into<Vec<u8>>,

@@ -66,6 +66,7 @@
 //!   logs) and `rt.rs` (the crate's own IO thread, on which async connections and timers
 //!   run).
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod cacheable;
