@@ -177,12 +177,21 @@ impl Config {
     }
 
     /// The configuration the global manager uses when [`CacheManager::init`](crate::CacheManager::init)
-    /// was not called: `CACHE_URL` (the embedded store when unset or empty), `CACHE_PREFIX`,
-    /// `CACHE_DEFAULT_TTL` (seconds) and `CACHE_DEBUG` (`1` or `true`).
+    /// was not called:
+    ///
+    /// | variable | meaning | when unset or empty |
+    /// |---|---|---|
+    /// | `CACHE_URL` | the store, as in [`from_url`](Config::from_url) | the embedded store ([`memory`](Config::memory)) |
+    /// | `CACHE_PREFIX` | [`prefix`](Config::prefix) | `cache` |
+    /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Config::default_ttl), whole seconds | 300 |
+    /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`, in any case | off |
+    ///
+    /// Every other setting has its default.
     ///
     /// # Errors
     /// A malformed variable is an error rather than a silent fallback: a process that
-    /// quietly cached in its own memory would miss other processes' invalidations.
+    /// quietly cached in its own memory would miss other processes' invalidations. That
+    /// includes a `CACHE_DEBUG` that is none of the eight words above (`enabled`, `2`).
     pub fn from_env() -> Result<Config> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut config = match var("CACHE_URL") {
@@ -201,7 +210,7 @@ impl Config {
             config = config.default_ttl(secs);
         }
         if let Some(debug) = var("CACHE_DEBUG") {
-            config = config.debug(matches!(debug.trim(), "1" | "true" | "TRUE" | "yes"));
+            config = config.debug(env_bool("CACHE_DEBUG", &debug)?);
         }
         Ok(config)
     }
@@ -379,6 +388,23 @@ impl Config {
     }
 }
 
+/// A boolean environment variable: `1/0`, `true/false`, `yes/no`, `on/off`, in any case;
+/// anything else is an error naming the variable and what it accepts.
+fn env_bool(name: &str, value: &str) -> Result<bool> {
+    const ON: [&str; 4] = ["1", "true", "yes", "on"];
+    const OFF: [&str; 4] = ["0", "false", "no", "off"];
+    let v = value.trim();
+    if ON.iter().any(|w| v.eq_ignore_ascii_case(w)) {
+        Ok(true)
+    } else if OFF.iter().any(|w| v.eq_ignore_ascii_case(w)) {
+        Ok(false)
+    } else {
+        Err(Error::config(format!(
+            "{name} `{value}` is not a boolean: use 1, true, yes or on, or 0, false, no or off (in any case)"
+        )))
+    }
+}
+
 /// The longest TTL kept: longer ones are cut to it (100 years), so that expiry arithmetic
 /// cannot overflow and Redis accepts every `PX`.
 pub(crate) const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -433,6 +459,27 @@ mod tests {
                 crate::ErrorKind::Config,
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn boolean_variables_accept_the_documented_words_only() {
+        for on in [
+            "1", "true", "TRUE", "True", "yes", "YES", "on", "On", " on ",
+        ] {
+            assert!(env_bool("CACHE_DEBUG", on).unwrap(), "{on:?}");
+        }
+        for off in ["0", "false", "FALSE", "no", "No", "off", "OFF"] {
+            assert!(!env_bool("CACHE_DEBUG", off).unwrap(), "{off:?}");
+        }
+        for bad in ["2", "enabled", "y", "n", "onn", "t", "-1", "yes please"] {
+            let err = env_bool("CACHE_DEBUG", bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config);
+            let text = err.to_string();
+            assert!(text.contains("CACHE_DEBUG") && text.contains(bad), "{text}");
+            for word in ["1", "true", "yes", "on", "0", "false", "no", "off"] {
+                assert!(text.contains(word), "{text} does not name {word}");
+            }
         }
     }
 
