@@ -105,7 +105,8 @@ impl Config {
     /// more entry per thread writing), keeps the entries read often or lately (TinyLFU
     /// admission, LRU eviction, by `moka`: when it is full, a new entry asked for less often
     /// than the one it would displace is not kept), expires each entry at its own TTL, and
-    /// never evicts a lease (a computation in progress), which the bound does not count.
+    /// never evicts a lease (a computation in progress) nor the marker of a failed one, which
+    /// the bound does not count.
     pub fn memory() -> Config {
         Config::with_store(StoreConfig::Memory {
             max_entries: DEFAULT_MAX_ENTRIES,

@@ -1,5 +1,5 @@
-//! The embedded store: values in a bounded [`moka`] cache, leases in a small side table
-//! that the bound never touches, and Redis glob semantics for patterns.
+//! The embedded store: values in a bounded [`moka`] cache, lease and failure markers in a
+//! small side table that the bound never touches, and Redis glob semantics for patterns.
 //!
 //! # The bound and what it evicts
 //!
@@ -14,29 +14,30 @@
 //! writing new keys at that moment (seen: at most 64 + 8 with 8 threads writing into a
 //! bound of 64), and it is gone when they return.
 //!
-//! # Leases
+//! # Leases and failure markers
 //!
-//! A lease marker (a value starting with [`LEASE_PREFIX`]) is never evicted by the bound:
+//! A lease marker (a value starting with `LEASE_PREFIX`) is never evicted by the bound:
 //! losing one would let a computation's value, read before an invalidation, be stored after
-//! it. moka offers no way to pin an entry (a weigher giving leases a weight of 0 does not:
-//! a zero-weight entry at the cold end is still picked as a victim), so leases are kept out
-//! of the cache, in one small map per stripe. They leave by their TTL, a compare-and-set that
-//! replaces them, or a deletion. They are not counted in `max_entries`; there is one per
-//! computation in progress.
+//! it. Nor is the marker a failed computation leaves for a second (`FAILED_PREFIX`), which
+//! sends its waiters to compute at once. moka offers no way to pin an entry (a weigher
+//! giving markers a weight of 0 does not: a zero-weight entry at the cold end is still
+//! picked as a victim), so markers are kept out of the cache, in one small map per stripe.
+//! They leave by their TTL, a compare-and-set that replaces them, or a deletion. They are
+//! not counted in `max_entries`; there is one per computation in progress or just failed.
 //!
 //! # Atomicity
 //!
-//! A key lives in the value cache or in its stripe's lease map, never in both. Every write
-//! holds the key's stripe lock (which also guards that stripe's lease map), so that
+//! A key lives in the value cache or in its stripe's marker map, never in both. Every write
+//! holds the key's stripe lock (which also guards that stripe's marker map), so that
 //! `set_nx`, `set_if`, `delete_if` and `renew_if` are atomic against each other and against
 //! deletions, including moves between the two maps; a compare-and-set on a value compares
 //! and writes in one call of moka's entry API (`and_compute_with`), which sees an expired
 //! entry as absent. A hit is read without any lock of ours; a miss takes the stripe lock to
-//! look at the lease map and the cache again, so a read that races a lease being replaced
+//! look at the marker map and the cache again, so a read that races a lease being replaced
 //! by its value sees one or the other, never neither.
 
+use super::{is_lease, Mode, FAILED_PREFIX};
 use super::{KeyTtl, Store};
-use super::{Mode, LEASE_PREFIX};
 use crate::error::Result;
 use crate::glob;
 use moka::ops::compute::{CompResult, Op};
@@ -47,7 +48,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Stripes of write locks (and lease maps): many more than the cores that could contend.
+/// Stripes of write locks (and marker maps): many more than the cores that could contend.
 const STRIPES: usize = 64;
 
 pub(crate) struct MemoryStore {
@@ -69,15 +70,15 @@ impl Stored {
     }
 }
 
-/// The leases of the keys that hash to one stripe.
+/// The markers (leases, failure markers) of the keys that hash to one stripe.
 #[derive(Default)]
 struct Stripe {
-    leases: HashMap<Box<str>, Stored>,
+    markers: HashMap<Box<str>, Stored>,
 }
 
 impl Stripe {
-    fn lease(&self, key: &str, now: Instant) -> Option<&Stored> {
-        self.leases.get(key).filter(|l| l.live(now))
+    fn marker(&self, key: &str, now: Instant) -> Option<&Stored> {
+        self.markers.get(key).filter(|m| m.live(now))
     }
 }
 
@@ -100,8 +101,9 @@ impl Expiry<String, Arc<Stored>> for PerEntry {
     }
 }
 
-fn is_lease(bytes: &[u8]) -> bool {
-    bytes.starts_with(LEASE_PREFIX)
+/// A lease, or the marker of a failed computation: kept beside the bounded cache.
+fn is_marker(bytes: &[u8]) -> bool {
+    is_lease(bytes) || bytes.starts_with(FAILED_PREFIX)
 }
 
 /// What a compare-and-set does when the key holds the expected bytes.
@@ -151,23 +153,23 @@ impl MemoryStore {
         now: Instant,
         f: impl FnOnce(&Stored) -> R,
     ) -> Option<R> {
-        if let Some(lease) = stripe.lease(key, now) {
-            return Some(f(lease));
+        if let Some(marker) = stripe.marker(key, now) {
+            return Some(f(marker));
         }
         self.values.get(key).filter(|v| v.live(now)).map(|v| f(&v))
     }
 
-    /// Writes `value` at `key` under its stripe lock: into the lease map or the value
+    /// Writes `value` at `key` under its stripe lock: into the marker map or the value
     /// cache, and out of the other. True when a key was added to the value cache.
     fn put(&self, stripe: &mut Stripe, key: &str, value: &[u8], expires: Instant) -> bool {
         let stored = Stored {
             bytes: value.into(),
             expires,
         };
-        if is_lease(value) {
+        if is_marker(value) {
             let now = Instant::now();
-            stripe.leases.retain(|_, l| l.live(now));
-            stripe.leases.insert(key.into(), stored);
+            stripe.markers.retain(|_, m| m.live(now));
+            stripe.markers.insert(key.into(), stored);
             self.values.invalidate(key);
             false
         } else {
@@ -176,7 +178,7 @@ impl MemoryStore {
             // either order would do).
             let added = !self.values.contains_key(key);
             self.values.insert(key.to_owned(), Arc::new(stored));
-            stripe.leases.remove(key);
+            stripe.markers.remove(key);
             added
         }
     }
@@ -191,17 +193,17 @@ impl MemoryStore {
 
     /// Removes `key` from both maps under its stripe lock; true when it was live.
     fn remove(&self, stripe: &mut Stripe, key: &str, now: Instant) -> bool {
-        let lease = stripe.leases.remove(key).is_some_and(|l| l.live(now));
+        let marker = stripe.markers.remove(key).is_some_and(|m| m.live(now));
         let value = self.values.remove(key).is_some_and(|v| v.live(now));
-        lease || value
+        marker || value
     }
 
     /// Does `then` only while `key` holds `expected`, atomically.
     fn compare_and(&self, key: &str, expected: &[u8], then: Then<'_>) -> Wrote {
         let now = Instant::now();
         let mut stripe = self.lock(key);
-        if let Some(lease) = stripe.lease(key, now) {
-            if *lease.bytes != *expected {
+        if let Some(marker) = stripe.marker(key, now) {
+            if *marker.bytes != *expected {
                 return Wrote::default();
             }
             return match then {
@@ -210,7 +212,7 @@ impl MemoryStore {
                     added: self.put(&mut stripe, key, value, expires),
                 },
                 Then::Delete => {
-                    stripe.leases.remove(key);
+                    stripe.markers.remove(key);
                     Wrote {
                         done: true,
                         added: false,
@@ -218,19 +220,19 @@ impl MemoryStore {
                 }
             };
         }
-        if is_lease(expected) {
-            // The cache holds no leases.
+        if is_marker(expected) {
+            // The cache holds no markers.
             return Wrote::default();
         }
         // A value: compared and changed in one step of moka's entry API.
-        let mut new_lease = None;
+        let mut new_marker = None;
         let outcome = self.values.entry_by_ref(key).and_compute_with(|current| {
             let holds =
                 current.is_some_and(|e| e.value().live(now) && *e.value().bytes == *expected);
             match then {
                 _ if !holds => Op::Nop,
-                Then::Write(value, expires) if is_lease(value) => {
-                    new_lease = Some(Stored {
+                Then::Write(value, expires) if is_marker(value) => {
+                    new_marker = Some(Stored {
                         bytes: value.into(),
                         expires,
                     });
@@ -249,8 +251,8 @@ impl MemoryStore {
                 added: false,
             },
             CompResult::Removed(_) => {
-                if let Some(lease) = new_lease {
-                    stripe.leases.insert(key.into(), lease);
+                if let Some(marker) = new_marker {
+                    stripe.markers.insert(key.into(), marker);
                 }
                 Wrote {
                     done: true,
@@ -261,7 +263,7 @@ impl MemoryStore {
         }
     }
 
-    /// Every live key matching `pattern`, each once, leases included.
+    /// Every live key matching `pattern`, each once, markers included.
     fn matching(&self, pattern: &str) -> BTreeSet<String> {
         let now = Instant::now();
         let matches = |k: &str| glob::matches(pattern.as_bytes(), k.as_bytes());
@@ -273,10 +275,10 @@ impl MemoryStore {
             .collect();
         for stripe in self.stripes.iter() {
             let mut stripe = Self::locked(stripe);
-            stripe.leases.retain(|_, l| l.live(now));
+            stripe.markers.retain(|_, m| m.live(now));
             out.extend(
                 stripe
-                    .leases
+                    .markers
                     .keys()
                     .filter(|k| matches(k))
                     .map(|k| k.to_string()),
@@ -293,8 +295,8 @@ impl Store for MemoryStore {
             return Ok(Some(v.bytes.to_vec()));
         }
         let stripe = self.lock(key);
-        if let Some(lease) = stripe.lease(key, Instant::now()) {
-            return Ok(Some(lease.bytes.to_vec()));
+        if let Some(marker) = stripe.marker(key, Instant::now()) {
+            return Ok(Some(marker.bytes.to_vec()));
         }
         // A value written since the first look (replacing a lease) is there now; the look
         // costs no second read in moka's popularity count unless it finds one.
@@ -313,7 +315,7 @@ impl Store for MemoryStore {
     async fn set_nx(&self, _mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
         let now = Instant::now();
         let mut stripe = self.lock(key);
-        if stripe.lease(key, now).is_some() || self.values.contains_key(key) {
+        if stripe.marker(key, now).is_some() || self.values.contains_key(key) {
             return Ok(false);
         }
         let added = self.put(&mut stripe, key, value, now + ttl);
@@ -382,7 +384,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::block_on;
+    use crate::backend::{block_on, failed_marker, FAILED_TTL, LEASE_PREFIX};
     use std::sync::Barrier;
 
     const B: Mode = Mode::Blocking;
@@ -548,6 +550,39 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(get(&s, "short"), None);
         assert!(block_on(s.set_nx(B, "short", &lease(100), HOUR)).unwrap());
+    }
+
+    #[test]
+    fn failure_markers_are_never_evicted_either() {
+        let s = MemoryStore::new(10);
+        // As the engine does when a computation fails: its lease becomes a failure marker.
+        for i in 0..5 {
+            let key = format!("failed{i}");
+            assert!(block_on(s.set_nx(B, &key, &lease(i), HOUR)).unwrap());
+            let marker = failed_marker(&lease(i));
+            assert!(block_on(s.set_if(B, &key, &lease(i), &marker, FAILED_TTL)).unwrap());
+        }
+        for i in 0..2_000 {
+            let key = format!("v{i}");
+            for _ in 0..3 {
+                get(&s, &key);
+            }
+            set(&s, &key, b"1", HOUR);
+        }
+        assert!(values(&s) <= 10);
+        for i in 0..5 {
+            assert_eq!(
+                get(&s, &format!("failed{i}")),
+                Some(failed_marker(&lease(i)))
+            );
+        }
+        // A marker may be replaced by a value, compared like a lease.
+        let marker = failed_marker(&lease(0));
+        assert!(block_on(s.set_if(B, "failed0", &marker, &lease(7), HOUR)).unwrap());
+        assert_eq!(get(&s, "failed0"), Some(lease(7)));
+        std::thread::sleep(FAILED_TTL + Duration::from_millis(50));
+        assert_eq!(get(&s, "failed1"), None);
+        assert_eq!(block_on(s.keys(B, "failed*")).unwrap(), ["failed0"]);
     }
 
     #[test]
