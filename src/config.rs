@@ -1,6 +1,7 @@
 //! Where the cache lives and how it behaves.
 
 use crate::error::{Error, Result};
+use crate::redact::SecretUrl;
 use std::time::Duration;
 
 /// Which store a [`Cache`](crate::Cache) talks to.
@@ -8,8 +9,8 @@ use std::time::Duration;
 pub(crate) enum StoreConfig {
     /// The embedded in-process store, bounded to `max_entries`.
     Memory { max_entries: usize },
-    /// One Redis server (`redis://`, `redis+unix://`, `unix://`).
-    Redis { url: String },
+    /// One Redis server (`redis://`, `redis+unix://`, `unix://`). The URL shows masked.
+    Redis { url: SecretUrl },
 }
 
 /// The configuration of a [`Cache`](crate::Cache): store, key prefix, default TTL,
@@ -97,7 +98,15 @@ impl Config {
         }
     }
 
-    /// The embedded in-memory store, bounded to 100,000 entries.
+    /// The embedded in-memory store, bounded to 100,000 entries
+    /// ([`DEFAULT_MAX_ENTRIES`]; `memory://?max_entries=N` sets another bound).
+    ///
+    /// It holds at most its bound once writes have returned (while they run, at most one
+    /// more entry per thread writing), keeps the entries read often or lately (TinyLFU
+    /// admission, LRU eviction, by `moka`: when it is full, a new entry asked for less often
+    /// than the one it would displace is not kept), expires each entry at its own TTL, and
+    /// never evicts a lease (a computation in progress) nor the marker of a failed one, which
+    /// the bound does not count.
     pub fn memory() -> Config {
         Config::with_store(StoreConfig::Memory {
             max_entries: DEFAULT_MAX_ENTRIES,
@@ -112,9 +121,23 @@ impl Config {
     /// feature, `redis+cluster://`), is a [`Config`](crate::ErrorKind::Config) error.
     pub fn from_url(url: &str) -> Result<Config> {
         let url = url.trim();
+        // Messages show the URL with its passwords masked.
+        let shown = crate::redact::url(url);
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| Error::config(format!("cache URL `{url}` has no scheme")))?;
+            .ok_or_else(|| Error::config(format!("cache URL `{shown}` has no scheme")))?;
+        let redis = || {
+            redis::Client::open(url).map_err(|e| {
+                Error::with_source(
+                    crate::ErrorKind::Config,
+                    format!("invalid Redis URL `{shown}`"),
+                    e,
+                )
+            })?;
+            Ok(Config::with_store(StoreConfig::Redis {
+                url: SecretUrl::new(url),
+            }))
+        };
         match scheme {
             "memory" => {
                 let mut max_entries = DEFAULT_MAX_ENTRIES;
@@ -124,62 +147,52 @@ impl Config {
                         Some(("max_entries", n)) => {
                             max_entries = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                                 Error::config(format!(
-                                    "cache URL `{url}`: max_entries must be a positive integer"
+                                    "cache URL `{shown}`: max_entries must be a positive integer"
                                 ))
                             })?;
                         }
+                        // The option's name alone: its value may be a secret.
                         _ => {
+                            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
                             return Err(Error::config(format!(
-                                "cache URL `{url}`: unknown option `{pair}` (known: max_entries)"
-                            )))
+                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries)"
+                            )));
                         }
                     }
                 }
                 Ok(Config::with_store(StoreConfig::Memory { max_entries }))
             }
-            "redis" | "redis+unix" | "unix" => {
-                redis::Client::open(url).map_err(|e| {
-                    Error::with_source(
-                        crate::ErrorKind::Config,
-                        format!("invalid Redis URL `{url}`"),
-                        e,
-                    )
-                })?;
-                Ok(Config::with_store(StoreConfig::Redis {
-                    url: url.to_owned(),
-                }))
-            }
-            "rediss" if cfg!(feature = "tls") => {
-                redis::Client::open(url).map_err(|e| {
-                    Error::with_source(
-                        crate::ErrorKind::Config,
-                        format!("invalid Redis URL `{url}`"),
-                        e,
-                    )
-                })?;
-                Ok(Config::with_store(StoreConfig::Redis {
-                    url: url.to_owned(),
-                }))
-            }
+            "redis" | "redis+unix" | "unix" => redis(),
+            "rediss" if cfg!(feature = "tls") => redis(),
             "rediss" => Err(Error::config(format!(
-                "cache URL `{url}`: TLS (`rediss://`) needs cacheable's `tls` feature"
+                "cache URL `{shown}`: TLS (`rediss://`) needs cacheable's `tls` feature"
             ))),
             "redis+cluster" => Err(Error::config(format!(
-                "cache URL `{url}`: Redis Cluster is not supported yet"
+                "cache URL `{shown}`: Redis Cluster is not supported yet"
             ))),
             other => Err(Error::config(format!(
-                "cache URL `{url}`: unknown scheme `{other}` (known: redis, redis+unix, memory)"
+                "cache URL `{shown}`: unknown scheme `{}` (known: redis, redis+unix, memory)",
+                crate::redact::url(other)
             ))),
         }
     }
 
     /// The configuration the global manager uses when [`CacheManager::init`](crate::CacheManager::init)
-    /// was not called: `CACHE_URL` (the embedded store when unset or empty), `CACHE_PREFIX`,
-    /// `CACHE_DEFAULT_TTL` (seconds) and `CACHE_DEBUG` (`1` or `true`).
+    /// was not called:
+    ///
+    /// | variable | meaning | when unset or empty |
+    /// |---|---|---|
+    /// | `CACHE_URL` | the store, as in [`from_url`](Config::from_url) | the embedded store ([`memory`](Config::memory)) |
+    /// | `CACHE_PREFIX` | [`prefix`](Config::prefix) | `cache` |
+    /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Config::default_ttl), whole seconds | 300 |
+    /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`, in any case | off |
+    ///
+    /// Every other setting has its default.
     ///
     /// # Errors
     /// A malformed variable is an error rather than a silent fallback: a process that
-    /// quietly cached in its own memory would miss other processes' invalidations.
+    /// quietly cached in its own memory would miss other processes' invalidations. That
+    /// includes a `CACHE_DEBUG` that is none of the eight words above (`enabled`, `2`).
     pub fn from_env() -> Result<Config> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut config = match var("CACHE_URL") {
@@ -198,7 +211,7 @@ impl Config {
             config = config.default_ttl(secs);
         }
         if let Some(debug) = var("CACHE_DEBUG") {
-            config = config.debug(matches!(debug.trim(), "1" | "true" | "TRUE" | "yes"));
+            config = config.debug(env_bool("CACHE_DEBUG", &debug)?);
         }
         Ok(config)
     }
@@ -310,6 +323,7 @@ impl Config {
 
     /// Trusts this CA (PEM) for `rediss://` instead of the system's roots.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Config {
         self.tls.root_cert = Some(pem.into());
         self
@@ -318,6 +332,7 @@ impl Config {
     /// Presents this client certificate and key (PEM) to a `rediss://` server that asks
     /// for one (`tls-auth-clients yes`).
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_client_cert(
         mut self,
         cert_pem: impl Into<Vec<u8>>,
@@ -357,8 +372,7 @@ impl Config {
         }
         #[cfg(feature = "tls")]
         if self.tls.root_cert.is_some() || self.tls.client_cert_and_key.is_some() {
-            let tls_url =
-                matches!(&self.store, StoreConfig::Redis { url } if url.starts_with("rediss://"));
+            let tls_url = matches!(&self.store, StoreConfig::Redis { url } if url.expose().starts_with("rediss://"));
             if !tls_url {
                 return Err(Error::config(
                     "TLS certificates were given, but the cache URL is not a `rediss://` one",
@@ -372,6 +386,23 @@ impl Config {
             return Err(Error::config("op_timeout must be positive"));
         }
         Ok(())
+    }
+}
+
+/// A boolean environment variable: `1/0`, `true/false`, `yes/no`, `on/off`, in any case;
+/// anything else is an error naming the variable and what it accepts.
+fn env_bool(name: &str, value: &str) -> Result<bool> {
+    const ON: [&str; 4] = ["1", "true", "yes", "on"];
+    const OFF: [&str; 4] = ["0", "false", "no", "off"];
+    let v = value.trim();
+    if ON.iter().any(|w| v.eq_ignore_ascii_case(w)) {
+        Ok(true)
+    } else if OFF.iter().any(|w| v.eq_ignore_ascii_case(w)) {
+        Ok(false)
+    } else {
+        Err(Error::config(format!(
+            "{name} `{value}` is not a boolean: use 1, true, yes or on, or 0, false, no or off (in any case)"
+        )))
     }
 }
 
@@ -429,6 +460,27 @@ mod tests {
                 crate::ErrorKind::Config,
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn boolean_variables_accept_the_documented_words_only() {
+        for on in [
+            "1", "true", "TRUE", "True", "yes", "YES", "on", "On", " on ",
+        ] {
+            assert!(env_bool("CACHE_DEBUG", on).unwrap(), "{on:?}");
+        }
+        for off in ["0", "false", "FALSE", "no", "No", "off", "OFF"] {
+            assert!(!env_bool("CACHE_DEBUG", off).unwrap(), "{off:?}");
+        }
+        for bad in ["2", "enabled", "y", "n", "onn", "t", "-1", "yes please"] {
+            let err = env_bool("CACHE_DEBUG", bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config);
+            let text = err.to_string();
+            assert!(text.contains("CACHE_DEBUG") && text.contains(bad), "{text}");
+            for word in ["1", "true", "yes", "on", "0", "false", "no", "off"] {
+                assert!(text.contains(word), "{text} does not name {word}");
+            }
         }
     }
 

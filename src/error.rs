@@ -31,6 +31,29 @@ pub enum ErrorKind {
 ///
 /// Cheap to clone; [`kind`](Error::kind) says what kind of fault it is and
 /// [`source`](std::error::Error::source) gives the underlying error, if any.
+///
+/// `Display` shows this error's own message, and its cause only through `source()`, so that
+/// chain printers (anyhow's `{:#}`, `Report`) show each cause once. The alternate form,
+/// `{:#}`, shows the whole chain on one line, `message: cause: cause's cause`.
+///
+/// A cause that only wraps another and shows the same text is left out of the chain, so
+/// that its text does not show twice: a `redis::RedisError` for a refused or dropped
+/// connection displays its I/O error and returns it as its own source, so the chain of
+/// such a fault is `redis error: Connection refused (os error 111)`, whose cause is that
+/// I/O error (as redis-rs holds it) rather than the `RedisError`.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use cacheable::{Cache, Config};
+///
+/// let cache = Cache::new(Config::from_url("redis://alice:secret@127.0.0.1:1/0")?)?;
+/// let err = cache.get::<i32>("k").unwrap_err();
+/// let cause = std::error::Error::source(&err).expect("the refused connection");
+/// assert_eq!(format!("{err:#}"), format!("{err}: {cause}"));
+/// // URLs in messages never show a password.
+/// assert!(!format!("{err:#} {err:?}").contains("secret"));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Error {
     inner: Arc<Inner>,
@@ -40,6 +63,9 @@ struct Inner {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// `source` shows its own cause's text and nothing else: the chain goes straight to
+    /// that cause.
+    source_is_wrapper: bool,
 }
 
 impl Error {
@@ -49,6 +75,7 @@ impl Error {
                 kind,
                 message: message.into(),
                 source: None,
+                source_is_wrapper: false,
             }),
         }
     }
@@ -62,6 +89,9 @@ impl Error {
             inner: Arc::new(Inner {
                 kind,
                 message: message.into(),
+                source_is_wrapper: source
+                    .source()
+                    .is_some_and(|cause| cause.to_string() == source.to_string()),
                 source: Some(Box::new(source)),
             }),
         }
@@ -107,17 +137,27 @@ impl Error {
     /// (an open breaker) or by the connection itself.
     pub(crate) fn never_sent(&self) -> bool {
         self.inner.kind == ErrorKind::Unavailable
-            || std::error::Error::source(self)
-                .and_then(|s| s.downcast_ref::<redis::RedisError>())
+            || self
+                .redis_error()
                 .is_some_and(redis::RedisError::is_connection_refusal)
+    }
+
+    /// The Redis error underneath, if any (even when the chain skips it as a wrapper).
+    pub(crate) fn redis_error(&self) -> Option<&redis::RedisError> {
+        self.inner.source.as_deref()?.downcast_ref()
     }
 }
 
 impl fmt::Display for Error {
+    /// The message alone; with `{:#}`, the message and every cause after it, each once.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.inner.message)?;
-        if let Some(source) = &self.inner.source {
-            write!(f, ": {source}")?;
+        if f.alternate() {
+            let mut cause = std::error::Error::source(self);
+            while let Some(e) = cause {
+                write!(f, ": {e}")?;
+                cause = e.source();
+            }
         }
         Ok(())
     }
@@ -135,10 +175,12 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner
-            .source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        let source = self.inner.source.as_deref()?;
+        if self.inner.source_is_wrapper {
+            source.source()
+        } else {
+            Some(source)
+        }
     }
 }
 
@@ -149,5 +191,42 @@ impl From<redis::RedisError> for Error {
         } else {
             Error::with_source(ErrorKind::Store, "redis error", e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Redis fault as a refused connection gives one: a `RedisError` around an
+    /// `io::Error`, both displaying the same text.
+    fn refused() -> Error {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        Error::from(redis::RedisError::from(io))
+    }
+
+    #[test]
+    fn display_is_the_message_and_the_chain_shows_each_cause_once() {
+        let e = refused();
+        assert_eq!(e.to_string(), "redis error");
+        let cause = std::error::Error::source(&e).expect("a cause");
+        assert_eq!(cause.to_string(), "refused");
+        assert!(cause.downcast_ref::<redis::RedisError>().is_none());
+        assert!(cause.source().is_none());
+        assert_eq!(format!("{e:#}"), "redis error: refused");
+        // The crate's log lines print the same text.
+        assert_eq!(crate::report::chain(&e), format!("{e:#}"));
+        // The Redis error stays within reach of the crate.
+        assert!(e.redis_error().is_some_and(redis::RedisError::is_io_error));
+    }
+
+    #[test]
+    fn a_cause_with_text_of_its_own_stays_in_the_chain() {
+        let json = serde_json::from_str::<i32>("x").unwrap_err();
+        let text = json.to_string();
+        let e = Error::with_source(ErrorKind::Deserialize, "bad value", json);
+        assert_eq!(e.to_string(), "bad value");
+        assert_eq!(format!("{e:#}"), format!("bad value: {text}"));
+        assert_eq!(crate::report::chain(&e), format!("{e:#}"));
     }
 }

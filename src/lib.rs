@@ -61,10 +61,12 @@
 //!   `const fn`s the compile-time checks share, and rendering), `context.rs` and
 //!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
 //!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
-//!   not read back equal), `config.rs`, `error.rs`, `stats.rs` (counters), `report.rs`
-//!   (debug lines and throttled fault logs) and `rt.rs` (the crate's own IO thread, on
-//!   which async connections and timers run).
+//!   not read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
+//!   the URLs shown), `stats.rs` (counters), `report.rs` (debug lines and throttled fault
+//!   logs) and `rt.rs` (the crate's own IO thread, on which async connections and timers
+//!   run).
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod cacheable;
@@ -81,6 +83,7 @@ mod keyvalue;
 mod lease;
 mod macros;
 mod manager;
+mod redact;
 mod report;
 mod rt;
 mod stats;

@@ -1,5 +1,6 @@
 //! Without `init`, the global cache is built from the environment: the embedded store
-//! when `CACHE_URL` is unset, and a clear error, never a silent fallback, when it is wrong.
+//! when `CACHE_URL` is unset, and a clear error, never a silent fallback, when it (or
+//! `CACHE_DEBUG`) is wrong.
 
 use cacheable::{ctx, CacheManager, Cacheable};
 use std::process::Command;
@@ -47,12 +48,30 @@ fn global_cache_comes_from_the_environment() {
             );
             return;
         }
+        Ok("debug_on") => {
+            // `on` means on (it used to mean off, silently).
+            let config = format!("{:?}", CacheManager::cache().unwrap().config());
+            assert!(config.contains("debug: true"), "{config}");
+            return;
+        }
+        Ok("debug_bad") => {
+            let err = CacheManager::get::<i32>("k").unwrap_err();
+            assert_eq!(err.kind(), cacheable::ErrorKind::Config);
+            let text = err.to_string();
+            assert!(
+                text.contains("CACHE_DEBUG") && text.contains("enabled"),
+                "{text}"
+            );
+            return;
+        }
         _ => {}
     }
-    for (mode, url) in [
-        ("memory", None),
-        ("bad", Some("ftp://nowhere")),
-        ("recover", Some("ftp://nowhere")),
+    for (mode, url, debug) in [
+        ("memory", None, None),
+        ("bad", Some("ftp://nowhere"), None),
+        ("recover", Some("ftp://nowhere"), None),
+        ("debug_on", None, Some("on")),
+        ("debug_bad", None, Some("enabled")),
     ] {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
@@ -62,9 +81,14 @@ fn global_cache_comes_from_the_environment() {
         ])
         .env("CACHEABLE_CHILD", mode)
         .env_remove("CACHE_URL")
-        .env_remove("CACHE_PREFIX");
+        .env_remove("CACHE_PREFIX")
+        .env_remove("CACHE_DEFAULT_TTL")
+        .env_remove("CACHE_DEBUG");
         if let Some(url) = url {
             cmd.env("CACHE_URL", url);
+        }
+        if let Some(debug) = debug {
+            cmd.env("CACHE_DEBUG", debug);
         }
         let out = cmd.output().unwrap();
         assert!(

@@ -5,6 +5,7 @@
 use super::{KeyTtl, Mode, Store};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
+use crate::redact::SecretUrl;
 use once_cell::sync::Lazy;
 use once_cell::sync::OnceCell;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -88,18 +89,17 @@ impl Breaker {
 /// unlike an error reply.
 fn looks_down(e: &Error) -> bool {
     e.is_timeout()
-        || std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<redis::RedisError>())
-            .is_some_and(|r| {
-                r.is_io_error() || r.is_connection_refusal() || r.is_unrecoverable_error()
-            })
+        || e.redis_error().is_some_and(|r| {
+            r.is_io_error() || r.is_connection_refusal() || r.is_unrecoverable_error()
+        })
 }
 
 impl RedisStore {
-    pub(crate) fn new(url: &str, config: &Config) -> Result<Self> {
+    pub(crate) fn new(url: &SecretUrl, config: &Config) -> Result<Self> {
+        // `url` shows masked; only `expose` gives the password, to connect with.
         let invalid =
             |e| Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e);
-        let info = url.into_connection_info().map_err(invalid)?;
+        let info = url.expose().into_connection_info().map_err(invalid)?;
         // No `CLIENT SETINFO` in the handshake: fewer round trips per connection, and no
         // reads whose failures the handshake ignores (each would wait out a timeout of its own
         // against a frozen server).

@@ -1,0 +1,260 @@
+//! Passwords in cache URLs never leave the process as text: not in `Debug` of a config or a
+//! cache, not in any error's `Display`, `Debug` or source chain, not in any log record. And
+//! error chains print each cause once.
+
+mod support;
+
+use cacheable::{ctx, Cache, CacheManager, Cacheable, Config, Invalidate};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+use support::RedisServer;
+
+const SECRET: &str = "PASSWORD";
+
+static RECORDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Keeps every log record, of every level and target.
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {} {}", record.level(), record.target(), record.args());
+        RECORDS.lock().unwrap().push(line);
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    let _ = log::set_logger(&Capture);
+    log::set_max_level(log::LevelFilter::Trace);
+}
+
+fn records() -> Vec<String> {
+    RECORDS.lock().unwrap().clone()
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Every text an error gives: `Display` (plain and `{:#}`), `Debug` (plain and pretty), and
+/// the same for each error down its source chain.
+fn texts(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut link = Some(err);
+    while let Some(e) = link {
+        out.extend([
+            format!("{e}"),
+            format!("{e:#}"),
+            format!("{e:?}"),
+            format!("{e:#?}"),
+        ]);
+        link = e.source();
+    }
+    out
+}
+
+fn assert_clean(what: &str, texts: impl IntoIterator<Item = String>) {
+    for text in texts {
+        assert!(!text.contains(SECRET), "{what} shows the password: {text}");
+    }
+}
+
+/// The URLs each test uses, with the password in every place a URL can hold one.
+fn urls(port: u16) -> Vec<String> {
+    vec![
+        format!("redis://alice:{SECRET}@127.0.0.1:{port}/0"),
+        format!("redis://:{SECRET}@127.0.0.1:{port}/0"),
+        format!("redis://127.0.0.1:{port}/0?password={SECRET}"),
+        format!("rediss://alice:{SECRET}@127.0.0.1:{port}/0"),
+        format!("redis+unix:///tmp/cacheable-none.sock?pass={SECRET}"),
+    ]
+}
+
+#[test]
+fn a_refused_connection_shows_no_password_anywhere() {
+    capture_logs();
+    let port = closed_port();
+    for url in urls(port) {
+        let config = match Config::from_url(&url) {
+            Ok(config) => config,
+            // `rediss://` without the `tls` feature.
+            Err(e) => {
+                assert_clean(&url, texts(&e));
+                continue;
+            }
+        };
+        let shown = format!("{config:?}");
+        assert_clean("Config's Debug", [shown.clone()]);
+        assert!(shown.contains(":***@") || shown.contains("=***"), "{shown}");
+        let cache = Cache::new(
+            config
+                .connect_timeout(Duration::from_millis(200))
+                .op_timeout(Duration::from_millis(200)),
+        )
+        .unwrap();
+        assert_clean("Cache's Debug", [format!("{cache:?}")]);
+
+        // Fail-open: the function answers, the fault is logged.
+        let v = Cacheable::new("k:<<id>>")
+            .on(&cache)
+            .run(ctx! { id = 1 }, || 5);
+        assert_eq!(v, 5);
+        // Manual operations return the fault.
+        let err = cache.get::<i32>("k:1").unwrap_err();
+        assert!(err.is_store_error(), "{err:#}");
+        assert_clean(&url, texts(&err));
+        let err = cache.set("k:1", &1, 60).unwrap_err();
+        assert_clean(&url, texts(&err));
+        // A failed invalidation is retried, then logged at error level and returned.
+        let err = Invalidate::new(["k:*"])
+            .on(&cache)
+            .now(ctx! {})
+            .unwrap_err();
+        assert_clean(&url, texts(&err));
+    }
+    let logged = records();
+    assert!(
+        logged.iter().any(|r| r.starts_with("WARN")),
+        "the fail-open call logged nothing: {logged:?}"
+    );
+    assert!(
+        logged.iter().any(|r| r.starts_with("ERROR")),
+        "the failed invalidation logged nothing: {logged:?}"
+    );
+    assert_clean("a log record", logged);
+}
+
+#[test]
+fn a_malformed_url_shows_no_password() {
+    capture_logs();
+    for url in [
+        format!("redis://alice:{SECRET}@127.0.0.1:notaport/0"),
+        format!("redis://alice:{SECRET}@127.0.0.1:6379/notadb"),
+        format!("redis://alice:{SECRET}"),
+        format!("alice:{SECRET}@127.0.0.1:6379"),
+        format!("ftp://alice:{SECRET}@127.0.0.1"),
+        format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2"),
+        format!("memory://?password={SECRET}"),
+        format!("redis://alice:{SECRET}@0.0.0.0:6379/0"),
+    ] {
+        let err = Config::from_url(&url).unwrap_err();
+        assert_eq!(err.kind(), cacheable::ErrorKind::Config, "{url}");
+        assert_clean(&url, texts(&err));
+    }
+    assert_clean("a log record", records());
+}
+
+#[test]
+fn a_wrong_password_and_a_right_one_show_neither() {
+    capture_logs();
+    let server = RedisServer::start();
+    let right = "RIGHT-PASSWORD-SECRET";
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(right)
+        .query(&mut server.client())
+        .unwrap();
+    // The server refuses the wrong password: its reply must not echo it.
+    let wrong = Cache::new(
+        Config::from_url(&format!(
+            "redis://default:{SECRET}@127.0.0.1:{}/0",
+            server.port
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let err = wrong.get::<i32>("k").unwrap_err();
+    assert_clean("a refused AUTH", texts(&err));
+    assert_eq!(Cacheable::new("k").on(&wrong).run(ctx! {}, || 3), 3);
+    let err = Invalidate::new(["k*"]).on(&wrong).now(ctx! {}).unwrap_err();
+    assert_clean("a refused AUTH", texts(&err));
+
+    // The right one works, and shows no more than the wrong one.
+    let config = Config::from_url(&format!(
+        "redis://default:{right}@127.0.0.1:{}/0",
+        server.port
+    ))
+    .unwrap()
+    .debug(true);
+    assert!(!format!("{config:?}").contains(right));
+    let cache = Cache::new(config).unwrap();
+    assert!(!format!("{cache:?}").contains(right));
+    assert_eq!(Cacheable::new("k").on(&cache).run(ctx! {}, || 4), 4);
+    assert_eq!(cache.get::<i32>("k").unwrap(), Some(4));
+    let logged = records();
+    assert_clean("a log record", logged.clone());
+    assert!(logged.iter().all(|r| !r.contains(right)), "{logged:?}");
+}
+
+#[test]
+fn the_global_cache_from_a_bad_environment_shows_no_password() {
+    if std::env::var("CACHEABLE_SECRETS_CHILD").is_ok() {
+        capture_logs();
+        let err = CacheManager::get::<i32>("k").unwrap_err();
+        assert_clean("the global cache's error", texts(&err));
+        assert_eq!(Cacheable::new("k").run(ctx! {}, || 1), 1);
+        let logged = records();
+        assert!(
+            logged.iter().any(|r| r.starts_with("ERROR")),
+            "nothing logged: {logged:?}"
+        );
+        assert_clean("a log record", logged);
+        return;
+    }
+    for url in [
+        format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2"),
+        format!("redis://alice:{SECRET}@127.0.0.1:notaport/0"),
+    ] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "the_global_cache_from_a_bad_environment_shows_no_password",
+                "--nocapture",
+            ])
+            .env("CACHEABLE_SECRETS_CHILD", "1")
+            .env("CACHE_URL", &url)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{url}: {stdout}{stderr}");
+        assert_clean("the child's output", [stdout.into(), stderr.into()]);
+    }
+}
+
+#[test]
+fn error_chains_print_each_cause_once() {
+    let url = format!("redis://127.0.0.1:{}/0", closed_port());
+    let cache = Cache::new(Config::from_url(&url).unwrap()).unwrap();
+    let err = cache.get::<i32>("k").unwrap_err();
+    let mut chain: Vec<String> = Vec::new();
+    let mut link: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = link {
+        chain.push(e.to_string());
+        link = e.source();
+    }
+    assert!(chain.len() >= 2, "no cause under {err:?}");
+    // No link repeats the text of the causes below it.
+    for (i, text) in chain.iter().enumerate() {
+        for below in &chain[i + 1..] {
+            assert!(!text.contains(below.as_str()), "{text:?} repeats {below:?}");
+        }
+    }
+    // What a chain printer (anyhow's `{:#}`) shows, and `{:#}` itself: each cause once.
+    let printed = chain.join(": ");
+    assert_eq!(format!("{err:#}"), printed);
+    let cause = &chain[1];
+    assert_eq!(printed.matches(cause.as_str()).count(), 1, "{printed}");
+    assert_eq!(err.to_string(), chain[0]);
+}
