@@ -5,7 +5,7 @@
 mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{RedisServer, Rng};
@@ -15,11 +15,12 @@ struct Outcome {
     stale: u64,
 }
 
-async fn read(cache: &Cache, source: &AtomicU64, jitter_us: u64) -> u64 {
+async fn read(cache: &Cache, source: &AtomicU64, computing: &AtomicBool, jitter_us: u64) -> u64 {
     Cacheable::new("balance:<<user_id>>")
         .on(cache)
         .run_async(ctx! { user_id = 42 }, || async move {
             let seen = source.load(Ordering::SeqCst);
+            computing.store(true, Ordering::SeqCst);
             // The computation takes a while after reading its data, as a query does. A
             // thread sleep, because tokio's timer would round every pause up to a whole
             // millisecond and line all the tasks up on the same tick.
@@ -32,22 +33,32 @@ async fn read(cache: &Cache, source: &AtomicU64, jitter_us: u64) -> u64 {
 async fn race(cache: Cache, rounds: u64, seed: u64) -> Outcome {
     let cache = Arc::new(cache);
     let source = Arc::new(AtomicU64::new(0));
+    let computing = Arc::new(AtomicBool::new(false));
     let mut rng = Rng::new(seed);
     let mut stale = 0;
     for _ in 0..rounds {
         // Each round starts cold, so that readers compute while the writer writes.
         cache.delete("balance:42").unwrap();
+        computing.store(false, Ordering::SeqCst);
         let writer_delay = rng.below(300) as u64;
         let readers: Vec<_> = (0..3)
             .map(|_| {
-                let (cache, source) = (cache.clone(), source.clone());
+                let (cache, source, computing) = (cache.clone(), source.clone(), computing.clone());
                 let jitter = rng.below(400) as u64;
-                tokio::spawn(async move { read(&cache, &source, jitter).await })
+                tokio::spawn(async move { read(&cache, &source, &computing, jitter).await })
             })
             .collect();
         let writer = {
-            let (cache, source) = (cache.clone(), source.clone());
+            let (cache, source, computing) = (cache.clone(), source.clone(), computing.clone());
             tokio::spawn(async move {
+                // Write while a computation runs, whatever the store's round trips cost:
+                // wait (up to 5 ms) until a reader has read the source.
+                let started = std::time::Instant::now();
+                while !computing.load(Ordering::SeqCst)
+                    && started.elapsed() < Duration::from_millis(5)
+                {
+                    tokio::task::yield_now().await;
+                }
                 std::thread::sleep(Duration::from_micros(writer_delay));
                 source.fetch_add(1, Ordering::SeqCst);
                 Invalidate::new(["balance:<<user_id>>"])
@@ -62,7 +73,7 @@ async fn race(cache: Cache, rounds: u64, seed: u64) -> Outcome {
         }
         writer.await.unwrap();
         let current = source.load(Ordering::SeqCst);
-        if read(&cache, &source, 0).await != current {
+        if read(&cache, &source, &computing, 0).await != current {
             stale += 1;
         }
     }
