@@ -305,7 +305,8 @@ fn malformed(source: &str, e: Malformed) -> Error {
 /// - strings: escaped (see [`escape_into`]), with their first character percent-encoded
 ///   too when the whole text reads as a number or a bool (`"42"` → `%342`) or has the
 ///   shape of a digest (`hash_len` lowercase hex digits);
-/// - numbers and bools: as serde_json writes them (`42`, `1.5`, `1e+300`, `true`);
+/// - numbers and bools: as serde_json writes them (`42`, `1.5`, `1e+300`, `true`), but an
+///   integer of exactly `hash_len` digits, which a digest could spell, gets `%n` before it;
 /// - `None`, `()`: `%null`; NaN, ±inf: `%nan`, `%inf`, `%-inf`; `Some(x)` with a
 ///   null-like `x`: `%some` then `x` (`Some(None)` → `%some%null`): a string's rendering
 ///   never holds an unescaped `%`, and an escape is `%` and two uppercase hex digits;
@@ -321,7 +322,14 @@ fn render_value(value: &KeyValue, hashed: bool, hash_len: usize, out: &mut Strin
             render_value(inner, false, hash_len, out);
         }
         scalar => {
-            if !scalar.write_scalar(out) {
+            let start = out.len();
+            if scalar.write_scalar(out) {
+                // An integer of exactly `hash_len` digits reads as a digest that happens to
+                // hold no letter: mark it, so that it never meets an object's digest.
+                if is_digest_shaped(&out[start..], hash_len) {
+                    out.insert_str(start, "%n");
+                }
+            } else {
                 let nan = matches!(scalar, KeyValue::F64(f) if f.is_nan())
                     || matches!(scalar, KeyValue::F32(f) if f.is_nan());
                 let negative = matches!(scalar, KeyValue::F64(f) if *f < 0.0)
@@ -350,10 +358,12 @@ fn render_str(s: &str, hash_len: usize, out: &mut String) {
 
 /// True when some number, bool or digest renders as `s`.
 fn reads_as_scalar_or_digest(s: &str, hash_len: usize) -> bool {
-    s == "true"
-        || s == "false"
-        || (s.len() == hash_len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        || reads_as_number(s)
+    s == "true" || s == "false" || is_digest_shaped(s, hash_len) || reads_as_number(s)
+}
+
+/// `hash_len` lowercase hex digits: what a hashed value renders as.
+fn is_digest_shaped(s: &str, hash_len: usize) -> bool {
+    s.len() == hash_len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// True when `s` is exactly what serde_json writes for some integer or finite float
@@ -697,6 +707,27 @@ mod tests {
             "k:%64eadbeefdeadbeef"
         );
         assert_eq!(key("k:<<v>>", "v", "deadbeefdeadbee"), "k:deadbeefdeadbee");
+        // An integer of 16 digits could equal a digest made of digits only: it is marked,
+        // and the string with those digits renders apart from both.
+        let int = |n: u64| {
+            let mut out = String::new();
+            let ctx = Context::new().with("v", &n);
+            let opts = RenderOptions {
+                hash: &[],
+                hash_len: 16,
+            };
+            Template::parse("k:<<v>>")
+                .unwrap()
+                .render_into(&ctx, &opts, &mut out, None)
+                .unwrap();
+            out
+        };
+        assert_eq!(int(1234567890123456), "k:%n1234567890123456");
+        assert_eq!(int(123456789012345), "k:123456789012345");
+        assert_eq!(
+            key("k:<<v>>", "v", "1234567890123456"),
+            "k:%31234567890123456"
+        );
         assert_eq!(
             key("k:<<v>>", "v", "DEADBEEFDEADBEEF"),
             "k:DEADBEEFDEADBEEF"
