@@ -183,6 +183,9 @@ impl<'a> Cacheable<'a> {
                         crate::report::chain(&e)
                     ),
                 );
+                if cache.config().strict {
+                    panic!("cacheable (strict mode): {}", crate::report::chain(&e));
+                }
                 cache.report("cache key", self.template_str(), self.template_str(), &e);
                 None
             }

@@ -26,7 +26,7 @@ pub(crate) enum StoreConfig {
 ///     .op_timeout(Duration::from_millis(100));
 /// # Ok::<(), cacheable::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone, PartialEq)]
 #[must_use]
 pub struct Config {
     pub(crate) store: StoreConfig,
@@ -36,6 +36,7 @@ pub struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) hash_len: usize,
     pub(crate) debug: bool,
+    pub(crate) strict: bool,
     pub(crate) invalidate_retries: u32,
     pub(crate) scan_count: usize,
     pub(crate) pool_size: usize,
@@ -51,7 +52,7 @@ pub struct Config {
 
 /// Certificates for `rediss://`, PEM-encoded. Without a root, the system's roots are used.
 #[cfg(feature = "tls")]
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq)]
 pub(crate) struct Tls {
     pub root_cert: Option<Vec<u8>>,
     pub client_cert_and_key: Option<(Vec<u8>, Vec<u8>)>,
@@ -65,6 +66,35 @@ impl std::fmt::Debug for Tls {
             .field("root_cert", &self.root_cert.is_some())
             .field("client_cert", &self.client_cert_and_key.is_some())
             .finish()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Config");
+        d.field("store", &self.store)
+            .field("prefix", &self.prefix)
+            .field("default_ttl", &self.default_ttl)
+            .field("op_timeout", &self.op_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("hash_len", &self.hash_len)
+            .field("debug", &self.debug)
+            .field("strict", &self.strict)
+            .field("invalidate_retries", &self.invalidate_retries)
+            .field("scan_count", &self.scan_count)
+            .field("pool_size", &self.pool_size)
+            .field("leases", &self.leases)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("lease_wait", &self.lease_wait)
+            .field("breaker_threshold", &self.breaker_threshold)
+            .field("breaker_cooldown", &self.breaker_cooldown);
+        // A switch for the crate's own tests: shown only when someone turned it on.
+        if self.unchecked_lease_writes {
+            d.field("unchecked_lease_writes_for_tests", &true);
+        }
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls);
+        d.finish()
     }
 }
 
@@ -84,6 +114,7 @@ impl Config {
             connect_timeout: Duration::from_secs(1),
             hash_len: 16,
             debug: false,
+            strict: false,
             invalidate_retries: 3,
             scan_count: 1000,
             pool_size: 16,
@@ -185,14 +216,16 @@ impl Config {
     /// | `CACHE_URL` | the store, as in [`from_url`](Config::from_url) | the embedded store ([`memory`](Config::memory)) |
     /// | `CACHE_PREFIX` | [`prefix`](Config::prefix) | `cache` |
     /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Config::default_ttl), whole seconds | 300 |
-    /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`, in any case | off |
+    /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes` or `0`, `false`, `no`, in any case | off |
+    /// | `CACHE_STRICT` | [`strict`](Config::strict): the same words | off |
     ///
     /// Every other setting has its default.
     ///
     /// # Errors
     /// A malformed variable is an error rather than a silent fallback: a process that
     /// quietly cached in its own memory would miss other processes' invalidations. That
-    /// includes a `CACHE_DEBUG` that is none of the eight words above (`enabled`, `2`).
+    /// includes a `CACHE_DEBUG` or `CACHE_STRICT` that is none of the six words above
+    /// (`on`, `enabled`, `2`).
     pub fn from_env() -> Result<Config> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut config = match var("CACHE_URL") {
@@ -212,6 +245,9 @@ impl Config {
         }
         if let Some(debug) = var("CACHE_DEBUG") {
             config = config.debug(env_bool("CACHE_DEBUG", &debug)?);
+        }
+        if let Some(strict) = var("CACHE_STRICT") {
+            config = config.strict(env_bool("CACHE_STRICT", &strict)?);
         }
         Ok(config)
     }
@@ -257,6 +293,15 @@ impl Config {
     /// Debug logging for every cached function and invalidation on this cache.
     pub fn debug(mut self, on: bool) -> Config {
         self.debug = on;
+        self
+    }
+
+    /// Strict mode, for tests and development (off by default): a key that cannot be
+    /// rendered (a placeholder without a value, a dotted path to a field that is not there,
+    /// a value that does not serialize) panics with its message instead of being logged,
+    /// counted and answered around. Store faults stay fail-open either way.
+    pub fn strict(mut self, on: bool) -> Config {
+        self.strict = on;
         self
     }
 
@@ -389,11 +434,11 @@ impl Config {
     }
 }
 
-/// A boolean environment variable: `1/0`, `true/false`, `yes/no`, `on/off`, in any case;
-/// anything else is an error naming the variable and what it accepts.
+/// A boolean environment variable: `1/0`, `true/false`, `yes/no`, in any case; anything
+/// else is an error naming the variable and what it accepts.
 fn env_bool(name: &str, value: &str) -> Result<bool> {
-    const ON: [&str; 4] = ["1", "true", "yes", "on"];
-    const OFF: [&str; 4] = ["0", "false", "no", "off"];
+    const ON: [&str; 3] = ["1", "true", "yes"];
+    const OFF: [&str; 3] = ["0", "false", "no"];
     let v = value.trim();
     if ON.iter().any(|w| v.eq_ignore_ascii_case(w)) {
         Ok(true)
@@ -401,7 +446,7 @@ fn env_bool(name: &str, value: &str) -> Result<bool> {
         Ok(false)
     } else {
         Err(Error::config(format!(
-            "{name} `{value}` is not a boolean: use 1, true, yes or on, or 0, false, no or off (in any case)"
+            "{name} `{value}` is not a boolean: use 1, true or yes, or 0, false or no (in any case)"
         )))
     }
 }
@@ -465,20 +510,28 @@ mod tests {
 
     #[test]
     fn boolean_variables_accept_the_documented_words_only() {
-        for on in [
-            "1", "true", "TRUE", "True", "yes", "YES", "on", "On", " on ",
-        ] {
+        for on in ["1", "true", "TRUE", "True", "yes", "YES", " yes "] {
             assert!(env_bool("CACHE_DEBUG", on).unwrap(), "{on:?}");
         }
-        for off in ["0", "false", "FALSE", "no", "No", "off", "OFF"] {
+        for off in ["0", "false", "FALSE", "no", "No"] {
             assert!(!env_bool("CACHE_DEBUG", off).unwrap(), "{off:?}");
         }
-        for bad in ["2", "enabled", "y", "n", "onn", "t", "-1", "yes please"] {
+        for bad in [
+            "on",
+            "off",
+            "2",
+            "enabled",
+            "y",
+            "n",
+            "t",
+            "-1",
+            "yes please",
+        ] {
             let err = env_bool("CACHE_DEBUG", bad).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::Config);
             let text = err.to_string();
             assert!(text.contains("CACHE_DEBUG") && text.contains(bad), "{text}");
-            for word in ["1", "true", "yes", "on", "0", "false", "no", "off"] {
+            for word in ["1", "true", "yes", "0", "false", "no"] {
                 assert!(text.contains(word), "{text} does not name {word}");
             }
         }

@@ -201,6 +201,9 @@ impl<'a> Invalidate<'a> {
         for target in self.targets(cache, ctx) {
             let target = match target {
                 Ok(t) => t,
+                Err(e) if cache.config().strict => {
+                    panic!("cacheable (strict mode): {}", chain(&e));
+                }
                 Err(e) => {
                     failures.push(Self::failed(cache, "a pattern", 0, e));
                     continue;

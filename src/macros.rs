@@ -219,13 +219,23 @@ macro_rules! __ctx_value {
 /// # Keys and arguments
 ///
 /// Placeholders `<<name>>` and `<<name.field>>` name arguments; receivers and patterns are
-/// never part of a key. Every placeholder and `hash` entry is checked at compile time: one
-/// that names no argument is an error naming it, such as
+/// never part of a key. What is checked when:
 ///
-/// ```text
-/// error[E0080]: evaluation panicked: cache key placeholder `usr_id` names no argument of
-///               `get_user_profile`; its arguments: `db`, `user_id`
-/// ```
+/// - at compile time: the template's grammar (including what may follow a placeholder),
+///   glob syntax in a key, that every placeholder's root (`user` of `<<user.id>>`) and
+///   every `hash` entry names an argument, and a literal `ttl` of zero. A failure is an
+///   error naming the culprit, such as
+///
+///   ```text
+///   error[E0080]: evaluation panicked: cache key placeholder `usr_id` names no argument of
+///                 `get_user_profile`; its arguments: `db`, `user_id`
+///   ```
+/// - at run time, on every call: the fields of a dotted path (`id` of `<<user.id>>`), which
+///   are looked up in the argument's serde form, so a `#[serde(rename)]` counts. A typo
+///   there fails open: the body's value is returned, the fault counted in
+///   [`Stats::errors`](crate::Stats) and logged (once a second for that template), with a
+///   debug line for each call. With [`Config::strict`](crate::Config::strict) (tests,
+///   development) it panics with the message instead.
 ///
 /// Only the arguments a placeholder names are serialized, so the others (a pool, an axum
 /// `State`, a request, a generic repository) need not implement `Serialize`. An argument a

@@ -483,10 +483,17 @@ impl CacheManager {
     /// It also replaces a global cache that failed to build from the environment (a bad
     /// `CACHE_URL`): from then on, calls use this configuration.
     ///
+    /// Calling it again with an equal configuration does nothing and succeeds, so tests
+    /// may each call it; see also [`get_or_init`](Self::get_or_init).
+    ///
     /// # Errors
     /// An invalid configuration, or [`ErrorKind::AlreadyInitialized`] when the global cache
-    /// was set up already (by an earlier `init`, or from the environment by an earlier use).
+    /// was set up already with another configuration (by an earlier `init`, or from the
+    /// environment by an earlier use).
     pub fn init(config: Config) -> Result<()> {
+        if GLOBAL.get().is_some_and(|c| *c.config() == config) {
+            return Ok(());
+        }
         let cache = Cache::new(config)?;
         // Under the lock, so that a first use building from the environment cannot slip in
         // between.
@@ -494,7 +501,7 @@ impl CacheManager {
         GLOBAL.set(cache).map_err(|_| {
             Error::new(
                 ErrorKind::AlreadyInitialized,
-                "the global cache is set up already: call CacheManager::init once, before the first cached call",
+                "the global cache is set up already, with another configuration: call CacheManager::init once, before the first cached call (or CacheManager::get_or_init)",
             )
         })?;
         *failed = None;

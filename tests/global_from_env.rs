@@ -48,10 +48,16 @@ fn global_cache_comes_from_the_environment() {
             );
             return;
         }
-        Ok("debug_on") => {
-            // `on` means on (it used to mean off, silently).
+        Ok("debug_yes") => {
             let config = format!("{:?}", CacheManager::cache().unwrap().config());
             assert!(config.contains("debug: true"), "{config}");
+            return;
+        }
+        Ok("debug_on") => {
+            // `on` is not one of the documented words: an error, not a silent off.
+            let err = CacheManager::get::<i32>("k").unwrap_err();
+            assert_eq!(err.kind(), cacheable::ErrorKind::Config);
+            assert!(err.to_string().contains("CACHE_DEBUG `on`"), "{err}");
             return;
         }
         Ok("debug_bad") => {
@@ -70,6 +76,7 @@ fn global_cache_comes_from_the_environment() {
         ("memory", None, None),
         ("bad", Some("ftp://nowhere"), None),
         ("recover", Some("ftp://nowhere"), None),
+        ("debug_yes", None, Some("YES")),
         ("debug_on", None, Some("on")),
         ("debug_bad", None, Some("enabled")),
     ] {
