@@ -55,6 +55,14 @@ fi
 step "doctests"
 cargo test --all-features --doc
 
+step "without default features: the embedded store alone, no Redis client"
+cargo clippy --no-default-features --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-default-features --no-fail-fast -E 'not binary(ui)'
+else
+  cargo test --no-default-features --lib --tests --no-fail-fast
+fi
+
 step "quickstart example (embedded store)"
 env -u CACHE_URL RUST_LOG=warn cargo run -q --example quickstart >/dev/null
 echo "quickstart ran"

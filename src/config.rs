@@ -1,6 +1,7 @@
 //! Where the cache lives and how it behaves.
 
 use crate::error::{Error, Result};
+#[cfg(feature = "redis")]
 use crate::redact::SecretUrl;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ pub(crate) enum StoreConfig {
     /// The embedded in-process store, bounded to `max_entries`.
     Memory { max_entries: usize },
     /// One Redis server (`redis://`, `redis+unix://`, `unix://`). The URL shows masked.
+    #[cfg(feature = "redis")]
     Redis { url: SecretUrl },
 }
 
@@ -157,6 +159,7 @@ impl Config {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| Error::config(format!("cache URL `{shown}` has no scheme")))?;
+        #[cfg(feature = "redis")]
         let redis = || {
             redis::Client::open(url).map_err(|e| {
                 Error::with_source(
@@ -168,6 +171,12 @@ impl Config {
             Ok(Config::with_store(StoreConfig::Redis {
                 url: SecretUrl::new(url),
             }))
+        };
+        #[cfg(not(feature = "redis"))]
+        let redis = || {
+            Err(Error::config(format!(
+                "cache URL `{shown}`: this build has no Redis support: enable cacheable's `redis` feature (on by default)"
+            )))
         };
         match scheme {
             "memory" => {
@@ -490,10 +499,16 @@ mod tests {
             Config::from_url("memory://?max_entries=10").unwrap().store,
             StoreConfig::Memory { max_entries: 10 }
         );
+        #[cfg(feature = "redis")]
         assert!(matches!(
             Config::from_url("redis://127.0.0.1:6379/1").unwrap().store,
             StoreConfig::Redis { .. }
         ));
+        #[cfg(not(feature = "redis"))]
+        assert!(Config::from_url("redis://127.0.0.1:6379/1")
+            .unwrap_err()
+            .to_string()
+            .contains("`redis` feature"));
         for bad in [
             "ftp://x",
             "nothing",

@@ -105,6 +105,7 @@ impl Error {
         Error::new(ErrorKind::Config, message)
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn timeout(what: &str, after: std::time::Duration) -> Self {
         Error::new(
             ErrorKind::Timeout,
@@ -136,15 +137,30 @@ impl Error {
     /// True when the request certainly never reached the store: refused before sending
     /// (an open breaker) or by the connection itself.
     pub(crate) fn never_sent(&self) -> bool {
-        self.inner.kind == ErrorKind::Unavailable
-            || self
-                .redis_error()
-                .is_some_and(redis::RedisError::is_connection_refusal)
+        #[cfg(feature = "redis")]
+        let refused = self
+            .redis_error()
+            .is_some_and(redis::RedisError::is_connection_refusal);
+        #[cfg(not(feature = "redis"))]
+        let refused = false;
+        self.inner.kind == ErrorKind::Unavailable || refused
     }
 
     /// The Redis error underneath, if any (even when the chain skips it as a wrapper).
+    #[cfg(feature = "redis")]
     pub(crate) fn redis_error(&self) -> Option<&redis::RedisError> {
         self.inner.source.as_deref()?.downcast_ref()
+    }
+
+    /// A Redis client error as the crate reports it. Not a `From` impl: that would put the
+    /// `redis` crate's types, and its major version, in this crate's public API.
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_redis(e: redis::RedisError) -> Self {
+        if e.is_timeout() {
+            Error::with_source(ErrorKind::Timeout, "redis did not answer in time", e)
+        } else {
+            Error::with_source(ErrorKind::Store, "redis error", e)
+        }
     }
 }
 
@@ -184,28 +200,20 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<redis::RedisError> for Error {
-    fn from(e: redis::RedisError) -> Self {
-        if e.is_timeout() {
-            Error::with_source(ErrorKind::Timeout, "redis did not answer in time", e)
-        } else {
-            Error::with_source(ErrorKind::Store, "redis error", e)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A Redis fault as a refused connection gives one: a `RedisError` around an
     /// `io::Error`, both displaying the same text.
+    #[cfg(feature = "redis")]
     fn refused() -> Error {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        Error::from(redis::RedisError::from(io))
+        Error::from_redis(redis::RedisError::from(io))
     }
 
     #[test]
+    #[cfg(feature = "redis")]
     fn display_is_the_message_and_the_chain_shows_each_cause_once() {
         let e = refused();
         assert_eq!(e.to_string(), "redis error");

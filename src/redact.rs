@@ -151,11 +151,13 @@ fn is_secret_name(name: &str) -> bool {
 
 /// A URL that may hold a password: used as given, shown masked by `Debug` and `Display`.
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct SecretUrl {
     url: String,
     shown: String,
 }
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl SecretUrl {
     pub(crate) fn new(url: &str) -> SecretUrl {
         SecretUrl {

@@ -29,6 +29,7 @@ static RUNTIME: Lazy<Handle> = Lazy::new(|| {
 });
 
 /// The runtime's handle: enter it to build connections that live on it.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn handle() -> &'static Handle {
     &RUNTIME
 }

@@ -17,9 +17,15 @@ use support::RedisServer;
 /// The embedded store and a private Redis, each behind a cache with default lease settings.
 fn backends(prefix: &str) -> (RedisServer, Vec<(&'static str, Cache)>) {
     let server = RedisServer::start();
-    let redis = Cache::new(Config::from_url(&server.url()).unwrap().prefix(prefix)).unwrap();
     let memory = Cache::new(Config::memory().prefix(prefix)).unwrap();
-    (server, vec![("memory", memory), ("redis", redis)])
+    #[allow(unused_mut)]
+    let mut all = vec![("memory", memory)];
+    #[cfg(feature = "redis")]
+    all.push((
+        "redis",
+        Cache::new(Config::from_url(&server.url()).unwrap().prefix(prefix)).unwrap(),
+    ));
+    (server, all)
 }
 
 /// Counts computations running at once, and the most seen together.
@@ -166,6 +172,7 @@ async fn a_failing_async_computation_does_not_queue_its_waiting_callers() {
 /// Two caches on one server stand for two processes: their flights are apart, their leases
 /// shared. The waiters of the second are released when the first's holder fails.
 #[test]
+#[cfg(feature = "redis")]
 fn waiters_in_another_process_are_released_when_the_lease_holder_fails() {
     let server = RedisServer::start();
     let config = || Config::from_url(&server.url()).unwrap().prefix("xp");
@@ -463,6 +470,7 @@ fn async_calls_work_from_any_executor_and_runtime_flavour() {
 }
 
 #[test]
+#[cfg(feature = "redis")]
 fn async_calls_do_not_depend_on_the_runtime_that_made_the_first_one() {
     let server = RedisServer::start();
     let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("first")).unwrap();
@@ -496,6 +504,7 @@ fn async_calls_do_not_depend_on_the_runtime_that_made_the_first_one() {
 }
 
 #[test]
+#[cfg(feature = "redis")]
 fn caches_with_nested_prefixes_never_see_each_others_keys() {
     let server = RedisServer::start();
     let app = Cache::new(Config::from_url(&server.url()).unwrap().prefix("app")).unwrap();

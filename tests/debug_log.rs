@@ -1,4 +1,5 @@
 //! Debug mode prints the seed's lines, exactly, and only the placeholders that make the key.
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -5,7 +5,7 @@
 //! The global cache lives for the process, so one test runs every flow in turn on one
 //! server, emptying it between flows. A failing flow does not hide the others: all run,
 //! and the test reports each one that went wrong.
-
+#![cfg(feature = "redis")]
 // Each example brings its own copy of `examples/common`, as it does when built alone.
 #![allow(clippy::duplicate_mod)]
 

@@ -1,5 +1,6 @@
 //! The global manager: `init` once, then the builders and `CacheManager`'s manual
 //! operations use it. One test per binary, since the global lives for the process.
+#![cfg(feature = "redis")]
 
 mod support;
 

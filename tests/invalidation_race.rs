@@ -1,6 +1,7 @@
 //! No stale value after an invalidation: writers update a source and invalidate while
 //! readers call the cached function; after each round, a read returns the current source.
 //! The same test with the compare-and-set switched off finds stale values, so it can fail.
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Leases over a computation's life: kept alive while it runs, given back when it is
 //! abandoned; followers bounded in time and never handed a value older than an
 //! invalidation they came after.
+#![cfg(feature = "redis")]
 
 mod support;
 

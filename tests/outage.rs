@@ -1,6 +1,7 @@
 //! Fail-open behaviour: with the private server killed or frozen, cached functions keep
 //! answering from the closure within the operation timeout, count the faults, and cache
 //! again once the server is back, on the same `Cache`.
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Pattern deletes that span many `SCAN` pages, sync and async: each page's `UNLINK` is
 //! pipelined with the next page's `SCAN`, and every matching key still goes, and only those.
+#![cfg(feature = "redis")]
 
 mod support;
 

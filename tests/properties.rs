@@ -1,5 +1,6 @@
 //! Generated values against the real server's `SCAN MATCH`: escaping never widens a
 //! pattern, rendering is injective, and the embedded store matches globs as Redis does.
+#![cfg(feature = "redis")]
 
 mod support;
 

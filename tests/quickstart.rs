@@ -1,4 +1,5 @@
 //! The seed README's Quick Start 1 to 4, in Rust, on a private Redis.
+#![cfg(feature = "redis")]
 
 mod support;
 

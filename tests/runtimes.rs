@@ -1,5 +1,6 @@
 //! One cache used from one runtime after another: the async connection follows the caller
 //! rather than failing once the runtime that first drove it is gone.
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Passwords in cache URLs never leave the process as text: not in `Debug` of a config or a
 //! cache, not in any error's `Display`, `Debug` or source chain, not in any log record. And
 //! error chains print each cause once.
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Stampede protection: concurrent callers of one cold key share one computation, in a
 //! process (single-flight) and across processes (a lease in the key).
+#![cfg(feature = "redis")]
 
 mod support;
 

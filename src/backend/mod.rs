@@ -7,6 +7,7 @@
 //! without boxing futures on the hot path.
 
 pub(crate) mod memory;
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
 
 use crate::config::{Config, StoreConfig};
@@ -161,6 +162,7 @@ pub(crate) trait Store: Send + Sync {
 pub(crate) enum Backend {
     Memory(memory::MemoryStore),
     // Boxed: a Redis store is large, and one of these lives per `Cache` behind an `Arc`.
+    #[cfg(feature = "redis")]
     Redis(Box<redis::RedisStore>),
 }
 
@@ -170,6 +172,7 @@ impl Backend {
             StoreConfig::Memory { max_entries } => {
                 Backend::Memory(memory::MemoryStore::new(*max_entries))
             }
+            #[cfg(feature = "redis")]
             StoreConfig::Redis { url } => {
                 Backend::Redis(Box::new(redis::RedisStore::new(url, config)?))
             }
@@ -179,6 +182,7 @@ impl Backend {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Backend::Memory(_) => "memory",
+            #[cfg(feature = "redis")]
             Backend::Redis(_) => "redis",
         }
     }
@@ -191,6 +195,7 @@ macro_rules! dispatch {
             pub(crate) async fn $name(&self $(, $arg: $ty)*) -> $ret {
                 match self {
                     Backend::Memory(s) => s.$name($($arg),*).await,
+                    #[cfg(feature = "redis")]
                     Backend::Redis(s) => s.$name($($arg),*).await,
                 }
             }

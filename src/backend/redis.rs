@@ -159,13 +159,16 @@ impl RedisStore {
                 let started = Instant::now();
                 let con = self
                     .client
-                    .get_connection_with_timeout(self.connect_timeout.min(self.op_timeout))?;
+                    .get_connection_with_timeout(self.connect_timeout.min(self.op_timeout))
+                    .map_err(Error::from_redis)?;
                 let left = self
                     .op_timeout
                     .saturating_sub(started.elapsed())
                     .max(Duration::from_millis(1));
-                con.set_read_timeout(Some(left))?;
-                con.set_write_timeout(Some(left))?;
+                con.set_read_timeout(Some(left))
+                    .map_err(Error::from_redis)?;
+                con.set_write_timeout(Some(left))
+                    .map_err(Error::from_redis)?;
                 (con, true)
             }
         };
@@ -184,7 +187,7 @@ impl RedisStore {
                 if e.is_io_error() || e.is_unrecoverable_error() || e.is_timeout() {
                     self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 }
-                Err(e.into())
+                Err(Error::from_redis(e))
             }
         }
     }
@@ -204,7 +207,7 @@ impl RedisStore {
                 ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             })
             .cloned()
-            .map_err(Error::from)
+            .map_err(Error::from_redis)
     }
 
     /// Sends one request in `mode`: blocking on a pooled connection, or on the async
@@ -236,7 +239,7 @@ impl RedisStore {
                     tokio::time::timeout(op_timeout, attempts).await
                 });
                 match task.await {
-                    Ok(Ok(result)) => result.map_err(Error::from),
+                    Ok(Ok(result)) => result.map_err(Error::from_redis),
                     Ok(Err(_elapsed)) => Err(Error::timeout("redis request", op_timeout)),
                     Err(e) => Err(Error::with_source(
                         ErrorKind::Store,
