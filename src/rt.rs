@@ -1,20 +1,29 @@
 //! The crate's own IO runtime: one thread running a current-thread tokio runtime, on which
-//! every async Redis connection lives and every async timer runs.
+//! every async Redis connection's driver lives and every async timer fires.
 //!
-//! Callers only ever await [`JoinHandle`](tokio::task::JoinHandle)s and `Notify`s, which
-//! any executor can poll: so `run_async` works under any tokio runtime flavour (with or
+//! Callers only ever await channel replies, `Notify`s and [`Deadline`]s, which any
+//! executor can poll: so `run_async` works under any tokio runtime flavour (with or
 //! without its IO and time drivers), under another executor, and never depends on which
-//! runtime made the first call or whether that runtime is still alive.
+//! runtime made the first call or whether that runtime is still alive. A request costs no
+//! task of its own: the caller hands it to the connection's driver and waits for the reply
+//! on a timer it registered here.
 
 use once_cell::sync::Lazy;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
-static RUNTIME: Lazy<Handle> = Lazy::new(|| {
+struct Runtime {
+    handle: Handle,
+    timers: Timers,
+}
+
+static RUNTIME: Lazy<Runtime> = Lazy::new(|| {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("cacheable-io")
@@ -23,73 +32,193 @@ static RUNTIME: Lazy<Handle> = Lazy::new(|| {
     let handle = runtime.handle().clone();
     std::thread::Builder::new()
         .name("cacheable-io".into())
-        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .spawn(move || runtime.block_on(fire_timers()))
         .expect("spawn the cacheable IO thread");
-    handle
+    Runtime {
+        handle,
+        timers: Timers::default(),
+    }
 });
 
-/// The runtime's handle: enter it to build connections that live on it.
+/// The runtime's handle: enter it, or spawn on it, to build connections that live on it.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn handle() -> &'static Handle {
-    &RUNTIME
-}
-
-/// Runs `fut` on the crate's runtime; the handle can be awaited from anywhere.
-pub(crate) fn spawn<F>(fut: F) -> JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    RUNTIME.spawn(fut)
+    &RUNTIME.handle
 }
 
 /// Sleeps for `d` without needing a timer in the caller's runtime.
-pub(crate) async fn sleep(d: Duration) {
-    // A handle whose task ended (or was cancelled at shutdown) has slept long enough.
-    let _ = spawn(tokio::time::sleep(d)).await;
+pub(crate) fn sleep(d: Duration) -> Deadline {
+    Deadline::after(d)
 }
 
 /// `fut`, or `None` once `d` has passed, without needing a timer in the caller's runtime.
-pub(crate) fn timeout<F: Future>(d: Duration, fut: F) -> Timeout<F> {
-    Timeout {
-        fut: Box::pin(fut),
-        after: d,
-        timer: None,
-    }
-}
-
-/// The future of [`timeout`].
-pub(crate) struct Timeout<F> {
-    // Boxed, so that the future needs no pinning of its own: a timeout is a slow path.
-    fut: Pin<Box<F>>,
-    after: Duration,
-    /// Started on the first poll that found `fut` pending.
-    timer: Option<JoinHandle<()>>,
-}
-
-impl<F: Future> Future for Timeout<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Poll::Ready(out) = this.fut.as_mut().poll(cx) {
+pub(crate) async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut deadline = Deadline::after(d);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        let after = this.after;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| spawn(tokio::time::sleep(after)));
-        match Pin::new(timer).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(None),
+        match Pin::new(&mut deadline).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Every pending deadline, in a slab: registering and dropping one is a short lock, and the
+/// timer task on the IO thread sleeps until the earliest of them.
+#[derive(Default)]
+struct Timers {
+    slab: Mutex<Slab>,
+    /// The instant the timer task sleeps until, in nanoseconds since `epoch`; `u64::MAX`
+    /// when it waits for a first deadline.
+    target: AtomicU64,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+}
+
+struct Entry {
+    at: Instant,
+    waker: Option<Waker>,
+    fired: bool,
+}
+
+static EPOCH: Lazy<Instant> = Lazy::new(Instant::now);
+
+fn nanos(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(u64::MAX - 1)
+}
+
+/// A point in time to wait for; registered with the IO thread's timer task on its first
+/// pending poll, and withdrawn when dropped.
+pub(crate) struct Deadline {
+    at: Instant,
+    slot: Option<usize>,
+}
+
+impl Deadline {
+    pub(crate) fn after(d: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + d,
+            slot: None,
         }
     }
 }
 
-impl<F> Drop for Timeout<F> {
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if Instant::now() >= this.at {
+            return Poll::Ready(());
+        }
+        let timers = &RUNTIME.timers;
+        let mut slab = timers.slab.lock().unwrap_or_else(|e| e.into_inner());
+        match this.slot {
+            Some(i) => {
+                let entry = slab.entries[i].as_mut().expect("a registered deadline");
+                if entry.fired {
+                    return Poll::Ready(());
+                }
+                if !entry
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    entry.waker = Some(cx.waker().clone());
+                }
+            }
+            None => {
+                let entry = Entry {
+                    at: this.at,
+                    waker: Some(cx.waker().clone()),
+                    fired: false,
+                };
+                let i = match slab.free.pop() {
+                    Some(i) => {
+                        slab.entries[i] = Some(entry);
+                        i
+                    }
+                    None => {
+                        slab.entries.push(Some(entry));
+                        slab.entries.len() - 1
+                    }
+                };
+                this.slot = Some(i);
+                drop(slab);
+                // Wake the timer task only when this deadline comes before the one it
+                // sleeps until: most deadlines (operation timeouts) come after.
+                if nanos(this.at) < timers.target.load(Ordering::Acquire) {
+                    timers.wake.notify_one();
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Deadline {
     fn drop(&mut self) {
-        if let Some(timer) = &self.timer {
-            timer.abort();
+        if let Some(i) = self.slot {
+            let mut slab = RUNTIME
+                .timers
+                .slab
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            slab.entries[i] = None;
+            slab.free.push(i);
+        }
+    }
+}
+
+/// The timer task: fires due deadlines, then sleeps until the next one or a new earlier one.
+async fn fire_timers() {
+    // The first call blocks until `RUNTIME` (whose initializer spawned this thread) is set.
+    let timers = &RUNTIME.timers;
+    loop {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        {
+            let mut slab = timers.slab.lock().unwrap_or_else(|e| e.into_inner());
+            for entry in slab.entries.iter_mut().flatten() {
+                if entry.fired {
+                    continue;
+                }
+                if entry.at <= now {
+                    entry.fired = true;
+                    if let Some(w) = entry.waker.take() {
+                        w.wake();
+                    }
+                } else if next.is_none_or(|n| entry.at < n) {
+                    next = Some(entry.at);
+                }
+            }
+            timers
+                .target
+                .store(next.map_or(u64::MAX, nanos), Ordering::Release);
+        }
+        let mut woken = std::pin::pin!(timers.wake.notified());
+        match next {
+            Some(at) => {
+                let mut sleep = std::pin::pin!(tokio::time::sleep_until(at.into()));
+                std::future::poll_fn(|cx| {
+                    if sleep.as_mut().poll(cx).is_ready() || woken.as_mut().poll(cx).is_ready() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+            }
+            None => woken.await,
         }
     }
 }

@@ -1,14 +1,15 @@
-//! One Redis server: async through a reconnecting `ConnectionManager` that lives on the
-//! crate's own IO thread, sync through a small pool of blocking connections; every round
-//! trip bounded by the operation timeout.
+//! One Redis server: async through one multiplexed connection whose driver lives on the
+//! crate's own IO thread (callers send on it from any executor, and it is rebuilt when it
+//! breaks), sync through a small pool of blocking connections; every round trip bounded by
+//! the operation timeout.
 
 use super::{KeyTtl, Mode, Store};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::redact::SecretUrl;
 use once_cell::sync::Lazy;
-use once_cell::sync::OnceCell;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Script};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) struct RedisStore {
     client: redis::Client,
-    manager: OnceCell<ConnectionManager>,
+    async_con: AsyncConn,
     pool: Mutex<Vec<redis::Connection>>,
     pool_size: usize,
     op_timeout: Duration,
@@ -127,7 +128,7 @@ impl RedisStore {
         let client = redis::Client::open(info).map_err(invalid)?;
         Ok(RedisStore {
             client,
-            manager: OnceCell::new(),
+            async_con: AsyncConn::default(),
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
             op_timeout: config.op_timeout,
@@ -192,22 +193,39 @@ impl RedisStore {
         }
     }
 
-    /// The async connection, built on first use on the crate's IO runtime, which drives it
-    /// whichever runtime or executor the callers use.
-    fn manager(&self) -> Result<ConnectionManager> {
-        self.manager
-            .get_or_try_init(|| {
-                let _on_io_runtime = crate::rt::handle().enter();
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.connect_timeout))
-                    .set_response_timeout(Some(self.op_timeout))
-                    .set_number_of_retries(2)
-                    .set_min_delay(Duration::from_millis(10))
-                    .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .cloned()
-            .map_err(Error::from_redis)
+    /// The async connection, built on first use (and after it broke) on the crate's IO
+    /// runtime, which drives it whichever runtime or executor the callers use.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
+        if let Some(con) = self.async_con.current() {
+            return Ok(con);
+        }
+        // One caller connects; the others wait for its connection.
+        let _connecting = self.async_con.connecting.lock().await;
+        if let Some(con) = self.async_con.current() {
+            return Ok(con);
+        }
+        let client = self.client.clone();
+        // No response timeout of redis-rs's own: it would need a timer in the caller's
+        // runtime. The caller bounds each request with the crate's own timer instead.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        let connecting = crate::rt::handle().spawn(async move {
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        });
+        let con = connecting
+            .await
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Store,
+                    "the cacheable IO runtime dropped a connection attempt",
+                    e,
+                )
+            })?
+            .map_err(Error::from_redis)?;
+        Ok(self.async_con.install(con))
     }
 
     /// Sends one request in `mode`: blocking on a pooled connection, or on the async
@@ -227,25 +245,20 @@ impl RedisStore {
         match mode {
             Mode::Blocking => self.with_conn(|con| req.query(con)),
             Mode::Async => {
-                let mut con = self.manager()?;
-                let op_timeout = self.op_timeout;
-                let task = crate::rt::spawn(async move {
-                    let attempts = async {
-                        match req.query_async(&mut con).await {
-                            Err(e) if dropped(&e) => req.query_async(&mut con).await,
-                            other => other,
+                let attempts = async {
+                    let (generation, mut con) = self.connection().await?;
+                    match req.query_async(&mut con).await {
+                        Err(e) if dropped(&e) => {
+                            self.async_con.broken(generation);
+                            let (_, mut con) = self.connection().await?;
+                            req.query_async(&mut con).await.map_err(Error::from_redis)
                         }
-                    };
-                    tokio::time::timeout(op_timeout, attempts).await
-                });
-                match task.await {
-                    Ok(Ok(result)) => result.map_err(Error::from_redis),
-                    Ok(Err(_elapsed)) => Err(Error::timeout("redis request", op_timeout)),
-                    Err(e) => Err(Error::with_source(
-                        ErrorKind::Store,
-                        "the cacheable IO runtime dropped the request",
-                        e,
-                    )),
+                        other => other.map_err(Error::from_redis),
+                    }
+                };
+                match crate::rt::timeout(self.op_timeout, attempts).await {
+                    Some(result) => result,
+                    None => Err(Error::timeout("redis request", self.op_timeout)),
                 }
             }
         }
@@ -287,11 +300,43 @@ impl RedisStore {
     }
 }
 
-/// The async connection was lost (the runtime that drove it ended, or the server
-/// restarted): the manager reconnects, and one retry on the new connection, within the same
-/// operation timeout, saves the call. Every command here is safe to repeat.
+/// The async connection was lost (the server restarted, or closed it): it is rebuilt, and
+/// one retry on the new connection, within the same operation timeout, saves the call.
+/// Every command here is safe to repeat.
 fn dropped(e: &redis::RedisError) -> bool {
     e.is_unrecoverable_error() || e.is_io_error()
+}
+
+/// The async connection and its generation: a caller that saw it fail drops it only if no
+/// other caller replaced it meanwhile.
+#[derive(Default)]
+struct AsyncConn {
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// Held by the one caller that connects.
+    connecting: tokio::sync::Mutex<()>,
+    generations: AtomicU64,
+}
+
+impl AsyncConn {
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn install(&self, con: MultiplexedConnection) -> (u64, MultiplexedConnection) {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, con.clone()));
+        (generation, con)
+    }
+
+    fn broken(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *current = None;
+        }
+    }
 }
 
 /// One round trip's worth of work, owned, so that it can run on the crate's IO thread.
@@ -318,7 +363,7 @@ impl Request {
 
     async fn query_async<T: FromRedisValue>(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut MultiplexedConnection,
     ) -> redis::RedisResult<T> {
         match self {
             Request::Cmd(cmd) => cmd.query_async(con).await,
