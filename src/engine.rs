@@ -34,7 +34,6 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Longest pause between two looks at a leased key.
@@ -203,20 +202,6 @@ fn core_id(core: &Core) -> usize {
 fn in_computation(core: &Core, key: &str) -> bool {
     let id = core_id(core);
     COMPUTING.with(|c| c.borrow().iter().any(|(c, k)| *c == id && k == key))
-}
-
-/// Polls `fut` with `key` marked as being computed, for the length of each poll: a cached
-/// call awaited inside it sees the mark.
-async fn scoped<F: Future>(core: &Core, key: &str, fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        let _computing = Computing::enter(core, key);
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(out) => Poll::Ready(out),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
 }
 
 impl LeaseHost for Core {
@@ -736,13 +721,23 @@ where
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
-            Begin::Lead(ticket) => {
-                let out = scoped(core, &call.key, compute()).await;
-                core.finish(Mode::Async, call, ticket, Outcome::of(&out))
-                    .await?;
+            begun => {
+                // Polled with the key marked as being computed, for the length of each poll,
+                // so that a cached call awaited inside it sees the mark. A `poll_fn` here
+                // rather than an `async fn` of its own: one state machine fewer for each
+                // cached function to compile.
+                let mut fut = std::pin::pin!(compute());
+                let out = std::future::poll_fn(|cx| {
+                    let _computing = Computing::enter(core, &call.key);
+                    fut.as_mut().poll(cx)
+                })
+                .await;
+                if let Begin::Lead(ticket) = begun {
+                    core.finish(Mode::Async, call, ticket, Outcome::of(&out))
+                        .await?;
+                }
                 return Ok(out);
             }
-            Begin::Alone => return Ok(scoped(core, &call.key, compute()).await),
         }
     }
 }

@@ -380,18 +380,19 @@ impl TryPath {
     }
 
     /// [`Cacheable::try_run_async`].
-    pub async fn cache_async<T, E, F, Fut>(
+    // Not an `async fn`: the builder's future itself, with no state machine of its own.
+    pub fn cache_async<'a, T, E, F, Fut>(
         self,
-        b: Cacheable<'_>,
+        b: Cacheable<'a>,
         ctx: Context,
         f: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        b.try_run_async(ctx, f).await
+        b.try_run_async(ctx, f)
     }
 
     /// [`Invalidate::try_run`].
@@ -403,17 +404,18 @@ impl TryPath {
     }
 
     /// [`Invalidate::try_run_async`].
-    pub async fn invalidate_async<T, E, F, Fut>(
+    // Not an `async fn`: the builder's future itself, with no state machine of its own.
+    pub fn invalidate_async<'a, T, E, F, Fut>(
         self,
-        i: Invalidate<'_>,
+        i: Invalidate<'a>,
         ctx: Context,
         f: F,
-    ) -> Result<T, E>
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        i.try_run_async(ctx, f).await
+        i.try_run_async(ctx, f)
     }
 }
 
@@ -428,13 +430,19 @@ impl PlainPath {
     }
 
     /// [`Cacheable::run_async`].
-    pub async fn cache_async<T, F, Fut>(self, b: Cacheable<'_>, ctx: Context, f: F) -> T
+    // Not an `async fn`: the builder's future itself, with no state machine of its own.
+    pub fn cache_async<'a, T, F, Fut>(
+        self,
+        b: Cacheable<'a>,
+        ctx: Context,
+        f: F,
+    ) -> impl Future<Output = T> + use<'a, T, F, Fut>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        b.run_async(ctx, f).await
+        b.run_async(ctx, f)
     }
 
     /// [`Invalidate::run`].
@@ -446,12 +454,18 @@ impl PlainPath {
     }
 
     /// [`Invalidate::run_async`].
-    pub async fn invalidate_async<T, F, Fut>(self, i: Invalidate<'_>, ctx: Context, f: F) -> T
+    // Not an `async fn`: the builder's future itself, with no state machine of its own.
+    pub fn invalidate_async<'a, T, F, Fut>(
+        self,
+        i: Invalidate<'a>,
+        ctx: Context,
+        f: F,
+    ) -> impl Future<Output = T> + use<'a, T, F, Fut>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        i.run_async(ctx, f).await
+        i.run_async(ctx, f)
     }
 }
 
