@@ -6,6 +6,7 @@
 #   REPO   the `cacheable` checkout to measure (default: the repository this script is in);
 #          e.g. `scripts/bench-compile.sh /work/some-old-checkout` measures an older version
 #          with this same script. Its Cargo.lock is the one every generated crate starts from.
+#          A copy of it is measured, taken when the script starts.
 # Environment:
 #   RUNS=5              timed runs of each measurement (the median is reported)
 #   CARGO_BUILD_JOBS=2  cargo's `-j`
@@ -59,6 +60,16 @@ else
   trap 'rm -rf "$work"' EXIT
 fi
 [[ -f "$root/Cargo.lock" ]] || { echo "no Cargo.lock in $root" >&2; exit 1; }
+
+# The measured sources are a copy taken now (without target/ and .git), so that commits or
+# edits landing in REPO during the run neither mix versions nor trigger a timed rebuild of
+# the dependency. Uncommitted changes in REPO are part of the copy.
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "not a git checkout")
+dirty=""
+[[ -n "$(git -C "$root" status --porcelain 2>/dev/null || true)" ]] && dirty=" (with uncommitted changes)"
+repo="$work/cacheable"
+mkdir -p "$repo"
+tar -C "$root" --exclude=./target --exclude=./.git -cf - . | tar -C "$repo" -xf -
 
 if ! cargo llvm-lines --version >/dev/null 2>&1; then
   echo "installing cargo-llvm-lines from crates.io" >&2
@@ -128,7 +139,7 @@ make_crate() { # variant, n
   local name="bench-$1-$2" dep
   local dir="$work/$name"
   case $1 in
-    cacheable) dep="cacheable = { path = \"$root\" }" ;;
+    cacheable) dep="cacheable = { path = \"$repo\" }" ;;
     cached) dep='cached = { version = "4.1", features = ["redis_tokio", "async"] }' ;;
   esac
   mkdir -p "$dir/src"
@@ -146,7 +157,7 @@ serde = { version = "1", features = ["derive"] }
 [workspace]
 TOML
   "gen_$1" "$2" >"$dir/src/lib.rs"
-  cp "$root/Cargo.lock" "$dir/Cargo.lock"
+  cp "$repo/Cargo.lock" "$dir/Cargo.lock"
 }
 
 crates=()
@@ -258,14 +269,12 @@ measures=(touch-wall touch-cpu full-wall full-cpu expanded llvm)
 labels=("touch-and-rebuild, wall ms" "touch-and-rebuild, CPU ms" "full recompile, wall ms"
   "full recompile, CPU ms" "expanded lines" "LLVM IR lines")
 
-rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "not a git checkout")
-dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
 echo
 echo "# bench-compile: compile cost per cached function, cacheable vs cached"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "rustc:     $(rustc --version)"
 echo "cacheable: $root @ $rev$dirty"
-echo "cached:    $(awk '/^name = "cached"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$root/Cargo.lock") (redis_tokio, async)"
+echo "cached:    $(awk '/^name = "cached"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$repo/Cargo.lock") (redis_tokio, async)"
 echo "machine:   $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); -j $jobs; median of $runs runs"
 echo
 echo "Per crate (times in s: wall/CPU):"
