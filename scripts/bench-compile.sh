@@ -46,6 +46,7 @@
 # Per-function figures are (N=200 − N=10) / 190: the crate's fixed costs (loading its deps'
 # metadata, writing the rlib, the `Query`/`Item` derives) cancel out.
 set -euo pipefail
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
 here="$(cd "$(dirname "$0")/.." && pwd)"
 root="$(cd "${1:-$here}" && pwd)"
 runs="${RUNS:-5}"
@@ -271,7 +272,7 @@ labels=("touch-and-rebuild, wall ms" "touch-and-rebuild, CPU ms" "full recompile
 
 echo
 echo "# bench-compile: compile cost per cached function, cacheable vs cached"
-echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "date:      $started to $(date -u '+%H:%M UTC')"
 echo "rustc:     $(rustc --version)"
 echo "cacheable: $root @ $rev$dirty"
 echo "cached:    $(awk '/^name = "cached"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$repo/Cargo.lock") (redis_tokio, async)"
