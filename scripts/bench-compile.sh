@@ -31,9 +31,10 @@
 #
 # Measurements, all with `-j $CARGO_BUILD_JOBS` and the dev profile, dependencies built
 # before any clock starts (and `cargo fetch` before that: no download is timed):
-#   touch        `touch src/lib.rs && cargo build`, incremental: the edit-compile loop.
-#   full         `cargo clean -p <crate> && CARGO_INCREMENTAL=0 cargo build`: the crate
-#                recompiled from nothing, as in CI and release builds (deps stay built).
+#   touch        `touch src/lib.rs`, then the timed `cargo build`, incremental: the
+#                edit-compile loop.
+#   full         `cargo clean -p <crate>`, then the timed `CARGO_INCREMENTAL=0 cargo build`:
+#                the crate recompiled from nothing, as in CI and release builds (deps stay).
 #   expanded     lines of `RUSTC_BOOTSTRAP=1 cargo rustc -- -Zunpretty=expanded`.
 #   llvm-ir      `cargo llvm-lines` total (installed from crates.io if missing).
 # Wall time is the figure; CPU time (user + system of cargo and every rustc it runs) is
