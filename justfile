@@ -12,6 +12,12 @@ quickstart:
 bench:
     cargo bench
 
+# Compile cost per cached function against `cached` (generated crates of 10 and 200
+# functions: touch-and-rebuild, full recompile, expanded and LLVM IR lines); REPO defaults
+# to this checkout.
+bench-compile *REPO:
+    bash scripts/bench-compile.sh {{REPO}}
+
 fmt:
     cargo fmt --all
 
