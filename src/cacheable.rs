@@ -1,5 +1,6 @@
 //! The [`Cacheable`] builder: cache one computation's result under a rendered key.
 
+use crate::codec::CacheValue;
 use crate::config::IntoTtl;
 use crate::context::Context;
 use crate::engine::{read_through, read_through_async, Call};
@@ -8,8 +9,6 @@ use crate::manager::{Cache, CacheManager};
 use crate::report::{debug_enabled, debug_line, Throttle};
 use crate::template::{RenderOptions, StaticTemplate, Template};
 use once_cell::sync::Lazy;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -239,7 +238,7 @@ impl<'a> Cacheable<'a> {
     /// Concurrent callers of one key share one computation (see [`Config::leases`](crate::Config::leases)).
     pub fn run<T, F>(self, ctx: Context, compute: F) -> T
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> T,
     {
         match self.try_run(ctx, || Ok::<T, Infallible>(compute())) {
@@ -252,7 +251,7 @@ impl<'a> Cacheable<'a> {
     /// cached.
     pub fn try_run<T, E, F>(self, ctx: Context, compute: F) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> Result<T, E>,
     {
         let Some((cache, call)) = self.plan(&ctx) else {
@@ -269,7 +268,7 @@ impl<'a> Cacheable<'a> {
     /// own IO thread, and the caller awaits their handles.
     pub async fn run_async<T, F, Fut>(self, ctx: Context, compute: F) -> T
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
@@ -285,7 +284,7 @@ impl<'a> Cacheable<'a> {
     /// Async twin of [`try_run`](Self::try_run).
     pub async fn try_run_async<T, E, F, Fut>(self, ctx: Context, compute: F) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {

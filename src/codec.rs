@@ -10,6 +10,13 @@ use serde::de::DeserializeOwned;
 use serde::ser::{self, Serialize};
 use std::fmt;
 
+/// What a cached value must be: stored as JSON (`Serialize + DeserializeOwned`), and kept
+/// decoded in process memory by the near cache and the embedded store, where a hit costs a
+/// clone (`Clone + Send + Sync + 'static`). Implemented for every such type.
+pub trait CacheValue: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> CacheValue for T {}
+
 /// The JSON text of `value`, or an error when it would not read back equal.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     if let Err(Lossy(why)) = value.serialize(Lossless) {

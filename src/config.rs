@@ -39,6 +39,8 @@ pub struct Config {
     pub(crate) hash_len: usize,
     pub(crate) debug: bool,
     pub(crate) strict: bool,
+    pub(crate) near_cache: Option<u64>,
+    pub(crate) near_ignores_invalidations: bool,
     pub(crate) invalidate_retries: u32,
     pub(crate) scan_count: usize,
     pub(crate) pool_size: usize,
@@ -82,6 +84,7 @@ impl std::fmt::Debug for Config {
             .field("hash_len", &self.hash_len)
             .field("debug", &self.debug)
             .field("strict", &self.strict)
+            .field("near_cache", &self.near_cache)
             .field("invalidate_retries", &self.invalidate_retries)
             .field("scan_count", &self.scan_count)
             .field("pool_size", &self.pool_size)
@@ -93,6 +96,9 @@ impl std::fmt::Debug for Config {
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
             d.field("unchecked_lease_writes_for_tests", &true);
+        }
+        if self.near_ignores_invalidations {
+            d.field("near_cache_ignores_invalidations_for_tests", &true);
         }
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
@@ -117,6 +123,8 @@ impl Config {
             hash_len: 16,
             debug: false,
             strict: false,
+            near_cache: None,
+            near_ignores_invalidations: false,
             invalidate_retries: 3,
             scan_count: 1000,
             pool_size: 16,
@@ -314,6 +322,19 @@ impl Config {
         self
     }
 
+    /// A near cache of at most `max_entries` decoded values in this process, in front of
+    /// Redis (off by default): a hit costs a clone, no round trip and no JSON decode. Redis
+    /// keeps it correct: a connection of its own tracks every key under the prefix
+    /// (`CLIENT TRACKING … BCAST`, Redis 6+), and any change of a key, by any process or
+    /// client (a write, a deletion, an expiry, an eviction, a flush), evicts it here; a
+    /// lost tracking connection drops every entry, and the near cache is bypassed until
+    /// tracking is back. An entry never outlives the key's TTL in Redis. The embedded store
+    /// always keeps its values decoded this way; this setting does not change it.
+    pub fn near_cache(mut self, max_entries: u64) -> Config {
+        self.near_cache = Some(max_entries.max(1));
+        self
+    }
+
     /// How many times a failed invalidation is retried before it is reported; 3 by default.
     pub fn invalidate_retries(mut self, retries: u32) -> Config {
         self.invalidate_retries = retries;
@@ -401,6 +422,14 @@ impl Config {
     #[doc(hidden)]
     pub fn unchecked_lease_writes_for_tests(mut self, on: bool) -> Config {
         self.unchecked_lease_writes = on;
+        self
+    }
+
+    /// Not public API: makes the near cache ignore Redis's invalidation messages, so that
+    /// tests can show the stale values that they prevent.
+    #[doc(hidden)]
+    pub fn near_cache_ignores_invalidations_for_tests(mut self, on: bool) -> Config {
+        self.near_ignores_invalidations = on;
         self
     }
 

@@ -22,14 +22,14 @@
 
 use crate::backend::{block_on, failed_marker, Backend, Mode, Stored, FAILED_TTL, LEASE_PREFIX};
 use crate::codec;
+use crate::codec::CacheValue;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::flight::{Done, Flights, Leader, Role, SharedValue};
 use crate::lease::{Host, LeaseGuard, LeaseHost, Pending};
+use crate::near::NearCache;
 use crate::report::{chain, debug_line, format_ttl, Throttle};
 use crate::stats::Counters;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +49,8 @@ pub(crate) struct Core {
     pub(crate) backend: Backend,
     pub(crate) counters: Counters,
     pub(crate) flights: Flights,
+    /// Decoded values in process memory, kept correct by invalidations.
+    pub(crate) near: Option<Arc<NearCache>>,
     /// Faults met on fail-open paths: a line a second per key template and kind.
     faults: Throttle,
     /// Unstorable values and recursions: a line a minute per key template.
@@ -97,8 +99,9 @@ pub(crate) enum Source {
 
 /// What the caller does next.
 pub(crate) enum Begin<'c> {
-    /// Decode these bytes (and report them with [`Core::undecodable`] if they don't).
-    Hit(Vec<u8>, Source),
+    /// Decode these bytes (and report them with [`Core::undecodable`] if they don't); the
+    /// key has this long left in the store, when known.
+    Hit(Vec<u8>, Source, Option<Duration>),
     /// Compute, then hand the outcome to [`Core::finish`].
     Lead(Ticket<'c>),
     /// Compute, and store nothing.
@@ -127,7 +130,7 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn of<T: Serialize + DeserializeOwned, E>(out: &Result<T, E>) -> Outcome {
+    pub(crate) fn of<T: CacheValue, E>(out: &Result<T, E>) -> Outcome {
         match out {
             Ok(v) => match codec::encode_checked(v) {
                 Ok(bytes) => Outcome::Value(bytes),
@@ -216,12 +219,13 @@ impl LeaseHost for Core {
 }
 
 impl Core {
-    pub(crate) fn new(config: Config, backend: Backend) -> Core {
+    pub(crate) fn new(config: Config, backend: Backend, near: Option<Arc<NearCache>>) -> Core {
         Core {
             config,
             backend,
             counters: Counters::default(),
             flights: Flights::default(),
+            near,
             faults: Throttle::new(Duration::from_secs(1)),
             rare: Throttle::new(RARE_LOG_INTERVAL),
         }
@@ -256,6 +260,28 @@ impl Core {
         if !std::mem::replace(&mut state.counted, true) {
             let c = &self.counters;
             Counters::add(if hit { &c.hits } else { &c.misses }, 1);
+        }
+    }
+
+    /// The decoded value the near cache holds for the call's key, counted.
+    fn near_hit<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
+        let v = self.near.as_ref()?.get::<T>(&call.key)?;
+        let c = &self.counters;
+        Counters::add(&c.hits, 1);
+        Counters::add(&c.near_hits, 1);
+        call.debug(format_args!("NEAR HIT for {}", call.key));
+        Some(v)
+    }
+
+    /// `key` was written or deleted by this process: the near cache drops it now, rather
+    /// than when Redis's invalidation arrives.
+    pub(crate) fn changed(&self, key: &str, glob: bool) {
+        if let Some(near) = &self.near {
+            if glob {
+                near.invalidate_pattern(key);
+            } else {
+                near.invalidate(key);
+            }
         }
     }
 
@@ -305,10 +331,15 @@ impl Core {
                 return Ok(Begin::Alone);
             }
             let stale = state.stale.take();
-            let store_ok = match self.backend.get(mode, &call.key).await {
-                Ok(raw) => match Stored::classify(raw) {
+            let read = if self.near.is_some() {
+                self.backend.get_with_ttl(mode, &call.key).await
+            } else {
+                self.backend.get(mode, &call.key).await.map(|b| (b, None))
+            };
+            let store_ok = match read {
+                Ok((raw, left)) => match Stored::classify(raw) {
                     Stored::Value(b) if stale.as_ref() != Some(&b) => {
-                        return Ok(Begin::Hit(b, Source::Store))
+                        return Ok(Begin::Hit(b, Source::Store, left))
                     }
                     Stored::Value(b) => {
                         // The bytes that did not decode: taken over below, as a lease.
@@ -348,8 +379,10 @@ impl Core {
                         Mode::Async => flight.wait_async(wait).await,
                     };
                     match done {
-                        Some(Done::Value(v)) if v.fresh_as_of.is_none_or(|read| joined <= read) => {
-                            return Ok(Begin::Hit(v.json.to_vec(), Source::Shared));
+                        Some(Done::Value(v)) if joined <= v.fresh_as_of => {
+                            // Written just now with this call's TTL, if written at all.
+                            let left = v.written.then_some(call.ttl);
+                            return Ok(Begin::Hit(v.json.to_vec(), Source::Shared, left));
                         }
                         // What the leader computed may predate an invalidation that this
                         // caller came after, or the leader went away: start over.
@@ -393,9 +426,10 @@ impl Core {
                 Acquired::Found(json) => {
                     leader.share(SharedValue {
                         json: json.as_slice().into(),
-                        fresh_as_of: Some(before_acquire),
+                        fresh_as_of: before_acquire,
+                        written: false,
                     });
-                    return Ok(Begin::Hit(json, Source::Shared));
+                    return Ok(Begin::Hit(json, Source::Shared, None));
                 }
                 Acquired::Failed => {
                     call.debug(format_args!(
@@ -483,7 +517,8 @@ impl Core {
         // invalidation came between the start of the computation and their arrival.
         let unverified = |json: Vec<u8>| SharedValue {
             json: json.into(),
-            fresh_as_of: Some(computed_from),
+            fresh_as_of: computed_from,
+            written: false,
         };
         let checked = !self.config.unchecked_lease_writes;
         let written = match &lease {
@@ -507,6 +542,9 @@ impl Core {
         if let (Some(guard), Ok(_)) = (guard, &written) {
             guard.finish();
         }
+        if written.is_ok() {
+            self.changed(&call.key, false);
+        }
         match written {
             Ok(true) => {
                 Counters::add(&self.counters.sets, 1);
@@ -516,13 +554,13 @@ impl Core {
                     format_ttl(call.ttl)
                 ));
                 let verified = matches!(lease, Lease::Held(_)) && checked;
-                leader.share(if verified {
-                    SharedValue {
-                        json: json.into(),
-                        fresh_as_of: None,
-                    }
-                } else {
-                    unverified(json)
+                // Even a value the compare-and-set let in is only as fresh as the data it was
+                // computed from: an invalidation that began meanwhile (counted, its deletion
+                // still to come) turns away the followers that arrived after it.
+                leader.share(SharedValue {
+                    json: json.into(),
+                    fresh_as_of: computed_from,
+                    written: verified,
                 });
             }
             Ok(false) => {
@@ -671,14 +709,23 @@ pub(crate) fn read_through<T, E>(
     compute: impl FnOnce() -> Result<T, E>,
 ) -> Result<Result<T, E>>
 where
-    T: Serialize + DeserializeOwned,
+    T: CacheValue,
 {
+    if let Some(v) = core.near_hit::<T>(call) {
+        return Ok(Ok(v));
+    }
+    // Taken before the store is read: a change that comes after holds the value back.
+    let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();
     loop {
         match block_on(core.begin(Mode::Blocking, call, &mut state))? {
-            Begin::Hit(bytes, source) => match codec::decode::<T>(&bytes) {
+            Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
                     core.hit(call, &mut state, source);
+                    if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
+                    {
+                        near.insert(ticket, &call.key, v.clone(), left);
+                    }
                     return Ok(Ok(v));
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
@@ -707,16 +754,25 @@ pub(crate) async fn read_through_async<T, E, F, Fut>(
     compute: F,
 ) -> Result<Result<T, E>>
 where
-    T: Serialize + DeserializeOwned,
+    T: CacheValue,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    if let Some(v) = core.near_hit::<T>(call) {
+        return Ok(Ok(v));
+    }
+    // Taken before the store is read: a change that comes after holds the value back.
+    let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();
     loop {
         match core.begin(Mode::Async, call, &mut state).await? {
-            Begin::Hit(bytes, source) => match codec::decode::<T>(&bytes) {
+            Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
                     core.hit(call, &mut state, source);
+                    if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
+                    {
+                        near.insert(ticket, &call.key, v.clone(), left);
+                    }
                     return Ok(Ok(v));
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),

@@ -29,9 +29,10 @@ pub(crate) enum Done {
 pub(crate) struct SharedValue {
     pub json: Arc<[u8]>,
     /// The flight's invalidation count when the value's data was read: a follower that
-    /// joined after a later invalidation of the key must not take it. `None` when the
-    /// lease's compare-and-set proved that no invalidation ran while it was computed.
-    pub fresh_as_of: Option<u64>,
+    /// joined after a later invalidation of the key must not take it.
+    pub fresh_as_of: u64,
+    /// Written under the lease just now, with the call's TTL.
+    pub written: bool,
 }
 
 #[derive(Default)]
@@ -203,7 +204,8 @@ mod tests {
     fn value(json: &[u8]) -> SharedValue {
         SharedValue {
             json: Arc::from(json),
-            fresh_as_of: None,
+            fresh_as_of: 0,
+            written: true,
         }
     }
 

@@ -83,6 +83,7 @@ mod keyvalue;
 mod lease;
 mod macros;
 mod manager;
+mod near;
 mod redact;
 mod report;
 mod rt;
@@ -91,6 +92,7 @@ mod template;
 
 pub use crate::backend::KeyTtl;
 pub use crate::cacheable::Cacheable;
+pub use crate::codec::CacheValue;
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
 pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
@@ -107,6 +109,7 @@ struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cacheable::Cacheable;
+    pub use crate::codec::CacheValue;
     pub use crate::context::Context;
     pub use crate::invalidate::Invalidate;
     pub use crate::macros::support::{

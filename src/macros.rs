@@ -103,7 +103,7 @@ macro_rules! __ctx_value {
 /// /// A database handle: not `Serialize`, and it need not be, since no key names it.
 /// pub struct Db { queries: AtomicU32 }
 ///
-/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 /// pub struct Profile { id: i64, name: String }
 ///
 /// #[derive(Debug)]
@@ -146,7 +146,7 @@ macro_rules! __ctx_value {
 ///
 /// static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::new(Config::memory()).unwrap());
 ///
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
 /// pub struct Item { id: u64 }
 ///
 /// pub trait Repo {

@@ -2,9 +2,11 @@
 
 use crate::backend::{block_on, Backend, KeyTtl, Mode, Stored};
 use crate::codec;
+use crate::codec::CacheValue;
 use crate::config::{Config, IntoTtl};
 use crate::engine::{read_through, read_through_async, Call, Core};
 use crate::error::{Error, ErrorKind, Result};
+use crate::near::NearCache;
 use crate::stats::{Counters, Stats};
 use crate::template::glob_escape_into;
 use once_cell::sync::OnceCell;
@@ -69,9 +71,19 @@ impl Cache {
         let key_prefix = encode_prefix(&config.prefix);
         let mut pattern_prefix = String::with_capacity(key_prefix.len() + 2);
         glob_escape_into(&key_prefix, &mut pattern_prefix);
+        // The embedded store keeps its values decoded too, bounded like the store itself.
+        let near_entries = match &config.store {
+            crate::config::StoreConfig::Memory { max_entries } => Some(*max_entries as u64),
+            #[allow(unreachable_patterns)]
+            _ => config.near_cache,
+        };
+        let near = near_entries.map(|n| Arc::new(NearCache::new(n, false)));
+        if let Some(near) = &near {
+            backend.track(near, &key_prefix, &config);
+        }
         Ok(Cache {
             inner: Arc::new(Inner {
-                core: Arc::new(Core::new(config, backend)),
+                core: Arc::new(Core::new(config, backend, near)),
                 key_prefix,
                 pattern_prefix,
             }),
@@ -257,10 +269,9 @@ impl Cache {
     ) -> Result<()> {
         let ttl = Self::ttl_of(ttl)?;
         let bytes = codec::encode(value)?;
-        let raw = self
-            .backend()
-            .set(mode, &self.full_key(key), &bytes, ttl)
-            .await;
+        let key = self.full_key(key);
+        let raw = self.backend().set(mode, &key, &bytes, ttl).await;
+        self.inner.core.changed(&key, false);
         self.counted_error(self.counted_set(raw))
     }
 
@@ -275,6 +286,8 @@ impl Cache {
         } else {
             b.delete(mode, &[target]).await
         };
+        // Before the invalidation returns, whatever Redis's tracking does.
+        self.inner.core.changed(target, glob);
         self.counted_error(self.counted_delete(raw))
     }
 
@@ -321,7 +334,7 @@ impl Cache {
     /// version that answers whatever the store does, use [`Cacheable::run`](crate::Cacheable::run).
     pub fn get_or_set<T, F>(&self, key: &str, compute: F, ttl: impl IntoTtl) -> Result<T>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> T,
     {
         let call = self.strict_call(key, ttl)?;
@@ -339,7 +352,7 @@ impl Cache {
         ttl: impl IntoTtl,
     ) -> Result<T>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
@@ -628,7 +641,7 @@ impl CacheManager {
     /// As [`Cache::get_or_set`], or the global cache's configuration error.
     pub fn get_or_set<T, F>(key: &str, compute: F, ttl: impl IntoTtl) -> Result<T>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> T,
     {
         Self::cache()?.get_or_set(key, compute, ttl)
@@ -640,7 +653,7 @@ impl CacheManager {
     /// As [`Cache::get_or_set_async`], or the global cache's configuration error.
     pub async fn get_or_set_async<T, F, Fut>(key: &str, compute: F, ttl: impl IntoTtl) -> Result<T>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {

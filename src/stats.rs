@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Calls answered by a stored value.
+    /// Calls answered by a stored value (near hits included).
     pub hits: u64,
+    /// Calls answered from the near cache in process memory, with no round trip.
+    pub near_hits: u64,
     /// Calls that found no usable value on their first read (none, a lease, or one that no
     /// longer deserializes). A call that then waited for another caller's computation, in
     /// this process or another, is still one miss.
@@ -43,6 +45,7 @@ impl Stats {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub hits: AtomicU64,
+    pub near_hits: AtomicU64,
     pub misses: AtomicU64,
     pub sets: AtomicU64,
     pub invalidated: AtomicU64,
@@ -60,6 +63,7 @@ impl Counters {
     pub fn snapshot(&self) -> Stats {
         Stats {
             hits: self.hits.load(Relaxed),
+            near_hits: self.near_hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             sets: self.sets.load(Relaxed),
             invalidated: self.invalidated.load(Relaxed),

@@ -51,7 +51,7 @@ impl Concurrency {
     }
 }
 
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 struct DayStats {
     transactions: u32,
     average: f64,

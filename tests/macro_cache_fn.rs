@@ -347,7 +347,7 @@ struct Repo<T> {
     db: Db,
 }
 
-impl<T: Clone + Serialize + serde::de::DeserializeOwned> Repo<T> {
+impl<T: cacheable::CacheValue> Repo<T> {
     cache_fn! {
         #[cache(key = "repo:<<index>>", cache = &CACHE)]
         fn item(&self, index: usize) -> Option<T> {

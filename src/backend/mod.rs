@@ -110,6 +110,25 @@ pub enum KeyTtl {
 /// JSON bytes (or lease markers).
 pub(crate) trait Store: Send + Sync {
     fn get(&self, mode: Mode, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    /// The bytes at `key` and how long they have left, for the near cache, whose copy must
+    /// not outlive them. Stores that can, answer both in one round trip.
+    fn get_with_ttl(
+        &self,
+        mode: Mode,
+        key: &str,
+    ) -> impl Future<Output = Result<(Option<Vec<u8>>, Option<Duration>)>> + Send {
+        async move {
+            let bytes = self.get(mode, key).await?;
+            if bytes.is_none() {
+                return Ok((None, None));
+            }
+            let left = match self.ttl(mode, key).await? {
+                KeyTtl::Expires(d) => Some(d),
+                KeyTtl::Missing | KeyTtl::Persistent => None,
+            };
+            Ok((bytes, left))
+        }
+    }
     fn set(
         &self,
         mode: Mode,
@@ -179,6 +198,25 @@ impl Backend {
         })
     }
 
+    /// Keeps `near` correct for this store: on Redis, a tracking connection; the embedded
+    /// store needs none (every write goes through this process, which evicts as it writes).
+    pub(crate) fn track(
+        &self,
+        near: &std::sync::Arc<crate::near::NearCache>,
+        prefix: &str,
+        config: &Config,
+    ) {
+        match self {
+            Backend::Memory(_) => near.trust(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(s) => {
+                s.track(near, prefix.to_owned(), config.near_ignores_invalidations)
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = (prefix, config);
+    }
+
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Backend::Memory(_) => "memory",
@@ -205,6 +243,7 @@ macro_rules! dispatch {
 
 dispatch! {
     fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>>;
+    fn get_with_ttl(&self, mode: Mode, key: &str) -> Result<(Option<Vec<u8>>, Option<Duration>)>;
     fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64>;
     fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64>;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct RedisStore {
     client: redis::Client,
     async_con: AsyncConn,
+    tracking_client: redis::Client,
     pool: Mutex<Vec<redis::Connection>>,
     pool_size: usize,
     op_timeout: Duration,
@@ -105,29 +106,33 @@ impl RedisStore {
         // reads whose failures the handshake ignores (each would wait out a timeout of its own
         // against a frozen server).
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        // The near cache's tracking connection speaks RESP3, for its invalidation pushes.
+        let tracking_info = info
+            .clone()
+            .set_redis_settings(settings.clone().set_protocol(redis::ProtocolVersion::RESP3));
         let info = info.set_redis_settings(settings);
-        #[cfg(feature = "tls")]
-        let client = {
-            let tls = &config.tls;
-            if tls.root_cert.is_some() || tls.client_cert_and_key.is_some() {
-                let certs = redis::TlsCertificates {
-                    client_tls: tls.client_cert_and_key.as_ref().map(|(cert, key)| {
-                        redis::ClientTlsConfig {
-                            client_cert: cert.clone(),
-                            client_key: key.clone(),
-                        }
-                    }),
-                    root_cert: tls.root_cert.clone(),
-                };
-                redis::Client::build_with_tls(info, certs).map_err(invalid)?
-            } else {
-                redis::Client::open(info).map_err(invalid)?
+        let build = |info: redis::ConnectionInfo| -> Result<redis::Client> {
+            #[cfg(feature = "tls")]
+            {
+                let tls = &config.tls;
+                if tls.root_cert.is_some() || tls.client_cert_and_key.is_some() {
+                    let certs = redis::TlsCertificates {
+                        client_tls: tls.client_cert_and_key.as_ref().map(|(cert, key)| {
+                            redis::ClientTlsConfig {
+                                client_cert: cert.clone(),
+                                client_key: key.clone(),
+                            }
+                        }),
+                        root_cert: tls.root_cert.clone(),
+                    };
+                    return redis::Client::build_with_tls(info, certs).map_err(invalid);
+                }
             }
+            redis::Client::open(info).map_err(invalid)
         };
-        #[cfg(not(feature = "tls"))]
-        let client = redis::Client::open(info).map_err(invalid)?;
         Ok(RedisStore {
-            client,
+            client: build(info)?,
+            tracking_client: build(tracking_info)?,
             async_con: AsyncConn::default(),
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
@@ -142,6 +147,23 @@ impl RedisStore {
                 epoch: Instant::now(),
             },
         })
+    }
+
+    /// Keeps `near` correct: invalidations of every key under `prefix`, from a tracking
+    /// connection of its own.
+    pub(crate) fn track(
+        &self,
+        near: &std::sync::Arc<crate::near::NearCache>,
+        prefix: String,
+        ignore_invalidations: bool,
+    ) {
+        crate::near::tracking::start(
+            near,
+            self.tracking_client.clone(),
+            prefix,
+            (self.op_timeout, self.connect_timeout),
+            ignore_invalidations,
+        );
     }
 
     /// Runs `f` on a pooled blocking connection. A connection that saw an error is dropped,
@@ -457,6 +479,22 @@ impl Store for RedisStore {
     async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
         self.breaker.check()?;
         self.cmd(mode, get_cmd(key)).await
+    }
+
+    async fn get_with_ttl(
+        &self,
+        mode: Mode,
+        key: &str,
+    ) -> Result<(Option<Vec<u8>>, Option<Duration>)> {
+        self.breaker.check()?;
+        let mut pipe = redis::pipe();
+        pipe.add_command(get_cmd(key)).add_command(pttl_cmd(key));
+        let (bytes, ms): (Option<Vec<u8>>, i64) = self.run(mode, Request::Pipe(pipe)).await?;
+        let left = match to_ttl(ms) {
+            KeyTtl::Expires(d) => Some(d),
+            KeyTtl::Missing | KeyTtl::Persistent => None,
+        };
+        Ok((bytes, left))
     }
 
     async fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {

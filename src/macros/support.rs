@@ -3,10 +3,10 @@
 //! `$crate::__private`.
 
 use crate::cacheable::Cacheable;
+use crate::codec::CacheValue;
 use crate::context::Context;
 use crate::invalidate::Invalidate;
 use crate::template::grammar::{self, next_placeholder, sub, Malformed};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -373,7 +373,7 @@ impl TryPath {
     /// [`Cacheable::try_run`].
     pub fn cache<T, E, F>(self, b: Cacheable<'_>, ctx: Context, f: F) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> Result<T, E>,
     {
         b.try_run(ctx, f)
@@ -388,7 +388,7 @@ impl TryPath {
         f: F,
     ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -423,7 +423,7 @@ impl PlainPath {
     /// [`Cacheable::run`].
     pub fn cache<T, F>(self, b: Cacheable<'_>, ctx: Context, f: F) -> T
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> T,
     {
         b.run(ctx, f)
@@ -438,7 +438,7 @@ impl PlainPath {
         f: F,
     ) -> impl Future<Output = T> + use<'a, T, F, Fut>
     where
-        T: Serialize + DeserializeOwned,
+        T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {

@@ -1,0 +1,284 @@
+//! The near cache: decoded values in process memory, in front of the store, so that a hit
+//! costs a clone instead of a round trip and a JSON decode.
+//!
+//! It is kept correct by invalidations: on Redis, the server tells this process about
+//! every change of a key under the cache's prefix (server-assisted client-side caching,
+//! `CLIENT TRACKING … BCAST PREFIX`, on a connection of its own: see `tracking.rs`); on the
+//! embedded store, every write goes through this process, which evicts as it writes.
+//!
+//! Three rules keep a value from being served after it changed:
+//! - an entry is only inserted while the near cache is trusted (its tracking connection is
+//!   up and confirmed), and the whole cache is dropped when trust is lost (the connection
+//!   drops or is killed, the server restarts, a `FLUSHDB`);
+//! - a value read from the store is inserted only if no invalidation of its key (nor a
+//!   flush) arrived between the moment the read was sent and the insertion: a read that
+//!   raced a change never inserts its older value (an epoch per bucket of keys);
+//! - an entry never outlives the TTL the store gave the key.
+
+#[cfg(feature = "redis")]
+pub(crate) mod tracking;
+
+use std::any::Any;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Buckets of keys that share an invalidation epoch: a change of one key holds back the
+/// insertion of the others in its bucket for the length of one read, no more.
+const BUCKETS: usize = 4096;
+
+/// A decoded value and when it expires.
+#[derive(Clone)]
+struct Entry {
+    value: Arc<dyn Any + Send + Sync>,
+    expires: Instant,
+}
+
+struct Expiry;
+
+impl moka::Expiry<Arc<str>, Entry> for Expiry {
+    fn expire_after_create(&self, _: &Arc<str>, entry: &Entry, now: Instant) -> Option<Duration> {
+        Some(entry.expires.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Arc<str>,
+        entry: &Entry,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.expires.saturating_duration_since(now))
+    }
+}
+
+/// One cache's near tier.
+pub(crate) struct NearCache {
+    entries: moka::sync::Cache<Arc<str>, Entry>,
+    /// Whether entries may be served and inserted: false until tracking is confirmed, and
+    /// from the moment it is lost until it is confirmed again.
+    trusted: AtomicBool,
+    /// Bumped by every flush (and loss of trust).
+    flushes: AtomicU64,
+    /// Bumped by every invalidation of a key in the bucket.
+    buckets: Box<[AtomicU64]>,
+    hasher: RandomState,
+}
+
+/// The epochs a read saw before it was sent; its value is inserted only if they held.
+#[derive(Clone, Copy)]
+pub(crate) struct Ticket {
+    flushes: u64,
+    bucket: usize,
+    epoch: u64,
+}
+
+impl NearCache {
+    /// A near cache of at most `max_entries` entries; `trusted` from the start when nothing
+    /// but this process can change the store (the embedded store).
+    pub(crate) fn new(max_entries: u64, trusted: bool) -> NearCache {
+        NearCache {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(Expiry)
+                .build(),
+            trusted: AtomicBool::new(trusted),
+            flushes: AtomicU64::new(0),
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn bucket(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % BUCKETS
+    }
+
+    /// The value at `key`, if this tier holds one of type `T`.
+    pub(crate) fn get<T: Clone + 'static>(&self, key: &str) -> Option<T> {
+        if !self.trusted.load(Ordering::Acquire) {
+            return None;
+        }
+        let entry = self.entries.get(key)?;
+        entry.value.downcast_ref::<T>().cloned()
+    }
+
+    /// Taken before a read is sent to the store.
+    pub(crate) fn ticket(&self, key: &str) -> Ticket {
+        let bucket = self.bucket(key);
+        Ticket {
+            flushes: self.flushes.load(Ordering::Acquire),
+            bucket,
+            epoch: self.buckets[bucket].load(Ordering::Acquire),
+        }
+    }
+
+    fn still(&self, ticket: Ticket) -> bool {
+        self.trusted.load(Ordering::Acquire)
+            && self.flushes.load(Ordering::Acquire) == ticket.flushes
+            && self.buckets[ticket.bucket].load(Ordering::Acquire) == ticket.epoch
+    }
+
+    /// Inserts a value read from the store after `ticket` was taken, for at most `ttl`,
+    /// unless an invalidation of its key or a flush came in between.
+    pub(crate) fn insert<T: Send + Sync + 'static>(
+        &self,
+        ticket: Ticket,
+        key: &str,
+        value: T,
+        ttl: Duration,
+    ) {
+        if ttl.is_zero() || !self.still(ticket) {
+            return;
+        }
+        let key: Arc<str> = Arc::from(key);
+        self.entries.insert(
+            key.clone(),
+            Entry {
+                value: Arc::new(value),
+                expires: Instant::now() + ttl,
+            },
+        );
+        // An invalidation between the check above and the insertion bumped the epoch
+        // before it evicted: take the entry back out.
+        if !self.still(ticket) {
+            self.entries.invalidate(&key);
+        }
+    }
+
+    /// `key` changed in the store.
+    pub(crate) fn invalidate(&self, key: &str) {
+        self.buckets[self.bucket(key)].fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate(key);
+    }
+
+    /// Every key matching the Redis glob `pattern` changed.
+    pub(crate) fn invalidate_pattern(&self, pattern: &str) {
+        // Bumped first, for every bucket: a read in flight for any key may have raced it.
+        self.flushes.fetch_add(1, Ordering::AcqRel);
+        let matching: Vec<Arc<Arc<str>>> = self
+            .entries
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| crate::glob::matches(pattern.as_bytes(), k.as_bytes()))
+            .collect();
+        for key in matching {
+            self.entries.invalidate(&**key);
+        }
+    }
+
+    /// Everything may have changed (a `FLUSHDB`): drop it all, stay trusted.
+    pub(crate) fn flush(&self) {
+        self.flushes.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
+    /// Invalidations can no longer be trusted to arrive: drop it all and serve nothing
+    /// until [`trust`](Self::trust) is called again.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn distrust(&self) {
+        self.trusted.store(false, Ordering::Release);
+        self.flush();
+    }
+
+    /// Invalidations arrive again (tracking confirmed).
+    pub(crate) fn trust(&self) {
+        // Dropped again: what was read while distrusted was never inserted, but a flush
+        // costs nothing here and makes the rule simple.
+        self.flush();
+        self.trusted.store(true, Ordering::Release);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn serves_what_was_inserted_as_its_own_type() {
+        let near = NearCache::new(100, true);
+        let t = near.ticket("k");
+        near.insert(t, "k", vec![1u32, 2], LONG);
+        assert_eq!(near.get::<Vec<u32>>("k"), Some(vec![1, 2]));
+        assert_eq!(near.get::<String>("k"), None, "another type is a miss");
+        assert_eq!(near.get::<Vec<u32>>("other"), None);
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_inserted() {
+        let near = NearCache::new(100, true);
+        let t = near.ticket("k");
+        near.invalidate("k");
+        near.insert(t, "k", 1u8, LONG);
+        assert_eq!(near.get::<u8>("k"), None);
+        let t = near.ticket("k");
+        near.invalidate_pattern("x:*");
+        near.insert(t, "k", 1u8, LONG);
+        assert_eq!(
+            near.get::<u8>("k"),
+            None,
+            "a pattern invalidation holds back all"
+        );
+        let t = near.ticket("k");
+        near.insert(t, "k", 2u8, LONG);
+        assert_eq!(near.get::<u8>("k"), Some(2));
+    }
+
+    #[test]
+    fn invalidations_evict_keys_and_patterns() {
+        let near = NearCache::new(100, true);
+        for k in ["w:42:a", "w:42:b", "w:420:a"] {
+            let t = near.ticket(k);
+            near.insert(t, k, 1u8, LONG);
+        }
+        near.invalidate_pattern("w:42:*");
+        assert_eq!(near.get::<u8>("w:42:a"), None);
+        assert_eq!(near.get::<u8>("w:42:b"), None);
+        assert_eq!(near.get::<u8>("w:420:a"), Some(1));
+        near.invalidate("w:420:a");
+        assert_eq!(near.get::<u8>("w:420:a"), None);
+    }
+
+    #[test]
+    fn nothing_is_served_or_inserted_while_distrusted() {
+        let near = NearCache::new(100, true);
+        let t = near.ticket("k");
+        near.insert(t, "k", 1u8, LONG);
+        near.distrust();
+        assert_eq!(near.get::<u8>("k"), None);
+        let t = near.ticket("k");
+        near.insert(t, "k", 2u8, LONG);
+        near.trust();
+        assert_eq!(near.get::<u8>("k"), None, "dropped when trust was lost");
+        assert_eq!(near.len(), 0);
+    }
+
+    #[test]
+    fn entries_never_outlive_their_ttl() {
+        let near = NearCache::new(100, true);
+        let t = near.ticket("k");
+        near.insert(t, "k", 1u8, Duration::from_millis(30));
+        assert_eq!(near.get::<u8>("k"), Some(1));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(near.get::<u8>("k"), None);
+    }
+
+    #[test]
+    fn the_bound_holds() {
+        let near = NearCache::new(10, true);
+        for i in 0..100 {
+            let k = format!("k{i}");
+            let t = near.ticket(&k);
+            near.insert(t, &k, i, LONG);
+        }
+        assert!(near.len() <= 10, "{}", near.len());
+    }
+}

@@ -1,0 +1,148 @@
+//! The tracking connection of a near cache on Redis: a RESP3 connection of its own, on the
+//! crate's IO thread, with `CLIENT TRACKING ON BCAST PREFIX <prefix>`, so that Redis sends
+//! an invalidation for every change of a key under the cache's prefix, whoever makes it
+//! (a write, a deletion, an expiry, an eviction, a flush), and this process evicts it.
+//!
+//! BCAST rather than the default mode: the default mode tracks the keys each connection
+//! read, so every data connection (the async one and each pooled blocking one, after each
+//! reconnection) would need `CLIENT TRACKING … REDIRECT <id>` and the server would keep a
+//! table of keys per client. BCAST needs nothing of the data connections and no memory on
+//! the server; it sends an invalidation for each change under the prefix, which is what a
+//! cache's prefix holds anyway.
+//!
+//! Invalidations are applied as they are parsed, on the IO thread. The near cache is
+//! trusted only while the connection is up and its tracking confirmed: a dropped or killed
+//! connection, a server restart, or a `PING` that fails (every 500 ms) drops every entry,
+//! and the connection is rebuilt.
+
+use super::NearCache;
+use redis::{PushInfo, PushKind, Value};
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// How often the tracking connection is checked, and so the longest a connection that
+/// went silent (a network partition) can go unnoticed.
+const HEALTH_CHECK: Duration = Duration::from_millis(500);
+
+/// Starts tracking on the crate's IO thread. It ends when the near cache is dropped.
+pub(crate) fn start(
+    near: &Arc<NearCache>,
+    client: redis::Client,
+    prefix: String,
+    (op_timeout, connect_timeout): (Duration, Duration),
+    ignore_invalidations: bool,
+) {
+    let near = Arc::downgrade(near);
+    let timeouts = (op_timeout, connect_timeout);
+    crate::rt::handle().spawn(track(near, client, prefix, timeouts, ignore_invalidations));
+}
+
+fn apply(near: &NearCache, info: &PushInfo, ignore_invalidations: bool) {
+    match info.kind {
+        PushKind::Invalidate if ignore_invalidations => {}
+        PushKind::Invalidate => match info.data.first() {
+            Some(Value::Array(keys)) => {
+                for key in keys {
+                    match key {
+                        Value::BulkString(k) => match std::str::from_utf8(k) {
+                            Ok(k) => near.invalidate(k),
+                            // Not a key this cache wrote; drop everything rather than guess.
+                            Err(_) => near.flush(),
+                        },
+                        _ => near.flush(),
+                    }
+                }
+            }
+            // A flush (`FLUSHDB`, `FLUSHALL`): every key changed.
+            _ => near.flush(),
+        },
+        PushKind::Disconnection => near.distrust(),
+        _ => {}
+    }
+}
+
+async fn track(
+    near: Weak<NearCache>,
+    client: redis::Client,
+    prefix: String,
+    (op_timeout, connect_timeout): (Duration, Duration),
+    ignore_invalidations: bool,
+) {
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let lost = Arc::new(tokio::sync::Notify::new());
+        let sender = {
+            let (near, lost) = (near.clone(), lost.clone());
+            move |info: PushInfo| -> Result<(), ()> {
+                let Some(near) = near.upgrade() else {
+                    return Err(());
+                };
+                apply(&near, &info, ignore_invalidations);
+                if info.kind == PushKind::Disconnection {
+                    lost.notify_one();
+                }
+                Ok(())
+            }
+        };
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_push_sender(sender);
+        let tracked = async {
+            let mut con = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .arg("BCAST")
+                .arg("PREFIX")
+                .arg(&prefix)
+                .query_async::<()>(&mut con)
+                .await?;
+            Ok::<_, redis::RedisError>(con)
+        };
+        match tracked.await {
+            Ok(mut con) => {
+                let Some(n) = near.upgrade() else { return };
+                n.trust();
+                drop(n);
+                pause = Duration::from_millis(20);
+                loop {
+                    let mut notified = std::pin::pin!(lost.notified());
+                    let mut check = std::pin::pin!(tokio::time::sleep(HEALTH_CHECK));
+                    let gone = std::future::poll_fn(|cx| {
+                        if notified.as_mut().poll(cx).is_ready() {
+                            std::task::Poll::Ready(true)
+                        } else if check.as_mut().poll(cx).is_ready() {
+                            std::task::Poll::Ready(false)
+                        } else {
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await;
+                    if gone {
+                        break;
+                    }
+                    if near.strong_count() == 0 {
+                        return;
+                    }
+                    let pong = redis::cmd("PING").query_async::<()>(&mut con).await;
+                    if pong.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                log::debug!(target: "cacheable", "near cache: tracking connection failed, retrying in {} ms: {e}", pause.as_millis());
+            }
+        }
+        match near.upgrade() {
+            Some(n) => n.distrust(),
+            None => return,
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
