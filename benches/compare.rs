@@ -121,6 +121,31 @@ async fn cached_hit(user_id: i64) -> Result<Profile, String> {
     Ok(source(user_id))
 }
 
+/// `cached`'s best setting for hits: its client-side cache (redis-rs `cache-aio`, RESP3).
+#[concurrent_cached(
+    ty = "cached::AsyncRedisCache<i64, Profile>",
+    create = r##"{
+        cached::AsyncRedisCache::builder("bench_csc")
+            .connection_string(&format!("{}?protocol=resp3", REDIS_URL.get().expect("url set")))
+            .ttl(Duration::from_secs(TTL_SECS))
+            .client_side_caching(true)
+            .build()
+            .await
+            .expect("AsyncRedisCache with client-side caching")
+    }"##,
+    map_error = r##"|e| format!("{e:?}")"##
+)]
+async fn cached_csc_hit(user_id: i64) -> Result<Profile, String> {
+    let mut p = source(user_id);
+    if CSC_CHANGED.load(Ordering::Relaxed) {
+        p.name = "recomputed".into();
+    }
+    Ok(p)
+}
+
+/// Set once the source behind `cached_csc_hit` changed (benchmark 9c).
+static CSC_CHANGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Source computations in the stampede benchmark, per library.
 static CRATE_COMPUTED: AtomicU64 = AtomicU64::new(0);
 static CACHED_COMPUTED: AtomicU64 = AtomicU64::new(0);
@@ -738,6 +763,155 @@ fn embedded(b: &mut Bench) {
     );
 }
 
+// ---------------------------------------------------------------- 9: the near cache
+
+const NEAR_OPS: usize = 20_000;
+
+/// Benchmark 9: hits from the near cache against hits from Redis, one at a time and by 64
+/// tasks (against `cached`'s client-side cache); and what each serves after its
+/// connections are killed and the key is overwritten behind its back.
+fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
+    let near = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix(PREFIX)
+            .near_cache(100_000),
+    )
+    .unwrap();
+    // Warm: every hot key read through Redis once, then held near.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in 0..HOT_KEYS {
+        assert_eq!(crate_hit_sync(cache, id), source(id));
+        loop {
+            let before = near.stats().near_hits;
+            assert_eq!(crate_hit_sync(&near, id), source(id));
+            if near.stats().near_hits > before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the near cache never served a hit"
+            );
+        }
+    }
+    // 9a: sequential, sync `run`.
+    let mut samples = [Samples::default(), Samples::default()];
+    let seq_ops = if b.quick { 200 } else { 2_000 };
+    for r in 0..b.rounds(b.rounds) {
+        for v in order(r) {
+            for n in 0..seq_ops {
+                let id = n as i64 % HOT_KEYS;
+                let t = Instant::now();
+                let p = match v {
+                    0 => crate_hit_sync(&near, id),
+                    _ => crate_hit_sync(cache, id),
+                };
+                samples[v].push(t.elapsed());
+                black_box(p);
+            }
+        }
+    }
+    let (m0, m1) = (samples[0].quantile(0.5), samples[1].quantile(0.5));
+    b.row(
+        "9",
+        "Near hit vs Redis hit, 1 KB value, sync `run`, median",
+        format!("{:.2} µs", m0 / 1000.0),
+        format!("{} (`run` without the near cache)", us(m1)),
+        m0 / m1,
+        "≤ 0.02",
+    );
+    b.row(
+        "9",
+        "… near hit, absolute (target ≤ 1 µs)",
+        format!("{:.2} µs", m0 / 1000.0),
+        "1.00 µs".into(),
+        m0 / 1000.0,
+        "≤ 1.0",
+    );
+    // 9b: 64 tasks, `run_async`, against `cached`'s client-side cache.
+    let rt = multi_thread();
+    let rounds = b.rounds(b.rounds);
+    let [mut ours, mut theirs] = rt.block_on(async {
+        for id in 0..HOT_KEYS {
+            assert_eq!(cached_csc_hit(id).await.unwrap(), source(id));
+            assert_eq!(cached_csc_hit(id).await.unwrap(), source(id));
+        }
+        let mut tput: [Vec<f64>; 2] = Default::default();
+        for r in 0..rounds {
+            for v in order(r) {
+                let start = Instant::now();
+                let mut handles = Vec::with_capacity(TASKS);
+                for task in 0..TASKS {
+                    let near = near.clone();
+                    handles.push(tokio::spawn(async move {
+                        for n in 0..NEAR_OPS / TASKS * 4 {
+                            let id = ((task * 1000 + n) as i64) % HOT_KEYS;
+                            let p = match v {
+                                0 => crate_hit_async(&near, id).await,
+                                _ => cached_csc_hit(id).await.unwrap(),
+                            };
+                            black_box(p);
+                        }
+                    }));
+                }
+                for h in handles {
+                    h.await.unwrap();
+                }
+                tput[v].push((NEAR_OPS / TASKS * 4 * TASKS) as f64 / start.elapsed().as_secs_f64());
+            }
+        }
+        tput
+    });
+    let (o, t) = (median(&mut ours), median(&mut theirs));
+    b.row(
+        "9",
+        "Near hits, 64 tasks, throughput vs `cached`'s client-side cache",
+        per_sec(o),
+        format!(
+            "{} `cached` 4.1 `AsyncRedisCache` with `client_side_caching(true)` (RESP3)",
+            per_sec(t)
+        ),
+        o / t,
+        "≥ 5.0",
+    );
+    // 9c: kill every connection, overwrite a held key behind the caches' backs, read.
+    let id = 7;
+    let stale = rt.block_on(async {
+        assert_eq!(crate_hit_async(&near, id).await, source(id));
+        assert_eq!(cached_csc_hit(id).await.unwrap(), source(id));
+        server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+        let mut changed = source(id);
+        changed.name = "overwritten".into();
+        let json = serde_json::to_string(&changed).unwrap();
+        server.cli(&["SET", &bare_key(id), &json, "EX", "3600"]);
+        let theirs_key = redis::cmd("SCAN")
+            .arg(0)
+            .arg("MATCH")
+            .arg("*bench_csc*7*")
+            .arg("COUNT")
+            .arg(100_000)
+            .query::<(u64, Vec<String>)>(&mut server.client())
+            .ok()
+            .and_then(|(_, keys)| keys.into_iter().next());
+        // `cached`'s value goes, and its source changes: only a client-side copy can still
+        // serve the old value.
+        CSC_CHANGED.store(true, Ordering::Relaxed);
+        if let Some(k) = &theirs_key {
+            server.cli(&["DEL", k]);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let ours_old = crate_hit_async(&near, id).await.name == source(id).name;
+        let theirs_old =
+            theirs_key.is_some() && cached_csc_hit(id).await.map(|p| p.name) == Ok(source(id).name);
+        (ours_old, theirs_old)
+    });
+    b.notes.push(format!(
+        "Benchmark 9c: after `CLIENT KILL TYPE normal` and an overwrite of a held key by another          client, the near cache served {} and `cached`'s client-side cache served {}.",
+        if stale.0 { "the old value" } else { "the new value" },
+        if stale.1 { "the old value" } else { "the new value (or its key was not found)" },
+    ));
+}
+
 // ---------------------------------------------------------------- 8: build time
 
 /// Benchmark 8: runs `scripts/bench-build-time.sh` and reads its `build-time` lines.
@@ -1037,6 +1211,9 @@ fn main() {
     }
     if wanted("7") {
         embedded(&mut b);
+    }
+    if wanted("9") {
+        near(&mut b, &server, &cache);
     }
     if wanted("8") {
         build_time(&mut b);

@@ -7,7 +7,7 @@ use crate::engine::{read_through, read_through_async, Call};
 use crate::error::{Error, Result};
 use crate::manager::{Cache, CacheManager};
 use crate::report::{debug_enabled, debug_line, Throttle};
-use crate::template::{RenderOptions, StaticTemplate, Template};
+use crate::template::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use once_cell::sync::Lazy;
 use std::convert::Infallible;
 use std::future::Future;
@@ -59,7 +59,7 @@ use std::time::Duration;
 #[must_use = "a Cacheable does nothing until one of its run methods is called"]
 #[derive(Debug)]
 pub struct Cacheable<'a> {
-    template: Result<Arc<Template>>,
+    template: Result<TemplateRef>,
     hash: Vec<&'a str>,
     ttl: Option<Duration>,
     debug: Option<bool>,
@@ -100,10 +100,10 @@ impl<'a> Cacheable<'a> {
 
     /// A builder for a template parsed at run time (see [`Template::parse`]).
     pub fn with_template(template: Arc<Template>) -> Self {
-        Self::from_parsed(Ok(template))
+        Self::from_parsed(Ok(TemplateRef::Shared(template)))
     }
 
-    fn from_parsed(template: Result<Arc<Template>>) -> Self {
+    fn from_parsed(template: Result<TemplateRef>) -> Self {
         Cacheable {
             template,
             hash: Vec::new(),

@@ -6,7 +6,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manager::Cache;
 use crate::report::{chain, debug_line};
-use crate::template::{RenderOptions, StaticTemplate, Template};
+use crate::template::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,7 @@ use std::time::Duration;
 #[must_use = "an Invalidate does nothing until run or now is called"]
 #[derive(Debug)]
 pub struct Invalidate<'a> {
-    patterns: Vec<Result<Arc<Template>>>,
+    patterns: Vec<Result<TemplateRef>>,
     hash: Vec<&'a str>,
     debug: Option<bool>,
     name: Option<&'a str>,
@@ -69,7 +69,10 @@ impl<'a> Invalidate<'a> {
     /// Invalidates templates parsed at run time.
     pub fn with_templates(patterns: impl IntoIterator<Item = Arc<Template>>) -> Self {
         Invalidate {
-            patterns: patterns.into_iter().map(Ok).collect(),
+            patterns: patterns
+                .into_iter()
+                .map(|t| Ok(TemplateRef::Shared(t)))
+                .collect(),
             hash: Vec::new(),
             debug: None,
             name: None,

@@ -135,15 +135,31 @@ impl KeyValue {
     /// Appends a bool or finite number as serde_json writes it, and returns true; returns
     /// false (writing nothing) for anything else.
     pub(crate) fn write_scalar(&self, out: &mut String) -> bool {
+        fn push_u64(mut n: u64, out: &mut String) {
+            let mut digits = [0u8; 20];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            // ASCII digits only.
+            out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+        }
         // In place: a `to_string` here would allocate on every render of an id.
         match self {
             KeyValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            // Ids are the common case: written digit by digit, without the formatter.
             KeyValue::I64(n) => {
-                let _ = write!(out, "{n}");
+                if *n < 0 {
+                    out.push('-');
+                }
+                push_u64(n.unsigned_abs(), out);
             }
-            KeyValue::U64(n) => {
-                let _ = write!(out, "{n}");
-            }
+            KeyValue::U64(n) => push_u64(*n, out),
             KeyValue::I128(n) => {
                 let _ = write!(out, "{n}");
             }

@@ -42,35 +42,67 @@ impl Stats {
     }
 }
 
+/// A counter bumped from many threads: its shards sit on cache lines of their own, and each
+/// thread writes one shard, so that threads on different cores do not fight over one line
+/// on every hit.
+#[derive(Default)]
+pub(crate) struct Counter {
+    shards: [Padded; SHARDS],
+}
+
+const SHARDS: usize = 8;
+
+#[derive(Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+fn shard() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SHARD: usize = (NEXT.fetch_add(1, Relaxed) % SHARDS as u64) as usize;
+    }
+    SHARD.with(|s| *s)
+}
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.shards[shard()].0.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.shards.iter().map(|s| s.0.load(Relaxed)).sum()
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub hits: AtomicU64,
-    pub near_hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub sets: AtomicU64,
-    pub invalidated: AtomicU64,
-    pub errors: AtomicU64,
-    pub decode_errors: AtomicU64,
-    pub failed_invalidations: AtomicU64,
-    pub unstorable: AtomicU64,
+    pub hits: Counter,
+    pub near_hits: Counter,
+    pub misses: Counter,
+    pub sets: Counter,
+    pub invalidated: Counter,
+    pub errors: Counter,
+    pub decode_errors: Counter,
+    pub failed_invalidations: Counter,
+    pub unstorable: Counter,
 }
 
 impl Counters {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+    pub fn add(counter: &Counter, n: u64) {
+        counter.add(n);
     }
 
     pub fn snapshot(&self) -> Stats {
         Stats {
-            hits: self.hits.load(Relaxed),
-            near_hits: self.near_hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            sets: self.sets.load(Relaxed),
-            invalidated: self.invalidated.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            decode_errors: self.decode_errors.load(Relaxed),
-            failed_invalidations: self.failed_invalidations.load(Relaxed),
-            unstorable: self.unstorable.load(Relaxed),
+            hits: self.hits.get(),
+            near_hits: self.near_hits.get(),
+            misses: self.misses.get(),
+            sets: self.sets.get(),
+            invalidated: self.invalidated.get(),
+            errors: self.errors.get(),
+            decode_errors: self.decode_errors.get(),
+            failed_invalidations: self.failed_invalidations.get(),
+            unstorable: self.unstorable.get(),
         }
     }
 }

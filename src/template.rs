@@ -37,6 +37,8 @@ use std::sync::{Arc, RwLock};
 pub struct Template {
     source: String,
     parts: Vec<Part>,
+    /// Whether the literal text holds glob syntax: worked out once, asked on every call.
+    glob: bool,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -47,6 +49,32 @@ enum Part {
         path: String,
         root: usize,
     },
+}
+
+/// A template a builder uses: one kept for the process's life (a `'static` template, parsed
+/// once), borrowed so that no reference count is touched per call, or one parsed at run
+/// time and shared.
+#[derive(Clone, Debug)]
+pub(crate) enum TemplateRef {
+    Static(&'static Template),
+    Shared(Arc<Template>),
+}
+
+impl fmt::Display for TemplateRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::ops::Deref for TemplateRef {
+    type Target = Template;
+
+    fn deref(&self) -> &Template {
+        match self {
+            TemplateRef::Static(t) => t,
+            TemplateRef::Shared(t) => t,
+        }
+    }
 }
 
 /// How placeholder values are turned into key text.
@@ -78,28 +106,50 @@ impl Template {
         if at < source.len() {
             parts.push(Part::Literal(source[at..].to_owned()));
         }
+        let glob = parts.iter().any(|p| match p {
+            Part::Literal(text) => grammar::has_glob(text),
+            Part::Placeholder { .. } => false,
+        });
         Ok(Template {
             source: source.to_owned(),
             parts,
+            glob,
         })
     }
 
     /// Parses a `'static` template once per process; later calls are a map look-up.
-    pub(crate) fn interned(source: &'static str) -> Result<Arc<Template>> {
-        type Parsed = HashMap<(usize, usize), Result<Arc<Template>>>;
+    pub(crate) fn interned(source: &'static str) -> Result<TemplateRef> {
+        type Parsed = HashMap<(usize, usize), Result<&'static Template>>;
         static CACHE: Lazy<RwLock<Parsed>> = Lazy::new(Default::default);
+        thread_local! {
+            // Each thread's own copy of the look-ups it made: no lock, no shared counter
+            // touched on the hot path.
+            static LOCAL: std::cell::RefCell<Parsed> = std::cell::RefCell::new(HashMap::new());
+        }
         // Keyed by address: a `'static` str never moves or dies, and two equal literals
         // at different addresses only cost one more parse.
         let id = (source.as_ptr() as usize, source.len());
-        if let Some(found) = CACHE.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            return found.clone();
+        if let Some(found) = LOCAL.with(|l| l.borrow().get(&id).cloned()) {
+            return found.map(TemplateRef::Static);
         }
-        let parsed = Template::parse(source).map(Arc::new);
-        CACHE
-            .write()
+        let found = CACHE
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, parsed.clone());
-        parsed
+            .get(&id)
+            .cloned();
+        let parsed = found.unwrap_or_else(|| {
+            // Parsed once per process and kept for its life, as the `'static` text is:
+            // builders then borrow it and never touch a reference count.
+            let parsed = Template::parse(source).map(|t| &*Box::leak(Box::new(t)));
+            CACHE
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id)
+                .or_insert(parsed)
+                .clone()
+        });
+        LOCAL.with(|l| l.borrow_mut().insert(id, parsed.clone()));
+        parsed.map(TemplateRef::Static)
     }
 
     /// The template as written.
@@ -118,10 +168,7 @@ impl Template {
     /// True when the text outside placeholders holds glob syntax, so that as an
     /// invalidation pattern it may match more than one key.
     pub fn is_glob(&self) -> bool {
-        self.parts.iter().any(|p| match p {
-            Part::Literal(text) => grammar::has_glob(text),
-            Part::Placeholder { .. } => false,
-        })
+        self.glob
     }
 
     /// Checks that the template can name a key: glob syntax in its literal text would make
@@ -605,7 +652,7 @@ mod tests {
         static T: &str = "x:<<a>>";
         let a = Template::interned(T).unwrap();
         let b = Template::interned(T).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(std::ptr::eq(&*a, &*b));
     }
 
     #[test]
@@ -949,8 +996,9 @@ pub use self::per_function::StaticTemplate;
 
 mod per_function {
     use super::Template;
+    use super::TemplateRef;
     use crate::error::Result;
-    use std::sync::{Arc, OnceLock};
+    use std::sync::OnceLock;
 
     /// Not public API: the key template (or one invalidation pattern) of a `cache_fn!`
     /// function, in a `static` inside the function, as `tracing` keeps one callsite per
@@ -966,7 +1014,7 @@ mod per_function {
 
     #[derive(Debug)]
     struct Parsed {
-        template: Result<Arc<Template>>,
+        template: Result<Template>,
         /// As a key: glob syntax refused, `hash` names checked against the placeholders.
         key_check: Result<()>,
         glob: bool,
@@ -1000,7 +1048,7 @@ mod per_function {
 
         fn parsed(&self) -> &Parsed {
             self.parsed.get_or_init(|| {
-                let template = Template::parse(self.source).map(Arc::new);
+                let template = Template::parse(self.source);
                 let (key_check, glob) = match &template {
                     Ok(t) => (
                         t.check_key().and_then(|()| t.check_hash_names(self.hash)),
@@ -1018,15 +1066,18 @@ mod per_function {
 
         /// The parsed template, checked as a key: well formed, no glob syntax, every
         /// `hash` name a placeholder.
-        pub(crate) fn as_key(&self) -> Result<Arc<Template>> {
+        pub(crate) fn as_key(&'static self) -> Result<TemplateRef> {
             let parsed = self.parsed();
             parsed.key_check.clone()?;
-            parsed.template.clone()
+            self.as_pattern()
         }
 
         /// The parsed template, as an invalidation pattern.
-        pub(crate) fn as_pattern(&self) -> Result<Arc<Template>> {
-            self.parsed().template.clone()
+        pub(crate) fn as_pattern(&'static self) -> Result<TemplateRef> {
+            match &self.parsed().template {
+                Ok(t) => Ok(TemplateRef::Static(t)),
+                Err(e) => Err(e.clone()),
+            }
         }
     }
 
@@ -1037,8 +1088,12 @@ mod per_function {
         #[test]
         fn parses_once_and_checks_as_a_key() {
             static KEY: StaticTemplate = StaticTemplate::new("user:<<id>>:<<tags>>", &["tags"]);
-            let a = KEY.as_key().unwrap();
-            assert!(Arc::ptr_eq(&a, &KEY.as_key().unwrap()));
+            let (TemplateRef::Static(a), TemplateRef::Static(b)) =
+                (KEY.as_key().unwrap(), KEY.as_key().unwrap())
+            else {
+                panic!("a static template is borrowed")
+            };
+            assert!(std::ptr::eq(a, b));
             assert!(!KEY.is_glob());
             assert_eq!(KEY.hash_names(), ["tags"]);
 

@@ -115,7 +115,11 @@ fn changes_reach_a(
     let mut delays = Vec::with_capacity(rounds as usize);
     let mut stale = 0;
     for round in 0..rounds {
-        let id = if distinct_ids { 1000 + round } else { round % 50 };
+        let id = if distinct_ids {
+            1000 + round
+        } else {
+            round % 50
+        };
         let key = format!("{}:v:{id}", a.config().get_prefix());
         let old = i64::from(round) * 2;
         let new = old + 1;
