@@ -43,13 +43,17 @@ struct Inner {
 }
 
 /// The prefix as it stands in keys: `%` and `:` percent-encoded, so that no cache's keys
-/// start with another's (`app:v2` is written `app%3Av2`, and `app`'s keys never begin so).
+/// start with another's (`app:v2` is written `app%3Av2`, and `app`'s keys never begin so);
+/// `{` and `}` too, so that a prefix never makes a Redis Cluster hash tag: the templates'
+/// own tags decide which keys share a slot.
 fn encode_prefix(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         match c {
             '%' => out.push_str("%25"),
             ':' => out.push_str("%3A"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
             c => out.push(c),
         }
     }
