@@ -6,6 +6,8 @@
 //! and [`block_on`] drives it) or async. [`Backend`] dispatches to the configured store
 //! without boxing futures on the hot path.
 
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
@@ -164,6 +166,8 @@ pub(crate) enum Backend {
     // Boxed: a Redis store is large, and one of these lives per `Cache` behind an `Arc`.
     #[cfg(feature = "redis")]
     Redis(Box<redis::RedisStore>),
+    #[cfg(feature = "cluster")]
+    Cluster(Box<cluster::ClusterStore>),
 }
 
 impl Backend {
@@ -176,6 +180,10 @@ impl Backend {
             StoreConfig::Redis { url } => {
                 Backend::Redis(Box::new(redis::RedisStore::new(url, config)?))
             }
+            #[cfg(feature = "cluster")]
+            StoreConfig::Cluster { nodes } => {
+                Backend::Cluster(Box::new(cluster::ClusterStore::new(nodes, config)?))
+            }
         })
     }
 
@@ -184,6 +192,8 @@ impl Backend {
             Backend::Memory(_) => "memory",
             #[cfg(feature = "redis")]
             Backend::Redis(_) => "redis",
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(_) => "cluster",
         }
     }
 }
@@ -197,6 +207,8 @@ macro_rules! dispatch {
                     Backend::Memory(s) => s.$name($($arg),*).await,
                     #[cfg(feature = "redis")]
                     Backend::Redis(s) => s.$name($($arg),*).await,
+                    #[cfg(feature = "cluster")]
+                    Backend::Cluster(s) => s.$name($($arg),*).await,
                 }
             }
         )*}

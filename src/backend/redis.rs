@@ -31,7 +31,9 @@ pub(crate) struct RedisStore {
 /// (timeouts, refused or dropped connections; not error replies), cache reads and writes
 /// fail at once for `cooldown`, then the next calls try again. Invalidations (`delete`,
 /// `delete_pattern`) are never held back.
-struct Breaker {
+pub(crate) struct Breaker {
+    /// What is down, for messages: `redis`, or `cluster node 10.0.0.1:6379`.
+    what: String,
     threshold: u32,
     cooldown: Duration,
     failures: AtomicU32,
@@ -41,11 +43,22 @@ struct Breaker {
 }
 
 impl Breaker {
+    pub(crate) fn new(config: &Config, what: impl Into<String>) -> Breaker {
+        Breaker {
+            what: what.into(),
+            threshold: config.breaker_threshold,
+            cooldown: config.breaker_cooldown,
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let until = self.open_until.load(Ordering::Relaxed);
         if until == 0 {
             return Ok(());
@@ -57,14 +70,15 @@ impl Breaker {
         Err(Error::new(
             ErrorKind::Unavailable,
             format!(
-                "redis is taken as down for {} ms more, after {} failed calls in a row",
+                "{} is taken as down for {} ms more, after {} failed calls in a row",
+                self.what,
                 until - now,
                 self.failures.load(Ordering::Relaxed)
             ),
         ))
     }
 
-    fn record<T>(&self, out: &Result<T>) {
+    pub(crate) fn record<T>(&self, out: &Result<T>) {
         match out {
             // Writes only when something changes: a shared counter rewritten on every
             // hit would bounce between cores.
@@ -88,7 +102,7 @@ impl Breaker {
 
 /// A timeout, or a connection refused or lost: signs of a server that is down or stuck,
 /// unlike an error reply.
-fn looks_down(e: &Error) -> bool {
+pub(crate) fn looks_down(e: &Error) -> bool {
     e.is_timeout()
         || e.redis_error().is_some_and(|r| {
             r.is_io_error() || r.is_connection_refusal() || r.is_unrecoverable_error()
@@ -134,13 +148,7 @@ impl RedisStore {
             op_timeout: config.op_timeout,
             connect_timeout: config.connect_timeout,
             scan_count: config.scan_count,
-            breaker: Breaker {
-                threshold: config.breaker_threshold,
-                cooldown: config.breaker_cooldown,
-                failures: AtomicU32::new(0),
-                open_until: AtomicU64::new(0),
-                epoch: Instant::now(),
-            },
+            breaker: Breaker::new(config, "redis"),
         })
     }
 
@@ -379,32 +387,32 @@ impl Request {
     }
 }
 
-fn get_cmd(key: &str) -> Cmd {
+pub(crate) fn get_cmd(key: &str) -> Cmd {
     let mut cmd = redis::cmd("GET");
     cmd.arg(key);
     cmd
 }
 
-fn set_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
+pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
     let mut cmd = redis::cmd("SET");
     // PX keeps sub-second TTLs; a TTL under 1 ms still lives 1 ms rather than erroring.
     cmd.arg(key).arg(value).arg("PX").arg(ttl_ms(ttl));
     cmd
 }
 
-fn unlink_cmd<K: redis::ToRedisArgs>(keys: &[K]) -> Cmd {
+pub(crate) fn unlink_cmd<K: redis::ToRedisArgs>(keys: &[K]) -> Cmd {
     let mut cmd = redis::cmd("UNLINK");
     cmd.arg(keys);
     cmd
 }
 
-fn pttl_cmd(key: &str) -> Cmd {
+pub(crate) fn pttl_cmd(key: &str) -> Cmd {
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(key);
     cmd
 }
 
-fn to_ttl(ms: i64) -> KeyTtl {
+pub(crate) fn to_ttl(ms: i64) -> KeyTtl {
     match ms {
         -2 => KeyTtl::Missing,
         ms if ms < 0 => KeyTtl::Persistent,
@@ -412,46 +420,37 @@ fn to_ttl(ms: i64) -> KeyTtl {
     }
 }
 
-type ScanPage = (u64, Vec<Vec<u8>>);
+pub(crate) type ScanPage = (u64, Vec<Vec<u8>>);
 
-fn set_nx_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
+pub(crate) fn set_nx_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
     let mut cmd = set_cmd(key, value, ttl);
     cmd.arg("NX");
     cmd
 }
 
-fn ttl_ms(ttl: Duration) -> u64 {
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// `SET` only while the key holds ARGV[1]: the lease holder's write, which an
 /// invalidation during the computation (deleting the lease) turns into a no-op.
-static SET_IF: Lazy<Script> = Lazy::new(|| {
-    Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 \
-         end return 0",
-    )
-});
+pub(crate) static SET_IF: Lazy<Script> = Lazy::new(|| Script::new(SET_IF_LUA));
+pub(crate) const SET_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 \
+     end return 0";
 
 /// `PEXPIRE` only while the key holds ARGV[1]: a lease holder keeping its lease alive
 /// through a long computation.
-static RENEW_IF: Lazy<Script> = Lazy::new(|| {
-    Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-            return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
-         end return 0",
-    )
-});
+pub(crate) static RENEW_IF: Lazy<Script> = Lazy::new(|| Script::new(RENEW_IF_LUA));
+pub(crate) const RENEW_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+        return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+     end return 0";
 
 /// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
-static DELETE_IF: Lazy<Script> = Lazy::new(|| {
-    Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-            return redis.call('DEL', KEYS[1]) \
-         end return 0",
-    )
-});
+pub(crate) static DELETE_IF: Lazy<Script> = Lazy::new(|| Script::new(DELETE_IF_LUA));
+pub(crate) const DELETE_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+        return redis.call('DEL', KEYS[1]) \
+     end return 0";
 
 impl Store for RedisStore {
     async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
