@@ -9,8 +9,10 @@
 mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate, KeyTtl};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 /// A store to run the suite on.
@@ -83,6 +85,7 @@ suite![
     an_invalidation_during_a_computation_keeps_its_value_out,
     stampede,
     invalidation_race,
+    async_calls_work_from_any_executor,
 ];
 
 #[test]
@@ -573,4 +576,68 @@ fn invalidation_race(b: &Backend) {
         }
     }
     assert_eq!(stale, 0, "stale values in {rounds} rounds");
+}
+
+/// A minimal executor that is not tokio: it parks the thread until woken.
+fn park_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// The first async call of a cache (which connects) and the next ones, from runtimes
+/// without IO or time drivers and from an executor that is not tokio.
+fn async_calls_work_from_any_executor(b: &Backend) {
+    let twice = |cache: Cache, id: u32| async move {
+        let call = || {
+            Cacheable::new("exec:<<id>>")
+                .on(&cache)
+                .run_async(ctx! { id }, || async move { id * 2 })
+        };
+        (call().await, call().await)
+    };
+    let first = b.cache("exec1");
+    assert_eq!(
+        park_on(twice(first.clone(), 9)),
+        (18, 18),
+        "first call, not tokio"
+    );
+    let cache = b.cache("exec");
+    let bare = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(
+        bare.block_on(twice(cache.clone(), 1)),
+        (2, 2),
+        "first call, bare tokio"
+    );
+    let no_io = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    assert_eq!(no_io.block_on(twice(cache.clone(), 2)), (4, 4));
+    let no_time = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    assert_eq!(no_time.block_on(twice(cache.clone(), 3)), (6, 6));
+    assert_eq!(park_on(twice(cache.clone(), 4)), (8, 8));
+    let deleted = park_on(Invalidate::new(["exec:*"]).on(&cache).now_async(ctx! {})).unwrap();
+    assert_eq!(deleted, 4);
+    for c in [first, cache] {
+        let stats = c.stats();
+        assert_eq!(stats.errors, 0, "{stats:?}");
+    }
 }
