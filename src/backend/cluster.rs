@@ -16,8 +16,9 @@
 //! the operation timeout.
 
 use super::redis::{
-    get_cmd, looks_down, pttl_cmd, set_cmd, set_nx_cmd, to_ttl, ttl_ms, unlink_cmd, Breaker,
-    ScanPage, DELETE_IF, DELETE_IF_LUA, RENEW_IF, RENEW_IF_LUA, SET_IF, SET_IF_LUA,
+    client_for, dropped, get_cmd, looks_down, pttl_cmd, set_cmd, set_nx_cmd, to_ttl, ttl_ms,
+    unlink_cmd, AsyncConn, Breaker, ScanPage, DELETE_IF, DELETE_IF_LUA, RENEW_IF, RENEW_IF_LUA,
+    SET_IF, SET_IF_LUA,
 };
 use super::{KeyTtl, Mode, Store};
 use crate::config::Config;
@@ -167,6 +168,55 @@ impl Addr {
 struct Primary {
     addr: Addr,
     breaker: Arc<Breaker>,
+    link: Arc<Link>,
+}
+
+/// A node's own multiplexed connection: the async fast path for one-key commands, sent
+/// from the caller as on one server (no hop through redis-rs's cluster task). A redirection
+/// it meets is followed through the cluster connection.
+struct Link {
+    /// `None` when no URL could be made for the node (it is then reached through the
+    /// cluster connection only).
+    client: Option<redis::Client>,
+    con: AsyncConn,
+}
+
+/// A node's breaker and connection.
+type Node = (Arc<Breaker>, Arc<Link>);
+
+/// A primary a pattern operation runs on.
+struct Target {
+    addr: Addr,
+    breaker: Arc<Breaker>,
+    link: Arc<Link>,
+}
+
+/// A way to one primary for a pattern operation.
+enum Way {
+    /// Its own connection, with the generation to report it broken.
+    Direct(Arc<Link>, u64, redis::aio::MultiplexedConnection),
+    /// The cluster connection, routed to its address.
+    Routed(AsyncConnection, Addr),
+}
+
+/// The URL of the node at `addr`: the seed URL with its host and port replaced, so that
+/// credentials, TLS and parameters stay.
+fn node_url(seed: &str, addr: &Addr) -> String {
+    let (scheme, rest) = seed.split_once("://").unwrap_or(("redis", seed));
+    let host_start = rest.rfind('@').map_or(0, |at| at + 1);
+    let after = &rest[host_start..];
+    let host_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let host = if addr.host.contains(':') {
+        format!("[{}]", addr.host)
+    } else {
+        addr.host.clone()
+    };
+    format!(
+        "{scheme}://{}{host}:{}{}",
+        &rest[..host_start],
+        addr.port,
+        &after[host_end..]
+    )
 }
 
 /// Which primary owns each slot, as last read from the cluster.
@@ -297,6 +347,19 @@ impl Op<'_> {
     }
 }
 
+/// The key's slot is served elsewhere now (a resharding), or by a node demoted to replica
+/// (a failover).
+fn redirected(e: &Error) -> bool {
+    e.redis_error().is_some_and(|r| {
+        matches!(
+            r.kind(),
+            redis::ErrorKind::Server(
+                ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly
+            )
+        )
+    })
+}
+
 fn no_script(e: &RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript)
 }
@@ -348,8 +411,10 @@ struct Inner {
     /// Bumped whenever the slot map changes: blocking connections made before are dropped,
     /// since redis-rs's blocking connection never rereads its own map.
     generation: AtomicU64,
-    /// Breakers by node, kept across slot map changes.
-    breakers: Mutex<HashMap<Addr, Arc<Breaker>>>,
+    /// Breakers and connections by node, kept across slot map changes.
+    nodes: Mutex<HashMap<Addr, Node>>,
+    /// The first seed's URL, as given: node URLs are made from it.
+    seed_url: SecretUrl,
     /// For calls made while no slot map is known (or for a slot no primary serves).
     unknown: Arc<Breaker>,
     refreshing: AtomicBool,
@@ -442,7 +507,8 @@ impl ClusterStore {
                 config: config.clone(),
                 topology: RwLock::new(None),
                 generation: AtomicU64::new(0),
-                breakers: Mutex::new(HashMap::new()),
+                nodes: Mutex::new(HashMap::new()),
+                seed_url: nodes[0].clone(),
                 unknown: Arc::new(Breaker::new(config, "the redis cluster")),
                 refreshing: AtomicBool::new(false),
                 dirty: AtomicBool::new(false),
@@ -531,16 +597,26 @@ impl Inner {
             .clone()
     }
 
-    fn breaker_for(&self, addr: &Addr) -> Arc<Breaker> {
-        self.breakers
+    fn node(&self, addr: &Addr) -> Node {
+        self.nodes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(addr.clone())
             .or_insert_with(|| {
-                Arc::new(Breaker::new(
-                    &self.config,
-                    format!("redis cluster node {addr}"),
-                ))
+                let breaker = Breaker::new(&self.config, format!("redis cluster node {addr}"));
+                let url = SecretUrl::new(&node_url(self.seed_url.expose(), addr));
+                let client = match client_for(&url, &self.config) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        log::warn!(target: "cacheable", "redis cluster node {addr}: {e:#}; reaching it through the cluster connection only");
+                        None
+                    }
+                };
+                let link = Link {
+                    client,
+                    con: AsyncConn::default(),
+                };
+                (Arc::new(breaker), Arc::new(link))
             })
             .clone()
     }
@@ -557,9 +633,11 @@ impl Inner {
             let i = match primaries.iter().position(|p| p.addr == *primary) {
                 Some(i) => i,
                 None => {
+                    let (breaker, link) = self.node(primary);
                     primaries.push(Primary {
                         addr: primary.clone(),
-                        breaker: self.breaker_for(primary),
+                        breaker,
+                        link,
                     });
                     primaries.len() - 1
                 }
@@ -829,9 +907,23 @@ impl Inner {
         })
     }
 
-    /// One op on `slot`, on the async connection (redis-rs follows redirections).
-    async fn send_async(&self, slot: u16, op: Op<'_>) -> Result<Value> {
+    /// One op on `slot`, async: on its primary's own connection, or (when that meets a
+    /// redirection, or there is none) on the cluster connection, which follows redirections.
+    async fn send_async(
+        self: &Arc<Self>,
+        slot: u16,
+        primary: Option<&Primary>,
+        op: Op<'_>,
+    ) -> Result<Value> {
         self.bounded(async {
+            if let Some(Primary { link, .. }) = primary {
+                if let Some(client) = &link.client {
+                    match self.send_direct(link, client, &op).await {
+                        Err(e) if redirected(&e) => self.mark_dirty(),
+                        other => return other,
+                    }
+                }
+            }
             let mut con = self.connection().await?;
             let out = match &op {
                 Op::Cmd(_) => {
@@ -858,6 +950,25 @@ impl Inner {
         .await
     }
 
+    /// One op on a primary's own multiplexed connection (built on the IO runtime).
+    async fn send_direct(&self, link: &Link, client: &redis::Client, op: &Op<'_>) -> Result<Value> {
+        let (generation, mut con) = link.con.get(client, self.config.connect_timeout).await?;
+        let out = match op {
+            Op::Cmd(cmd) => cmd.query_async::<Value>(&mut con).await,
+            Op::Script { .. } => match op.script_cmd(true).query_async::<Value>(&mut con).await {
+                Err(e) if no_script(&e) => op.script_cmd(false).query_async(&mut con).await,
+                other => other,
+            },
+        };
+        let out = out.and_then(Value::extract_error);
+        if let Err(e) = &out {
+            if dropped(e) {
+                link.con.broken(generation);
+            }
+        }
+        out.map_err(Error::from_redis)
+    }
+
     /// One op on `key`'s slot: refused at once while the slot's primary is taken as down
     /// (`guarded`; invalidations always go), counted on its breaker.
     async fn run(
@@ -879,14 +990,12 @@ impl Inner {
         guarded: bool,
     ) -> Result<Value> {
         let topology = self.topology(mode).await;
-        let breaker = match &topology {
-            Ok(t) => t
-                .primary(slot)
-                .map_or(&self.unknown, |p| &p.breaker)
-                .clone(),
-            Err(_) if !guarded => self.unknown.clone(),
+        let primary = match &topology {
+            Ok(t) => t.primary(slot),
+            Err(_) if !guarded => None,
             Err(e) => return Err(e.clone()),
         };
+        let breaker = primary.map_or(&self.unknown, |p| &p.breaker);
         if guarded {
             if let Err(e) = breaker.check() {
                 self.mark_dirty();
@@ -900,7 +1009,7 @@ impl Inner {
                 }
                 v
             }),
-            Mode::Async => self.send_async(slot, op).await,
+            Mode::Async => self.send_async(slot, primary, op).await,
         };
         breaker.record(&out);
         if let Err(e) = &out {
@@ -913,22 +1022,19 @@ impl Inner {
 
     /// The primaries a pattern's keys can be on: the one owning its slot when the pattern
     /// has one, else all of them.
-    async fn targets(self: &Arc<Self>, pattern: &str) -> Result<Vec<(Addr, Arc<Breaker>)>> {
+    async fn targets(self: &Arc<Self>, pattern: &str) -> Result<Vec<Target>> {
         let topology = self.topology(Mode::Async).await?;
-        let all = || {
-            topology
-                .primaries
-                .iter()
-                .map(|p| (p.addr.clone(), p.breaker.clone()))
-                .collect::<Vec<_>>()
+        let target = |p: &Primary| Target {
+            addr: p.addr.clone(),
+            breaker: p.breaker.clone(),
+            link: p.link.clone(),
         };
-        Ok(match pattern_slot(pattern) {
-            Some(slot) => match topology.primary(slot) {
-                Some(p) => vec![(p.addr.clone(), p.breaker.clone())],
-                None => all(),
+        Ok(
+            match pattern_slot(pattern).and_then(|slot| topology.primary(slot)) {
+                Some(p) => vec![target(p)],
+                None => topology.primaries.iter().map(target).collect(),
             },
-            None => all(),
-        })
+        )
     }
 
     fn scan_cmd(&self, cursor: u64, pattern: &str) -> Cmd {
@@ -941,32 +1047,57 @@ impl Inner {
         cmd
     }
 
-    /// One `SCAN` page from `node`.
-    async fn scan_page(
-        &self,
-        con: &mut AsyncConnection,
-        node: &Addr,
-        cursor: u64,
-        pattern: &str,
-    ) -> Result<ScanPage> {
-        let page = self
-            .bounded(async {
-                con.route_command(self.scan_cmd(cursor, pattern), node.route())
-                    .await
-                    .and_then(Value::extract_error)
-                    .map_err(Error::from_redis)
-            })
-            .await?;
-        parse(page)
+    /// A way to one primary: its own connection, or the cluster connection routed to it.
+    async fn way(&self, target: &Target) -> Result<Way> {
+        if let Some(client) = &target.link.client {
+            let direct = target.link.con.get(client, self.config.connect_timeout);
+            if let Ok((generation, con)) = self.bounded(direct).await {
+                return Ok(Way::Direct(target.link.clone(), generation, con));
+            }
+        }
+        let con = self.bounded(self.connection()).await?;
+        Ok(Way::Routed(con, target.addr.clone()))
+    }
+
+    /// One round trip to a primary: the commands of `pipe`, each reply (error replies
+    /// included) in order.
+    async fn node_round_trip(&self, way: &mut Way, pipe: redis::Pipeline) -> Result<Vec<Value>> {
+        use redis::aio::ConnectionLike;
+        let count = pipe.len();
+        self.bounded(async {
+            match way {
+                Way::Direct(link, generation, con) => {
+                    let out = con.req_packed_commands(&pipe, 0, count).await;
+                    if let Err(e) = &out {
+                        if dropped(e) {
+                            link.con.broken(*generation);
+                        }
+                    }
+                    out
+                }
+                Way::Routed(con, addr) => con.route_pipeline(pipe, 0, count, addr.single()).await,
+            }
+            .map_err(Error::from_redis)
+        })
+        .await
+    }
+
+    /// One `SCAN` page from a primary.
+    async fn scan_page(&self, way: &mut Way, cursor: u64, pattern: &str) -> Result<ScanPage> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.scan_cmd(cursor, pattern));
+        let page = self.node_round_trip(way, pipe).await?.pop();
+        let page = page.ok_or_else(|| Error::new(ErrorKind::Store, "SCAN got no reply"))?;
+        parse(page.extract_error().map_err(Error::from_redis)?)
     }
 
     /// Every key matching `pattern` on one primary.
-    async fn keys_on(&self, node: &Addr, pattern: &str) -> Result<Vec<Vec<u8>>> {
-        let mut con = self.bounded(self.connection()).await?;
+    async fn keys_on(&self, target: &Target, pattern: &str) -> Result<Vec<Vec<u8>>> {
+        let mut way = self.way(target).await?;
         let mut found = Vec::new();
         let mut cursor = 0;
         loop {
-            let (next, keys) = self.scan_page(&mut con, node, cursor, pattern).await?;
+            let (next, keys) = self.scan_page(&mut way, cursor, pattern).await?;
             found.extend(keys);
             if next == 0 {
                 return Ok(found);
@@ -977,16 +1108,16 @@ impl Inner {
 
     /// Deletes every key matching `pattern` on one primary: each page's keys by `UNLINK`s
     /// of one slot each, sent with the next page's `SCAN` in one pipeline.
-    async fn delete_on(&self, node: &Addr, pattern: &str) -> Result<u64> {
-        let mut con = self.bounded(self.connection()).await?;
+    async fn delete_on(&self, target: &Target, pattern: &str) -> Result<u64> {
+        let mut way = self.way(target).await?;
         let mut deleted = 0u64;
-        let (mut cursor, mut keys) = self.scan_page(&mut con, node, 0, pattern).await?;
+        let (mut cursor, mut keys) = self.scan_page(&mut way, 0, pattern).await?;
         loop {
             if keys.is_empty() {
                 if cursor == 0 {
                     return Ok(deleted);
                 }
-                (cursor, keys) = self.scan_page(&mut con, node, cursor, pattern).await?;
+                (cursor, keys) = self.scan_page(&mut way, cursor, pattern).await?;
                 continue;
             }
             let groups = by_slot(std::mem::take(&mut keys));
@@ -997,24 +1128,17 @@ impl Inner {
             if cursor != 0 {
                 pipe.add_command(self.scan_cmd(cursor, pattern));
             }
-            let count = groups.len() + usize::from(cursor != 0);
-            let mut replies = self
-                .bounded(async {
-                    con.route_pipeline(pipe, 0, count, node.single())
-                        .await
-                        .map_err(Error::from_redis)
-                })
-                .await?;
+            let mut replies = self.node_round_trip(&mut way, pipe).await?;
             let page = if cursor != 0 { replies.pop() } else { None };
             for ((slot, group), reply) in groups.into_iter().zip(replies) {
                 match reply.extract_error() {
                     Ok(n) => deleted += parse::<u64>(n)?,
                     // The slot moved away meanwhile: delete by slot, following redirections.
                     Err(_) => {
-                        let unlink = con.route_command(unlink_cmd(&group), slot_route(slot));
                         let n = self
                             .bounded(async {
-                                unlink
+                                let mut con = self.connection().await?;
+                                con.route_command(unlink_cmd(&group), slot_route(slot))
                                     .await
                                     .and_then(Value::extract_error)
                                     .map_err(Error::from_redis)
@@ -1035,12 +1159,12 @@ impl Inner {
 
     async fn delete_pattern_async(self: Arc<Self>, pattern: String) -> Result<u64> {
         let targets = self.targets(&pattern).await?;
-        let runs = targets.iter().map(|(node, breaker)| {
+        let runs = targets.iter().map(|target| {
             let pattern = &pattern;
             let this = &self;
             async move {
-                let out = this.delete_on(node, pattern).await;
-                breaker.record(&out);
+                let out = this.delete_on(target, pattern).await;
+                target.breaker.record(&out);
                 out
             }
         });
@@ -1065,15 +1189,15 @@ impl Inner {
 
     async fn keys_async(self: Arc<Self>, pattern: String) -> Result<Vec<String>> {
         let targets = self.targets(&pattern).await?;
-        for (_, breaker) in &targets {
-            breaker.check()?;
+        for target in &targets {
+            target.breaker.check()?;
         }
-        let runs = targets.iter().map(|(node, breaker)| {
+        let runs = targets.iter().map(|target| {
             let pattern = &pattern;
             let this = &self;
             async move {
-                let out = this.keys_on(node, pattern).await;
-                breaker.record(&out);
+                let out = this.keys_on(target, pattern).await;
+                target.breaker.record(&out);
                 out
             }
         });
@@ -1277,6 +1401,29 @@ mod tests {
         for (s, group) in groups {
             assert!(group.iter().all(|k| slot(k) == s));
         }
+    }
+
+    #[test]
+    fn node_urls_keep_the_seed_credentials_and_parameters() {
+        let addr = |host: &str, port| Addr {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(
+            node_url(
+                "redis://u:p@w@seed:7000/?protocol=resp3",
+                &addr("10.0.0.2", 7001)
+            ),
+            "redis://u:p@w@10.0.0.2:7001/?protocol=resp3"
+        );
+        assert_eq!(
+            node_url("rediss://seed:7000", &addr("::1", 7002)),
+            "rediss://[::1]:7002"
+        );
+        assert_eq!(
+            node_url("redis://:pw@[::1]:7000/", &addr("h", 1)),
+            "redis://:pw@h:1/"
+        );
     }
 
     #[test]

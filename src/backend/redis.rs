@@ -109,37 +109,41 @@ pub(crate) fn looks_down(e: &Error) -> bool {
         })
 }
 
+/// A client for one server's URL, with the configuration's TLS certificates.
+pub(crate) fn client_for(url: &SecretUrl, config: &Config) -> Result<redis::Client> {
+    // `url` shows masked; only `expose` gives the password, to connect with.
+    let invalid =
+        |e| Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e);
+    let info = url.expose().into_connection_info().map_err(invalid)?;
+    // No `CLIENT SETINFO` in the handshake: fewer round trips per connection, and no
+    // reads whose failures the handshake ignores (each would wait out a timeout of its own
+    // against a frozen server).
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    let info = info.set_redis_settings(settings);
+    #[cfg(feature = "tls")]
+    {
+        let tls = &config.tls;
+        if tls.root_cert.is_some() || tls.client_cert_and_key.is_some() {
+            let certs = redis::TlsCertificates {
+                client_tls: tls.client_cert_and_key.as_ref().map(|(cert, key)| {
+                    redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }
+                }),
+                root_cert: tls.root_cert.clone(),
+            };
+            return redis::Client::build_with_tls(info, certs).map_err(invalid);
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = config;
+    redis::Client::open(info).map_err(invalid)
+}
+
 impl RedisStore {
     pub(crate) fn new(url: &SecretUrl, config: &Config) -> Result<Self> {
-        // `url` shows masked; only `expose` gives the password, to connect with.
-        let invalid =
-            |e| Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e);
-        let info = url.expose().into_connection_info().map_err(invalid)?;
-        // No `CLIENT SETINFO` in the handshake: fewer round trips per connection, and no
-        // reads whose failures the handshake ignores (each would wait out a timeout of its own
-        // against a frozen server).
-        let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let info = info.set_redis_settings(settings);
-        #[cfg(feature = "tls")]
-        let client = {
-            let tls = &config.tls;
-            if tls.root_cert.is_some() || tls.client_cert_and_key.is_some() {
-                let certs = redis::TlsCertificates {
-                    client_tls: tls.client_cert_and_key.as_ref().map(|(cert, key)| {
-                        redis::ClientTlsConfig {
-                            client_cert: cert.clone(),
-                            client_key: key.clone(),
-                        }
-                    }),
-                    root_cert: tls.root_cert.clone(),
-                };
-                redis::Client::build_with_tls(info, certs).map_err(invalid)?
-            } else {
-                redis::Client::open(info).map_err(invalid)?
-            }
-        };
-        #[cfg(not(feature = "tls"))]
-        let client = redis::Client::open(info).map_err(invalid)?;
+        let client = client_for(url, config)?;
         Ok(RedisStore {
             client,
             async_con: AsyncConn::default(),
@@ -201,39 +205,8 @@ impl RedisStore {
         }
     }
 
-    /// The async connection, built on first use (and after it broke) on the crate's IO
-    /// runtime, which drives it whichever runtime or executor the callers use.
     async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
-        if let Some(con) = self.async_con.current() {
-            return Ok(con);
-        }
-        // One caller connects; the others wait for its connection.
-        let _connecting = self.async_con.connecting.lock().await;
-        if let Some(con) = self.async_con.current() {
-            return Ok(con);
-        }
-        let client = self.client.clone();
-        // No response timeout of redis-rs's own: it would need a timer in the caller's
-        // runtime. The caller bounds each request with the crate's own timer instead.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(None);
-        let connecting = crate::rt::handle().spawn(async move {
-            client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-        });
-        let con = connecting
-            .await
-            .map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Store,
-                    "the cacheable IO runtime dropped a connection attempt",
-                    e,
-                )
-            })?
-            .map_err(Error::from_redis)?;
-        Ok(self.async_con.install(con))
+        self.async_con.get(&self.client, self.connect_timeout).await
     }
 
     /// Sends one request in `mode`: blocking on a pooled connection, or on the async
@@ -311,14 +284,14 @@ impl RedisStore {
 /// The async connection was lost (the server restarted, or closed it): it is rebuilt, and
 /// one retry on the new connection, within the same operation timeout, saves the call.
 /// Every command here is safe to repeat.
-fn dropped(e: &redis::RedisError) -> bool {
+pub(crate) fn dropped(e: &redis::RedisError) -> bool {
     e.is_unrecoverable_error() || e.is_io_error()
 }
 
 /// The async connection and its generation: a caller that saw it fail drops it only if no
 /// other caller replaced it meanwhile.
 #[derive(Default)]
-struct AsyncConn {
+pub(crate) struct AsyncConn {
     current: Mutex<Option<(u64, MultiplexedConnection)>>,
     /// Held by the one caller that connects.
     connecting: tokio::sync::Mutex<()>,
@@ -326,6 +299,45 @@ struct AsyncConn {
 }
 
 impl AsyncConn {
+    /// The connection, built on first use (and after it broke) on the crate's IO runtime,
+    /// which drives it whichever runtime or executor the callers use.
+    pub(crate) async fn get(
+        &self,
+        client: &redis::Client,
+        connect_timeout: Duration,
+    ) -> Result<(u64, MultiplexedConnection)> {
+        if let Some(con) = self.current() {
+            return Ok(con);
+        }
+        // One caller connects; the others wait for its connection.
+        let _connecting = self.connecting.lock().await;
+        if let Some(con) = self.current() {
+            return Ok(con);
+        }
+        let client = client.clone();
+        // No response timeout of redis-rs's own: it would need a timer in the caller's
+        // runtime. The caller bounds each request with the crate's own timer instead.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(None);
+        let connecting = crate::rt::handle().spawn(async move {
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        });
+        let con = connecting
+            .await
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Store,
+                    "the cacheable IO runtime dropped a connection attempt",
+                    e,
+                )
+            })?
+            .map_err(Error::from_redis)?;
+        Ok(self.install(con))
+    }
+
     fn current(&self) -> Option<(u64, MultiplexedConnection)> {
         self.current
             .lock()
@@ -339,7 +351,7 @@ impl AsyncConn {
         (generation, con)
     }
 
-    fn broken(&self, generation: u64) {
+    pub(crate) fn broken(&self, generation: u64) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.as_ref().is_some_and(|(g, _)| *g == generation) {
             *current = None;
