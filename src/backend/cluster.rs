@@ -1,19 +1,22 @@
-//! A Redis Cluster, through redis-rs's cluster clients: async calls on one multiplexed
-//! cluster connection whose driver lives on the crate's IO thread (callers send on it from
-//! any executor), blocking calls on a small pool of blocking cluster connections; every
-//! round trip bounded by the operation timeout.
+//! A Redis Cluster, through redis-rs's cluster clients and a slot map of the store's own.
 //!
-//! Beside redis-rs's own routing, the store keeps a slot map of its own (from
-//! `CLUSTER SLOTS`, refreshed in the background after faults and every half minute) for
-//! what redis-rs does not do: a breaker per primary, so a dead primary costs only its own
-//! slots' callers; `SCAN` on every primary at once for pattern operations, or on the one
-//! primary that owns a pattern's literal hash tag; and deletions grouped by slot, so that no
-//! command ever spans two slots.
+//! - Async one-key calls go from the caller straight to the key's primary, on a multiplexed
+//!   connection of that node's own whose driver lives on the crate's IO thread (as on one
+//!   server: no task per request, any executor); one that meets MOVED, ASK or READONLY is
+//!   sent again through redis-rs's async cluster connection (also on the IO thread), which
+//!   follows redirections.
+//! - Blocking calls use a small pool of redis-rs's blocking cluster connections, with
+//!   redis-rs's retries off so that a call is one attempt within the operation timeout;
+//!   this store follows one MOVED or ASK itself, and drops pooled connections whose own slot
+//!   map went stale.
+//! - The slot map (from `CLUSTER SLOTS`, reread in the background after faults and every
+//!   half minute) gives what redis-rs does not: a breaker per primary, so a dead primary
+//!   costs only its own slots' callers; `SCAN` on every primary at once for pattern
+//!   operations, or on the one primary that owns a pattern's literal hash tag; and
+//!   deletions grouped by slot, so that no command ever spans two slots.
 //!
-//! Every operation on one key is one command (or one script) on that key's slot. MOVED and
-//! ASK are followed: by redis-rs on the async path, and here, once, on the blocking path,
-//! whose connections have redis-rs's retries off so that a call never takes more than about
-//! the operation timeout.
+//! Every operation on one key is one command (or one script) on that key's slot, and every
+//! round trip is bounded by the operation timeout.
 
 use super::redis::{
     client_for, dropped, get_cmd, looks_down, pttl_cmd, set_cmd, set_nx_cmd, to_ttl, ttl_ms,
