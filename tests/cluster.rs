@@ -509,3 +509,96 @@ fn race_until(cache: &Arc<Cache>, stop: &AtomicBool) -> (u64, u64, u64) {
     rt.shutdown_timeout(Duration::from_secs(2));
     (rounds, stale, skipped)
 }
+
+/// A primary frozen (SIGSTOP, as a stuck host): calls on its keys take the operation timeout
+/// until its breaker opens, then fail fast; calls on the other primaries' keys are hits and
+/// wait for nothing; once it thaws, its keys are cached again.
+#[test]
+fn a_frozen_primary_costs_its_own_callers_the_timeout_and_no_one_else_anything() {
+    let cluster = RedisCluster::start();
+    let cache = Cache::new(
+        Config::from_url(&cluster.url())
+            .unwrap()
+            .prefix("fz")
+            .op_timeout(OP_TIMEOUT)
+            .connect_timeout(OP_TIMEOUT),
+    )
+    .unwrap();
+    let victim = cluster.primary_of("fz:item:1");
+    let on_victim: Vec<bool> = (0..60)
+        .map(|id| cluster.primary_of(&format!("fz:item:{id}")) == victim)
+        .collect();
+    let computed = AtomicUsize::new(0);
+    let read = |id: u32| {
+        Cacheable::new("item:<<id>>")
+            .on(&cache)
+            .run(ctx! { id }, || {
+                computed.fetch_add(1, Ordering::SeqCst);
+                id
+            })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let read_async = |id: u32| {
+        rt.block_on(
+            Cacheable::new("item:<<id>>")
+                .on(&cache)
+                .run_async(ctx! { id }, || async move { id }),
+        )
+    };
+    for id in 0..60 {
+        assert_eq!(read(id), id);
+        assert_eq!(read_async(id), id);
+    }
+    cluster.node(victim).pause();
+    let (mut slowest_victim, mut slowest_other) = (Duration::ZERO, Duration::ZERO);
+    let before = computed.load(Ordering::SeqCst);
+    let mut other_misses = 0;
+    for _ in 0..3 {
+        for id in 0..60u32 {
+            let was = computed.load(Ordering::SeqCst);
+            let started = Instant::now();
+            assert_eq!(read(id), id);
+            let sync_took = started.elapsed();
+            let started = Instant::now();
+            assert_eq!(read_async(id), id);
+            let took = sync_took.max(started.elapsed());
+            if on_victim[id as usize] {
+                slowest_victim = slowest_victim.max(took);
+            } else {
+                slowest_other = slowest_other.max(took);
+                other_misses += usize::from(computed.load(Ordering::SeqCst) != was);
+            }
+        }
+    }
+    println!(
+        "frozen primary: slowest call on its keys {slowest_victim:?}, on the others' {slowest_other:?}, \
+         {} computations while frozen, {other_misses} of them for other primaries' keys",
+        computed.load(Ordering::SeqCst) - before
+    );
+    cluster.node(victim).resume();
+    assert!(
+        slowest_victim < OP_TIMEOUT + Duration::from_millis(150),
+        "{slowest_victim:?}"
+    );
+    assert!(
+        slowest_other < Duration::from_millis(100),
+        "{slowest_other:?}"
+    );
+    assert_eq!(other_misses, 0);
+    // Thawed: after the breaker's cooldown, the victim's keys are cached and hit again.
+    std::thread::sleep(Duration::from_millis(1100));
+    for id in 0..60 {
+        read(id);
+    }
+    let again = computed.load(Ordering::SeqCst);
+    for id in 0..60 {
+        assert_eq!(read(id), id);
+    }
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        again,
+        "all hits after the thaw"
+    );
+}

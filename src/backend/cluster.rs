@@ -830,9 +830,9 @@ impl Inner {
         Ok(con)
     }
 
-    /// Runs `f` on a pooled blocking cluster connection. One that saw anything but an
-    /// error reply is dropped (its node may be gone, and its own slot map with it), and so
-    /// are those made before the slot map last changed.
+    /// Runs `f` on a pooled blocking cluster connection. One that lost a connection to a
+    /// node, or met a MOVED, is dropped (its node may be gone, and its own slot map with it),
+    /// and so are those made before the slot map last changed.
     fn with_sync<T>(
         &self,
         f: impl FnOnce(&mut SyncConnection, &mut bool) -> redis::RedisResult<T>,
@@ -857,12 +857,15 @@ impl Inner {
         };
         let mut keep = true;
         let out = f(&mut con, &mut keep);
+        // A timeout leaves the connection usable (redis-rs skips the late reply); making a
+        // new one would connect to every node, a frozen one included.
         let reusable = keep
             && match &out {
                 Ok(_) => true,
                 Err(e) => {
                     e.kind() == redis::ErrorKind::Server(ServerErrorKind::ResponseError)
                         || no_script(e)
+                        || e.is_timeout()
                 }
             };
         if reusable && generation == self.generation.load(Ordering::Relaxed) {
