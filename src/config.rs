@@ -13,6 +13,9 @@ pub(crate) enum StoreConfig {
     /// One Redis server (`redis://`, `redis+unix://`, `unix://`). The URL shows masked.
     #[cfg(feature = "redis")]
     Redis { url: SecretUrl },
+    /// A Redis Cluster: its seed nodes, each a `redis://` (or `rediss://`) URL, shown masked.
+    #[cfg(feature = "cluster")]
+    Cluster { nodes: Vec<SecretUrl> },
 }
 
 /// The configuration of a [`Cache`](crate::Cache): store, key prefix, default TTL,
@@ -155,11 +158,20 @@ impl Config {
     }
 
     /// A configuration from a URL: `redis://host:port/db`, `rediss://…` (TLS, with the
-    /// `tls` feature), `redis+unix:///path`, `memory://` or `memory://?max_entries=N`.
+    /// `tls` feature), `redis+unix:///path`, `redis+cluster://host:port,host:port,…` (a Redis
+    /// Cluster, from any of its nodes; `rediss+cluster://` with TLS), `memory://` or
+    /// `memory://?max_entries=N`.
+    ///
+    /// A cluster URL takes one set of credentials for every node
+    /// (`redis+cluster://user:password@h1:7000,h2:7000`) or the same set before each node
+    /// (`user:password@h1:7000,user:password@h2:7000`), and query parameters that apply to
+    /// every node (`?protocol=resp3`). A cluster has one database: a path other than `/` or
+    /// `/0` is refused.
     ///
     /// # Errors
     /// An unknown scheme, or one this build does not support (`rediss://` without the `tls`
-    /// feature, `redis+cluster://`), is a [`Config`](crate::ErrorKind::Config) error.
+    /// feature, `redis+cluster://` without the `cluster` feature), is a
+    /// [`Config`](crate::ErrorKind::Config) error.
     pub fn from_url(url: &str) -> Result<Config> {
         let url = url.trim();
         // Messages show the URL with its passwords masked.
@@ -215,14 +227,78 @@ impl Config {
             "rediss" => Err(Error::config(format!(
                 "cache URL `{shown}`: TLS (`rediss://`) needs cacheable's `tls` feature"
             ))),
-            "redis+cluster" => Err(Error::config(format!(
-                "cache URL `{shown}`: Redis Cluster is not supported yet"
+            #[cfg(feature = "cluster")]
+            "redis+cluster" => Config::cluster(cluster_nodes(url, "redis")?),
+            #[cfg(all(feature = "cluster", feature = "tls"))]
+            "rediss+cluster" => Config::cluster(cluster_nodes(url, "rediss")?),
+            #[cfg(all(feature = "cluster", not(feature = "tls")))]
+            "rediss+cluster" => Err(Error::config(format!(
+                "cache URL `{shown}`: TLS (`rediss+cluster://`) needs cacheable's `tls` feature"
+            ))),
+            #[cfg(not(feature = "cluster"))]
+            "redis+cluster" | "rediss+cluster" => Err(Error::config(format!(
+                "cache URL `{shown}`: this build has no Redis Cluster support: enable cacheable's `cluster` feature (on by default)"
             ))),
             other => Err(Error::config(format!(
-                "cache URL `{shown}`: unknown scheme `{}` (known: redis, redis+unix, memory)",
+                "cache URL `{shown}`: unknown scheme `{}` (known: redis, rediss, redis+unix, redis+cluster, rediss+cluster, memory)",
                 crate::redact::url(other)
             ))),
         }
+    }
+
+    /// A Redis Cluster (or Valkey cluster, or a managed service in cluster mode), found from
+    /// any of its nodes: `Config::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])`.
+    /// Each node is a `redis://` URL (`rediss://` with the `tls` feature), all with the same
+    /// credentials; the client learns the rest of the cluster from them.
+    ///
+    /// Reads, writes and leases go to the primary that owns the key's slot (MOVED and ASK
+    /// redirections are followed). Pattern operations run `SCAN` on every primary at once, or
+    /// on the one primary that owns a pattern's hash tag when the tag is literal
+    /// (`wallets:{42}:*`), and delete by slot, so no command ever spans slots. Each primary
+    /// has its own breaker: a dead one costs its slots' callers the operation timeout, while
+    /// the other slots keep their hits; once its replica takes over, caching resumes.
+    ///
+    /// # Errors
+    /// No node, or a node URL that is not a valid `redis://` or `rediss://` URL.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster<I, S>(nodes: I) -> Result<Config>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut urls = Vec::new();
+        for node in nodes {
+            let node = node.as_ref().trim();
+            let shown = crate::redact::url(node);
+            let scheme = node.split_once("://").map_or("", |(scheme, _)| scheme);
+            match scheme {
+                "redis" => {}
+                "rediss" if cfg!(feature = "tls") => {}
+                "rediss" => {
+                    return Err(Error::config(format!(
+                        "cluster node `{shown}`: TLS (`rediss://`) needs cacheable's `tls` feature"
+                    )))
+                }
+                _ => {
+                    return Err(Error::config(format!(
+                        "cluster node `{shown}`: a node is a `redis://host:port` URL"
+                    )))
+                }
+            }
+            redis::Client::open(node).map_err(|e| {
+                Error::with_source(
+                    crate::ErrorKind::Config,
+                    format!("invalid cluster node URL `{shown}`"),
+                    e,
+                )
+            })?;
+            urls.push(SecretUrl::new(node));
+        }
+        if urls.is_empty() {
+            return Err(Error::config("a cluster needs at least one node URL"));
+        }
+        Ok(Config::with_store(StoreConfig::Cluster { nodes: urls }))
     }
 
     /// The configuration the global manager uses when [`CacheManager::init`](crate::CacheManager::init)
@@ -273,7 +349,10 @@ impl Config {
     /// `cache` by default. Caches with different prefixes never see, list or delete each
     /// other's keys, even when one prefix starts with the other: `%` and `:` inside a
     /// prefix are percent-encoded in keys (`app:v2` gives `app%3Av2:user:123:profile`), so
-    /// `app`'s keys never start with `app:v2`'s. It must not be empty: a cache without a
+    /// `app`'s keys never start with `app:v2`'s. So are `{` and `}`: a prefix never forms a
+    /// Redis Cluster hash tag (`{app}` would put the whole cache in one slot, on one node, and
+    /// silence the templates' own tags); the templates' tags alone choose which keys share a
+    /// slot. It must not be empty: a cache without a
     /// prefix would share its keys with every other.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Config {
         self.prefix = prefix.into();
@@ -455,7 +534,14 @@ impl Config {
         }
         #[cfg(feature = "tls")]
         if self.tls.root_cert.is_some() || self.tls.client_cert_and_key.is_some() {
-            let tls_url = matches!(&self.store, StoreConfig::Redis { url } if url.expose().starts_with("rediss://"));
+            let tls_url = match &self.store {
+                StoreConfig::Redis { url } => url.expose().starts_with("rediss://"),
+                #[cfg(feature = "cluster")]
+                StoreConfig::Cluster { nodes } => {
+                    nodes.iter().all(|n| n.expose().starts_with("rediss://"))
+                }
+                StoreConfig::Memory { .. } => false,
+            };
             if !tls_url {
                 return Err(Error::config(
                     "TLS certificates were given, but the cache URL is not a `rediss://` one",
@@ -470,6 +556,80 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The node URLs of a `redis+cluster://` (`scheme` `redis`) or `rediss+cluster://` (`rediss`)
+/// URL: `[credentials@]host:port,host:port,…[/0][?query]`, or credentials before each node.
+/// Credentials and the query apply to every node.
+#[cfg(feature = "cluster")]
+fn cluster_nodes(url: &str, scheme: &str) -> Result<Vec<String>> {
+    let shown = crate::redact::url(url);
+    let bad = |why: &str| Error::config(format!("cache URL `{shown}`: {why}"));
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    // Credentials end at the last `@` (a password may hold `/ ? # , @`).
+    let (info, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (last_hosts, tail) = after.split_at(end);
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (tail, None),
+    };
+    if !matches!(path, "" | "/" | "/0") {
+        return Err(bad(
+            "a cluster has one database: the URL takes no path but `/` or `/0`",
+        ));
+    }
+    // (credentials, host:port) for each node.
+    let mut nodes: Vec<(Option<&str>, &str)> = Vec::new();
+    match info {
+        // Credentials before each node: `u:p@h1:1,u:p@h2:2`.
+        Some(info) if info.contains(',') && info.contains('@') => {
+            let items: Vec<&str> = info.split(',').collect();
+            let (last_credentials, heads) = items.split_last().expect("split yields one item");
+            for item in heads {
+                let (credentials, host) = item
+                    .rsplit_once('@')
+                    .ok_or_else(|| bad("credentials before some nodes but not others"))?;
+                nodes.push((Some(credentials), host));
+            }
+            for host in last_hosts.split(',') {
+                nodes.push((Some(*last_credentials), host));
+            }
+        }
+        info => {
+            for host in last_hosts.split(',') {
+                nodes.push((info, host));
+            }
+        }
+    }
+    if let Some((credentials, _)) = nodes.first() {
+        if nodes.iter().any(|(c, _)| c != credentials) {
+            return Err(bad("every node of a cluster takes the same credentials"));
+        }
+    }
+    let mut urls = Vec::with_capacity(nodes.len());
+    for (credentials, host) in nodes {
+        let host = host.trim();
+        if host.is_empty() {
+            return Err(bad("an empty node in the host list"));
+        }
+        let mut node = format!("{scheme}://");
+        if let Some(c) = credentials {
+            node.push_str(c);
+            node.push('@');
+        }
+        node.push_str(host);
+        node.push('/');
+        if let Some(q) = query {
+            node.push('?');
+            node.push_str(q);
+        }
+        urls.push(node);
+    }
+    Ok(urls)
 }
 
 /// A boolean environment variable: `1/0`, `true/false`, `yes/no`, in any case; anything
@@ -538,11 +698,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`redis` feature"));
+        #[cfg(feature = "cluster")]
+        assert!(matches!(
+            Config::from_url("redis+cluster://127.0.0.1:7000,127.0.0.1:7001").unwrap().store,
+            StoreConfig::Cluster { ref nodes } if nodes.len() == 2
+        ));
+        #[cfg(not(feature = "cluster"))]
+        assert!(Config::from_url("redis+cluster://a:1")
+            .unwrap_err()
+            .to_string()
+            .contains("`cluster` feature"));
         for bad in [
             "ftp://x",
             "nothing",
             "memory://?size=1",
-            "redis+cluster://a:1",
+            "redis+cluster://a:1/3",
+            "redis+cluster://",
         ] {
             assert_eq!(
                 Config::from_url(bad).unwrap_err().kind(),
@@ -550,6 +721,58 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn cluster_urls_give_one_node_url_each_with_the_shared_credentials_and_query() {
+        let nodes = |url: &str| match Config::from_url(url).unwrap().store {
+            StoreConfig::Cluster { nodes } => nodes
+                .iter()
+                .map(|n| n.expose().to_owned())
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            nodes("redis+cluster://10.0.0.1:7000,10.0.0.2:7001"),
+            ["redis://10.0.0.1:7000/", "redis://10.0.0.2:7001/"]
+        );
+        assert_eq!(
+            nodes("redis+cluster://u:p,w@h1:1,h2:2/?protocol=resp3"),
+            [
+                "redis://u:p,w@h1:1/?protocol=resp3",
+                "redis://u:p,w@h2:2/?protocol=resp3"
+            ]
+        );
+        assert_eq!(
+            nodes("redis+cluster://u:p@h1:1,u:p@h2:2,h3:3"),
+            [
+                "redis://u:p@h1:1/",
+                "redis://u:p@h2:2/",
+                "redis://u:p@h3:3/"
+            ]
+        );
+        assert_eq!(
+            nodes("redis+cluster://:secret@h1:1/0"),
+            ["redis://:secret@h1:1/"]
+        );
+        let refused = |url: &str| Config::from_url(url).unwrap_err().to_string();
+        assert!(refused("redis+cluster://u:p@h1:1,v:q@h2:2").contains("same credentials"));
+        assert!(refused("redis+cluster://h1:1/2").contains("one database"));
+        assert!(refused("redis+cluster://h1:1,,h2:2").contains("empty node"));
+        // Masked in the message, and in the configuration's Debug.
+        let text = refused("redis+cluster://u:SECRET@h1:1,v:q@h2:2");
+        assert!(!text.contains("SECRET"), "{text}");
+        let config = Config::cluster(["redis://u:SECRET@h1:1", "redis://u:SECRET@h2:2"]).unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("SECRET") && debug.contains("h2:2"),
+            "{debug}"
+        );
+        assert!(Config::cluster(Vec::<String>::new()).is_err());
+        assert!(Config::cluster(["memory://"]).is_err());
+        #[cfg(not(feature = "tls"))]
+        assert!(refused("rediss+cluster://h1:1").contains("`tls` feature"));
     }
 
     #[test]

@@ -25,7 +25,9 @@ use std::time::Duration;
 ///
 /// On Redis, async calls share one multiplexed connection that lives on the crate's own
 /// IO thread, so they work from any runtime or executor, whichever made the first call.
-/// Blocking calls use a small pool of their own connections and need no runtime.
+/// Blocking calls use a small pool of their own connections and need no runtime. On a
+/// Redis Cluster, the same holds with cluster connections: one multiplexed async cluster
+/// connection, a pool of blocking ones, and pattern operations on every primary at once.
 ///
 /// Keys given to its methods are relative to the prefix: with prefix `paycore`,
 /// `get("user:123:profile")` reads `paycore:user:123:profile`. Patterns are Redis globs,
@@ -45,13 +47,17 @@ struct Inner {
 }
 
 /// The prefix as it stands in keys: `%` and `:` percent-encoded, so that no cache's keys
-/// start with another's (`app:v2` is written `app%3Av2`, and `app`'s keys never begin so).
+/// start with another's (`app:v2` is written `app%3Av2`, and `app`'s keys never begin so);
+/// `{` and `}` too, so that a prefix never makes a Redis Cluster hash tag: the templates'
+/// own tags decide which keys share a slot.
 fn encode_prefix(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         match c {
             '%' => out.push_str("%25"),
             ':' => out.push_str("%3A"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
             c => out.push(c),
         }
     }
@@ -307,7 +313,8 @@ impl Cache {
     }
 
     /// Deletes every key matching the Redis glob `pattern` (`user:123:*`), by `SCAN` and
-    /// `UNLINK` in batches; returns how many went.
+    /// `UNLINK` in batches (on a cluster, on every primary at once, or on the one that owns
+    /// the pattern's literal hash tag); returns how many went.
     ///
     /// # Errors
     /// A store fault. Keys deleted before it stay deleted.

@@ -142,7 +142,9 @@ fn a_malformed_url_shows_no_password() {
         format!("redis://alice:{SECRET}"),
         format!("alice:{SECRET}@127.0.0.1:6379"),
         format!("ftp://alice:{SECRET}@127.0.0.1"),
-        format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2"),
+        format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:notaport"),
+        format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2/3"),
+        format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,bob:{SECRET}@127.0.0.1:2"),
         format!("memory://?password={SECRET}"),
         format!("redis://alice:{SECRET}@0.0.0.0:6379/0"),
     ] {
@@ -150,6 +152,35 @@ fn a_malformed_url_shows_no_password() {
         assert_eq!(err.kind(), cacheable::ErrorKind::Config, "{url}");
         assert_clean(&url, texts(&err));
     }
+    assert_clean("a log record", records());
+}
+
+/// A cluster none of whose nodes answers: its errors and logs name the nodes, never the
+/// password.
+#[cfg(feature = "cluster")]
+#[test]
+fn an_unreachable_cluster_shows_no_password() {
+    capture_logs();
+    let url = format!(
+        "redis+cluster://alice:{SECRET}@127.0.0.1:{},127.0.0.1:{}",
+        closed_port(),
+        closed_port()
+    );
+    let config = Config::from_url(&url)
+        .unwrap()
+        .op_timeout(Duration::from_millis(200));
+    assert!(!format!("{config:?}").contains(SECRET));
+    let cache = Cache::new(config).unwrap();
+    assert!(!format!("{cache:?}").contains(SECRET));
+    assert_clean("a cluster get", texts(&cache.get::<i32>("k").unwrap_err()));
+    assert_eq!(Cacheable::new("k").on(&cache).run(ctx! {}, || 5), 5);
+    let err = Invalidate::new(["k*"]).on(&cache).now(ctx! {}).unwrap_err();
+    assert_clean("a cluster invalidation", texts(&err));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = rt.block_on(cache.get_async::<i32>("k")).unwrap_err();
+    assert_clean("an async cluster get", texts(&err));
     assert_clean("a log record", records());
 }
 
@@ -212,7 +243,7 @@ fn the_global_cache_from_a_bad_environment_shows_no_password() {
         return;
     }
     for url in [
-        format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2"),
+        format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:notaport"),
         format!("redis://alice:{SECRET}@127.0.0.1:notaport/0"),
     ] {
         let out = Command::new(std::env::current_exe().unwrap())

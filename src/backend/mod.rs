@@ -6,6 +6,8 @@
 //! and [`block_on`] drives it) or async. [`Backend`] dispatches to the configured store
 //! without boxing futures on the hot path.
 
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
@@ -183,6 +185,8 @@ pub(crate) enum Backend {
     // Boxed: a Redis store is large, and one of these lives per `Cache` behind an `Arc`.
     #[cfg(feature = "redis")]
     Redis(Box<redis::RedisStore>),
+    #[cfg(feature = "cluster")]
+    Cluster(Box<cluster::ClusterStore>),
 }
 
 impl Backend {
@@ -194,6 +198,10 @@ impl Backend {
             #[cfg(feature = "redis")]
             StoreConfig::Redis { url } => {
                 Backend::Redis(Box::new(redis::RedisStore::new(url, config)?))
+            }
+            #[cfg(feature = "cluster")]
+            StoreConfig::Cluster { nodes } => {
+                Backend::Cluster(Box::new(cluster::ClusterStore::new(nodes, config)?))
             }
         })
     }
@@ -212,6 +220,10 @@ impl Backend {
             Backend::Redis(s) => {
                 s.track(near, prefix.to_owned(), config.near_ignores_invalidations)
             }
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(s) => {
+                s.track(near, prefix.to_owned(), config.near_ignores_invalidations)
+            }
         }
         #[cfg(not(feature = "redis"))]
         let _ = (prefix, config);
@@ -222,6 +234,8 @@ impl Backend {
             Backend::Memory(_) => "memory",
             #[cfg(feature = "redis")]
             Backend::Redis(_) => "redis",
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(_) => "cluster",
         }
     }
 }
@@ -235,6 +249,8 @@ macro_rules! dispatch {
                     Backend::Memory(s) => s.$name($($arg),*).await,
                     #[cfg(feature = "redis")]
                     Backend::Redis(s) => s.$name($($arg),*).await,
+                    #[cfg(feature = "cluster")]
+                    Backend::Cluster(s) => s.$name($($arg),*).await,
                 }
             }
         )*}

@@ -32,7 +32,9 @@ pub(crate) struct RedisStore {
 /// (timeouts, refused or dropped connections; not error replies), cache reads and writes
 /// fail at once for `cooldown`, then the next calls try again. Invalidations (`delete`,
 /// `delete_pattern`) are never held back.
-struct Breaker {
+pub(crate) struct Breaker {
+    /// What is down, for messages: `redis`, or `cluster node 10.0.0.1:6379`.
+    what: String,
     threshold: u32,
     cooldown: Duration,
     failures: AtomicU32,
@@ -42,11 +44,22 @@ struct Breaker {
 }
 
 impl Breaker {
+    pub(crate) fn new(config: &Config, what: impl Into<String>) -> Breaker {
+        Breaker {
+            what: what.into(),
+            threshold: config.breaker_threshold,
+            cooldown: config.breaker_cooldown,
+            failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let until = self.open_until.load(Ordering::Relaxed);
         if until == 0 {
             return Ok(());
@@ -58,14 +71,15 @@ impl Breaker {
         Err(Error::new(
             ErrorKind::Unavailable,
             format!(
-                "redis is taken as down for {} ms more, after {} failed calls in a row",
+                "{} is taken as down for {} ms more, after {} failed calls in a row",
+                self.what,
                 until - now,
                 self.failures.load(Ordering::Relaxed)
             ),
         ))
     }
 
-    fn record<T>(&self, out: &Result<T>) {
+    pub(crate) fn record<T>(&self, out: &Result<T>) {
         match out {
             // Writes only when something changes: a shared counter rewritten on every
             // hit would bounce between cores.
@@ -89,63 +103,62 @@ impl Breaker {
 
 /// A timeout, or a connection refused or lost: signs of a server that is down or stuck,
 /// unlike an error reply.
-fn looks_down(e: &Error) -> bool {
+pub(crate) fn looks_down(e: &Error) -> bool {
     e.is_timeout()
         || e.redis_error().is_some_and(|r| {
             r.is_io_error() || r.is_connection_refusal() || r.is_unrecoverable_error()
         })
 }
 
+/// A client for one server's URL, with the configuration's TLS certificates; RESP3 when
+/// `resp3` (for push messages), RESP2 otherwise.
+pub(crate) fn client_for(url: &SecretUrl, config: &Config, resp3: bool) -> Result<redis::Client> {
+    // `url` shows masked; only `expose` gives the password, to connect with.
+    let invalid =
+        |e| Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e);
+    let info = url.expose().into_connection_info().map_err(invalid)?;
+    // No `CLIENT SETINFO` in the handshake: fewer round trips per connection, and no
+    // reads whose failures the handshake ignores (each would wait out a timeout of its own
+    // against a frozen server).
+    let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+    if resp3 {
+        settings = settings.set_protocol(redis::ProtocolVersion::RESP3);
+    }
+    let info = info.set_redis_settings(settings);
+    #[cfg(feature = "tls")]
+    {
+        let tls = &config.tls;
+        if tls.root_cert.is_some() || tls.client_cert_and_key.is_some() {
+            let certs = redis::TlsCertificates {
+                client_tls: tls.client_cert_and_key.as_ref().map(|(cert, key)| {
+                    redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }
+                }),
+                root_cert: tls.root_cert.clone(),
+            };
+            return redis::Client::build_with_tls(info, certs).map_err(invalid);
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = config;
+    redis::Client::open(info).map_err(invalid)
+}
+
 impl RedisStore {
     pub(crate) fn new(url: &SecretUrl, config: &Config) -> Result<Self> {
-        // `url` shows masked; only `expose` gives the password, to connect with.
-        let invalid =
-            |e| Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e);
-        let info = url.expose().into_connection_info().map_err(invalid)?;
-        // No `CLIENT SETINFO` in the handshake: fewer round trips per connection, and no
-        // reads whose failures the handshake ignores (each would wait out a timeout of its own
-        // against a frozen server).
-        let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        // The near cache's tracking connection speaks RESP3, for its invalidation pushes.
-        let tracking_info = info
-            .clone()
-            .set_redis_settings(settings.clone().set_protocol(redis::ProtocolVersion::RESP3));
-        let info = info.set_redis_settings(settings);
-        let build = |info: redis::ConnectionInfo| -> Result<redis::Client> {
-            #[cfg(feature = "tls")]
-            {
-                let tls = &config.tls;
-                if tls.root_cert.is_some() || tls.client_cert_and_key.is_some() {
-                    let certs = redis::TlsCertificates {
-                        client_tls: tls.client_cert_and_key.as_ref().map(|(cert, key)| {
-                            redis::ClientTlsConfig {
-                                client_cert: cert.clone(),
-                                client_key: key.clone(),
-                            }
-                        }),
-                        root_cert: tls.root_cert.clone(),
-                    };
-                    return redis::Client::build_with_tls(info, certs).map_err(invalid);
-                }
-            }
-            redis::Client::open(info).map_err(invalid)
-        };
         Ok(RedisStore {
-            client: build(info)?,
-            tracking_client: build(tracking_info)?,
+            client: client_for(url, config, false)?,
+            // The near cache's tracking connection speaks RESP3, for its invalidation pushes.
+            tracking_client: client_for(url, config, true)?,
             async_con: AsyncConn::default(),
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
             op_timeout: config.op_timeout,
             connect_timeout: config.connect_timeout,
             scan_count: config.scan_count,
-            breaker: Breaker {
-                threshold: config.breaker_threshold,
-                cooldown: config.breaker_cooldown,
-                failures: AtomicU32::new(0),
-                open_until: AtomicU64::new(0),
-                epoch: Instant::now(),
-            },
+            breaker: Breaker::new(config, "redis"),
         })
     }
 
@@ -157,9 +170,10 @@ impl RedisStore {
         prefix: String,
         ignore_invalidations: bool,
     ) {
+        let client = self.tracking_client.clone();
         crate::near::tracking::start(
             near,
-            self.tracking_client.clone(),
+            Box::new(move || Some((0, vec![client.clone()]))),
             prefix,
             (self.op_timeout, self.connect_timeout),
             ignore_invalidations,
@@ -215,39 +229,8 @@ impl RedisStore {
         }
     }
 
-    /// The async connection, built on first use (and after it broke) on the crate's IO
-    /// runtime, which drives it whichever runtime or executor the callers use.
     async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
-        if let Some(con) = self.async_con.current() {
-            return Ok(con);
-        }
-        // One caller connects; the others wait for its connection.
-        let _connecting = self.async_con.connecting.lock().await;
-        if let Some(con) = self.async_con.current() {
-            return Ok(con);
-        }
-        let client = self.client.clone();
-        // No response timeout of redis-rs's own: it would need a timer in the caller's
-        // runtime. The caller bounds each request with the crate's own timer instead.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(None);
-        let connecting = crate::rt::handle().spawn(async move {
-            client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-        });
-        let con = connecting
-            .await
-            .map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Store,
-                    "the cacheable IO runtime dropped a connection attempt",
-                    e,
-                )
-            })?
-            .map_err(Error::from_redis)?;
-        Ok(self.async_con.install(con))
+        self.async_con.get(&self.client, self.connect_timeout).await
     }
 
     /// Sends one request in `mode`: blocking on a pooled connection, or on the async
@@ -325,14 +308,14 @@ impl RedisStore {
 /// The async connection was lost (the server restarted, or closed it): it is rebuilt, and
 /// one retry on the new connection, within the same operation timeout, saves the call.
 /// Every command here is safe to repeat.
-fn dropped(e: &redis::RedisError) -> bool {
+pub(crate) fn dropped(e: &redis::RedisError) -> bool {
     e.is_unrecoverable_error() || e.is_io_error()
 }
 
 /// The async connection and its generation: a caller that saw it fail drops it only if no
 /// other caller replaced it meanwhile.
 #[derive(Default)]
-struct AsyncConn {
+pub(crate) struct AsyncConn {
     current: Mutex<Option<(u64, MultiplexedConnection)>>,
     /// Held by the one caller that connects.
     connecting: tokio::sync::Mutex<()>,
@@ -340,6 +323,45 @@ struct AsyncConn {
 }
 
 impl AsyncConn {
+    /// The connection, built on first use (and after it broke) on the crate's IO runtime,
+    /// which drives it whichever runtime or executor the callers use.
+    pub(crate) async fn get(
+        &self,
+        client: &redis::Client,
+        connect_timeout: Duration,
+    ) -> Result<(u64, MultiplexedConnection)> {
+        if let Some(con) = self.current() {
+            return Ok(con);
+        }
+        // One caller connects; the others wait for its connection.
+        let _connecting = self.connecting.lock().await;
+        if let Some(con) = self.current() {
+            return Ok(con);
+        }
+        let client = client.clone();
+        // No response timeout of redis-rs's own: it would need a timer in the caller's
+        // runtime. The caller bounds each request with the crate's own timer instead.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(None);
+        let connecting = crate::rt::handle().spawn(async move {
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+        });
+        let con = connecting
+            .await
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Store,
+                    "the cacheable IO runtime dropped a connection attempt",
+                    e,
+                )
+            })?
+            .map_err(Error::from_redis)?;
+        Ok(self.install(con))
+    }
+
     fn current(&self) -> Option<(u64, MultiplexedConnection)> {
         self.current
             .lock()
@@ -353,7 +375,7 @@ impl AsyncConn {
         (generation, con)
     }
 
-    fn broken(&self, generation: u64) {
+    pub(crate) fn broken(&self, generation: u64) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.as_ref().is_some_and(|(g, _)| *g == generation) {
             *current = None;
@@ -401,32 +423,32 @@ impl Request {
     }
 }
 
-fn get_cmd(key: &str) -> Cmd {
+pub(crate) fn get_cmd(key: &str) -> Cmd {
     let mut cmd = redis::cmd("GET");
     cmd.arg(key);
     cmd
 }
 
-fn set_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
+pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
     let mut cmd = redis::cmd("SET");
     // PX keeps sub-second TTLs; a TTL under 1 ms still lives 1 ms rather than erroring.
     cmd.arg(key).arg(value).arg("PX").arg(ttl_ms(ttl));
     cmd
 }
 
-fn unlink_cmd<K: redis::ToRedisArgs>(keys: &[K]) -> Cmd {
+pub(crate) fn unlink_cmd<K: redis::ToRedisArgs>(keys: &[K]) -> Cmd {
     let mut cmd = redis::cmd("UNLINK");
     cmd.arg(keys);
     cmd
 }
 
-fn pttl_cmd(key: &str) -> Cmd {
+pub(crate) fn pttl_cmd(key: &str) -> Cmd {
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(key);
     cmd
 }
 
-fn to_ttl(ms: i64) -> KeyTtl {
+pub(crate) fn to_ttl(ms: i64) -> KeyTtl {
     match ms {
         -2 => KeyTtl::Missing,
         ms if ms < 0 => KeyTtl::Persistent,
@@ -434,46 +456,37 @@ fn to_ttl(ms: i64) -> KeyTtl {
     }
 }
 
-type ScanPage = (u64, Vec<Vec<u8>>);
+pub(crate) type ScanPage = (u64, Vec<Vec<u8>>);
 
-fn set_nx_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
+pub(crate) fn set_nx_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
     let mut cmd = set_cmd(key, value, ttl);
     cmd.arg("NX");
     cmd
 }
 
-fn ttl_ms(ttl: Duration) -> u64 {
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// `SET` only while the key holds ARGV[1]: the lease holder's write, which an
 /// invalidation during the computation (deleting the lease) turns into a no-op.
-static SET_IF: Lazy<Script> = Lazy::new(|| {
-    Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 \
-         end return 0",
-    )
-});
+pub(crate) static SET_IF: Lazy<Script> = Lazy::new(|| Script::new(SET_IF_LUA));
+pub(crate) const SET_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 \
+     end return 0";
 
 /// `PEXPIRE` only while the key holds ARGV[1]: a lease holder keeping its lease alive
 /// through a long computation.
-static RENEW_IF: Lazy<Script> = Lazy::new(|| {
-    Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-            return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
-         end return 0",
-    )
-});
+pub(crate) static RENEW_IF: Lazy<Script> = Lazy::new(|| Script::new(RENEW_IF_LUA));
+pub(crate) const RENEW_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+        return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
+     end return 0";
 
 /// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
-static DELETE_IF: Lazy<Script> = Lazy::new(|| {
-    Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-            return redis.call('DEL', KEYS[1]) \
-         end return 0",
-    )
-});
+pub(crate) static DELETE_IF: Lazy<Script> = Lazy::new(|| Script::new(DELETE_IF_LUA));
+pub(crate) const DELETE_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+        return redis.call('DEL', KEYS[1]) \
+     end return 0";
 
 impl Store for RedisStore {
     async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {

@@ -25,17 +25,22 @@ use std::time::Duration;
 /// went silent (a network partition) can go unnoticed.
 const HEALTH_CHECK: Duration = Duration::from_millis(500);
 
+/// Where to track: the generation of the server set and a RESP3 client for each server
+/// (one for one server; each primary of a cluster), or `None` while unknown. A new
+/// generation (a cluster's primaries changed) reconnects every tracking connection.
+pub(crate) type Servers = Box<dyn Fn() -> Option<(u64, Vec<redis::Client>)> + Send + Sync>;
+
 /// Starts tracking on the crate's IO thread. It ends when the near cache is dropped.
 pub(crate) fn start(
     near: &Arc<NearCache>,
-    client: redis::Client,
+    servers: Servers,
     prefix: String,
     (op_timeout, connect_timeout): (Duration, Duration),
     ignore_invalidations: bool,
 ) {
     let near = Arc::downgrade(near);
     let timeouts = (op_timeout, connect_timeout);
-    crate::rt::handle().spawn(track(near, client, prefix, timeouts, ignore_invalidations));
+    crate::rt::handle().spawn(track(near, servers, prefix, timeouts, ignore_invalidations));
 }
 
 fn apply(near: &NearCache, info: &PushInfo, ignore_invalidations: bool) {
@@ -62,80 +67,112 @@ fn apply(near: &NearCache, info: &PushInfo, ignore_invalidations: bool) {
     }
 }
 
+/// Opens one tracking connection to `client`.
+async fn connect(
+    client: &redis::Client,
+    near: &Weak<NearCache>,
+    lost: &Arc<tokio::sync::Notify>,
+    prefix: &str,
+    (op_timeout, connect_timeout): (Duration, Duration),
+    ignore_invalidations: bool,
+) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
+    let sender = {
+        let (near, lost) = (near.clone(), lost.clone());
+        move |info: PushInfo| -> Result<(), ()> {
+            let Some(near) = near.upgrade() else {
+                return Err(());
+            };
+            apply(&near, &info, ignore_invalidations);
+            if info.kind == PushKind::Disconnection {
+                lost.notify_one();
+            }
+            Ok(())
+        }
+    };
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(op_timeout))
+        .set_push_sender(sender);
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg(prefix)
+        .query_async::<()>(&mut con)
+        .await?;
+    Ok(con)
+}
+
 async fn track(
     near: Weak<NearCache>,
-    client: redis::Client,
+    servers: Servers,
     prefix: String,
-    (op_timeout, connect_timeout): (Duration, Duration),
+    timeouts: (Duration, Duration),
     ignore_invalidations: bool,
 ) {
     let mut pause = Duration::from_millis(20);
     loop {
         let lost = Arc::new(tokio::sync::Notify::new());
-        let sender = {
-            let (near, lost) = (near.clone(), lost.clone());
-            move |info: PushInfo| -> Result<(), ()> {
-                let Some(near) = near.upgrade() else {
-                    return Err(());
-                };
-                apply(&near, &info, ignore_invalidations);
-                if info.kind == PushKind::Disconnection {
-                    lost.notify_one();
-                }
-                Ok(())
-            }
-        };
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(op_timeout))
-            .set_push_sender(sender);
-        let tracked = async {
-            let mut con = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            redis::cmd("CLIENT")
-                .arg("TRACKING")
-                .arg("ON")
-                .arg("BCAST")
-                .arg("PREFIX")
-                .arg(&prefix)
-                .query_async::<()>(&mut con)
-                .await?;
-            Ok::<_, redis::RedisError>(con)
-        };
-        match tracked.await {
-            Ok(mut con) => {
-                let Some(n) = near.upgrade() else { return };
-                n.trust();
-                drop(n);
-                pause = Duration::from_millis(20);
-                loop {
-                    let mut notified = std::pin::pin!(lost.notified());
-                    let mut check = std::pin::pin!(tokio::time::sleep(HEALTH_CHECK));
-                    let gone = std::future::poll_fn(|cx| {
-                        if notified.as_mut().poll(cx).is_ready() {
-                            std::task::Poll::Ready(true)
-                        } else if check.as_mut().poll(cx).is_ready() {
-                            std::task::Poll::Ready(false)
-                        } else {
-                            std::task::Poll::Pending
-                        }
-                    })
+        let tracked = match servers() {
+            None => None,
+            Some((generation, clients)) => {
+                let mut cons = Vec::with_capacity(clients.len());
+                for client in &clients {
+                    let con = connect(
+                        client,
+                        &near,
+                        &lost,
+                        &prefix,
+                        timeouts,
+                        ignore_invalidations,
+                    )
                     .await;
-                    if gone {
-                        break;
-                    }
-                    if near.strong_count() == 0 {
-                        return;
-                    }
-                    let pong = redis::cmd("PING").query_async::<()>(&mut con).await;
-                    if pong.is_err() {
-                        break;
+                    match con {
+                        Ok(con) => cons.push(con),
+                        Err(e) => {
+                            log::debug!(target: "cacheable", "near cache: a tracking connection failed, retrying in {} ms: {e}", pause.as_millis());
+                            cons.clear();
+                            break;
+                        }
                     }
                 }
+                (!cons.is_empty()).then_some((generation, cons))
             }
-            Err(e) => {
-                log::debug!(target: "cacheable", "near cache: tracking connection failed, retrying in {} ms: {e}", pause.as_millis());
+        };
+        if let Some((generation, mut cons)) = tracked {
+            let Some(n) = near.upgrade() else { return };
+            n.trust();
+            drop(n);
+            pause = Duration::from_millis(20);
+            'healthy: loop {
+                let mut notified = std::pin::pin!(lost.notified());
+                let mut check = std::pin::pin!(tokio::time::sleep(HEALTH_CHECK));
+                let gone = std::future::poll_fn(|cx| {
+                    if notified.as_mut().poll(cx).is_ready() {
+                        std::task::Poll::Ready(true)
+                    } else if check.as_mut().poll(cx).is_ready() {
+                        std::task::Poll::Ready(false)
+                    } else {
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
+                if gone || near.strong_count() == 0 {
+                    break;
+                }
+                // The servers changed (a cluster's failover or resharding): track the new set.
+                if servers().is_none_or(|(g, _)| g != generation) {
+                    break;
+                }
+                for con in &mut cons {
+                    if redis::cmd("PING").query_async::<()>(con).await.is_err() {
+                        break 'healthy;
+                    }
+                }
             }
         }
         match near.upgrade() {

@@ -47,6 +47,10 @@ impl RedisServer {
     }
 
     fn try_start_on(port: u16) -> Option<RedisServer> {
+        RedisServer::try_start_with(port, &[])
+    }
+
+    fn try_start_with(port: u16, extra: &[&str]) -> Option<RedisServer> {
         static SERIAL: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "cacheable-redis-{}-{}",
@@ -67,6 +71,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -134,6 +139,11 @@ impl RedisServer {
         *self = RedisServer::start_on(self.port);
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers.
     pub fn pause(&self) {
         self.signal("STOP");
@@ -166,6 +176,241 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A private Redis Cluster of 3 primaries and 3 replicas, on free ports (and their cluster
+/// bus ports, 10000 above), created with `redis-cli --cluster create`; every node killed on
+/// drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+/// A port whose cluster bus port (10000 above) is free too, below the ephemeral range so
+/// that neither is handed to an outgoing connection meanwhile.
+fn free_cluster_port() -> u16 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let mut rng = Rng::new(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64
+            ^ (u64::from(std::process::id()) << 32)
+            ^ u64::from(SEQ.fetch_add(1, Ordering::Relaxed)),
+    );
+    loop {
+        let port = 12_000 + rng.below(10_000) as u16;
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
+            return port;
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Starts six nodes, joins them into a cluster with one replica per primary, and waits
+    /// until every node says `cluster_state:ok` and every replica is in sync.
+    pub fn start() -> RedisCluster {
+        for attempt in 0..3 {
+            match RedisCluster::try_start() {
+                Ok(cluster) => return cluster,
+                Err(why) => eprintln!("cluster start {attempt} failed: {why}; retrying"),
+            }
+        }
+        panic!("could not start a private redis cluster after 3 attempts");
+    }
+
+    fn try_start() -> Result<RedisCluster, String> {
+        let mut nodes = Vec::new();
+        while nodes.len() < 6 {
+            let port = free_cluster_port();
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-config-file",
+                "nodes.conf",
+                // Replicas sync at once rather than after the default 5 s.
+                "--repl-diskless-sync-delay",
+                "0",
+            ];
+            if let Some(node) = RedisServer::try_start_with(port, &args) {
+                nodes.push(node);
+            }
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run redis-cli --cluster create: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create: {}",
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ready(Duration::from_secs(20))?;
+        Ok(cluster)
+    }
+
+    /// Waits until every live node sees the cluster as ok, with every slot served by a live
+    /// primary, and every live replica in sync with its primary.
+    pub fn wait_ready(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.ready() {
+                Ok(()) => return Ok(()),
+                Err(why) => last = why,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("cluster not ready after {within:?}: {last}"))
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        let live: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.pid().is_some()).collect();
+        for node in &live {
+            let info = cli_quiet(node.port, &["CLUSTER", "INFO"]);
+            if !info.contains("cluster_state:ok") {
+                return Err(format!("{} is not ok", node.port));
+            }
+            let replication = cli_quiet(node.port, &["INFO", "replication"]);
+            if replication.contains("role:slave") && !replication.contains("master_link_status:up")
+            {
+                return Err(format!("replica {} is not in sync", node.port));
+            }
+        }
+        let primaries = self.primaries();
+        if primaries.len() != 3 || primaries.iter().any(|p| !live.iter().any(|n| n.port == *p)) {
+            return Err(format!("primaries {primaries:?}"));
+        }
+        Ok(())
+    }
+
+    /// A seed list of every node: `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,…`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    fn any_live(&self) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.pid().is_some() && ping(n.port))
+            .expect("a live cluster node")
+    }
+
+    /// The ports of the primaries that serve slots, as a live node sees them.
+    pub fn primaries(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .slot_ranges()
+            .into_iter()
+            .map(|(_, _, port)| port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// `(first slot, last slot, primary port)` for each range.
+    fn slot_ranges(&self) -> Vec<(u16, u16, u16)> {
+        let node = self.any_live();
+        let mut con = node.client();
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut con)
+            .expect("CLUSTER SLOTS");
+        ranges
+            .into_iter()
+            .map(|range| {
+                let redis::Value::Array(items) = range else {
+                    panic!("CLUSTER SLOTS entry {range:?}")
+                };
+                let int = |v: &redis::Value| match v {
+                    redis::Value::Int(n) => *n as u16,
+                    other => panic!("{other:?}"),
+                };
+                let redis::Value::Array(primary) = &items[2] else {
+                    panic!("{:?}", items[2])
+                };
+                (int(&items[0]), int(&items[1]), int(&primary[1]))
+            })
+            .collect()
+    }
+
+    /// The port of the primary that holds `key`.
+    pub fn primary_of(&self, key: &str) -> u16 {
+        let node = self.any_live();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut node.client())
+            .expect("CLUSTER KEYSLOT");
+        self.slot_ranges()
+            .into_iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&slot))
+            .map(|(_, _, port)| port)
+            .expect("a primary for every slot")
+    }
+
+    /// The node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("a node on that port")
+    }
+
+    /// The keys matching `pattern` that the node on `port` holds (by SCAN).
+    pub fn keys_on(&self, port: u16, pattern: &str) -> Vec<String> {
+        let mut con = self.node(port).client();
+        let mut keys: Vec<String> = redis::cmd("SCAN")
+            .arg(0)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1_000_000)
+            .query::<(u64, Vec<String>)>(&mut con)
+            .expect("SCAN")
+            .1;
+        keys.sort();
+        keys
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node on that port")
+            .kill();
+    }
+}
+
+/// `redis-cli -p port args…`, its output, or nothing if it failed.
+fn cli_quiet(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 fn ping(port: u16) -> bool {
