@@ -1008,11 +1008,11 @@ fn embedded(b: &mut Bench) {
     );
 }
 
-// ---------------------------------------------------------------- 9: the near cache
+// ---------------------------------------------------------------- 10: the near cache
 
 const NEAR_OPS: usize = 20_000;
 
-/// Benchmark 9: hits from the near cache against hits from Redis, one at a time and by 64
+/// Benchmark 10: hits from the near cache against hits from Redis, one at a time and by 64
 /// tasks (against `cached`'s client-side cache); and what each serves after its
 /// connections are killed and the key is overwritten behind its back.
 fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
@@ -1039,7 +1039,7 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
             );
         }
     }
-    // 9a: sequential, sync `run`.
+    // 10a: sequential, sync `run`.
     let mut samples = [Samples::default(), Samples::default()];
     let seq_ops = if b.quick { 200 } else { 2_000 };
     for r in 0..b.rounds(b.rounds) {
@@ -1058,7 +1058,7 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
     }
     let (m0, m1) = (samples[0].quantile(0.5), samples[1].quantile(0.5));
     b.row(
-        "9",
+        "10",
         "Near hit vs Redis hit, 1 KB value, sync `run`, median",
         format!("{:.2} µs", m0 / 1000.0),
         format!("{} (`run` without the near cache)", us(m1)),
@@ -1066,14 +1066,14 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
         "≤ 0.02",
     );
     b.row(
-        "9",
+        "10",
         "… near hit, absolute (target ≤ 1 µs)",
         format!("{:.2} µs", m0 / 1000.0),
         "1.00 µs".into(),
         m0 / 1000.0,
         "≤ 1.0",
     );
-    // 9b: 64 tasks, `run_async`, against `cached`'s client-side cache.
+    // 10b: 64 tasks, `run_async`, against `cached`'s client-side cache.
     let rt = multi_thread();
     let rounds = b.rounds(b.rounds);
     let [mut ours, mut theirs] = rt.block_on(async {
@@ -1109,7 +1109,7 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
     });
     let (o, t) = (median(&mut ours), median(&mut theirs));
     b.row(
-        "9",
+        "10",
         "Near hits, 64 tasks, throughput vs `cached`'s client-side cache",
         per_sec(o),
         format!(
@@ -1119,7 +1119,7 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
         o / t,
         "≥ 5.0",
     );
-    // 9c: kill every connection, overwrite a held key behind the caches' backs, read.
+    // 10c: kill every connection, overwrite a held key behind the caches' backs, read.
     let id = 7;
     let stale = rt.block_on(async {
         assert_eq!(crate_hit_async(&near, id).await, source(id));
@@ -1151,7 +1151,7 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
         (ours_old, theirs_old)
     });
     b.notes.push(format!(
-        "Benchmark 9c: after `CLIENT KILL TYPE normal` and an overwrite of a held key by another          client, the near cache served {} and `cached`'s client-side cache served {}.",
+        "Benchmark 10c: after `CLIENT KILL TYPE normal` and an overwrite of a held key by another client, the near cache served {} and `cached`'s client-side cache served {}.",
         if stale.0 { "the old value" } else { "the new value" },
         if stale.1 { "the old value" } else { "the new value (or its key was not found)" },
     ));
@@ -1457,7 +1457,7 @@ fn main() {
     if wanted("7") {
         embedded(&mut b);
     }
-    if wanted("9") {
+    if wanted("10") {
         near(&mut b, &server, &cache);
     }
     if wanted("8") {
