@@ -16,7 +16,28 @@ pub(crate) enum StoreConfig {
     /// A Redis Cluster: its seed nodes, each a `redis://` (or `rediss://`) URL, shown masked.
     #[cfg(feature = "cluster")]
     Cluster { nodes: Vec<SecretUrl> },
+    /// A primary found through Redis Sentinel, shown masked.
+    #[cfg(feature = "sentinel")]
+    Sentinel(SentinelConfig),
 }
+
+/// Where the Sentinels are and how to reach the primary they name.
+#[cfg(feature = "sentinel")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelConfig {
+    /// Each Sentinel as a `redis://` (or `rediss://`) URL, with the Sentinels' own
+    /// credentials if they have any.
+    pub(crate) sentinels: Vec<SecretUrl>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor NAME …`).
+    pub(crate) service: String,
+    /// The URL of the primary with the placeholder host [`PRIMARY_HOST`]: scheme, the data
+    /// nodes' credentials, database and query, which the primary's address completes.
+    pub(crate) node: SecretUrl,
+}
+
+/// The host in [`SentinelConfig::node`] that the address the Sentinels name replaces.
+#[cfg(feature = "sentinel")]
+pub(crate) const PRIMARY_HOST: &str = "sentinel-primary:0";
 
 /// The configuration of a [`Cache`](crate::Cache): store, key prefix, default TTL,
 /// timeouts, hash length and debug logging.
@@ -55,6 +76,9 @@ pub struct Config {
     pub(crate) breaker_cooldown: Duration,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
+    /// A Sentinel-only setting (`db`, `primary_auth`) given to another store: `validate`
+    /// refuses it rather than ignore it.
+    pub(crate) sentinel_only: Option<&'static str>,
 }
 
 /// Certificates for `rediss://`, PEM-encoded. Without a root, the system's roots are used.
@@ -139,6 +163,7 @@ impl Config {
             breaker_cooldown: Duration::from_secs(1),
             #[cfg(feature = "tls")]
             tls: Tls::default(),
+            sentinel_only: None,
         }
     }
 
@@ -167,6 +192,14 @@ impl Config {
     /// (`user:password@h1:7000,user:password@h2:7000`), and query parameters that apply to
     /// every node (`?protocol=resp3`). A cluster has one database: a path other than `/` or
     /// `/0` is refused.
+    ///
+    /// # Errors
+    /// A Sentinel URL, `redis+sentinel://[user:password@]h1:26379,h2:26379/SERVICE[/DB]`
+    /// (`rediss+sentinel://` with TLS), names the Sentinels, the service they monitor and
+    /// the database; its credentials are the data nodes' (the primary's and replicas'
+    /// `requirepass`). Sentinels with a password of their own take it as
+    /// `?sentinel_password=…` (and `sentinel_username=…`); other query parameters go to the
+    /// data nodes. A Sentinel without a port is on 26379. See [`Config::sentinel`].
     ///
     /// # Errors
     /// An unknown scheme, or one this build does not support (`rediss://` without the `tls`
@@ -239,8 +272,20 @@ impl Config {
             "redis+cluster" | "rediss+cluster" => Err(Error::config(format!(
                 "cache URL `{shown}`: this build has no Redis Cluster support: enable cacheable's `cluster` feature (on by default)"
             ))),
+            #[cfg(feature = "sentinel")]
+            "redis+sentinel" => sentinel_url(url, "redis"),
+            #[cfg(all(feature = "sentinel", feature = "tls"))]
+            "rediss+sentinel" => sentinel_url(url, "rediss"),
+            #[cfg(all(feature = "sentinel", not(feature = "tls")))]
+            "rediss+sentinel" => Err(Error::config(format!(
+                "cache URL `{shown}`: TLS (`rediss+sentinel://`) needs cacheable's `tls` feature"
+            ))),
+            #[cfg(not(feature = "sentinel"))]
+            "redis+sentinel" | "rediss+sentinel" => Err(Error::config(format!(
+                "cache URL `{shown}`: this build has no Redis Sentinel support: enable cacheable's `sentinel` feature (on by default)"
+            ))),
             other => Err(Error::config(format!(
-                "cache URL `{shown}`: unknown scheme `{}` (known: redis, rediss, redis+unix, redis+cluster, rediss+cluster, memory)",
+                "cache URL `{shown}`: unknown scheme `{}` (known: redis, rediss, redis+unix, redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel, memory)",
                 crate::redact::url(other)
             ))),
         }
@@ -299,6 +344,130 @@ impl Config {
             return Err(Error::config("a cluster needs at least one node URL"));
         }
         Ok(Config::with_store(StoreConfig::Cluster { nodes: urls }))
+    }
+
+    /// A primary found through Redis Sentinel: `Config::sentinel(["10.0.0.1:26379",
+    /// "10.0.0.2:26379", "10.0.0.3:26379"], "mymaster")`. Each Sentinel is `host:port`, or a
+    /// `redis://[user:password@]host:port` URL when the Sentinels have a password
+    /// (`rediss://` with the `tls` feature: then the data nodes are reached over TLS too).
+    /// [`db`](Config::db) chooses the database, [`primary_auth`](Config::primary_auth) the
+    /// data nodes' credentials.
+    ///
+    /// Every call goes to the primary the Sentinels name, once it reports the `master`
+    /// role. When it changes (a failover: the Sentinels announce `+switch-master`, or the
+    /// old primary stops answering, or answers `READONLY`), the cache asks the Sentinels
+    /// again and moves every connection, sync and async, to the new primary, without a
+    /// restart; the near cache's tracking follows it and drops what it held. Meanwhile calls
+    /// fail open within the operation timeout each, and the breaker applies.
+    ///
+    /// # Errors
+    /// No Sentinel, an empty service name, or a Sentinel that is neither `host:port` nor a
+    /// valid `redis://` or `rediss://` URL.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel<I, S>(sentinels: I, service: &str) -> Result<Config>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let service = service.trim();
+        if service.is_empty() || service.contains(char::is_whitespace) {
+            return Err(Error::config(format!(
+                "Sentinel service name `{service}`: a name such as `mymaster`, without spaces"
+            )));
+        }
+        let mut urls = Vec::new();
+        let mut tls = None;
+        for given in sentinels {
+            let given = given.as_ref().trim();
+            let shown = crate::redact::url(given);
+            let url = if given.contains("://") {
+                given.to_owned()
+            } else {
+                format!("redis://{given}")
+            };
+            let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+            match scheme {
+                "redis" => {}
+                "rediss" if cfg!(feature = "tls") => {}
+                "rediss" => {
+                    return Err(Error::config(format!(
+                        "Sentinel `{shown}`: TLS (`rediss://`) needs cacheable's `tls` feature"
+                    )))
+                }
+                _ => {
+                    return Err(Error::config(format!(
+                        "Sentinel `{shown}`: a Sentinel is `host:port` or a `redis://host:port` URL"
+                    )))
+                }
+            }
+            if *tls.get_or_insert(scheme == "rediss") != (scheme == "rediss") {
+                return Err(Error::config(
+                    "Sentinels: every one is `redis://`, or every one is `rediss://`",
+                ));
+            }
+            let info =
+                redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|e| {
+                    Error::with_source(
+                        crate::ErrorKind::Config,
+                        format!("invalid Sentinel `{shown}`"),
+                        e,
+                    )
+                })?;
+            if info.redis_settings().db() != 0 {
+                return Err(Error::config(format!(
+                    "Sentinel `{shown}`: a Sentinel has no database; `db(n)` chooses the primary's"
+                )));
+            }
+            urls.push(SecretUrl::new(&url));
+        }
+        if urls.is_empty() {
+            return Err(Error::config("Sentinel: at least one Sentinel is needed"));
+        }
+        let scheme = if tls == Some(true) { "rediss" } else { "redis" };
+        Ok(Config::with_store(StoreConfig::Sentinel(SentinelConfig {
+            sentinels: urls,
+            service: service.to_owned(),
+            node: SecretUrl::new(&format!("{scheme}://{PRIMARY_HOST}/0")),
+        })))
+    }
+
+    /// The database on a Sentinel-managed primary (0 by default). Only for
+    /// [`Config::sentinel`]: a `redis://` URL names its database in its path, and
+    /// [`validate`](crate::CacheManager::init) refuses this setting on another store.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn db(mut self, db: u32) -> Config {
+        match &mut self.store {
+            StoreConfig::Sentinel(s) => {
+                let (head, _) = split_node_path(s.node.expose());
+                s.node = SecretUrl::new(&format!("{head}/{db}"));
+            }
+            _ => self.sentinel_only = Some("db"),
+        }
+        self
+    }
+
+    /// The data nodes' credentials on a Sentinel-managed primary (their `requirepass`, or an
+    /// ACL user's): `None` as the user for `AUTH password`. Never shown: `Debug`, errors
+    /// and logs mask the password. Only for [`Config::sentinel`]; the Sentinels' own
+    /// credentials go in their URLs.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn primary_auth(mut self, username: Option<&str>, password: &str) -> Config {
+        match &mut self.store {
+            StoreConfig::Sentinel(s) => {
+                let (head, path) = split_node_path(s.node.expose());
+                let scheme = head.split_once("://").map_or("redis", |(scheme, _)| scheme);
+                let user = username.map(percent_encode).unwrap_or_default();
+                s.node = SecretUrl::new(&format!(
+                    "{scheme}://{user}:{}@{PRIMARY_HOST}{path}",
+                    percent_encode(password)
+                ));
+            }
+            _ => self.sentinel_only = Some("primary_auth"),
+        }
+        self
     }
 
     /// The configuration the global manager uses when [`CacheManager::init`](crate::CacheManager::init)
@@ -540,6 +709,8 @@ impl Config {
                 StoreConfig::Cluster { nodes } => {
                     nodes.iter().all(|n| n.expose().starts_with("rediss://"))
                 }
+                #[cfg(feature = "sentinel")]
+                StoreConfig::Sentinel(s) => s.node.expose().starts_with("rediss://"),
                 StoreConfig::Memory { .. } => false,
             };
             if !tls_url {
@@ -547,6 +718,11 @@ impl Config {
                     "TLS certificates were given, but the cache URL is not a `rediss://` one",
                 ));
             }
+        }
+        if let Some(setting) = self.sentinel_only {
+            return Err(Error::config(format!(
+                "`{setting}` applies to a Sentinel configuration only (`Config::sentinel`, `redis+sentinel://`); a `redis://` URL carries its database and password itself"
+            )));
         }
         if self.lease_ttl.is_zero() {
             return Err(Error::config("lease_ttl must be positive"));
@@ -630,6 +806,150 @@ fn cluster_nodes(url: &str, scheme: &str) -> Result<Vec<String>> {
         urls.push(node);
     }
     Ok(urls)
+}
+
+/// `scheme://[credentials@]host` and the rest (`/db?query`) of a Sentinel's node URL.
+#[cfg(feature = "sentinel")]
+fn split_node_path(node: &str) -> (&str, &str) {
+    let host = node
+        .find(PRIMARY_HOST)
+        .expect("a node URL holds the placeholder host");
+    node.split_at(host + PRIMARY_HOST.len())
+}
+
+/// `s` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) percent-encoded, for
+/// user information in a URL.
+#[cfg(feature = "sentinel")]
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A `redis+sentinel://` (`scheme` `redis`) or `rediss+sentinel://` (`rediss`) URL:
+/// `[credentials@]h1:p1,h2:p2/SERVICE[/DB][?query]`. The credentials are the data nodes';
+/// `sentinel_username` and `sentinel_password` in the query are the Sentinels'; the rest
+/// of the query goes to the data nodes.
+#[cfg(feature = "sentinel")]
+fn sentinel_url(url: &str, scheme: &str) -> Result<Config> {
+    let shown = crate::redact::url(url);
+    let bad = |why: &str| Error::config(format!("cache URL `{shown}`: {why}"));
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    // Credentials end at the last `@` (a password may hold `/ ? # , @`).
+    let (credentials, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (hosts, tail) = after.split_at(end);
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (tail, ""),
+    };
+    let mut segments = path.trim_start_matches('/').split('/');
+    let service = segments.next().unwrap_or("");
+    if service.is_empty() {
+        return Err(bad(
+            "a Sentinel URL names its service: `redis+sentinel://h1:26379,h2:26379/mymaster/0`",
+        ));
+    }
+    let db: u32 = match segments.next() {
+        None | Some("") => 0,
+        Some(db) => db
+            .parse()
+            .map_err(|_| bad("the database after the service is a number"))?,
+    };
+    if segments.next().is_some_and(|s| !s.is_empty()) {
+        return Err(bad("the path is `/SERVICE` or `/SERVICE/DB`"));
+    }
+    let (mut sentinel_user, mut sentinel_password, mut node_query) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sentinel_username", v)) => sentinel_user = Some(v),
+            Some(("sentinel_password", v)) => sentinel_password = Some(v),
+            _ => node_query.push(pair),
+        }
+    }
+    let sentinel_credentials = match (sentinel_user, sentinel_password) {
+        (None, None) => String::new(),
+        (user, password) => format!(
+            "{}:{}@",
+            user.map(reencode).unwrap_or_default(),
+            password.map(reencode).unwrap_or_default()
+        ),
+    };
+    let mut sentinels = Vec::new();
+    for host in hosts.split(',') {
+        let host = host.trim();
+        if host.is_empty() {
+            return Err(bad("an empty Sentinel in the host list"));
+        }
+        let has_port = host
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+        let port = if has_port { "" } else { ":26379" };
+        sentinels.push(format!("{scheme}://{sentinel_credentials}{host}{port}"));
+    }
+    let config = Config::sentinel(&sentinels, service).map_err(|e| {
+        // The Sentinel's URL may hold the Sentinels' password: say which URL, masked.
+        Error::config(format!("cache URL `{shown}`: {}", e))
+    })?;
+    let mut node = format!("{scheme}://");
+    if let Some(c) = credentials {
+        node.push_str(c);
+        node.push('@');
+    }
+    node.push_str(PRIMARY_HOST);
+    node.push_str(&format!("/{db}"));
+    if !node_query.is_empty() {
+        node.push('?');
+        node.push_str(&node_query.join("&"));
+    }
+    redis::Client::open(node.as_str()).map_err(|e| {
+        Error::with_source(
+            crate::ErrorKind::Config,
+            format!("cache URL `{shown}`: invalid credentials or parameters for the data nodes"),
+            e,
+        )
+    })?;
+    let mut config = config;
+    if let StoreConfig::Sentinel(s) = &mut config.store {
+        s.node = SecretUrl::new(&node);
+    }
+    Ok(config)
+}
+
+/// A query value (percent-encoded, maybe with `+` for a space) as user information.
+#[cfg(feature = "sentinel")]
+fn reencode(v: &str) -> String {
+    let mut bytes = Vec::with_capacity(v.len());
+    let raw = v.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' if i + 2 < raw.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        bytes.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => bytes.push(b'%'),
+                }
+            }
+            b'+' => bytes.push(b' '),
+            b => bytes.push(b),
+        }
+        i += 1;
+    }
+    percent_encode(&String::from_utf8_lossy(&bytes))
 }
 
 /// A boolean environment variable: `1/0`, `true/false`, `yes/no`, in any case; anything
@@ -773,6 +1093,87 @@ mod tests {
         assert!(Config::cluster(["memory://"]).is_err());
         #[cfg(not(feature = "tls"))]
         assert!(refused("rediss+cluster://h1:1").contains("`tls` feature"));
+    }
+
+    #[cfg(feature = "sentinel")]
+    #[test]
+    fn sentinel_urls_name_the_sentinels_the_service_the_database_and_two_sets_of_credentials() {
+        let parts = |config: Config| match config.store {
+            StoreConfig::Sentinel(s) => (
+                s.sentinels
+                    .iter()
+                    .map(|n| n.expose().to_owned())
+                    .collect::<Vec<_>>(),
+                s.service,
+                s.node.expose().to_owned(),
+            ),
+            other => panic!("{other:?}"),
+        };
+        let url = |u: &str| parts(Config::from_url(u).unwrap());
+        assert_eq!(
+            url("redis+sentinel://h1:26379,h2:26380/mymaster/2"),
+            (
+                vec!["redis://h1:26379".to_owned(), "redis://h2:26380".to_owned()],
+                "mymaster".to_owned(),
+                format!("redis://{PRIMARY_HOST}/2")
+            )
+        );
+        assert_eq!(
+            url("redis+sentinel://:node%2Fpw@h1,h2:1/svc?sentinel_password=s%40p&protocol=resp3"),
+            (
+                vec![
+                    "redis://:s%40p@h1:26379".to_owned(),
+                    "redis://:s%40p@h2:1".to_owned()
+                ],
+                "svc".to_owned(),
+                format!("redis://:node%2Fpw@{PRIMARY_HOST}/0?protocol=resp3")
+            )
+        );
+        assert_eq!(
+            parts(
+                Config::sentinel(["h1:1", "redis://:spw@h2:2"], "svc")
+                    .unwrap()
+                    .db(3)
+                    .primary_auth(Some("app"), "p@ss word")
+            ),
+            (
+                vec!["redis://h1:1".to_owned(), "redis://:spw@h2:2".to_owned()],
+                "svc".to_owned(),
+                format!("redis://app:p%40ss%20word@{PRIMARY_HOST}/3")
+            )
+        );
+        let refused = |u: &str| Config::from_url(u).unwrap_err().to_string();
+        assert!(refused("redis+sentinel://h1:1").contains("names its service"));
+        assert!(refused("redis+sentinel://h1:1/").contains("names its service"));
+        assert!(refused("redis+sentinel://h1:1/svc/x").contains("a number"));
+        assert!(refused("redis+sentinel://h1:1/svc/1/2").contains("/SERVICE/DB"));
+        assert!(refused("redis+sentinel://h1:1,,h2:2/svc").contains("empty Sentinel"));
+        #[cfg(not(feature = "tls"))]
+        assert!(refused("rediss+sentinel://h1:1/svc").contains("`tls` feature"));
+        assert!(Config::sentinel(Vec::<String>::new(), "svc").is_err());
+        assert!(Config::sentinel(["h:1"], " ").is_err());
+        assert!(Config::sentinel(["memory://"], "svc").is_err());
+        // Both passwords masked, in Debug and in messages.
+        let config = Config::from_url(
+            "redis+sentinel://:NODESECRET@h1:1,h2:2/svc/1?sentinel_password=SENTSECRET",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("NODESECRET")
+                && !debug.contains("SENTSECRET")
+                && debug.contains("h2:2"),
+            "{debug}"
+        );
+        let text = refused("redis+sentinel://:NODESECRET@h1:1/svc/x?sentinel_password=SENTSECRET");
+        assert!(
+            !text.contains("NODESECRET") && !text.contains("SENTSECRET"),
+            "{text}"
+        );
+        // Sentinel-only settings on another store are refused, not ignored.
+        let misused = Config::memory().db(2).validate().unwrap_err().to_string();
+        assert!(misused.contains("`db`"), "{misused}");
+        assert!(Config::memory().primary_auth(None, "x").validate().is_err());
     }
 
     #[test]

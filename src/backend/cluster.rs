@@ -997,7 +997,7 @@ impl Inner {
 
     /// One op on a primary's own multiplexed connection (built on the IO runtime).
     async fn send_direct(&self, link: &Link, client: &redis::Client, op: &Op<'_>) -> Result<Value> {
-        let (generation, mut con) = link.con.get(client, self.config.connect_timeout).await?;
+        let (generation, mut con) = link.con.get(client, 0, self.config.connect_timeout).await?;
         let out = match op {
             Op::Cmd(cmd) => cmd.query_async::<Value>(&mut con).await,
             Op::Script { .. } => match op.script_cmd(true).query_async::<Value>(&mut con).await {
@@ -1095,7 +1095,7 @@ impl Inner {
     /// A way to one primary: its own connection, or the cluster connection routed to it.
     async fn way(&self, target: &Target) -> Result<Way> {
         if let Some(client) = &target.link.client {
-            let direct = target.link.con.get(client, self.config.connect_timeout);
+            let direct = target.link.con.get(client, 0, self.config.connect_timeout);
             if let Ok((generation, con)) = self.bounded(direct).await {
                 return Ok(Way::Direct(target.link.clone(), generation, con));
             }

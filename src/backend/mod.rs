@@ -11,6 +11,8 @@ pub(crate) mod cluster;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "sentinel")]
+pub(crate) mod sentinel;
 
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
@@ -203,6 +205,11 @@ impl Backend {
             StoreConfig::Cluster { nodes } => {
                 Backend::Cluster(Box::new(cluster::ClusterStore::new(nodes, config)?))
             }
+            // The one-server store, on whichever server the Sentinels name the primary.
+            #[cfg(feature = "sentinel")]
+            StoreConfig::Sentinel(sentinel) => {
+                Backend::Redis(Box::new(redis::RedisStore::sentinel(sentinel, config)?))
+            }
         })
     }
 
@@ -233,7 +240,7 @@ impl Backend {
         match self {
             Backend::Memory(_) => "memory",
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => "redis",
+            Backend::Redis(s) => s.kind(),
             #[cfg(feature = "cluster")]
             Backend::Cluster(_) => "cluster",
         }

@@ -17,15 +17,30 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub(crate) struct RedisStore {
-    client: redis::Client,
+    target: Target,
     async_con: AsyncConn,
-    tracking_client: redis::Client,
-    pool: Mutex<Vec<redis::Connection>>,
+    /// Idle blocking connections, each with the generation of the primary it was made for
+    /// (always 0 on a fixed server).
+    pool: Mutex<Vec<(u64, redis::Connection)>>,
     pool_size: usize,
     op_timeout: Duration,
     connect_timeout: Duration,
     scan_count: usize,
     breaker: Breaker,
+}
+
+/// Which server the store talks to.
+// One per store, and the store is boxed: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Target {
+    /// One server, at a fixed address; its clients for data (RESP2) and tracking (RESP3).
+    Server {
+        client: redis::Client,
+        tracking: redis::Client,
+    },
+    /// The primary that Redis Sentinel names, followed through failovers.
+    #[cfg(feature = "sentinel")]
+    Sentinel(std::sync::Arc<super::sentinel::Primary>),
 }
 
 /// Fails calls fast while Redis looks down: after `threshold` failed calls in a row
@@ -148,18 +163,96 @@ pub(crate) fn client_for(url: &SecretUrl, config: &Config, resp3: bool) -> Resul
 
 impl RedisStore {
     pub(crate) fn new(url: &SecretUrl, config: &Config) -> Result<Self> {
-        Ok(RedisStore {
+        let target = Target::Server {
             client: client_for(url, config, false)?,
             // The near cache's tracking connection speaks RESP3, for its invalidation pushes.
-            tracking_client: client_for(url, config, true)?,
+            tracking: client_for(url, config, true)?,
+        };
+        Ok(RedisStore::with_target(target, config, "redis".to_owned()))
+    }
+
+    /// The primary that the Sentinels of `sentinel` name, followed through failovers.
+    #[cfg(feature = "sentinel")]
+    pub(crate) fn sentinel(
+        sentinel: &crate::config::SentinelConfig,
+        config: &Config,
+    ) -> Result<Self> {
+        let primary = super::sentinel::Primary::new(sentinel, config)?;
+        let what = primary.describe();
+        Ok(RedisStore::with_target(
+            Target::Sentinel(primary),
+            config,
+            what,
+        ))
+    }
+
+    fn with_target(target: Target, config: &Config, what: String) -> RedisStore {
+        RedisStore {
+            target,
             async_con: AsyncConn::default(),
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
             op_timeout: config.op_timeout,
             connect_timeout: config.connect_timeout,
             scan_count: config.scan_count,
-            breaker: Breaker::new(config, "redis"),
-        })
+            breaker: Breaker::new(config, what),
+        }
+    }
+
+    /// `redis`, or `sentinel` when the server is the primary that Sentinel names.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.target {
+            Target::Server { .. } => "redis",
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(_) => "sentinel",
+        }
+    }
+
+    /// The generation of the server that connections are made for: 0 on a fixed server,
+    /// the primary's on Sentinel (where a connection of another generation is dropped).
+    fn generation(&self) -> u64 {
+        match &self.target {
+            Target::Server { .. } => 0,
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => p.generation(),
+        }
+    }
+
+    /// Whether connections must wait for the Sentinels' answer before they are used.
+    fn must_resolve(&self) -> bool {
+        match &self.target {
+            Target::Server { .. } => false,
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => p.is_suspect(),
+        }
+    }
+
+    /// The client to make a blocking connection with, and its generation.
+    fn blocking_client(&self) -> Result<(u64, redis::Client)> {
+        match &self.target {
+            Target::Server { client, .. } => Ok((0, client.clone())),
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => {
+                let resolved = p.resolve_blocking(self.op_timeout)?;
+                Ok((resolved.generation, resolved.client.clone()))
+            }
+        }
+    }
+
+    /// On Sentinel, a failed call may mean a failover: a timeout, a lost or refused
+    /// connection, or a `READONLY` reply (the server was demoted) makes the store ask the
+    /// Sentinels before its next connection.
+    #[cfg_attr(not(feature = "sentinel"), allow(unused_variables))]
+    fn note_failure(&self, e: &Error) {
+        #[cfg(feature = "sentinel")]
+        if let Target::Sentinel(p) = &self.target {
+            let readonly = e
+                .redis_error()
+                .is_some_and(|r| r.code() == Some("READONLY"));
+            if readonly || looks_down(e) {
+                p.suspect();
+            }
+        }
     }
 
     /// Keeps `near` correct: invalidations of every key under `prefix`, from a tracking
@@ -170,10 +263,33 @@ impl RedisStore {
         prefix: String,
         ignore_invalidations: bool,
     ) {
-        let client = self.tracking_client.clone();
+        let servers: crate::near::tracking::Servers = match &self.target {
+            Target::Server { tracking, .. } => {
+                let client = tracking.clone();
+                Box::new(move || Some((0, vec![client.clone()])))
+            }
+            // The primary's tracking connection; a new primary (a new generation) reconnects
+            // it, and the near cache drops everything it held meanwhile.
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => {
+                let primary = std::sync::Arc::downgrade(p);
+                Box::new(move || {
+                    let p = primary.upgrade()?;
+                    match p.current() {
+                        Some(r) if !p.is_suspect() => {
+                            Some((r.generation, vec![r.tracking.clone()]))
+                        }
+                        _ => {
+                            p.suspect();
+                            None
+                        }
+                    }
+                })
+            }
+        };
         crate::near::tracking::start(
             near,
-            Box::new(move || Some((0, vec![client.clone()]))),
+            servers,
             prefix,
             (self.op_timeout, self.connect_timeout),
             ignore_invalidations,
@@ -187,16 +303,28 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let (mut con, fresh) = match pooled {
-            Some(con) => (con, false),
+        let pooled = if self.must_resolve() {
+            None
+        } else {
+            let generation = self.generation();
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            // Connections to a primary that is no longer the one go.
+            pool.retain(|(g, _)| *g == generation);
+            pool.pop()
+        };
+        let (generation, mut con, fresh) = match pooled {
+            Some((generation, con)) => (generation, con, false),
             None => {
                 // Connecting counts against the operation timeout: the command gets what
                 // the connection left of it, so one call never waits longer than that.
                 let started = Instant::now();
-                let con = self
-                    .client
-                    .get_connection_with_timeout(self.connect_timeout.min(self.op_timeout))
+                let (generation, client) = self.blocking_client()?;
+                let con = client
+                    .get_connection_with_timeout(
+                        self.connect_timeout
+                            .min(self.op_timeout.saturating_sub(started.elapsed()))
+                            .max(Duration::from_millis(1)),
+                    )
                     .map_err(Error::from_redis)?;
                 let left = self
                     .op_timeout
@@ -206,7 +334,7 @@ impl RedisStore {
                     .map_err(Error::from_redis)?;
                 con.set_write_timeout(Some(left))
                     .map_err(Error::from_redis)?;
-                (con, true)
+                (generation, con, true)
             }
         };
         match f(&mut con) {
@@ -215,8 +343,8 @@ impl RedisStore {
                     || (con.set_read_timeout(Some(self.op_timeout)).is_ok()
                         && con.set_write_timeout(Some(self.op_timeout)).is_ok());
                 let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-                if reusable && pool.len() < self.pool_size {
-                    pool.push(con);
+                if reusable && pool.len() < self.pool_size && generation == self.generation() {
+                    pool.push((generation, con));
                 }
                 Ok(v)
             }
@@ -230,7 +358,23 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
-        self.async_con.get(&self.client, self.connect_timeout).await
+        match &self.target {
+            Target::Server { client, .. } => {
+                self.async_con.get(client, 0, self.connect_timeout).await
+            }
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => {
+                if !p.is_suspect() {
+                    if let Some(con) = self.async_con.current_for(p.generation()) {
+                        return Ok(con);
+                    }
+                }
+                let resolved = p.resolve().await?;
+                self.async_con
+                    .get(&resolved.client, resolved.generation, self.connect_timeout)
+                    .await
+            }
+        }
     }
 
     /// Sends one request in `mode`: blocking on a pooled connection, or on the async
@@ -239,6 +383,9 @@ impl RedisStore {
     async fn run<T: FromRedisValue + Send + 'static>(&self, mode: Mode, req: Request) -> Result<T> {
         let out = self.send(mode, req).await;
         self.breaker.record(&out);
+        if let Err(e) = &out {
+            self.note_failure(e);
+        }
         out
     }
 
@@ -255,6 +402,10 @@ impl RedisStore {
                     match req.query_async(&mut con).await {
                         Err(e) if dropped(&e) => {
                             self.async_con.broken(generation);
+                            // On Sentinel, a lost connection may be a failover (the
+                            // Sentinels close a demoted primary's connections): the retry
+                            // connects to whichever server they name now.
+                            self.note_failure(&Error::from_redis(e));
                             let (_, mut con) = self.connection().await?;
                             req.query_async(&mut con).await.map_err(Error::from_redis)
                         }
@@ -316,7 +467,9 @@ pub(crate) fn dropped(e: &redis::RedisError) -> bool {
 /// other caller replaced it meanwhile.
 #[derive(Default)]
 pub(crate) struct AsyncConn {
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The connection, its generation, and the tag of the server it was made for (the
+    /// primary's generation on Sentinel, 0 otherwise).
+    current: Mutex<Option<(u64, MultiplexedConnection, u64)>>,
     /// Held by the one caller that connects.
     connecting: tokio::sync::Mutex<()>,
     generations: AtomicU64,
@@ -328,14 +481,15 @@ impl AsyncConn {
     pub(crate) async fn get(
         &self,
         client: &redis::Client,
+        tag: u64,
         connect_timeout: Duration,
     ) -> Result<(u64, MultiplexedConnection)> {
-        if let Some(con) = self.current() {
+        if let Some(con) = self.current_for(tag) {
             return Ok(con);
         }
         // One caller connects; the others wait for its connection.
         let _connecting = self.connecting.lock().await;
-        if let Some(con) = self.current() {
+        if let Some(con) = self.current_for(tag) {
             return Ok(con);
         }
         let client = client.clone();
@@ -359,25 +513,27 @@ impl AsyncConn {
                 )
             })?
             .map_err(Error::from_redis)?;
-        Ok(self.install(con))
+        Ok(self.install(con, tag))
     }
 
-    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The connection, if there is one for the server tagged `tag`.
+    pub(crate) fn current_for(&self, tag: u64) -> Option<(u64, MultiplexedConnection)> {
+        match &*self.current.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((generation, con, t)) if *t == tag => Some((*generation, con.clone())),
+            _ => None,
+        }
     }
 
-    fn install(&self, con: MultiplexedConnection) -> (u64, MultiplexedConnection) {
+    fn install(&self, con: MultiplexedConnection, tag: u64) -> (u64, MultiplexedConnection) {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, con.clone()));
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((generation, con.clone(), tag));
         (generation, con)
     }
 
     pub(crate) fn broken(&self, generation: u64) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+        if current.as_ref().is_some_and(|(g, _, _)| *g == generation) {
             *current = None;
         }
     }
