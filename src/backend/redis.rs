@@ -675,10 +675,20 @@ impl Store for RedisStore {
         if keys.is_empty() {
             return Ok(0);
         }
+        #[cfg(feature = "sentinel")]
+        if let Target::Sentinel(p) = &self.target {
+            p.record(super::sentinel::Replay::Keys(
+                keys.iter().map(|k| (*k).to_owned()).collect(),
+            ));
+        }
         self.cmd(mode, unlink_cmd(keys)).await
     }
 
     async fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64> {
+        #[cfg(feature = "sentinel")]
+        if let Target::Sentinel(p) = &self.target {
+            p.record(super::sentinel::Replay::Pattern(pattern.to_owned()));
+        }
         let mut deleted = 0u64;
         let (mut cursor, mut keys): ScanPage = self.cmd(mode, self.scan_cmd(0, pattern)).await?;
         loop {

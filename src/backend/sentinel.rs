@@ -36,6 +36,30 @@ const POLL: Duration = Duration::from_secs(1);
 /// After a look-up failed, callers get its error rather than start another for this long.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
+/// How long an invalidation is remembered, to be sent again to a new primary: longer than
+/// the Sentinels take to notice a dead primary and promote a replica (30 s with their
+/// default `down-after-milliseconds`, plus the election).
+const REPLAY_WINDOW: Duration = Duration::from_secs(60);
+
+/// At most this many invalidations are remembered; older ones are forgotten first (and the
+/// count of forgotten ones is logged at the next switch).
+const REPLAY_MAX: usize = 10_000;
+
+/// An invalidation to send again to a new primary.
+pub(crate) enum Replay {
+    Keys(Vec<String>),
+    Pattern(String),
+}
+
+/// The invalidations of the last [`REPLAY_WINDOW`], oldest first, numbered.
+#[derive(Default)]
+struct Recent {
+    entries: std::collections::VecDeque<(Instant, u64, Replay)>,
+    next: u64,
+    /// Invalidations forgotten to keep the bound since the last switch.
+    dropped: u64,
+}
+
 /// The primary as last resolved.
 pub(crate) struct Resolved {
     pub(crate) generation: u64,
@@ -64,6 +88,11 @@ pub(crate) struct Primary {
     resolving: tokio::sync::Mutex<Option<(usize, redis::aio::MultiplexedConnection)>>,
     /// When the last look-up failed, and why (shown masked).
     failed: Mutex<Option<(Instant, String)>>,
+    /// This process's recent invalidations: Redis replicates asynchronously, so one the old
+    /// primary acknowledged just before it died, or one sent to it between the promotion
+    /// and this process's switch, may be missing on the new primary; they are sent again
+    /// there before any call reads from it.
+    recent: Mutex<Recent>,
 }
 
 impl Primary {
@@ -85,9 +114,91 @@ impl Primary {
             suspect: AtomicBool::new(false),
             resolving: tokio::sync::Mutex::new(None),
             failed: Mutex::new(None),
+            recent: Mutex::new(Recent::default()),
         });
         crate::rt::handle().spawn(watch(Arc::downgrade(&primary)));
         Ok(primary)
+    }
+
+    /// Remembers an invalidation (before it is sent), to send it again to a new primary.
+    pub(crate) fn record(&self, replay: Replay) {
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        while recent
+            .entries
+            .front()
+            .is_some_and(|(at, _, _)| now.duration_since(*at) > REPLAY_WINDOW)
+        {
+            recent.entries.pop_front();
+        }
+        if recent.entries.len() >= REPLAY_MAX {
+            recent.entries.pop_front();
+            recent.dropped += 1;
+        }
+        let seq = recent.next;
+        recent.next += 1;
+        recent.entries.push_back((now, seq, replay));
+    }
+
+    /// Sends again, on `con` (the new primary), the remembered invalidations numbered
+    /// `from` or later; returns the number after the last one sent.
+    async fn replay(&self, con: &mut redis::aio::MultiplexedConnection, from: u64) -> Result<u64> {
+        let (batch, next, dropped) = {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let batch: Vec<Replay> = recent
+                .entries
+                .iter()
+                .filter(|(at, seq, _)| *seq >= from && at.elapsed() <= REPLAY_WINDOW)
+                .map(|(_, _, r)| match r {
+                    Replay::Keys(keys) => Replay::Keys(keys.clone()),
+                    Replay::Pattern(p) => Replay::Pattern(p.clone()),
+                })
+                .collect();
+            (batch, recent.next, std::mem::take(&mut recent.dropped))
+        };
+        if dropped > 0 {
+            log::warn!(target: "cacheable", "{}: {dropped} invalidations were more than the {REPLAY_MAX} kept to send again to a new primary; the oldest of them are not sent again", self.describe());
+        }
+        let mut keys: Vec<&str> = Vec::new();
+        for r in &batch {
+            match r {
+                Replay::Keys(k) => keys.extend(k.iter().map(String::as_str)),
+                Replay::Pattern(pattern) => {
+                    let mut cursor = 0u64;
+                    loop {
+                        let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(self.config.scan_count)
+                            .query_async(con)
+                            .await
+                            .map_err(Error::from_redis)?;
+                        if !found.is_empty() {
+                            super::redis::unlink_cmd(&found)
+                                .query_async::<u64>(con)
+                                .await
+                                .map_err(Error::from_redis)?;
+                        }
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                }
+            }
+        }
+        for chunk in keys.chunks(500) {
+            super::redis::unlink_cmd(chunk)
+                .query_async::<u64>(con)
+                .await
+                .map_err(Error::from_redis)?;
+        }
+        if !batch.is_empty() {
+            log::info!(target: "cacheable", "{}: sent {} recent invalidations again to the new primary", self.describe(), batch.len());
+        }
+        Ok(next)
     }
 
     /// What is down, for the breaker's messages.
@@ -209,27 +320,51 @@ impl Primary {
         }
         let url = SecretUrl::new(&node_url(self.node.expose(), &addr));
         let client = super::redis::client_for(&url, &self.config, false)?;
-        if let Err(e) = self.check_role(&client, &url).await {
-            // Look again before the next connection: the Sentinels may be mid-failover.
-            self.suspect.store(true, Ordering::Relaxed);
-            return Err(e);
-        }
-        if let Some(current) = current {
+        let mut con = match self.check_role(&client, &url).await {
+            Ok(con) => con,
+            Err(e) => {
+                // Look again before the next connection: the Sentinels may be mid-failover.
+                self.suspect.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        if let Some(current) = current.as_ref() {
             if current.addr == addr {
-                return Ok(current);
+                return Ok(current.clone());
             }
         }
+        // A new primary: before any call reads from it, the invalidations it may have
+        // missed. (Not for the first primary: there is no other it could have missed.)
+        let replayed = if current.is_some() {
+            match self.replay(&mut con, 0).await {
+                Ok(next) => Some(next),
+                Err(e) => {
+                    self.suspect.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let resolved = Arc::new(Resolved {
             generation: self.generation() + 1,
             addr,
             client,
             tracking: super::redis::client_for(&url, &self.config, true)?,
         });
-        let mut slot = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = slot.replace(resolved.clone());
-        self.generation
-            .store(resolved.generation, Ordering::Release);
-        drop(slot);
+        let previous = {
+            let mut slot = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            let previous = slot.replace(resolved.clone());
+            self.generation
+                .store(resolved.generation, Ordering::Release);
+            previous
+        };
+        // Invalidations that callers sent to the old primary while the first replay ran.
+        if let Some(next) = replayed {
+            if let Err(e) = self.replay(&mut con, next).await {
+                log::warn!(target: "cacheable", "{}: invalidations sent to the old primary during the switch could not be sent again to the new one: {e:#}", self.describe());
+            }
+        }
         match previous {
             Some(previous) => log::warn!(
                 target: "cacheable",
@@ -304,8 +439,12 @@ impl Primary {
         ))
     }
 
-    /// Fails unless the server at `client` reports the `master` role.
-    async fn check_role(&self, client: &redis::Client, url: &SecretUrl) -> Result<()> {
+    /// A connection to the server at `client`, unless it does not report the `master` role.
+    async fn check_role(
+        &self,
+        client: &redis::Client,
+        url: &SecretUrl,
+    ) -> Result<redis::aio::MultiplexedConnection> {
         let mut con = client
             .get_multiplexed_async_connection_with_config(&self.connection_config())
             .await
@@ -320,7 +459,7 @@ impl Primary {
             _ => false,
         };
         if is(b"master") {
-            Ok(())
+            Ok(con)
         } else {
             Err(Error::new(
                 ErrorKind::Unavailable,
