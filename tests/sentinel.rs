@@ -317,7 +317,10 @@ fn a_demoted_primary_is_left_for_the_new_one() {
     // Let the replica catch up before it is promoted.
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
-    let out = support_cli(&setup, &["SENTINEL", "FAILOVER", &setup.service]);
+    let out = setup.sentinel_cli(
+        setup.sentinels[0].port,
+        &["SENTINEL", "FAILOVER", &setup.service],
+    );
     assert!(out.contains("OK"), "SENTINEL FAILOVER: {out}");
     let new = setup
         .wait_failover(old, Duration::from_secs(20))
@@ -471,14 +474,4 @@ fn the_near_cache_follows_the_new_primary() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// `redis-cli` against the first Sentinel.
-fn support_cli(setup: &RedisSentinel, args: &[&str]) -> String {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &setup.sentinels[0].port.to_string()])
-        .args(args)
-        .output()
-        .expect("run redis-cli");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -177,7 +177,7 @@ impl RedisStore {
         sentinel: &crate::config::SentinelConfig,
         config: &Config,
     ) -> Result<Self> {
-        let primary = super::sentinel::Primary::new(sentinel, config)?;
+        let primary = super::sentinel::Primary::new(sentinel, config, client_for)?;
         let what = primary.describe();
         Ok(RedisStore::with_target(
             Target::Sentinel(primary),

@@ -2,7 +2,7 @@
 //!
 //! [`Primary`] asks the Sentinels (`SENTINEL GET-MASTER-ADDR-BY-NAME`), checks that the
 //! server they name reports the `master` role, and hands the one-server store
-//! ([`RedisStore`](super::redis::RedisStore)) a client for it with a generation number. The
+//! (`RedisStore`, which builds on this module) a client for it with a generation number. The
 //! store tags every connection it makes with that generation and drops the ones of an
 //! older generation, so that once a new primary is installed, no request goes to the old
 //! one (which, demoted, would serve reads it no longer receives the invalidations for).
@@ -70,8 +70,13 @@ pub(crate) struct Resolved {
     pub(crate) tracking: redis::Client,
 }
 
+/// Makes a client for a server's URL with the configuration's TLS settings, RESP3 when
+/// asked: the one-server store's, handed down so that this module needs nothing of it.
+pub(crate) type ClientFor = fn(&SecretUrl, &Config, bool) -> Result<redis::Client>;
+
 pub(crate) struct Primary {
     service: String,
+    client_for: ClientFor,
     /// Each Sentinel's client (RESP2) and its URL for messages.
     sentinels: Vec<(redis::Client, SecretUrl)>,
     /// RESP3 clients of the Sentinels, for the `+switch-master` subscription.
@@ -96,15 +101,20 @@ pub(crate) struct Primary {
 }
 
 impl Primary {
-    pub(crate) fn new(sentinel: &SentinelConfig, config: &Config) -> Result<Arc<Primary>> {
+    pub(crate) fn new(
+        sentinel: &SentinelConfig,
+        config: &Config,
+        client_for: ClientFor,
+    ) -> Result<Arc<Primary>> {
         let mut sentinels = Vec::new();
         let mut subscribers = Vec::new();
         for url in &sentinel.sentinels {
-            sentinels.push((super::redis::client_for(url, config, false)?, url.clone()));
-            subscribers.push(super::redis::client_for(url, config, true)?);
+            sentinels.push((client_for(url, config, false)?, url.clone()));
+            subscribers.push(client_for(url, config, true)?);
         }
         let primary = Arc::new(Primary {
             service: sentinel.service.clone(),
+            client_for,
             sentinels,
             subscribers,
             node: sentinel.node.clone(),
@@ -176,7 +186,8 @@ impl Primary {
                             .await
                             .map_err(Error::from_redis)?;
                         if !found.is_empty() {
-                            super::redis::unlink_cmd(&found)
+                            redis::cmd("UNLINK")
+                                .arg(&found)
                                 .query_async::<u64>(con)
                                 .await
                                 .map_err(Error::from_redis)?;
@@ -190,7 +201,8 @@ impl Primary {
             }
         }
         for chunk in keys.chunks(500) {
-            super::redis::unlink_cmd(chunk)
+            redis::cmd("UNLINK")
+                .arg(chunk)
                 .query_async::<u64>(con)
                 .await
                 .map_err(Error::from_redis)?;
@@ -319,7 +331,7 @@ impl Primary {
             }
         }
         let url = SecretUrl::new(&node_url(self.node.expose(), &addr));
-        let client = super::redis::client_for(&url, &self.config, false)?;
+        let client = (self.client_for)(&url, &self.config, false)?;
         let mut con = match self.check_role(&client, &url).await {
             Ok(con) => con,
             Err(e) => {
@@ -350,7 +362,7 @@ impl Primary {
             generation: self.generation() + 1,
             addr,
             client,
-            tracking: super::redis::client_for(&url, &self.config, true)?,
+            tracking: (self.client_for)(&url, &self.config, true)?,
         });
         let previous = {
             let mut slot = self.current.lock().unwrap_or_else(|e| e.into_inner());

@@ -423,7 +423,8 @@ fn ping(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    // A server with a password answers, though not with PONG.
+    s.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
 }
 
 /// A small deterministic generator, so property tests reproduce from their seed.
@@ -465,6 +466,8 @@ pub struct RedisSentinel {
     pub service: String,
     /// The data nodes' password, if they have one.
     pub password: Option<String>,
+    /// The Sentinels' password, if they have one.
+    pub sentinel_password: Option<String>,
 }
 
 /// One `redis-server sentinel.conf --sentinel`.
@@ -475,7 +478,12 @@ pub struct SentinelProcess {
 }
 
 impl SentinelProcess {
-    fn try_start(primary: u16, service: &str, auth: Option<&str>) -> Option<SentinelProcess> {
+    fn try_start(
+        primary: u16,
+        service: &str,
+        auth: Option<&str>,
+        requirepass: Option<&str>,
+    ) -> Option<SentinelProcess> {
         static SERIAL: AtomicU32 = AtomicU32::new(0);
         let port = free_port();
         let dir = std::env::temp_dir().join(format!(
@@ -494,6 +502,9 @@ impl SentinelProcess {
         );
         if let Some(pw) = auth {
             conf.push_str(&format!("sentinel auth-pass {service} {pw}\n"));
+        }
+        if let Some(pw) = requirepass {
+            conf.push_str(&format!("requirepass {pw}\n"));
         }
         let path = dir.join("sentinel.conf");
         std::fs::write(&path, conf).unwrap();
@@ -550,14 +561,18 @@ impl RedisSentinel {
     /// Starts the primary, its replica and three Sentinels, and waits until every Sentinel
     /// sees the replica and the two other Sentinels, and the replica is in sync.
     pub fn start() -> RedisSentinel {
-        RedisSentinel::start_with_password(None)
+        RedisSentinel::start_with_passwords(None, None)
     }
 
     /// As [`start`](RedisSentinel::start), with `requirepass` (and `masterauth`) on the data
-    /// nodes when `password` is given.
-    pub fn start_with_password(password: Option<&str>) -> RedisSentinel {
+    /// nodes when `password` is given, and `requirepass` on the Sentinels when
+    /// `sentinel_password` is.
+    pub fn start_with_passwords(
+        password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> RedisSentinel {
         for attempt in 0..3 {
-            match RedisSentinel::try_start(password) {
+            match RedisSentinel::try_start(password, sentinel_password) {
                 Ok(s) => return s,
                 Err(why) => eprintln!("sentinel start {attempt} failed: {why}; retrying"),
             }
@@ -565,7 +580,10 @@ impl RedisSentinel {
         panic!("could not start a private Redis Sentinel setup after 3 attempts");
     }
 
-    fn try_start(password: Option<&str>) -> Result<RedisSentinel, String> {
+    fn try_start(
+        password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> Result<RedisSentinel, String> {
         let service = "cacheable".to_owned();
         let mut auth: Vec<&str> = Vec::new();
         if let Some(pw) = password {
@@ -594,7 +612,9 @@ impl RedisSentinel {
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             let s = (0..5)
-                .find_map(|_| SentinelProcess::try_start(primary.port, &service, password))
+                .find_map(|_| {
+                    SentinelProcess::try_start(primary.port, &service, password, sentinel_password)
+                })
                 .ok_or("could not start a Sentinel")?;
             sentinels.push(s);
         }
@@ -603,6 +623,7 @@ impl RedisSentinel {
             sentinels,
             service,
             password: password.map(str::to_owned),
+            sentinel_password: sentinel_password.map(str::to_owned),
         };
         setup.wait_ready(Duration::from_secs(20))?;
         Ok(setup)
@@ -627,7 +648,7 @@ impl RedisSentinel {
         let live = self.sentinels.iter().filter(|s| s.child.is_some()).count();
         let primary = self.primary_port().ok_or("no Sentinel names a primary")?;
         for s in self.sentinels.iter().filter(|s| s.child.is_some()) {
-            let info = cli_quiet(s.port, &["INFO", "sentinel"]);
+            let info = self.sentinel_cli(s.port, &["INFO", "sentinel"]);
             let want = format!("address=127.0.0.1:{primary},slaves=");
             if !info.contains(&want) || !info.contains(&format!("sentinels={live}")) {
                 return Err(format!("Sentinel {}: {}", s.port, info.trim()));
@@ -655,7 +676,7 @@ impl RedisSentinel {
             .iter()
             .filter(|s| s.child.is_some())
             .find_map(|s| {
-                let out = cli_quiet(
+                let out = self.sentinel_cli(
                     s.port,
                     &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.service],
                 );
@@ -702,6 +723,16 @@ impl RedisSentinel {
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
         format!("redis+sentinel://{}/{}", hosts.join(","), self.service)
+    }
+
+    /// `redis-cli` against the Sentinel on `port`, with the Sentinels' password if any.
+    pub fn sentinel_cli(&self, port: u16, args: &[&str]) -> String {
+        let mut with: Vec<&str> = Vec::new();
+        if let Some(pw) = &self.sentinel_password {
+            with.extend(["--no-auth-warning", "-a", pw]);
+        }
+        with.extend(args);
+        cli_quiet(port, &with)
     }
 
     /// `redis-cli` against the data node on `port`, with the data nodes' password if any.
