@@ -434,7 +434,7 @@ impl Config {
 
     /// The database on a Sentinel-managed primary (0 by default). Only for
     /// [`Config::sentinel`]: a `redis://` URL names its database in its path, and
-    /// [`validate`](crate::CacheManager::init) refuses this setting on another store.
+    /// `Cache::new` refuses this setting on another store.
     #[cfg(feature = "sentinel")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     pub fn db(mut self, db: u32) -> Config {

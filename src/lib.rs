@@ -56,7 +56,9 @@
 //!   single-flight; `lease.rs`, the thread that renews and gives back leases.
 //! - Store contract: `backend/mod.rs`, the `Store` trait, the blocking or async mode of a
 //!   call, and what stored bytes are (a value, a lease, a failure marker); the stores
-//!   `backend/memory.rs` (embedded), `backend/redis.rs` (one server) and
+//!   `backend/memory.rs` (embedded), `backend/redis.rs` (one server, at a fixed address or
+//!   the primary Sentinel names, with `backend/sentinel.rs` finding and following it, and
+//!   sending recent invalidations again to a new primary) and
 //!   `backend/cluster.rs` (Redis Cluster: key slots and hash tags, its own slot map for a
 //!   breaker per primary, patterns on every primary at once).
 //! - Leaves: `template.rs` and `template/grammar.rs` (the one placeholder grammar, as
