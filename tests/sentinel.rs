@@ -475,3 +475,107 @@ fn the_near_cache_follows_the_new_primary() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The primary freezes (SIGSTOP, as a host that stops answering without closing its
+/// connections): calls wait out the operation timeout until the breaker opens, none much
+/// longer, sync or async; once the Sentinels promote the replica, caching resumes there.
+#[test]
+fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over() {
+    let setup = RedisSentinel::start();
+    let cache = Arc::new(Cache::new(config(&setup, "fz")).unwrap());
+    let old = setup.primary_port().unwrap();
+    let computed = Arc::new(AtomicUsize::new(0));
+    let read = {
+        let computed = computed.clone();
+        move |cache: &Cache, id: u32| {
+            Cacheable::new("item:<<id>>")
+                .on(cache)
+                .run(ctx! { id }, || {
+                    computed.fetch_add(1, Ordering::SeqCst);
+                    id * 10
+                })
+        }
+    };
+    for id in 0..100 {
+        assert_eq!(read(&cache, id), id * 10);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let stop = Arc::new(AtomicBool::new(false));
+    let slowest = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..2u32 {
+            let (cache, stop, slowest, read) =
+                (cache.clone(), stop.clone(), slowest.clone(), read.clone());
+            s.spawn(move || {
+                let mut i = t as usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = (i % 100) as u32;
+                    i += 7;
+                    let t0 = Instant::now();
+                    assert_eq!(read(&cache, id), id * 10, "every call answers");
+                    let mut s = slowest.lock().unwrap();
+                    s.0 = s.0.max(t0.elapsed());
+                    drop(s);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+        }
+        for t in 0..2u32 {
+            let (cache, stop, slowest) = (cache.clone(), stop.clone(), slowest.clone());
+            rt.spawn(async move {
+                let mut i = 50 + t as usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = (i % 100) as u32;
+                    i += 11;
+                    let t0 = Instant::now();
+                    let v = Cacheable::new("item:<<id>>")
+                        .on(&cache)
+                        .run_async(ctx! { id }, || async move { id * 10 })
+                        .await;
+                    assert_eq!(v, id * 10, "every call answers");
+                    {
+                        let mut s = slowest.lock().unwrap();
+                        s.1 = s.1.max(t0.elapsed());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        setup.node(old).pause();
+        let t0 = Instant::now();
+        let new = setup
+            .wait_failover(old, Duration::from_secs(30))
+            .expect("the Sentinels promote the replica");
+        println!(
+            "froze primary {old}; the Sentinels promoted {new} after {:?}",
+            t0.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::SeqCst);
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let (slow_sync, slow_async) = *slowest.lock().unwrap();
+    println!(
+        "slowest sync call {slow_sync:?}, slowest async call {slow_async:?} (op_timeout {OP_TIMEOUT:?}) over {:?}",
+        started.elapsed()
+    );
+    let bound = OP_TIMEOUT + Duration::from_millis(300);
+    assert!(slow_sync < bound, "slowest sync call {slow_sync:?}");
+    assert!(slow_async < bound, "slowest async call {slow_async:?}");
+    // Caching resumed on the new primary: two rounds on new keys, the second all hits.
+    for round in 0..2 {
+        let before = computed.load(Ordering::SeqCst);
+        for id in 1000..1100 {
+            assert_eq!(read(&cache, id), id * 10);
+        }
+        let misses = computed.load(Ordering::SeqCst) - before;
+        assert_eq!(misses, if round == 0 { 100 } else { 0 }, "round {round}");
+    }
+    setup.node(old).resume();
+}
