@@ -276,10 +276,9 @@ impl RedisStore {
                 Box::new(move || {
                     let p = primary.upgrade()?;
                     match p.current() {
-                        Some(r) if !p.is_suspect() => {
-                            Some((r.generation, vec![r.tracking.clone()]))
-                        }
-                        _ => {
+                        Some(r) => Some((r.generation, vec![r.tracking.clone()])),
+                        // Nothing asked the Sentinels yet: ask, and look again later.
+                        None => {
                             p.suspect();
                             None
                         }

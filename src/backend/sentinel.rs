@@ -170,9 +170,12 @@ impl Primary {
             log::warn!(target: "cacheable", "{}: {dropped} invalidations were more than the {REPLAY_MAX} kept to send again to a new primary; the oldest of them are not sent again", self.describe());
         }
         let mut keys: Vec<&str> = Vec::new();
+        let mut patterns = std::collections::HashSet::new();
         for r in &batch {
             match r {
                 Replay::Keys(k) => keys.extend(k.iter().map(String::as_str)),
+                // Each pattern once, however often it was invalidated.
+                Replay::Pattern(pattern) if !patterns.insert(pattern.as_str()) => {}
                 Replay::Pattern(pattern) => {
                     let mut cursor = 0u64;
                     loop {
@@ -200,6 +203,8 @@ impl Primary {
                 }
             }
         }
+        keys.sort_unstable();
+        keys.dedup();
         for chunk in keys.chunks(500) {
             redis::cmd("UNLINK")
                 .arg(chunk)
