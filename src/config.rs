@@ -347,7 +347,8 @@ impl Config {
     }
 
     /// A primary found through Redis Sentinel: `Config::sentinel(["10.0.0.1:26379",
-    /// "10.0.0.2:26379", "10.0.0.3:26379"], "mymaster")`. Each Sentinel is `host:port`, or a
+    /// "10.0.0.2:26379", "10.0.0.3:26379"], "mymaster")`. Each Sentinel is `host:port` (`host`
+    /// alone is on 26379), or a
     /// `redis://[user:password@]host:port` URL when the Sentinels have a password
     /// (`rediss://` with the `tls` feature: then the data nodes are reached over TLS too).
     /// [`db`](Config::db) chooses the database, [`primary_auth`](Config::primary_auth) the
@@ -383,8 +384,13 @@ impl Config {
             let shown = crate::redact::url(given);
             let url = if given.contains("://") {
                 given.to_owned()
-            } else {
+            } else if given.rsplit_once(':').is_some_and(|(h, p)| {
+                !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok()
+            }) {
                 format!("redis://{given}")
+            } else {
+                // A Sentinel's port, not a data node's.
+                format!("redis://{given}:26379")
             };
             let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
             match scheme {
@@ -1150,6 +1156,10 @@ mod tests {
         assert!(refused("redis+sentinel://h1:1,,h2:2/svc").contains("empty Sentinel"));
         #[cfg(not(feature = "tls"))]
         assert!(refused("rediss+sentinel://h1:1/svc").contains("`tls` feature"));
+        assert_eq!(
+            parts(Config::sentinel(["h1", "10.0.0.1:1"], "svc").unwrap()).0,
+            ["redis://h1:26379", "redis://10.0.0.1:1"]
+        );
         assert!(Config::sentinel(Vec::<String>::new(), "svc").is_err());
         assert!(Config::sentinel(["h:1"], " ").is_err());
         assert!(Config::sentinel(["memory://"], "svc").is_err());

@@ -307,9 +307,14 @@ impl RedisStore {
         } else {
             let generation = self.generation();
             let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-            // Connections to a primary that is no longer the one go.
-            pool.retain(|(g, _)| *g == generation);
-            pool.pop()
+            // Connections to a primary that is no longer the one go (on one server, every
+            // connection has generation 0).
+            loop {
+                match pool.pop() {
+                    Some((g, _)) if g != generation => continue,
+                    found => break found,
+                }
+            }
         };
         let (generation, mut con, fresh) = match pooled {
             Some((generation, con)) => (generation, con, false),
