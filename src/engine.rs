@@ -30,6 +30,7 @@ use crate::lease::{Host, LeaseGuard, LeaseHost, Pending};
 use crate::near::NearCache;
 use crate::report::{chain, debug_line, format_ttl, Throttle};
 use crate::stats::Counters;
+use crate::telemetry;
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -235,6 +236,7 @@ impl Core {
     /// each kind of fault on each key template.
     pub(crate) fn report_fault(&self, what: &'static str, template: &str, key: &str, err: &Error) {
         Counters::add(&self.counters.errors, 1);
+        telemetry::errors(template, 1);
         if let Some(suppressed) = self.faults.allow(what, template) {
             let more = if suppressed > 0 {
                 format!(" ({suppressed} similar faults not logged in the last second)")
@@ -249,6 +251,7 @@ impl Core {
     fn fault(&self, call: &Call<'_>, what: &'static str, e: Error) -> Result<()> {
         if call.strict {
             Counters::add(&self.counters.errors, 1);
+            telemetry::errors(call.template, 1);
             Err(e)
         } else {
             self.report_fault(what, call.template, &call.key, &e);
@@ -256,10 +259,15 @@ impl Core {
         }
     }
 
-    fn count(&self, state: &mut CallState, hit: bool) {
+    fn count(&self, call: &Call<'_>, state: &mut CallState, hit: bool) {
         if !std::mem::replace(&mut state.counted, true) {
             let c = &self.counters;
             Counters::add(if hit { &c.hits } else { &c.misses }, 1);
+            if hit {
+                telemetry::hits(call.template, 1);
+            } else {
+                telemetry::misses(call.template, 1);
+            }
         }
     }
 
@@ -269,6 +277,8 @@ impl Core {
         let c = &self.counters;
         Counters::add(&c.hits, 1);
         Counters::add(&c.near_hits, 1);
+        telemetry::hits(call.template, 1);
+        telemetry::near_hits(call.template, 1);
         call.debug(format_args!("NEAR HIT for {}", call.key));
         Some(v)
     }
@@ -288,7 +298,7 @@ impl Core {
     /// The caller decoded a hit.
     pub(crate) fn hit(&self, call: &Call<'_>, state: &mut CallState, source: Source) {
         if source == Source::Store {
-            self.count(state, true);
+            self.count(call, state, true);
             call.debug(format_args!("HIT for {}", call.key));
         }
     }
@@ -304,7 +314,7 @@ impl Core {
         type_name: &str,
     ) {
         Counters::add(&self.counters.decode_errors, 1);
-        self.count(state, false);
+        self.count(call, state, false);
         log::warn!(target: "cacheable", "the value at {} does not deserialize into {type_name} ({err}); recomputing and replacing it", call.key);
         state.stale = Some(bytes);
     }
@@ -321,7 +331,7 @@ impl Core {
             if self.rare.allow("recursion", call.template).is_some() {
                 log::warn!(target: "cacheable", "{} asks for its own key {} while computing it (directly or through other cached calls): computing it again without caching", call.name, call.key);
             }
-            self.count(state, false);
+            self.count(call, state, false);
             return Ok(Begin::Alone);
         }
         loop {
@@ -358,7 +368,7 @@ impl Core {
                     false
                 }
             };
-            self.count(state, false);
+            self.count(call, state, false);
             match self.flights.join(&call.key, mode) {
                 Role::Follow(flight) => {
                     if mode == Mode::Blocking && flight.mode() == Mode::Async {
@@ -370,6 +380,7 @@ impl Core {
                         ));
                         return Ok(Begin::Alone);
                     }
+                    telemetry::lease_waits(call.template, 1);
                     let joined = flight.invalidations();
                     // The leader may first wait up to `lease_wait` for another process's
                     // lease, then compute: followers allow for both before giving up.
@@ -548,6 +559,7 @@ impl Core {
         match written {
             Ok(true) => {
                 Counters::add(&self.counters.sets, 1);
+                telemetry::sets(call.template, 1);
                 call.debug(format_args!(
                     "Cached result for {} (TTL: {})",
                     call.key,
@@ -671,6 +683,7 @@ impl Core {
                         }
                         Some((_, at)) => Some(*at + config.lease_ttl),
                         None => {
+                            telemetry::lease_waits(call.template, 1);
                             let now = Instant::now();
                             seen = Some((holder, now));
                             Some(now + config.lease_ttl)
@@ -733,14 +746,20 @@ where
             Begin::Lead(ticket) => {
                 let out = {
                     let _computing = Computing::enter(core, &call.key);
-                    compute()
+                    let timer = telemetry::Timer::start();
+                    let out = compute();
+                    timer.observe(call.template);
+                    out
                 };
                 block_on(core.finish(Mode::Blocking, call, ticket, Outcome::of(&out)))?;
                 return Ok(out);
             }
             Begin::Alone => {
                 let _computing = Computing::enter(core, &call.key);
-                return Ok(compute());
+                let timer = telemetry::Timer::start();
+                let out = compute();
+                timer.observe(call.template);
+                return Ok(out);
             }
         }
     }
@@ -783,11 +802,13 @@ where
                 // rather than an `async fn` of its own: one state machine fewer for each
                 // cached function to compile.
                 let mut fut = std::pin::pin!(compute());
+                let timer = telemetry::Timer::start();
                 let out = std::future::poll_fn(|cx| {
                     let _computing = Computing::enter(core, &call.key);
                     fut.as_mut().poll(cx)
                 })
                 .await;
+                timer.observe(call.template);
                 if let Begin::Lead(ticket) = begun {
                     core.finish(Mode::Async, call, ticket, Outcome::of(&out))
                         .await?;

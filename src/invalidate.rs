@@ -6,6 +6,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manager::Cache;
 use crate::report::{chain, debug_line};
+use crate::telemetry;
 use crate::template::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use std::future::Future;
 use std::sync::Arc;
@@ -201,7 +202,8 @@ impl<'a> Invalidate<'a> {
                 failures.push(Self::failed(cache, "the patterns", 0, e));
             }
         }
-        for target in self.targets(cache, ctx) {
+        // `targets` renders the patterns in order, one each: zipped, for the metrics' label.
+        for (template, target) in self.patterns.iter().zip(self.targets(cache, ctx)) {
             let target = match target {
                 Ok(t) => t,
                 Err(e) if cache.config().strict => {
@@ -226,6 +228,9 @@ impl<'a> Invalidate<'a> {
             match result {
                 Ok(n) => {
                     total += n;
+                    if let Ok(template) = template {
+                        telemetry::invalidated(template.as_str(), n);
+                    }
                     debug_line(
                         debug,
                         format_args!("Deleted {n} keys for pattern: {}", target.text),

@@ -64,7 +64,8 @@
 //!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
 //!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
 //!   not read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
-//!   the URLs shown), `stats.rs` (counters), `report.rs` (debug lines and throttled fault
+//!   the URLs shown), `stats.rs` (counters), `telemetry.rs` (the same counts and the
+//!   computation times through the `metrics` facade, with the `metrics` feature), `report.rs` (debug lines and throttled fault
 //!   logs) and `rt.rs` (the crate's own IO thread, on which async connections and timers
 //!   run).
 #![deny(missing_docs)]
@@ -90,6 +91,7 @@ mod redact;
 mod report;
 mod rt;
 mod stats;
+mod telemetry;
 mod template;
 
 pub use crate::backend::KeyTtl;
@@ -101,6 +103,8 @@ pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::invalidate::Invalidate;
 pub use crate::manager::{Cache, CacheManager};
 pub use crate::stats::Stats;
+#[cfg(feature = "metrics")]
+pub use crate::telemetry::describe_metrics;
 pub use crate::template::Template;
 
 #[cfg(doctest)]

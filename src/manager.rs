@@ -8,6 +8,7 @@ use crate::engine::{read_through, read_through_async, Call, Core};
 use crate::error::{Error, ErrorKind, Result};
 use crate::near::NearCache;
 use crate::stats::{Counters, Stats};
+use crate::telemetry::{self, MANUAL};
 use crate::template::glob_escape_into;
 use once_cell::sync::OnceCell;
 use serde::de::DeserializeOwned;
@@ -164,15 +165,18 @@ impl Cache {
             // A lease is a computation in progress, not a value; nor is a failure marker.
             Stored::Missing | Stored::Leased(_) | Stored::Failed(_) => {
                 Counters::add(&c.misses, 1);
+                telemetry::misses(MANUAL, 1);
                 Ok(None)
             }
             Stored::Value(bytes) => match codec::decode(&bytes) {
                 Ok(v) => {
                     Counters::add(&c.hits, 1);
+                    telemetry::hits(MANUAL, 1);
                     Ok(Some(v))
                 }
                 Err(e) => {
                     Counters::add(&c.misses, 1);
+                    telemetry::misses(MANUAL, 1);
                     Counters::add(&c.decode_errors, 1);
                     Err(Error::with_source(
                         ErrorKind::Deserialize,
@@ -194,6 +198,7 @@ impl Cache {
     pub(crate) fn counted_set(&self, raw: Result<()>) -> Result<()> {
         if raw.is_ok() {
             Counters::add(&self.counters().sets, 1);
+            telemetry::sets(MANUAL, 1);
         }
         raw
     }
@@ -218,6 +223,7 @@ impl Cache {
         if let Err(e) = &raw {
             if e.is_store_error() {
                 Counters::add(&self.counters().errors, 1);
+                telemetry::errors(MANUAL, 1);
             }
         }
         raw
@@ -297,18 +303,28 @@ impl Cache {
         self.counted_error(self.counted_delete(raw))
     }
 
+    /// [`delete_full`](Self::delete_full) for the manual operations: the keys it deletes are
+    /// reported to the `metrics` feature under the label `(manual)`.
+    async fn delete_manual(&self, mode: Mode, target: &str, glob: bool) -> Result<u64> {
+        let deleted = self.delete_full(mode, target, glob).await;
+        if let Ok(n) = deleted {
+            telemetry::invalidated(MANUAL, n);
+        }
+        deleted
+    }
+
     /// Deletes `key`; true when it existed.
     ///
     /// # Errors
     /// A store fault.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        block_on(self.delete_full(Mode::Blocking, &self.full_key(key), false)).map(|n| n > 0)
+        block_on(self.delete_manual(Mode::Blocking, &self.full_key(key), false)).map(|n| n > 0)
     }
 
     /// Async twin of [`delete`](Self::delete).
     pub async fn delete_async(&self, key: &str) -> Result<bool> {
         let key = self.full_key(key);
-        let deleted = self.delete_full(Mode::Async, &key, false).await;
+        let deleted = self.delete_manual(Mode::Async, &key, false).await;
         deleted.map(|n| n > 0)
     }
 
@@ -319,12 +335,12 @@ impl Cache {
     /// # Errors
     /// A store fault. Keys deleted before it stay deleted.
     pub fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        block_on(self.delete_full(Mode::Blocking, &self.full_pattern(pattern), true))
+        block_on(self.delete_manual(Mode::Blocking, &self.full_pattern(pattern), true))
     }
 
     /// Async twin of [`delete_pattern`](Self::delete_pattern).
     pub async fn delete_pattern_async(&self, pattern: &str) -> Result<u64> {
-        self.delete_full(Mode::Async, &self.full_pattern(pattern), true)
+        self.delete_manual(Mode::Async, &self.full_pattern(pattern), true)
             .await
     }
 
