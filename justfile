@@ -26,3 +26,13 @@ lint:
 
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --open
+
+# The axum + PostgreSQL service on the machine's servers (PostgreSQL on 5432, database
+# `test`; Redis on 6379): http://127.0.0.1:8080, metrics at /metrics.
+service:
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test CACHE_URL=redis://127.0.0.1:6379/0 cargo run --release -p paycore-service
+
+# Load run of the service: cached vs CACHE_DISABLED=1 with wrk, on a private PostgreSQL
+# and redis-server (BENCHMARKS.md, "The service under load"; about 2 minutes after the build).
+load:
+    bash scripts/load.sh

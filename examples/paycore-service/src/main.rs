@@ -90,18 +90,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .as_deref(),
         Some("1" | "true" | "yes")
     );
-    let store = env("CACHE_URL").map_or_else(
-        || "the embedded store".to_owned(),
-        |_| "CACHE_URL".to_owned(),
-    );
-    log::info!(
-        "cache: {}",
-        if cache_enabled {
-            store.as_str()
-        } else {
-            "disabled (CACHE_DISABLED)"
-        }
-    );
+    let store = if env("CACHE_URL").is_some() {
+        "the store at CACHE_URL"
+    } else {
+        "the embedded store (CACHE_URL unset)"
+    };
+    if cache_enabled {
+        log::info!("cache: {store}");
+    } else {
+        log::info!("cache: disabled (CACHE_DISABLED), every read queries PostgreSQL");
+    }
 
     let state = Arc::new(http::AppState {
         db,
