@@ -65,9 +65,9 @@
 //!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
 //!   not read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
 //!   the URLs shown), `stats.rs` (counters), `telemetry.rs` (the same counts and the
-//!   computation times through the `metrics` facade, with the `metrics` feature), `report.rs` (debug lines and throttled fault
-//!   logs) and `rt.rs` (the crate's own IO thread, on which async connections and timers
-//!   run).
+//!   computation times through the `metrics` facade, with the `metrics` feature),
+//!   `report.rs` (debug lines and throttled fault logs) and `rt.rs` (the crate's own IO
+//!   thread, on which async connections and timers run).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
