@@ -94,7 +94,7 @@ mod template;
 
 pub use crate::backend::KeyTtl;
 pub use crate::cacheable::Cacheable;
-pub use crate::codec::CacheValue;
+pub use crate::codec::{CacheValue, Codec};
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
 pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
