@@ -176,7 +176,7 @@ impl Config {
     ///
     /// Any URL also takes how values are written: `?codec=msgpack` ([`codec`](Config::codec),
     /// with the `msgpack` feature) and `?compress_over=1024`
-    /// ([`compress_over`](Config::compress_over), with the `compress` feature), alone or
+    /// (`Config::compress_over`, with the `compress` feature), alone or
     /// beside the store's own parameters (`redis://host:6379/0?codec=msgpack&compress_over=1024`).
     ///
     /// # Errors
@@ -337,7 +337,7 @@ impl Config {
     /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes` or `0`, `false`, `no`, in any case | off |
     /// | `CACHE_STRICT` | [`strict`](Config::strict): the same words | off |
     /// | `CACHE_CODEC` | [`codec`](Config::codec): `json` or `msgpack` | the URL's `codec`, else `json` |
-    /// | `CACHE_COMPRESS_OVER` | [`compress_over`](Config::compress_over), bytes | the URL's `compress_over`, else off |
+    /// | `CACHE_COMPRESS_OVER` | `Config::compress_over` (feature `compress`), bytes | the URL's `compress_over`, else off |
     ///
     /// Every other setting has its default.
     ///
@@ -452,7 +452,7 @@ impl Config {
     }
 
     /// How values are written to the store: [`Codec::Json`] by default (readable with
-    /// `redis-cli GET`), or [`Codec::MessagePack`] with the `msgpack` feature (fewer bytes,
+    /// `redis-cli GET`), or `Codec::MessagePack` with the `msgpack` feature (fewer bytes,
     /// faster hits). Every reader decodes what any codec wrote, so a fleet can switch without
     /// a flush; the near cache and the embedded store keep decoded values either way. A value
     /// that the codec would not read back equal (`Some(None)`; in JSON also `NaN`) is not

@@ -62,8 +62,9 @@
 //! - Leaves: `template.rs` and `template/grammar.rs` (the one placeholder grammar, as
 //!   `const fn`s the compile-time checks share, and rendering), `context.rs` and
 //!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
-//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
-//!   not read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
+//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON by default, or MessagePack,
+//!   LZ4-compressed over a size, each form saying which it is; refused when they would not
+//!   read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
 //!   the URLs shown), `stats.rs` (counters), `report.rs` (debug lines and throttled fault
 //!   logs) and `rt.rs` (the crate's own IO thread, on which async connections and timers
 //!   run).
