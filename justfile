@@ -12,6 +12,10 @@ quickstart:
 bench:
     cargo bench
 
+# Benchmark 14 alone: codecs and compression (needs the `msgpack` and `compress` features).
+bench-codec:
+    CACHEABLE_BENCH_ONLY=14 cargo bench --bench compare --features msgpack,compress
+
 # Compile cost per cached function against `cached` (generated crates of 10 and 200
 # functions: touch-and-rebuild, full recompile, expanded and LLVM IR lines); REPO defaults
 # to this checkout.

@@ -1,5 +1,6 @@
 //! Where the cache lives and how it behaves.
 
+use crate::codec::{Codec, Format};
 use crate::error::{Error, Result};
 #[cfg(feature = "redis")]
 use crate::redact::SecretUrl;
@@ -53,6 +54,8 @@ pub struct Config {
     pub(crate) unchecked_lease_writes: bool,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
+    /// How values are written: codec and compression.
+    pub(crate) format: Format,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
 }
@@ -95,7 +98,9 @@ impl std::fmt::Debug for Config {
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_wait", &self.lease_wait)
             .field("breaker_threshold", &self.breaker_threshold)
-            .field("breaker_cooldown", &self.breaker_cooldown);
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("codec", &self.format.codec)
+            .field("compress_over", &self.format.compress_over);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
             d.field("unchecked_lease_writes_for_tests", &true);
@@ -137,6 +142,7 @@ impl Config {
             unchecked_lease_writes: false,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
+            format: Format::default(),
             #[cfg(feature = "tls")]
             tls: Tls::default(),
         }
@@ -168,12 +174,31 @@ impl Config {
     /// every node (`?protocol=resp3`). A cluster has one database: a path other than `/` or
     /// `/0` is refused.
     ///
+    /// Any URL also takes how values are written: `?codec=msgpack` ([`codec`](Config::codec),
+    /// with the `msgpack` feature) and `?compress_over=1024`
+    /// (`Config::compress_over`, with the `compress` feature), alone or
+    /// beside the store's own parameters (`redis://host:6379/0?codec=msgpack&compress_over=1024`).
+    ///
     /// # Errors
     /// An unknown scheme, or one this build does not support (`rediss://` without the `tls`
     /// feature, `redis+cluster://` without the `cluster` feature), is a
-    /// [`Config`](crate::ErrorKind::Config) error.
+    /// [`Config`](crate::ErrorKind::Config) error; so is a `codec` or `compress_over` this
+    /// build does not know.
     pub fn from_url(url: &str) -> Result<Config> {
         let url = url.trim();
+        let (url, codec, compress_over) = take_format_params(url)?;
+        let mut config = Config::store_from_url(&url)?;
+        if let Some(codec) = codec {
+            config.format.codec = codec;
+        }
+        if compress_over.is_some() {
+            config.format.compress_over = compress_over;
+        }
+        Ok(config)
+    }
+
+    /// The store part of [`from_url`](Config::from_url), the format parameters taken out.
+    fn store_from_url(url: &str) -> Result<Config> {
         // Messages show the URL with its passwords masked.
         let shown = crate::redact::url(url);
         let (scheme, rest) = url
@@ -215,7 +240,7 @@ impl Config {
                         _ => {
                             let name = pair.split_once('=').map_or(pair, |(name, _)| name);
                             return Err(Error::config(format!(
-                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries)"
+                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries, codec, compress_over)"
                             )));
                         }
                     }
@@ -311,6 +336,8 @@ impl Config {
     /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Config::default_ttl), whole seconds | 300 |
     /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes` or `0`, `false`, `no`, in any case | off |
     /// | `CACHE_STRICT` | [`strict`](Config::strict): the same words | off |
+    /// | `CACHE_CODEC` | [`codec`](Config::codec): `json` or `msgpack` | the URL's `codec`, else `json` |
+    /// | `CACHE_COMPRESS_OVER` | `Config::compress_over` (feature `compress`), bytes | the URL's `compress_over`, else off |
     ///
     /// Every other setting has its default.
     ///
@@ -341,6 +368,16 @@ impl Config {
         }
         if let Some(strict) = var("CACHE_STRICT") {
             config = config.strict(env_bool("CACHE_STRICT", &strict)?);
+        }
+        if let Some(codec) = var("CACHE_CODEC") {
+            config.format.codec =
+                Codec::parse(&codec).map_err(|e| Error::config(format!("CACHE_CODEC: {e}")))?;
+        }
+        if let Some(over) = var("CACHE_COMPRESS_OVER") {
+            config.format.compress_over = Some(
+                compress_over_param(&over)
+                    .map_err(|e| Error::config(format!("CACHE_COMPRESS_OVER: {e}")))?,
+            );
         }
         Ok(config)
     }
@@ -412,6 +449,38 @@ impl Config {
     pub fn near_cache(mut self, max_entries: u64) -> Config {
         self.near_cache = Some(max_entries.max(1));
         self
+    }
+
+    /// How values are written to the store: [`Codec::Json`] by default (readable with
+    /// `redis-cli GET`), or `Codec::MessagePack` with the `msgpack` feature (fewer bytes,
+    /// faster hits). Every reader decodes what any codec wrote, so a fleet can switch without
+    /// a flush; the near cache and the embedded store keep decoded values either way. A value
+    /// that the codec would not read back equal (`Some(None)`; in JSON also `NaN`) is not
+    /// stored, whatever the codec.
+    pub fn codec(mut self, codec: Codec) -> Config {
+        self.format.codec = codec;
+        self
+    }
+
+    /// Compresses (LZ4) each value whose encoding is longer than `bytes` (off by default;
+    /// 1024 is a fair start). Shorter values are stored as they are (with JSON, plain text: a
+    /// number stays `5`), and so is a value that compression would not shrink. Every reader
+    /// decodes compressed and plain values alike, so the threshold can change without a flush.
+    #[cfg(feature = "compress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compress")))]
+    pub fn compress_over(mut self, bytes: usize) -> Config {
+        self.format.compress_over = Some(bytes);
+        self
+    }
+
+    /// The codec values are written with.
+    pub fn get_codec(&self) -> Codec {
+        self.format.codec
+    }
+
+    /// The size over which values are compressed, if they are.
+    pub fn get_compress_over(&self) -> Option<usize> {
+        self.format.compress_over
     }
 
     /// How many times a failed invalidation is retried before it is reported; 3 by default.
@@ -632,6 +701,66 @@ fn cluster_nodes(url: &str, scheme: &str) -> Result<Vec<String>> {
     Ok(urls)
 }
 
+/// Takes `codec` and `compress_over` out of a URL's query (the part after the last `@`, as a
+/// password may hold `?`): the URL without them, and their values.
+fn take_format_params(url: &str) -> Result<(String, Option<Codec>, Option<usize>)> {
+    let after_credentials = url.rfind('@').map_or(0, |at| at + 1);
+    let Some(q) = url[after_credentials..].find('?') else {
+        return Ok((url.to_owned(), None, None));
+    };
+    let q = after_credentials + q;
+    let (base, query) = (&url[..q], &url[q + 1..]);
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let shown = crate::redact::url(url);
+    let (mut codec, mut compress_over) = (None, None);
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("codec", name)) => {
+                codec = Some(
+                    Codec::parse(name)
+                        .map_err(|e| Error::config(format!("cache URL `{shown}`: {e}")))?,
+                );
+            }
+            Some(("compress_over", n)) => {
+                compress_over = Some(
+                    compress_over_param(n)
+                        .map_err(|e| Error::config(format!("cache URL `{shown}`: {e}")))?,
+                );
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    Ok((out, codec, compress_over))
+}
+
+/// A `compress_over` setting: a number of bytes, in a build with the `compress` feature.
+fn compress_over_param(value: &str) -> Result<usize> {
+    let bytes: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(format!("compress_over `{value}` is not a number of bytes")))?;
+    if cfg!(feature = "compress") {
+        Ok(bytes)
+    } else {
+        Err(Error::config(
+            "compress_over needs cacheable's `compress` feature",
+        ))
+    }
+}
+
 /// A boolean environment variable: `1/0`, `true/false`, `yes/no`, in any case; anything
 /// else is an error naming the variable and what it accepts.
 fn env_bool(name: &str, value: &str) -> Result<bool> {
@@ -721,6 +850,51 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn format_parameters_leave_the_rest_of_the_url_as_it_was() {
+        let take = |url: &str| take_format_params(url).unwrap();
+        assert_eq!(
+            take("redis://:pa?ss@h:1/0?protocol=resp3&codec=json"),
+            (
+                "redis://:pa?ss@h:1/0?protocol=resp3".to_owned(),
+                Some(Codec::Json),
+                None
+            )
+        );
+        assert_eq!(
+            take("redis://h:1/?codec=json"),
+            ("redis://h:1/".to_owned(), Some(Codec::Json), None)
+        );
+        assert_eq!(
+            take("redis://u:p@h:1/2"),
+            ("redis://u:p@h:1/2".to_owned(), None, None)
+        );
+        assert_eq!(
+            take("memory://?codec=json&max_entries=5#x"),
+            (
+                "memory://?max_entries=5#x".to_owned(),
+                Some(Codec::Json),
+                None
+            )
+        );
+        assert_eq!(Config::memory().format, Format::default());
+        assert_eq!(Config::memory().get_codec(), Codec::Json);
+        #[cfg(feature = "compress")]
+        {
+            let (url, _, over) =
+                take("redis+cluster://h1:1,h2:2/?compress_over=512&protocol=resp3");
+            assert_eq!(
+                (url.as_str(), over),
+                ("redis+cluster://h1:1,h2:2/?protocol=resp3", Some(512))
+            );
+        }
+        // Errors name the parameter, never the password.
+        let err = take_format_params("redis://:hunter2@h:1/?codec=yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("yaml") && !err.contains("hunter2"), "{err}");
     }
 
     #[cfg(feature = "cluster")]

@@ -131,9 +131,9 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn of<T: CacheValue, E>(out: &Result<T, E>) -> Outcome {
+    pub(crate) fn of<T: CacheValue, E>(out: &Result<T, E>, format: codec::Format) -> Outcome {
         match out {
-            Ok(v) => match codec::encode_checked(v) {
+            Ok(v) => match codec::encode_checked(v, format) {
                 Ok(bytes) => Outcome::Value(bytes),
                 Err(e) => Outcome::Unstorable(e),
             },
@@ -303,6 +303,11 @@ impl Core {
         }
     }
 
+    /// A computation's outcome, its value encoded in the cache's format.
+    pub(crate) fn outcome<T: CacheValue, E>(&self, out: &Result<T, E>) -> Outcome {
+        Outcome::of(out, self.config.format)
+    }
+
     /// The caller could not decode these bytes (the stored type changed): they count as a
     /// miss, and the next [`begin`](Self::begin) replaces them.
     pub(crate) fn undecodable(
@@ -310,7 +315,7 @@ impl Core {
         call: &Call<'_>,
         state: &mut CallState,
         bytes: Vec<u8>,
-        err: &serde_json::Error,
+        err: &codec::DecodeError,
         type_name: &str,
     ) {
         Counters::add(&self.counters.decode_errors, 1);
@@ -751,7 +756,7 @@ where
                     timer.observe(call.template);
                     out
                 };
-                block_on(core.finish(Mode::Blocking, call, ticket, Outcome::of(&out)))?;
+                block_on(core.finish(Mode::Blocking, call, ticket, core.outcome(&out)))?;
                 return Ok(out);
             }
             Begin::Alone => {
@@ -810,7 +815,7 @@ where
                 .await;
                 timer.observe(call.template);
                 if let Begin::Lead(ticket) = begun {
-                    core.finish(Mode::Async, call, ticket, Outcome::of(&out))
+                    core.finish(Mode::Async, call, ticket, core.outcome(&out))
                         .await?;
                 }
                 return Ok(out);

@@ -62,8 +62,9 @@
 //! - Leaves: `template.rs` and `template/grammar.rs` (the one placeholder grammar, as
 //!   `const fn`s the compile-time checks share, and rendering), `context.rs` and
 //!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
-//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
-//!   not read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
+//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON by default, or MessagePack,
+//!   LZ4-compressed over a size, each form saying which it is; refused when they would not
+//!   read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
 //!   the URLs shown), `stats.rs` (counters), `telemetry.rs` (the same counts and the
 //!   computation times through the `metrics` facade, with the `metrics` feature),
 //!   `report.rs` (debug lines and throttled fault logs) and `rt.rs` (the crate's own IO
@@ -96,7 +97,7 @@ mod template;
 
 pub use crate::backend::KeyTtl;
 pub use crate::cacheable::Cacheable;
-pub use crate::codec::CacheValue;
+pub use crate::codec::{CacheValue, Codec};
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
 pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};

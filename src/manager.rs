@@ -249,7 +249,8 @@ impl Cache {
         self.found(&key, raw)
     }
 
-    /// Stores `value` as JSON at `key` for `ttl` (seconds, or a `Duration`).
+    /// Stores `value` at `key` for `ttl` (seconds, or a `Duration`), in the cache's codec
+    /// (JSON by default: see [`Config::codec`](crate::Config::codec)).
     ///
     /// # Errors
     /// A store fault, a zero TTL, or a value that does not serialize.
@@ -280,7 +281,7 @@ impl Cache {
         ttl: Duration,
     ) -> Result<()> {
         let ttl = Self::ttl_of(ttl)?;
-        let bytes = codec::encode(value)?;
+        let bytes = codec::encode(value, self.inner.core.config.format)?;
         let key = self.full_key(key);
         let raw = self.backend().set(mode, &key, &bytes, ttl).await;
         self.inner.core.changed(&key, false);

@@ -49,8 +49,9 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
-/// Marks a key held by a lease. JSON text never starts with a NUL byte, so no cached value
-/// can be mistaken for a lease, nor a lease for a value.
+/// Marks a key held by a lease. JSON text never starts with a NUL byte, and the other
+/// codecs' values start with `\0` and `0xCB` (`codec::MARKER`), not `\0c`, so no cached
+/// value can be mistaken for a lease, nor a lease for a value.
 pub(crate) const LEASE_PREFIX: &[u8] = b"\0cacheable-lease:";
 
 /// Marks a key whose lease holder's computation failed, for a moment: the callers that
@@ -66,7 +67,8 @@ pub(crate) enum Stored {
     Leased(Vec<u8>),
     /// The lease holder's computation failed; the marker it left.
     Failed(Vec<u8>),
-    /// A cached value's bytes (JSON text).
+    /// A cached value's bytes: JSON text, or another codec's or compressed form behind
+    /// `codec::MARKER` (the codec tells them apart, not this).
     Value(Vec<u8>),
 }
 
@@ -109,7 +111,7 @@ pub enum KeyTtl {
 }
 
 /// One store's operations. Keys and patterns are full keys, prefix included; values are
-/// JSON bytes (or lease markers).
+/// encoded values (or lease markers).
 pub(crate) trait Store: Send + Sync {
     fn get(&self, mode: Mode, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// The bytes at `key` and how long they have left, for the near cache, whose copy must
