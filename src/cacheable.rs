@@ -3,7 +3,7 @@
 use crate::codec::CacheValue;
 use crate::config::IntoTtl;
 use crate::context::Context;
-use crate::engine::{read_through, read_through_async, Call};
+use crate::engine::{read_through, read_through_async, Call, Freshness};
 use crate::error::{Error, Result};
 use crate::manager::{Cache, CacheManager};
 use crate::report::{debug_enabled, debug_line, Throttle};
@@ -68,6 +68,14 @@ pub struct Cacheable<'a> {
     /// True when the template and the hash names were checked once and for all
     /// (`cache_fn!`'s static templates), so that a call need not check them again.
     checked: bool,
+    /// Freshness options (issue 11): tags, early refresh, stale values.
+    fresh: FreshOptions,
+}
+
+/// The builder's freshness options, grouped.
+#[derive(Debug, Default)]
+struct FreshOptions {
+    tags: Vec<Result<TemplateRef>>,
 }
 
 static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
@@ -78,6 +86,24 @@ pub(crate) fn resolve(on: Option<&Cache>) -> Result<&Cache> {
         Some(cache) => Ok(cache),
         None => CacheManager::cache(),
     }
+}
+
+/// The full key of the tag set a tag template names in `ctx`: rendered like a key (no
+/// glob syntax, values escaped), never hashing scalars.
+pub(crate) fn render_tag(
+    cache: &Cache,
+    tag: &Result<TemplateRef>,
+    ctx: &Context,
+) -> Result<String> {
+    let tag = tag.as_ref().map_err(Clone::clone)?;
+    tag.check_key()?;
+    let opts = RenderOptions {
+        hash: &[],
+        hash_len: cache.config().hash_len,
+    };
+    let mut set = cache.tag_start(tag.as_str().len() + 16);
+    tag.render_into(ctx, &opts, &mut set, None)?;
+    Ok(set)
 }
 
 /// Logs that there is no cache to use, at most a line a second.
@@ -112,6 +138,7 @@ impl<'a> Cacheable<'a> {
             name: None,
             cache: None,
             checked: false,
+            fresh: FreshOptions::default(),
         }
     }
 
@@ -148,6 +175,28 @@ impl<'a> Cacheable<'a> {
         self
     }
 
+    /// Records the key under each of these tags, rendered from the same context as the key
+    /// (`"user:<<user_id>>"`), so that [`Invalidate::tags`](crate::Invalidate::tags) deletes
+    /// it with every other key of the tag, at a cost that follows the keys tagged rather
+    /// than the keys stored. Tag values are escaped like key values (a `*` in a value is
+    /// `%2A` and matches only itself); scalars are never hashed in a tag.
+    ///
+    /// The key is recorded before its computation takes the lease, so that an invalidation
+    /// of the tag that begins during the computation keeps its value out of the store. A
+    /// tag set is a Redis sorted set at `{prefix}:[tag]:{rendered tag}` scored by when each
+    /// entry may go (the value's TTL plus the longest a computation may hold its lease);
+    /// expired entries are pruned on every addition and invalidation, and the set expires
+    /// with its last entry. On a cluster, the set's slot is the tag's own: give the tag the
+    /// keys' hash tag (`"{user:<<id>>}"`) to keep it on their node.
+    ///
+    /// A tag that does not render makes the call compute without the cache, like a key.
+    pub fn tags(mut self, tags: impl IntoIterator<Item = &'static str>) -> Self {
+        self.fresh
+            .tags
+            .extend(tags.into_iter().map(Template::interned));
+        self
+    }
+
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
     fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'_>)> {
         let cache = match resolve(self.cache) {
@@ -158,8 +207,11 @@ impl<'a> Cacheable<'a> {
             }
         };
         let debug = self.debug.unwrap_or(cache.config().debug);
-        match self.render(cache, ctx, debug) {
-            Ok((key, ttl)) => {
+        match self
+            .render(cache, ctx, debug)
+            .and_then(|(key, ttl)| Ok((key, ttl, self.freshness(cache, ctx)?)))
+        {
+            Ok((key, ttl, fresh)) => {
                 let name = self.name.unwrap_or("<unnamed>");
                 Some((
                     cache,
@@ -170,6 +222,7 @@ impl<'a> Cacheable<'a> {
                         debug,
                         strict: false,
                         name,
+                        fresh,
                     },
                 ))
             }
@@ -189,6 +242,15 @@ impl<'a> Cacheable<'a> {
                 None
             }
         }
+    }
+
+    /// The call's freshness options, its tags rendered into tag-set keys.
+    fn freshness(&self, cache: &Cache, ctx: &Context) -> Result<Freshness> {
+        let mut fresh = Freshness::default();
+        for tag in &self.fresh.tags {
+            fresh.tags.push(render_tag(cache, tag, ctx)?);
+        }
+        Ok(fresh)
     }
 
     fn template_str(&self) -> &str {

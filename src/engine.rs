@@ -26,7 +26,7 @@ use crate::codec::CacheValue;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::flight::{Done, Flights, Leader, Role, SharedValue};
-use crate::lease::{Host, LeaseGuard, LeaseHost, Pending};
+use crate::lease::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
 use crate::near::NearCache;
 use crate::report::{chain, debug_line, format_ttl, Throttle};
 use crate::stats::Counters;
@@ -69,6 +69,15 @@ pub(crate) struct Call<'a> {
     /// answered around (the builders' fail-open finishers).
     pub strict: bool,
     pub name: &'a str,
+    /// Tags, early refresh, stale values: what the builder asked for (issue 11).
+    pub fresh: Freshness,
+}
+
+/// A call's freshness options, grouped so that calls without them carry one empty field.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Freshness {
+    /// The full keys of the tag sets the key is recorded in before it is leased or written.
+    pub tags: Vec<String>,
 }
 
 impl Call<'_> {
@@ -418,6 +427,7 @@ impl Core {
         stale: Option<Vec<u8>>,
     ) -> Result<Begin<'c>> {
         let before_acquire = leader.invalidations();
+        let store_ok = store_ok && self.index(mode, call).await?;
         let lease = if !store_ok {
             Lease::Unavailable
         } else if self.config.leases {
@@ -578,6 +588,27 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Records the key in its tag sets, before the lease is asked for: a tag invalidation
+    /// that begins once the lease is held finds the key and deletes the lease with it, so
+    /// the holder's compare-and-set fails, as after a key invalidation. An entry lives as
+    /// long as the value can: the lease wait, the longest a lease is held, then the TTL.
+    /// False (reported) when the store failed: the value must then not be written, since a
+    /// tag invalidation would not find it.
+    async fn index(&self, mode: Mode, call: &Call<'_>) -> Result<bool> {
+        if call.fresh.tags.is_empty() {
+            return Ok(true);
+        }
+        let c = &self.config;
+        let life = c.lease_wait + c.lease_ttl.saturating_mul(MAX_HOLD) + call.ttl;
+        for set in &call.fresh.tags {
+            if let Err(e) = self.backend.tag_add(mode, set, &call.key, life).await {
+                self.fault(call, "cache tag", e)?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Takes the key's lease, or waits (with backoff, up to `lease_wait`) for its holder's
