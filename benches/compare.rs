@@ -726,6 +726,94 @@ fn invalidation(b: &mut Bench, server: &RedisServer) {
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
 }
 
+// ---------------------------------------------------------------- 13: tags against a pattern
+
+const TAG_KEYS: u64 = 1_000;
+
+/// Benchmark 13: invalidating 1,000 tagged keys among 1,000,000 and 10,000,000 stored
+/// keys, by tag (`Invalidate::tags`) against the same keys by a `SCAN` pattern
+/// (`Invalidate::new`), both through the crate. `CACHEABLE_BENCH_TAGS_10M=0` skips the 10 M
+/// store (about 1 GB of Redis memory and a minute of filling).
+fn tags_vs_scan(b: &mut Bench, server: &RedisServer) {
+    let mut con = server.client();
+    let fill = redis::Script::new(FILL_LUA);
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("tagb")
+            .scan_count(SCAN_COUNT)
+            .op_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let tag_user = 42;
+    let write_tagged = || {
+        for n in 0..TAG_KEYS {
+            Cacheable::new("orders:<<user_id>>:<<n>>")
+                .tags(["user:<<user_id>>"])
+                .ttl(3600)
+                .on(&cache)
+                .run(ctx! { user_id = tag_user, n }, || n);
+        }
+    };
+    let by_tag = Invalidate::tags(["user:<<user_id>>"]).on(&cache);
+    let by_pattern = Invalidate::new(["orders:<<user_id>>:*"]).on(&cache);
+    let mut sizes = vec![1_000_000u64];
+    if std::env::var("CACHEABLE_BENCH_TAGS_10M").as_deref() != Ok("0") {
+        sizes.push(10_000_000);
+    }
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    let mut stored = 0u64;
+    for total in sizes {
+        let filled = Instant::now();
+        let others = total - TAG_KEYS;
+        while stored < others {
+            let last = (stored + 100_000).min(others) - 1;
+            let _: u64 = fill.arg(stored).arg(last).arg("").invoke(&mut con).unwrap();
+            stored = last + 1;
+        }
+        write_tagged();
+        let size: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        eprintln!(
+            "  [13] {size} keys (with the tag set) in {:.1} s",
+            filled.elapsed().as_secs_f64()
+        );
+        let rounds = if total > 1_000_000 {
+            b.rounds(6)
+        } else {
+            b.rounds(10)
+        };
+        let mut ms: [Vec<f64>; 2] = Default::default();
+        for r in 0..rounds {
+            for v in order(r) {
+                let start = Instant::now();
+                let deleted = match v {
+                    0 => by_tag.now(ctx! { user_id = tag_user }).unwrap(),
+                    _ => by_pattern.now(ctx! { user_id = tag_user }).unwrap(),
+                };
+                ms[v].push(start.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(deleted, TAG_KEYS, "variant {v} deleted {deleted}");
+                write_tagged();
+            }
+        }
+        let [mut o, mut t] = ms;
+        let (o, t) = (median(&mut o), median(&mut t));
+        let millions = total / 1_000_000;
+        b.row(
+            "13",
+            format!("Invalidate 1,000 tagged keys among {millions} M: by tag vs by `SCAN` pattern"),
+            format!("{o:.1} ms `Invalidate::tags`"),
+            format!("{t:.0} ms `Invalidate::new` pattern (SCAN COUNT {SCAN_COUNT})"),
+            o / t,
+            if total > 1_000_000 {
+                "≤ 0.01"
+            } else {
+                "report"
+            },
+        );
+    }
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+}
+
 // ---------------------------------------------------------------- 9: Redis Cluster
 
 /// CRC16/XMODEM of a key's hash tag or whole key: its cluster slot, to send each fill
@@ -1462,6 +1550,9 @@ fn main() {
     }
     if wanted("8") {
         build_time(&mut b);
+    }
+    if wanted("13") {
+        tags_vs_scan(&mut b, &server);
     }
     #[cfg(feature = "cluster")]
     if wanted("9") {
