@@ -76,6 +76,8 @@ pub struct Cacheable<'a> {
 #[derive(Debug, Default)]
 struct FreshOptions {
     tags: Vec<Result<TemplateRef>>,
+    stale_if_error: Option<Duration>,
+    early_refresh: Option<f64>,
 }
 
 static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
@@ -197,6 +199,46 @@ impl<'a> Cacheable<'a> {
         self
     }
 
+    /// Keeps each value `window` past its TTL, to answer a computation that fails: when
+    /// `try_run`'s closure returns `Err` and the value it would replace is no older than
+    /// TTL + `window`, the caller gets that value instead of the `Err` (logged at most once
+    /// a second per template, counted in [`Stats::stale_if_error`](crate::Stats)). The
+    /// value also goes back into the store for the rest of its window (unless an
+    /// invalidation came during the computation), so other callers waiting on the failed
+    /// computation get it too rather than call the failing source.
+    ///
+    /// Values stay plain JSON: the store keeps them for TTL + `window` (what `PTTL` and
+    /// [`Cache::ttl`](crate::Cache::ttl) show), and a value is fresh while it has more than
+    /// `window` left. Past its TTL it is a miss like any other: one caller computes. An
+    /// invalidation deletes it at once, window or not.
+    pub fn stale_if_error(mut self, window: impl IntoTtl) -> Self {
+        self.fresh.stale_if_error = Some(window.into_ttl());
+        self
+    }
+
+    /// Refreshes a hot value before it expires, so that no caller waits on its expiry
+    /// (XFetch, Vattani, Chierichetti and Lowenstein, PVLDB 8(8), 2015): each hit draws
+    /// `u` uniform in (0, 1] and refreshes when `δ·β·(−ln u)` reaches the time left before
+    /// the TTL, `δ` being the template's recent computation time in this process. `β = 1`
+    /// is the paper's choice; larger refreshes earlier, 0 turns it off (the default, or
+    /// [`Config::early_refresh`](crate::Config::early_refresh)).
+    ///
+    /// The caller drawn takes a refresh lock (`{prefix}:[refresh]:{key}`, a side key with
+    /// a lease time's TTL), computes and answers with the new value: one caller across all
+    /// processes waits for a refresh, while everyone else keeps reading the current value,
+    /// which stays in place, plain JSON. The new value is written only while the key still
+    /// holds the value it refreshed, not written again since (its `PTTL` tells): an
+    /// invalidation during the refresh keeps it out. A failed refresh answers with the
+    /// current value. The expiry comes from a `PTTL` in the same round trip as the `GET`;
+    /// `δ` is learnt from this process's computations of the template (a process that has
+    /// computed none does not refresh early). Calls with early refresh read the store every
+    /// time: they skip the near cache ([`Config::near_cache`](crate::Config::near_cache),
+    /// and the embedded store's decoded copies).
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.fresh.early_refresh = Some(crate::config::sane_beta(beta));
+        self
+    }
+
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
     fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'_>)> {
         let cache = match resolve(self.cache) {
@@ -246,7 +288,14 @@ impl<'a> Cacheable<'a> {
 
     /// The call's freshness options, its tags rendered into tag-set keys.
     fn freshness(&self, cache: &Cache, ctx: &Context) -> Result<Freshness> {
-        let mut fresh = Freshness::default();
+        let mut fresh = Freshness {
+            stale_if_error: self.fresh.stale_if_error.unwrap_or_default(),
+            early_refresh: self
+                .fresh
+                .early_refresh
+                .unwrap_or(cache.config().early_refresh),
+            ..Freshness::default()
+        };
         for tag in &self.fresh.tags {
             fresh.tags.push(render_tag(cache, tag, ctx)?);
         }

@@ -53,6 +53,8 @@ pub struct Config {
     pub(crate) unchecked_lease_writes: bool,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
+    /// The default early-refresh β of builders that set none (issue 11); 0 is off.
+    pub(crate) early_refresh: f64,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
 }
@@ -95,7 +97,8 @@ impl std::fmt::Debug for Config {
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_wait", &self.lease_wait)
             .field("breaker_threshold", &self.breaker_threshold)
-            .field("breaker_cooldown", &self.breaker_cooldown);
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("early_refresh", &self.early_refresh);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
             d.field("unchecked_lease_writes_for_tests", &true);
@@ -106,6 +109,15 @@ impl std::fmt::Debug for Config {
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish()
+    }
+}
+
+/// An early-refresh β as used: finite and non-negative, else 0 (off).
+pub(crate) fn sane_beta(beta: f64) -> f64 {
+    if beta.is_finite() && beta > 0.0 {
+        beta
+    } else {
+        0.0
     }
 }
 
@@ -137,6 +149,7 @@ impl Config {
             unchecked_lease_writes: false,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
+            early_refresh: 0.0,
             #[cfg(feature = "tls")]
             tls: Tls::default(),
         }
@@ -456,6 +469,14 @@ impl Config {
         self
     }
 
+    /// The early-refresh β of every [`Cacheable`](crate::Cacheable) that sets none (see
+    /// [`Cacheable::early_refresh`](crate::Cacheable::early_refresh)); 0, the default,
+    /// turns it off. Negative, NaN or infinite values count as 0.
+    pub fn early_refresh(mut self, beta: f64) -> Config {
+        self.early_refresh = sane_beta(beta);
+        self
+    }
+
     /// How long a caller waits for another's computation, in this process or another
     /// (5 seconds by default), before computing the value itself, without caching it.
     /// Waiting on another process polls the key with backoff from 2 ms to 50 ms.
@@ -496,8 +517,8 @@ impl Config {
         self
     }
 
-    /// Not public API: makes lease holders write with a plain `SET`, so that tests can show
-    /// the stale values that the compare-and-set prevents.
+    /// Not public API: makes lease holders (and early refreshes) write with a plain `SET`,
+    /// so that tests can show the stale values that the compare-and-set prevents.
     #[doc(hidden)]
     pub fn unchecked_lease_writes_for_tests(mut self, on: bool) -> Config {
         self.unchecked_lease_writes = on;

@@ -28,6 +28,11 @@ pub struct Stats {
     /// Computed values that were returned but not stored, because they would not read
     /// back equal (a `NaN`, `Some(None)`) or did not serialize.
     pub unstorable: u64,
+    /// Computations that failed and were answered with a value past its TTL but within its
+    /// [`stale_if_error`](crate::Cacheable::stale_if_error) window.
+    pub stale_if_error: u64,
+    /// Values written by an early refresh ([`Cacheable::early_refresh`](crate::Cacheable::early_refresh)).
+    pub early_refreshes: u64,
 }
 
 impl Stats {
@@ -85,6 +90,8 @@ pub(crate) struct Counters {
     pub decode_errors: Counter,
     pub failed_invalidations: Counter,
     pub unstorable: Counter,
+    pub stale_if_error: Counter,
+    pub early_refreshes: Counter,
 }
 
 impl Counters {
@@ -103,6 +110,8 @@ impl Counters {
             decode_errors: self.decode_errors.get(),
             failed_invalidations: self.failed_invalidations.get(),
             unstorable: self.unstorable.get(),
+            stale_if_error: self.stale_if_error.get(),
+            early_refreshes: self.early_refreshes.get(),
         }
     }
 }

@@ -5,6 +5,14 @@
 //! values; tag sets under the prefix, with a TTL, pruned of expired entries; an
 //! invalidation by tag during a computation (from another cache, as another process would)
 //! keeps the value out.
+//!
+//! Stale-if-error: a failed computation answered by the value past its TTL, within the
+//! window only, never after an invalidation; values stay plain JSON with the window in
+//! their `PTTL`.
+//!
+//! Early refresh: a hot key read continuously never expires (one miss, then refreshes);
+//! during a refresh other callers read the current value without waiting, and an
+//! invalidation during it keeps the refreshed value out.
 
 mod support;
 
@@ -67,6 +75,10 @@ suite![
     a_tag_invalidation_during_a_computation_keeps_its_value_out,
     a_tag_that_does_not_render_computes_without_caching,
     async_tags,
+    stale_if_error_answers_a_failed_computation,
+    stale_if_error_ends_with_its_window_and_with_invalidations,
+    early_refresh_keeps_a_hot_key_from_expiring,
+    an_early_refresh_lets_others_read_and_yields_to_invalidations,
 ];
 
 #[test]
@@ -353,4 +365,259 @@ fn async_tags(b: &Backend) {
         left.sort();
         assert_eq!(left, ["doc:1", "doc:3", "doc:5", "doc:7", "doc:9"]);
     });
+}
+
+fn quote(
+    cache: &Cache,
+    window: Option<Duration>,
+    out: Result<u32, &'static str>,
+) -> Result<u32, &'static str> {
+    let mut builder = Cacheable::new("quote:<<id>>")
+        .ttl(Duration::from_millis(300))
+        .on(cache);
+    if let Some(window) = window {
+        builder = builder.stale_if_error(window);
+    }
+    builder.try_run(ctx! { id = 1 }, || out)
+}
+
+fn stale_if_error_answers_a_failed_computation(b: &Backend) {
+    let cache = b.cache("sie");
+    let window = Some(Duration::from_secs(5));
+    assert_eq!(quote(&cache, window, Ok(1)), Ok(1));
+    match cache.ttl("quote:1").unwrap() {
+        KeyTtl::Expires(left) => assert!(
+            left > Duration::from_millis(4000) && left <= Duration::from_millis(5300),
+            "stored for TTL + window: {left:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        cache.get::<u32>("quote:1").unwrap(),
+        Some(1),
+        "plain JSON at the key"
+    );
+    // Fresh: a hit, the closure's error is never seen.
+    assert_eq!(quote(&cache, window, Err("down")), Ok(1));
+    assert_eq!(cache.stats().stale_if_error, 0);
+    std::thread::sleep(Duration::from_millis(400));
+    // Past the TTL: a miss; the computation fails and the stale value answers.
+    assert_eq!(quote(&cache, window, Err("down")), Ok(1));
+    assert_eq!(cache.stats().stale_if_error, 1);
+    assert_eq!(
+        cache.get::<u32>("quote:1").unwrap(),
+        Some(1),
+        "the stale value is back in the store for the rest of its window"
+    );
+    assert_eq!(quote(&cache, window, Err("down")), Ok(1));
+    assert_eq!(cache.stats().stale_if_error, 2);
+    // A computation that succeeds replaces it, fresh for a full TTL.
+    assert_eq!(quote(&cache, window, Ok(2)), Ok(2));
+    assert_eq!(quote(&cache, window, Err("down")), Ok(2));
+    assert_eq!(cache.stats().stale_if_error, 2, "that was a hit");
+    // Async: the same.
+    std::thread::sleep(Duration::from_millis(400));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(
+        Cacheable::new("quote:<<id>>")
+            .ttl(Duration::from_millis(300))
+            .stale_if_error(Duration::from_secs(5))
+            .on(&cache)
+            .try_run_async(ctx! { id = 1 }, || async { Err::<u32, _>("down") }),
+    );
+    assert_eq!(got, Ok(2));
+    assert_eq!(cache.stats().stale_if_error, 3);
+}
+
+fn stale_if_error_ends_with_its_window_and_with_invalidations(b: &Backend) {
+    let cache = b.cache("sie2");
+    // Without the option, an error is an error.
+    assert_eq!(quote(&cache, None, Ok(1)), Ok(1));
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(quote(&cache, None, Err("down")), Err("down"));
+    // Past TTL + window: gone.
+    let window = Some(Duration::from_millis(200));
+    assert_eq!(quote(&cache, window, Ok(1)), Ok(1));
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(quote(&cache, window, Err("down")), Err("down"));
+    // An invalidation removes the stale value at once: an error after it is an error.
+    let window = Some(Duration::from_secs(5));
+    assert_eq!(quote(&cache, window, Ok(1)), Ok(1));
+    std::thread::sleep(Duration::from_millis(400));
+    Invalidate::new(["quote:<<id>>"])
+        .on(&cache)
+        .now(ctx! { id = 1 })
+        .unwrap();
+    assert_eq!(quote(&cache, window, Err("down")), Err("down"));
+    assert_eq!(cache.stats().stale_if_error, 0);
+    // And one that comes while the failing computation runs keeps the stale value from
+    // coming back (from another cache, as another process would).
+    assert_eq!(quote(&cache, window, Ok(1)), Ok(1));
+    std::thread::sleep(Duration::from_millis(400));
+    let other = b.peer(&cache);
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let failing = s.spawn(|| {
+            Cacheable::new("quote:<<id>>")
+                .ttl(Duration::from_millis(300))
+                .stale_if_error(Duration::from_secs(5))
+                .on(&cache)
+                .try_run(ctx! { id = 1 }, || {
+                    started.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(300));
+                    Err::<u32, _>("down")
+                })
+        });
+        while !started.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Invalidate::new(["quote:<<id>>"])
+            .on(&other)
+            .now(ctx! { id = 1 })
+            .unwrap();
+        // The caller began before the invalidation: it may get the stale value.
+        assert_eq!(failing.join().unwrap(), Ok(1));
+    });
+    assert_eq!(
+        cache.get::<u32>("quote:1").unwrap(),
+        None,
+        "the stale value did not come back after the invalidation"
+    );
+}
+
+fn early_refresh_keeps_a_hot_key_from_expiring(b: &Backend) {
+    let cache = b.cache("early");
+    let computed = AtomicUsize::new(0);
+    let read = || {
+        Cacheable::new("hot:<<id>>")
+            .ttl(Duration::from_millis(600))
+            .early_refresh(3.0)
+            .on(&cache)
+            .run(ctx! { id = 1 }, || {
+                std::thread::sleep(Duration::from_millis(30));
+                computed.fetch_add(1, Ordering::SeqCst) + 1
+            })
+    };
+    assert_eq!(read(), 1);
+    let stop = AtomicBool::new(false);
+    let highest = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut highest = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        highest = highest.max(read());
+                    }
+                    highest
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(2500));
+        stop.store(true, Ordering::SeqCst);
+        readers
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    let stats = cache.stats();
+    // 2.5 s of a 0.6 s TTL: at least 3 refreshes, and the key never expired under the
+    // readers: the only miss was the first call.
+    assert!(stats.early_refreshes >= 3, "{stats:?}");
+    assert_eq!(
+        stats.misses, 1,
+        "the key expired under its readers: {stats:?}"
+    );
+    assert!(highest >= 4, "readers saw the refreshed values: {highest}");
+    assert_eq!(
+        computed.load(Ordering::SeqCst) as u64,
+        1 + stats.early_refreshes,
+        "every computation after the first was a refresh that was stored"
+    );
+}
+
+fn an_early_refresh_lets_others_read_and_yields_to_invalidations(b: &Backend) {
+    let cache = b.cache("early2");
+    let other = b.peer(&cache);
+    // A β so large that every hit past the first 100 ms refreshes.
+    let read = |v: u32, slow: Option<&AtomicBool>| {
+        Cacheable::new("q:<<id>>")
+            .ttl(10)
+            .early_refresh(1e9)
+            .on(&cache)
+            .run(ctx! { id = 1 }, || {
+                if let Some(started) = slow {
+                    started.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(400));
+                } else {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                v
+            })
+    };
+    assert_eq!(read(1, None), 1, "a miss computes; δ is learnt");
+    std::thread::sleep(Duration::from_millis(150));
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let refresher = s.spawn(|| read(2, Some(&started)));
+        while !started.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Another caller draws a refresh too, finds the lock taken, and reads the current
+        // value at once: its closure never runs.
+        let t = Instant::now();
+        assert_eq!(read(99, None), 1);
+        assert!(t.elapsed() < Duration::from_millis(300), "it did not wait");
+        assert_eq!(
+            refresher.join().unwrap(),
+            2,
+            "the refresher answers its value"
+        );
+    });
+    assert_eq!(cache.get::<u32>("q:1").unwrap(), Some(2), "and stores it");
+    assert!(cache.stats().early_refreshes >= 1);
+    // An invalidation (from another cache) during a refresh keeps its value out.
+    std::thread::sleep(Duration::from_millis(150));
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let refresher = s.spawn(|| read(3, Some(&started)));
+        while !started.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Invalidate::new(["q:<<id>>"])
+            .on(&other)
+            .now(ctx! { id = 1 })
+            .unwrap();
+        assert_eq!(refresher.join().unwrap(), 3);
+    });
+    assert_eq!(
+        cache.get::<u32>("q:1").unwrap(),
+        None,
+        "the refresh that raced the invalidation was not stored"
+    );
+    // Nor one that raced an invalidation followed by a new computation.
+    assert_eq!(read(4, None), 4);
+    std::thread::sleep(Duration::from_millis(150));
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let refresher = s.spawn(|| read(5, Some(&started)));
+        while !started.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Invalidate::new(["q:<<id>>"])
+            .on(&other)
+            .now(ctx! { id = 1 })
+            .unwrap();
+        // The same bytes written again after the invalidation, as a new computation would.
+        other.set("q:1", &4, 10).unwrap();
+        assert_eq!(refresher.join().unwrap(), 5);
+    });
+    assert_eq!(
+        cache.get::<u32>("q:1").unwrap(),
+        Some(4),
+        "the value written after the invalidation stays"
+    );
 }

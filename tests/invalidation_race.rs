@@ -23,6 +23,10 @@ struct Variant {
     tags: bool,
     /// The writer invalidates through a second cache on the same store (another process).
     peer: bool,
+    /// Readers refresh early with a β so large that every hit refreshes (TTL 10 s), and
+    /// each round starts with the current value, aged (written with 5 s to live), so that
+    /// the writer invalidates during a refresh.
+    early: bool,
 }
 
 async fn read(
@@ -35,6 +39,9 @@ async fn read(
     let mut builder = Cacheable::new("balance:<<user_id>>");
     if variant.tags {
         builder = builder.tags(["user:<<user_id>>"]);
+    }
+    if variant.early {
+        builder = builder.early_refresh(1e9).ttl(10);
     }
     builder
         .on(cache)
@@ -65,9 +72,21 @@ async fn race_variant(cache: Cache, rounds: u64, seed: u64, variant: Variant) ->
     let computing = Arc::new(AtomicBool::new(false));
     let mut rng = Rng::new(seed);
     let mut stale = 0;
+    if variant.early {
+        // One computation first, so that the readers know how long one takes (δ).
+        cache.delete("balance:42").unwrap();
+        read(&cache, &source, &computing, 100, variant).await;
+    }
     for _ in 0..rounds {
         // Each round starts cold, so that readers compute while the writer writes.
-        cache.delete("balance:42").unwrap();
+        if variant.early {
+            let current = source.load(Ordering::SeqCst);
+            cache
+                .set("balance:42", &current, Duration::from_secs(5))
+                .unwrap();
+        } else {
+            cache.delete("balance:42").unwrap();
+        }
         computing.store(false, Ordering::SeqCst);
         let writer_delay = rng.below(300) as u64;
         let readers: Vec<_> = (0..3)
@@ -170,6 +189,7 @@ async fn no_stale_value_survives_a_tag_invalidation_from_another_process() {
     let variant = Variant {
         tags: true,
         peer: true,
+        early: false,
     };
     let outcome = race_variant(Cache::new(config(&server)).unwrap(), 10_000, 3, variant).await;
     println!("tags: {} rounds, {} stale", outcome.rounds, outcome.stale);
@@ -187,6 +207,7 @@ async fn tag_invalidations_without_the_compare_and_set_leave_stale_values() {
     let variant = Variant {
         tags: true,
         peer: true,
+        early: false,
     };
     let outcome = race_variant(cache, 2_000, 3, variant).await;
     println!(
@@ -206,6 +227,7 @@ async fn embedded_store_tag_invalidations_leave_no_stale_values() {
     let variant = Variant {
         tags: true,
         peer: false,
+        early: false,
     };
     let outcome = race_variant(cache, 10_000, 4, variant).await;
     println!(
@@ -213,4 +235,71 @@ async fn embedded_store_tag_invalidations_leave_no_stale_values() {
         outcome.rounds, outcome.stale
     );
     assert_eq!(outcome.stale, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_value_survives_an_invalidation_with_early_refresh_and_tags() {
+    let server = RedisServer::start();
+    let variant = Variant {
+        tags: true,
+        peer: true,
+        early: true,
+    };
+    let cache = Cache::new(config(&server)).unwrap();
+    let outcome = race_variant(cache.clone(), 10_000, 5, variant).await;
+    let refreshes = cache.stats().early_refreshes;
+    println!(
+        "early refresh + tags: {} rounds, {} stale, {refreshes} refreshes stored",
+        outcome.rounds, outcome.stale
+    );
+    assert!(
+        refreshes > 0,
+        "no early refresh ran: the variant tests nothing"
+    );
+    assert_eq!(
+        outcome.stale, 0,
+        "stale values after {} rounds",
+        outcome.rounds
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_early_refresh_leaves_no_stale_values() {
+    let variant = Variant {
+        tags: false,
+        peer: false,
+        early: true,
+    };
+    let cache = Cache::new(Config::memory()).unwrap();
+    let outcome = race_variant(cache.clone(), 10_000, 6, variant).await;
+    let refreshes = cache.stats().early_refreshes;
+    println!(
+        "embedded, early refresh: {} rounds, {} stale, {refreshes} refreshes stored",
+        outcome.rounds, outcome.stale
+    );
+    assert!(
+        refreshes > 0,
+        "no early refresh ran: the variant tests nothing"
+    );
+    assert_eq!(outcome.stale, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refresh_writes_without_the_check_leave_stale_values() {
+    let server = RedisServer::start();
+    let variant = Variant {
+        tags: false,
+        peer: true,
+        early: true,
+    };
+    let cache = Cache::new(config(&server).unchecked_lease_writes_for_tests(true)).unwrap();
+    let outcome = race_variant(cache, 2_000, 5, variant).await;
+    println!(
+        "early refresh, unchecked: {} rounds, {} stale",
+        outcome.rounds, outcome.stale
+    );
+    assert!(
+        outcome.stale > 0,
+        "the early-refresh race found no stale value even with plain writes: it cannot fail"
+    );
 }

@@ -24,8 +24,8 @@ use super::redis::{
     SET_IF, SET_IF_LUA,
 };
 use super::redis::{
-    forget_args, pairs, TAG_ADD, TAG_ADD_LUA, TAG_FORGET, TAG_FORGET_LUA, TAG_MEMBERS,
-    TAG_MEMBERS_LUA,
+    forget_args, pairs, SET_IF_AGING, SET_IF_AGING_LUA, TAG_ADD, TAG_ADD_LUA, TAG_FORGET,
+    TAG_FORGET_LUA, TAG_MEMBERS, TAG_MEMBERS_LUA,
 };
 use super::{KeyTtl, Mode, Store};
 use crate::config::Config;
@@ -1374,6 +1374,27 @@ impl Store for ClusterStore {
         let op = Op::Script {
             script: &RENEW_IF,
             lua: RENEW_IF_LUA,
+            key,
+            args,
+        };
+        parse(self.inner.run(mode, key, op, true).await?)
+    }
+
+    async fn set_if_aging(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let left = ttl_ms(max_left).to_string();
+        let ms = ttl_ms(ttl).to_string();
+        let args: &[&[u8]] = &[expected, left.as_bytes(), value, ms.as_bytes()];
+        let op = Op::Script {
+            script: &SET_IF_AGING,
+            lua: SET_IF_AGING_LUA,
             key,
             args,
         };

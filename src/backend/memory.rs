@@ -416,6 +416,30 @@ impl Store for MemoryStore {
         Ok(self.matching(pattern).into_iter().collect())
     }
 
+    async fn set_if_aging(
+        &self,
+        _mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let now = Instant::now();
+        let mut stripe = self.lock(key);
+        let holds = self
+            .current(&stripe, key, now, |v| {
+                *v.bytes == *expected && v.expires <= now + max_left
+            })
+            .unwrap_or(false);
+        if !holds {
+            return Ok(false);
+        }
+        let added = self.put(&mut stripe, key, value, now + ttl);
+        drop(stripe);
+        Ok(self.enforce_bound(Wrote { done: true, added }))
+    }
+
     async fn tag_add(&self, _mode: Mode, set: &str, member: &str, life: Duration) -> Result<()> {
         let now = self.now_ms();
         let until = now.saturating_add(life.as_millis() as u64);

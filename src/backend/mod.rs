@@ -179,7 +179,20 @@ pub(crate) trait Store: Send + Sync {
         ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
 
-    // ---- Tags (see `crate::tags`): a tag set is a sorted set of full keys scored by the
+    /// Early refresh: overwrites `key` only while it still holds `expected` with at most
+    /// `max_left` to live (a key written again since, by a computation after an
+    /// invalidation, has more), atomically; true when written.
+    fn set_if_aging(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    // ---- Tags (`Cacheable::tags`): a tag set is a sorted set of full keys scored by the
     // instant (ms) after which the entry may be pruned; the set itself expires with its
     // last entry. Every operation touches the one tag-set key only (slot-safe on a cluster).
 
@@ -299,6 +312,7 @@ dispatch! {
     fn set_if(&self, mode: Mode, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
     fn delete_if(&self, mode: Mode, key: &str, expected: &[u8]) -> Result<bool>;
     fn renew_if(&self, mode: Mode, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
+    fn set_if_aging(&self, mode: Mode, key: &str, expected: &[u8], max_left: Duration, value: &[u8], ttl: Duration) -> Result<bool>;
     fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()>;
     fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>>;
     fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()>;

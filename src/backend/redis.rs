@@ -488,6 +488,15 @@ pub(crate) const DELETE_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1]
         return redis.call('DEL', KEYS[1]) \
      end return 0";
 
+/// `SET` only while the key holds ARGV[1] with at most ARGV[2] ms to live: an early
+/// refresh's write, which an invalidation during the computation (deleting the key, or
+/// deleting it and writing it anew) turns into a no-op.
+pub(crate) static SET_IF_AGING: Lazy<Script> = Lazy::new(|| Script::new(SET_IF_AGING_LUA));
+pub(crate) const SET_IF_AGING_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] \
+        and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[2]) then \
+        redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) return 1 \
+     end return 0";
+
 /// The server's clock in milliseconds, in a script: every process scores tag entries by
 /// the one clock that also expires the keys.
 const LUA_NOW: &str = "local t = redis.call('TIME') \
@@ -660,6 +669,22 @@ impl Store for RedisStore {
         let ms = ttl_ms(ttl).to_string();
         self.script(mode, &RENEW_IF, key, &[expected, ms.as_bytes()])
             .await
+    }
+
+    async fn set_if_aging(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.breaker.check()?;
+        let left = ttl_ms(max_left).to_string();
+        let ms = ttl_ms(ttl).to_string();
+        let args: &[&[u8]] = &[expected, left.as_bytes(), value, ms.as_bytes()];
+        self.script(mode, &SET_IF_AGING, key, args).await
     }
 
     async fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()> {
