@@ -78,6 +78,7 @@ struct FreshOptions {
     tags: Vec<Result<TemplateRef>>,
     stale_if_error: Option<Duration>,
     early_refresh: Option<f64>,
+    stale_while_revalidate: Option<Duration>,
 }
 
 static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
@@ -216,6 +217,25 @@ impl<'a> Cacheable<'a> {
         self
     }
 
+    /// Keeps each value `window` past its TTL and, in that window, answers at once with it
+    /// while one caller refreshes it: the first caller to find the value past its TTL takes
+    /// the key's refresh lock (`{prefix}:[refresh]:{key}`, across all processes), computes
+    /// and answers with the new value; every other caller gets the stale value at once
+    /// (counted in [`Stats::stale_while_revalidate`](crate::Stats)) until the new one is
+    /// written. This holds for every finisher, sync and async: the refreshing caller is
+    /// the one that waits (no task is spawned behind a caller). A failed refresh answers
+    /// with the stale value; the next caller tries again.
+    ///
+    /// Values stay plain JSON: the store keeps them for TTL + `window` (with
+    /// [`stale_if_error`](Self::stale_if_error), the longer of the two windows), and a value
+    /// is fresh while its `PTTL` exceeds the window. The refresh is written only while the
+    /// key still holds the stale value: an invalidation during it keeps it out, and an
+    /// invalidation ends the window at once. Past TTL + `window`, a call is a plain miss.
+    pub fn stale_while_revalidate(mut self, window: impl IntoTtl) -> Self {
+        self.fresh.stale_while_revalidate = Some(window.into_ttl());
+        self
+    }
+
     /// Refreshes a hot value before it expires, so that no caller waits on its expiry
     /// (XFetch, Vattani, Chierichetti and Lowenstein, PVLDB 8(8), 2015): each hit draws
     /// `u` uniform in (0, 1] and refreshes when `δ·β·(−ln u)` reaches the time left before
@@ -290,6 +310,7 @@ impl<'a> Cacheable<'a> {
     fn freshness(&self, cache: &Cache, ctx: &Context) -> Result<Freshness> {
         let mut fresh = Freshness {
             stale_if_error: self.fresh.stale_if_error.unwrap_or_default(),
+            stale_while_revalidate: self.fresh.stale_while_revalidate.unwrap_or_default(),
             early_refresh: self
                 .fresh
                 .early_refresh

@@ -82,6 +82,8 @@ pub(crate) struct Freshness {
     pub tags: Vec<String>,
     /// How long past its TTL a value is kept to answer a failed computation.
     pub stale_if_error: Duration,
+    /// How long past its TTL a value is still served at once while one caller refreshes it.
+    pub stale_while_revalidate: Duration,
     /// XFetch's β: a hit recomputes early with probability growing as the expiry nears
     /// (0: off).
     pub early_refresh: f64,
@@ -91,7 +93,7 @@ impl Freshness {
     /// How long past the TTL values are kept in the store: the logical deadline is the
     /// physical expiry (`PTTL`) less this window, so values stay plain JSON.
     pub(crate) fn window(&self) -> Duration {
-        self.stale_if_error
+        self.stale_if_error.max(self.stale_while_revalidate)
     }
 }
 
@@ -99,6 +101,14 @@ impl Call<'_> {
     /// The TTL the store is given: the call's TTL and the stale window after it.
     pub(crate) fn store_ttl(&self) -> Duration {
         self.ttl + self.fresh.window()
+    }
+
+    /// Whether bytes with `left` to live in the store are past the call's TTL by less than
+    /// its stale-while-revalidate window.
+    fn revalidating(&self, left: Option<Duration>) -> bool {
+        let swr = self.fresh.stale_while_revalidate;
+        let window = self.fresh.window();
+        !swr.is_zero() && left.is_some_and(|l| l <= window && l > window - swr)
     }
 
     /// Whether bytes with `left` to live in the store are past the call's TTL (they are
@@ -446,6 +456,17 @@ impl Core {
             };
             let store_ok = match read {
                 Ok((raw, left)) => match Stored::classify(raw) {
+                    Stored::Value(b) if call.revalidating(left) && stale.as_ref() != Some(&b) => {
+                        // Stale-while-revalidate: one caller refreshes (it computes), every
+                        // other caller gets the stale value at once.
+                        let left = left.unwrap_or_default();
+                        if let Some(refresh) = self.take_refresh(mode, call, left).await {
+                            return Ok(Begin::Refresh(b, refresh));
+                        }
+                        Counters::add(&self.counters.stale_while_revalidate, 1);
+                        call.debug(format_args!("STALE HIT for {} (revalidating)", call.key));
+                        return Ok(Begin::Hit(b, Source::Store, None));
+                    }
                     Stored::Value(b) if call.past_ttl(left) && stale.as_ref() != Some(&b) => {
                         // Past its TTL, kept for the stale window: a miss whose lease takes
                         // the value over, and the answer if the computation fails.
@@ -767,6 +788,13 @@ impl Core {
         if gap < fresh_left.as_secs_f64() {
             return None;
         }
+        self.take_refresh(mode, call, left).await
+    }
+
+    /// Takes the key's refresh lock (`SET NX` on a side key, for a lease time), so that one
+    /// caller across all processes refreshes while everyone else keeps reading the current
+    /// value; `left` is the value's time to live in the store as read.
+    async fn take_refresh(&self, mode: Mode, call: &Call<'_>, left: Duration) -> Option<Refresh> {
         let (prefix, rest) = call.key.split_once(':')?;
         let lock = format!("{prefix}:[refresh]:{rest}");
         let token = lease_token();
@@ -776,11 +804,7 @@ impl Core {
             .await
         {
             Ok(true) => {
-                call.debug(format_args!(
-                    "EARLY REFRESH of {} ({} ms before its TTL)",
-                    call.key,
-                    fresh_left.as_millis()
-                ));
+                call.debug(format_args!("REFRESH of {}", call.key));
                 Some(Refresh {
                     lock,
                     token,
@@ -826,7 +850,7 @@ impl Core {
                 match written {
                     Ok(true) => {
                         Counters::add(&self.counters.sets, 1);
-                        Counters::add(&self.counters.early_refreshes, 1);
+                        Counters::add(&self.counters.refreshes, 1);
                         self.changed(&call.key, false);
                     }
                     Ok(false) => call.debug(format_args!(

@@ -31,8 +31,13 @@ pub struct Stats {
     /// Computations that failed and were answered with a value past its TTL but within its
     /// [`stale_if_error`](crate::Cacheable::stale_if_error) window.
     pub stale_if_error: u64,
-    /// Values written by an early refresh ([`Cacheable::early_refresh`](crate::Cacheable::early_refresh)).
+    /// Values written by a refresh that kept the current value readable meanwhile: an
+    /// early refresh ([`Cacheable::early_refresh`](crate::Cacheable::early_refresh)) or a
+    /// revalidation ([`Cacheable::stale_while_revalidate`](crate::Cacheable::stale_while_revalidate)).
     pub early_refreshes: u64,
+    /// Calls answered at once with a value past its TTL while another caller refreshed it
+    /// ([`Cacheable::stale_while_revalidate`](crate::Cacheable::stale_while_revalidate)).
+    pub stale_while_revalidate: u64,
 }
 
 impl Stats {
@@ -91,7 +96,8 @@ pub(crate) struct Counters {
     pub failed_invalidations: Counter,
     pub unstorable: Counter,
     pub stale_if_error: Counter,
-    pub early_refreshes: Counter,
+    pub refreshes: Counter,
+    pub stale_while_revalidate: Counter,
 }
 
 impl Counters {
@@ -111,7 +117,8 @@ impl Counters {
             failed_invalidations: self.failed_invalidations.get(),
             unstorable: self.unstorable.get(),
             stale_if_error: self.stale_if_error.get(),
-            early_refreshes: self.early_refreshes.get(),
+            early_refreshes: self.refreshes.get(),
+            stale_while_revalidate: self.stale_while_revalidate.get(),
         }
     }
 }
