@@ -726,6 +726,125 @@ fn invalidation(b: &mut Bench, server: &RedisServer) {
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
 }
 
+// ---------------------------------------------------------------- 12: early refresh
+
+const HOT_TASKS: usize = 64;
+const HOT_COMPUTE: Duration = Duration::from_millis(50);
+
+/// What one hot-key run saw: every call's latency (ns, sorted), computations, and calls
+/// that took longer than half a computation (they waited on one).
+struct HotRun {
+    ns: Vec<u64>,
+    computations: u64,
+    waited: usize,
+}
+
+/// 64 tasks read one key for `secs` seconds; the computation takes 50 ms.
+fn hot_run(cache: &Cache, ttl: Duration, beta: f64, secs: u64, id: u64) -> HotRun {
+    let computed = std::sync::Arc::new(AtomicU64::new(0));
+    let rt = multi_thread();
+    let ns = rt.block_on(async {
+        // Warm: the first computation (δ is learnt from it).
+        let until = Instant::now() + Duration::from_secs(secs);
+        let tasks: Vec<_> = (0..HOT_TASKS)
+            .map(|_| {
+                let (cache, computed) = (cache.clone(), computed.clone());
+                tokio::spawn(async move {
+                    let mut ns = Vec::with_capacity(100_000);
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        let v = Cacheable::new("hot:<<id>>")
+                            .ttl(ttl)
+                            .early_refresh(beta)
+                            .on(&cache)
+                            .run_async(ctx! { id }, || async {
+                                tokio::time::sleep(HOT_COMPUTE).await;
+                                computed.fetch_add(1, Ordering::Relaxed)
+                            })
+                            .await;
+                        black_box(v);
+                        ns.push(t.elapsed().as_nanos() as u64);
+                    }
+                    ns
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let mut ns = ns;
+    ns.sort_unstable();
+    let waited = ns
+        .iter()
+        .filter(|&&n| n >= HOT_COMPUTE.as_nanos() as u64 / 2)
+        .count();
+    HotRun {
+        ns,
+        computations: computed.load(Ordering::Relaxed),
+        waited,
+    }
+}
+
+/// Benchmark 12: one hot key, TTL 1 s, a 50 ms computation, 64 tasks reading it for
+/// `CACHEABLE_BENCH_HOT_SECS` seconds (20 by default) per variant: early refresh off, on
+/// (β = 1), and, as the baseline, plain hits on a key that does not expire in the run.
+fn early_refresh(b: &mut Bench, server: &RedisServer) {
+    let secs: u64 = std::env::var("CACHEABLE_BENCH_HOT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if b.quick { 3 } else { 20 });
+    let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("hot")).unwrap();
+    let ttl = Duration::from_secs(1);
+    let plain = hot_run(&cache, Duration::from_secs(3600), 0.0, secs, 1);
+    let off = hot_run(&cache, ttl, 0.0, secs, 2);
+    let before = cache.stats().early_refreshes;
+    let on = hot_run(&cache, ttl, 1.0, secs, 3);
+    let refreshes = cache.stats().early_refreshes - before;
+    let q = |r: &HotRun, q: f64| quantile(&r.ns, q);
+    let max = |r: &HotRun| *r.ns.last().unwrap_or(&0) as f64;
+    let ttls = secs as f64 / ttl.as_secs_f64();
+    let describe = |r: &HotRun| {
+        format!(
+            "p99 {}, p99.9 {}, max {}; {} computations in {secs} s ({:.2} per TTL); {} calls of {} waited ≥ 25 ms",
+            us(q(r, 0.99)),
+            us(q(r, 0.999)),
+            us(max(r)),
+            r.computations,
+            r.computations as f64 / ttls,
+            r.waited,
+            r.ns.len()
+        )
+    };
+    eprintln!("  [12] plain hits: {}", describe(&plain));
+    b.row(
+        "12",
+        format!("Hot key (TTL 1 s, 50 ms computation, 64 tasks, {secs} s): early refresh on (β = 1), p99 against plain hits' p99"),
+        format!("{} ({refreshes} refreshes stored)", describe(&on)),
+        format!("plain hits: p99 {}, max {}", us(q(&plain, 0.99)), us(max(&plain))),
+        q(&on, 0.99) / q(&plain, 0.99),
+        "≤ 1.5",
+    );
+    b.row(
+        "12",
+        format!("Hot key (TTL 1 s, 50 ms computation, 64 tasks, {secs} s): early refresh off, p99 against plain hits' p99"),
+        describe(&off),
+        format!("plain hits: p99 {}, max {}", us(q(&plain, 0.99)), us(max(&plain))),
+        q(&off, 0.99) / q(&plain, 0.99),
+        "report",
+    );
+    b.row(
+        "12",
+        "… max latency, early refresh on against off",
+        us(max(&on)),
+        us(max(&off)),
+        max(&on) / max(&off),
+        "report",
+    );
+}
+
 // ---------------------------------------------------------------- 13: tags against a pattern
 
 const TAG_KEYS: u64 = 1_000;
@@ -1550,6 +1669,9 @@ fn main() {
     }
     if wanted("8") {
         build_time(&mut b);
+    }
+    if wanted("12") {
+        early_refresh(&mut b, &server);
     }
     if wanted("13") {
         tags_vs_scan(&mut b, &server);
