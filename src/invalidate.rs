@@ -354,6 +354,13 @@ impl<'a> Invalidate<'a> {
 
 // ---- `cache_fn!`: one static array of templates per function, parsed on its first call.
 impl Invalidate<'_> {
+    /// Not public API: the tags of an `#[invalidate(tags = […])]` function.
+    #[doc(hidden)]
+    pub fn __tags(mut self, tags: &[&'static str]) -> Self {
+        self.tags.extend(tags.iter().map(|t| Template::interned(t)));
+        self
+    }
+
     /// Not public API: the builder of an `#[invalidate]` function, for its static
     /// patterns. Its `hash` names, added after, were checked at compile time.
     #[doc(hidden)]
