@@ -83,6 +83,7 @@ suite![
     early_refresh_keeps_a_hot_key_from_expiring,
     an_early_refresh_lets_others_read_and_yields_to_invalidations,
     stale_while_revalidate_answers_at_once_while_one_caller_refreshes,
+    config_early_refresh_is_the_default_and_a_builder_overrides_it,
 ];
 
 #[test]
@@ -698,4 +699,29 @@ fn stale_while_revalidate_answers_at_once_while_one_caller_refreshes(b: &Backend
     // Past TTL + window: a plain miss too.
     std::thread::sleep(Duration::from_millis(2400));
     assert_eq!(read(5, None), 5);
+}
+
+fn config_early_refresh_is_the_default_and_a_builder_overrides_it(b: &Backend) {
+    let cache = Cache::new(b.config().prefix("earlycfg").early_refresh(1e9)).unwrap();
+    let read = |id: u32, beta: Option<f64>| {
+        let mut builder = Cacheable::new("c:<<id>>").ttl(60).on(&cache);
+        if let Some(beta) = beta {
+            builder = builder.early_refresh(beta);
+        }
+        builder.run(ctx! { id }, || {
+            std::thread::sleep(Duration::from_millis(20));
+            id
+        })
+    };
+    read(1, None);
+    read(2, Some(0.0));
+    std::thread::sleep(Duration::from_millis(50));
+    read(1, None);
+    assert_eq!(cache.stats().early_refreshes, 1, "the config's β refreshes");
+    read(2, Some(0.0));
+    assert_eq!(
+        cache.stats().early_refreshes,
+        1,
+        "β = 0 on the builder turns it off"
+    );
 }
