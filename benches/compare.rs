@@ -746,6 +746,225 @@ fn invalidation(b: &mut Bench, server: &RedisServer) {
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
 }
 
+// ---------------------------------------------------------------- 12: early refresh
+
+const HOT_TASKS: usize = 64;
+const HOT_COMPUTE: Duration = Duration::from_millis(50);
+
+/// What one hot-key run saw: every call's latency (ns, sorted), computations, and calls
+/// that took longer than half a computation (they waited on one).
+struct HotRun {
+    ns: Vec<u64>,
+    computations: u64,
+    waited: usize,
+}
+
+/// 64 tasks read one key for `secs` seconds; the computation takes 50 ms.
+fn hot_run(cache: &Cache, ttl: Duration, beta: f64, secs: u64, id: u64) -> HotRun {
+    let computed = std::sync::Arc::new(AtomicU64::new(0));
+    let rt = multi_thread();
+    let ns = rt.block_on(async {
+        // Warm: the first computation (δ is learnt from it).
+        let until = Instant::now() + Duration::from_secs(secs);
+        let tasks: Vec<_> = (0..HOT_TASKS)
+            .map(|_| {
+                let (cache, computed) = (cache.clone(), computed.clone());
+                tokio::spawn(async move {
+                    let mut ns = Vec::with_capacity(100_000);
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        let v = Cacheable::new("hot:<<id>>")
+                            .ttl(ttl)
+                            .early_refresh(beta)
+                            .on(&cache)
+                            .run_async(ctx! { id }, || async {
+                                tokio::time::sleep(HOT_COMPUTE).await;
+                                computed.fetch_add(1, Ordering::Relaxed)
+                            })
+                            .await;
+                        black_box(v);
+                        ns.push(t.elapsed().as_nanos() as u64);
+                    }
+                    ns
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let mut ns = ns;
+    ns.sort_unstable();
+    let waited = ns
+        .iter()
+        .filter(|&&n| n >= HOT_COMPUTE.as_nanos() as u64 / 2)
+        .count();
+    HotRun {
+        ns,
+        computations: computed.load(Ordering::Relaxed),
+        waited,
+    }
+}
+
+/// Benchmark 12: one hot key, TTL 1 s, a 50 ms computation, 64 tasks reading it for
+/// `CACHEABLE_BENCH_HOT_SECS` seconds (20 by default) per variant: early refresh off, on
+/// (β = 1 and β = 0.25), and, as the baseline, plain hits on a key that does not expire in
+/// the run.
+fn early_refresh(b: &mut Bench, server: &RedisServer) {
+    let secs: u64 = std::env::var("CACHEABLE_BENCH_HOT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if b.quick { 3 } else { 20 });
+    let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("hot")).unwrap();
+    let ttl = Duration::from_secs(1);
+    let plain = hot_run(&cache, Duration::from_secs(3600), 0.0, secs, 1);
+    let off = hot_run(&cache, ttl, 0.0, secs, 2);
+    let before = cache.stats().early_refreshes;
+    let on = hot_run(&cache, ttl, 1.0, secs, 3);
+    let refreshes = cache.stats().early_refreshes - before;
+    let before = cache.stats().early_refreshes;
+    let low = hot_run(&cache, ttl, 0.25, secs, 4);
+    let low_refreshes = cache.stats().early_refreshes - before;
+    let q = |r: &HotRun, q: f64| quantile(&r.ns, q);
+    let max = |r: &HotRun| *r.ns.last().unwrap_or(&0) as f64;
+    let ttls = secs as f64 / ttl.as_secs_f64();
+    let describe = |r: &HotRun| {
+        format!(
+            "p99 {}, p99.9 {}, max {}; {} computations in {secs} s ({:.2} per TTL); {} calls of {} waited ≥ 25 ms",
+            us(q(r, 0.99)),
+            us(q(r, 0.999)),
+            us(max(r)),
+            r.computations,
+            r.computations as f64 / ttls,
+            r.waited,
+            r.ns.len()
+        )
+    };
+    eprintln!("  [12] plain hits: {}", describe(&plain));
+    b.row(
+        "12",
+        format!("Hot key (TTL 1 s, 50 ms computation, 64 tasks, {secs} s): early refresh on (β = 1), p99 against plain hits' p99"),
+        format!("{} ({refreshes} refreshes stored)", describe(&on)),
+        format!("plain hits: p99 {}, max {}", us(q(&plain, 0.99)), us(max(&plain))),
+        q(&on, 0.99) / q(&plain, 0.99),
+        "≤ 1.5",
+    );
+    b.row(
+        "12",
+        format!("Hot key (TTL 1 s, 50 ms computation, 64 tasks, {secs} s): early refresh on (β = 0.25), p99 against plain hits' p99"),
+        format!("{} ({low_refreshes} refreshes stored)", describe(&low)),
+        format!("plain hits: p99 {}, max {}", us(q(&plain, 0.99)), us(max(&plain))),
+        q(&low, 0.99) / q(&plain, 0.99),
+        "≤ 1.5",
+    );
+    b.row(
+        "12",
+        format!("Hot key (TTL 1 s, 50 ms computation, 64 tasks, {secs} s): early refresh off, p99 against plain hits' p99"),
+        describe(&off),
+        format!("plain hits: p99 {}, max {}", us(q(&plain, 0.99)), us(max(&plain))),
+        q(&off, 0.99) / q(&plain, 0.99),
+        "report",
+    );
+    b.row(
+        "12",
+        "… max latency, early refresh on against off",
+        us(max(&on)),
+        us(max(&off)),
+        max(&on) / max(&off),
+        "report",
+    );
+}
+
+// ---------------------------------------------------------------- 13: tags against a pattern
+
+const TAG_KEYS: u64 = 1_000;
+
+/// Benchmark 13: invalidating 1,000 tagged keys among 1,000,000 and 10,000,000 stored
+/// keys, by tag (`Invalidate::tags`) against the same keys by a `SCAN` pattern
+/// (`Invalidate::new`), both through the crate. `CACHEABLE_BENCH_TAGS_10M=0` skips the 10 M
+/// store (about 1 GB of Redis memory and a minute of filling).
+fn tags_vs_scan(b: &mut Bench, server: &RedisServer) {
+    let mut con = server.client();
+    let fill = redis::Script::new(FILL_LUA);
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("tagb")
+            .scan_count(SCAN_COUNT)
+            .op_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let tag_user = 42;
+    let write_tagged = || {
+        for n in 0..TAG_KEYS {
+            Cacheable::new("orders:<<user_id>>:<<n>>")
+                .tags(["user:<<user_id>>"])
+                .ttl(3600)
+                .on(&cache)
+                .run(ctx! { user_id = tag_user, n }, || n);
+        }
+    };
+    let by_tag = Invalidate::tags(["user:<<user_id>>"]).on(&cache);
+    let by_pattern = Invalidate::new(["orders:<<user_id>>:*"]).on(&cache);
+    let mut sizes = vec![1_000_000u64];
+    if std::env::var("CACHEABLE_BENCH_TAGS_10M").as_deref() != Ok("0") {
+        sizes.push(10_000_000);
+    }
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    let mut stored = 0u64;
+    for total in sizes {
+        let filled = Instant::now();
+        let others = total - TAG_KEYS;
+        while stored < others {
+            let last = (stored + 100_000).min(others) - 1;
+            let _: u64 = fill.arg(stored).arg(last).arg("").invoke(&mut con).unwrap();
+            stored = last + 1;
+        }
+        write_tagged();
+        let size: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        eprintln!(
+            "  [13] {size} keys (with the tag set) in {:.1} s",
+            filled.elapsed().as_secs_f64()
+        );
+        let rounds = if total > 1_000_000 {
+            b.rounds(6)
+        } else {
+            b.rounds(10)
+        };
+        let mut ms: [Vec<f64>; 2] = Default::default();
+        for r in 0..rounds {
+            for v in order(r) {
+                let start = Instant::now();
+                let deleted = match v {
+                    0 => by_tag.now(ctx! { user_id = tag_user }).unwrap(),
+                    _ => by_pattern.now(ctx! { user_id = tag_user }).unwrap(),
+                };
+                ms[v].push(start.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(deleted, TAG_KEYS, "variant {v} deleted {deleted}");
+                write_tagged();
+            }
+        }
+        let [mut o, mut t] = ms;
+        let (o, t) = (median(&mut o), median(&mut t));
+        let millions = total / 1_000_000;
+        b.row(
+            "13",
+            format!("Invalidate 1,000 tagged keys among {millions} M: by tag vs by `SCAN` pattern"),
+            format!("{o:.1} ms `Invalidate::tags`"),
+            format!("{t:.0} ms `Invalidate::new` pattern (SCAN COUNT {SCAN_COUNT})"),
+            o / t,
+            if total > 1_000_000 {
+                "≤ 0.01"
+            } else {
+                "report"
+            },
+        );
+    }
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+}
+
 // ---------------------------------------------------------------- 9: Redis Cluster
 
 /// CRC16/XMODEM of a key's hash tag or whole key: its cluster slot, to send each fill
@@ -1758,6 +1977,12 @@ fn main() {
     }
     if wanted("8") {
         build_time(&mut b);
+    }
+    if wanted("12") {
+        early_refresh(&mut b, &server);
+    }
+    if wanted("13") {
+        tags_vs_scan(&mut b, &server);
     }
     #[cfg(feature = "cluster")]
     if wanted("9") {

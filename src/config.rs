@@ -56,6 +56,8 @@ pub struct Config {
     pub(crate) breaker_cooldown: Duration,
     /// How values are written: codec and compression.
     pub(crate) format: Format,
+    /// The default early-refresh β of builders that set none (issue 11); 0 is off.
+    pub(crate) early_refresh: f64,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
 }
@@ -100,7 +102,8 @@ impl std::fmt::Debug for Config {
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("codec", &self.format.codec)
-            .field("compress_over", &self.format.compress_over);
+            .field("compress_over", &self.format.compress_over)
+            .field("early_refresh", &self.early_refresh);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
             d.field("unchecked_lease_writes_for_tests", &true);
@@ -111,6 +114,15 @@ impl std::fmt::Debug for Config {
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish()
+    }
+}
+
+/// An early-refresh β as used: finite and non-negative, else 0 (off).
+pub(crate) fn sane_beta(beta: f64) -> f64 {
+    if beta.is_finite() && beta > 0.0 {
+        beta
+    } else {
+        0.0
     }
 }
 
@@ -143,6 +155,7 @@ impl Config {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             format: Format::default(),
+            early_refresh: 0.0,
             #[cfg(feature = "tls")]
             tls: Tls::default(),
         }
@@ -525,6 +538,14 @@ impl Config {
         self
     }
 
+    /// The early-refresh β of every [`Cacheable`](crate::Cacheable) that sets none (see
+    /// [`Cacheable::early_refresh`](crate::Cacheable::early_refresh)); 0, the default,
+    /// turns it off. Negative, NaN or infinite values count as 0.
+    pub fn early_refresh(mut self, beta: f64) -> Config {
+        self.early_refresh = sane_beta(beta);
+        self
+    }
+
     /// How long a caller waits for another's computation, in this process or another
     /// (5 seconds by default), before computing the value itself, without caching it.
     /// Waiting on another process polls the key with backoff from 2 ms to 50 ms.
@@ -565,8 +586,8 @@ impl Config {
         self
     }
 
-    /// Not public API: makes lease holders write with a plain `SET`, so that tests can show
-    /// the stale values that the compare-and-set prevents.
+    /// Not public API: makes lease holders (and early refreshes) write with a plain `SET`,
+    /// so that tests can show the stale values that the compare-and-set prevents.
     #[doc(hidden)]
     pub fn unchecked_lease_writes_for_tests(mut self, on: bool) -> Config {
         self.unchecked_lease_writes = on;

@@ -120,9 +120,9 @@ pub mod __private {
     pub use crate::context::Context;
     pub use crate::invalidate::Invalidate;
     pub use crate::macros::support::{
-        arg_name, check_cache, check_invalidate, check_key, check_patterns, key_arg, uses, Msg,
-        NamedByKey, Out, PlainPath, Ret, ReturnsResult, ReturnsValue, SerializeKeyArgument,
-        TryPath,
+        arg_name, check_cache, check_invalidate, check_key, check_patterns, check_tags, key_arg,
+        uses, Msg, NamedByKey, Out, PlainPath, Ret, ReturnsResult, ReturnsValue,
+        SerializeKeyArgument, TryPath,
     };
     pub use crate::template::StaticTemplate;
     pub use core::{compile_error, concat, panic, stringify};

@@ -39,6 +39,12 @@ pub struct Cache {
     inner: Arc<Inner>,
 }
 
+/// What tag sets' keys start with after the prefix.
+pub(crate) const TAG_MARK: &str = "[tag]:";
+
+/// How many keys of a tag go in one `UNLINK`.
+const TAG_DELETE_CHUNK: usize = 1000;
+
 struct Inner {
     core: Arc<Core>,
     /// The prefix as keys start with it: escaped, then `:`.
@@ -314,6 +320,41 @@ impl Cache {
         deleted
     }
 
+    /// Where tag sets' keys start: the prefix, then `[tag]:`, which no cache key can begin
+    /// with (key templates and values never leave a `[` unescaped).
+    pub(crate) fn tag_start(&self, capacity: usize) -> String {
+        let mut out = self.key_start(TAG_MARK.len() + capacity);
+        out.push_str(TAG_MARK);
+        out
+    }
+
+    /// Deletes every key recorded in the tag set `set` (a full key); counted. The set is
+    /// read, the flights of its keys counted as invalidated, the keys deleted, and only then
+    /// their entries removed (each only if not re-added meanwhile): a computation that took
+    /// its lease after the read recorded itself first, and keeps its entry.
+    pub(crate) async fn delete_tag(&self, mode: Mode, set: &str) -> Result<u64> {
+        let b = self.backend();
+        let entries = self.counted_error(b.tag_members(mode, set).await)?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let core = &self.inner.core;
+        for (key, _) in &entries {
+            core.flights.invalidated(key, false);
+        }
+        let mut deleted = 0;
+        for chunk in entries.chunks(TAG_DELETE_CHUNK) {
+            let keys: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
+            let raw = b.delete(mode, &keys).await;
+            for key in &keys {
+                core.changed(key, false);
+            }
+            deleted += self.counted_error(self.counted_delete(raw))?;
+        }
+        self.counted_error(b.tag_forget(mode, set, &entries).await)?;
+        Ok(deleted)
+    }
+
     /// Deletes `key`; true when it existed.
     ///
     /// # Errors
@@ -396,6 +437,7 @@ impl Cache {
             debug: self.config().debug,
             strict: true,
             name: "get_or_set",
+            fresh: Default::default(),
         })
     }
 

@@ -180,6 +180,49 @@ pub(crate) trait Store: Send + Sync {
         expected: &[u8],
         ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Early refresh: overwrites `key` only while it still holds `expected` with at most
+    /// `max_left` to live (a key written again since, by a computation after an
+    /// invalidation, has more), atomically; true when written.
+    fn set_if_aging(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    // ---- Tags (`Cacheable::tags`): a tag set is a sorted set of full keys scored by the
+    // instant (ms) after which the entry may be pruned; the set itself expires with its
+    // last entry. Every operation touches the one tag-set key only (slot-safe on a cluster).
+
+    /// Records `member` in the tag set `set` for `life` from now (keeping a later expiry it
+    /// already has), prunes entries past their expiry, and extends the set's TTL to cover
+    /// the entry.
+    fn tag_add(
+        &self,
+        mode: Mode,
+        set: &str,
+        member: &str,
+        life: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Prunes expired entries, then lists the live ones with their scores (as the store
+    /// writes them, for [`tag_forget`](Self::tag_forget)).
+    fn tag_members(
+        &self,
+        mode: Mode,
+        set: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    /// Removes each entry that still has the score it was listed with (one re-added since,
+    /// by a new computation, stays); deletes the set when it is left empty.
+    fn tag_forget(
+        &self,
+        mode: Mode,
+        set: &str,
+        entries: &[(String, String)],
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 pub(crate) enum Backend {
@@ -271,4 +314,8 @@ dispatch! {
     fn set_if(&self, mode: Mode, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
     fn delete_if(&self, mode: Mode, key: &str, expected: &[u8]) -> Result<bool>;
     fn renew_if(&self, mode: Mode, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
+    fn set_if_aging(&self, mode: Mode, key: &str, expected: &[u8], max_left: Duration, value: &[u8], ttl: Duration) -> Result<bool>;
+    fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()>;
+    fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>>;
+    fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()>;
 }
