@@ -1,5 +1,6 @@
 //! Where the cache lives and how it behaves.
 
+use crate::codec::{Codec, Format};
 use crate::error::{Error, Result};
 #[cfg(feature = "redis")]
 use crate::redact::SecretUrl;
@@ -74,6 +75,10 @@ pub struct Config {
     pub(crate) unchecked_lease_writes: bool,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
+    /// How values are written: codec and compression.
+    pub(crate) format: Format,
+    /// The default early-refresh β of builders that set none (issue 11); 0 is off.
+    pub(crate) early_refresh: f64,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
     /// A Sentinel-only setting (`db`, `primary_auth`) given to another store: `validate`
@@ -119,7 +124,10 @@ impl std::fmt::Debug for Config {
             .field("lease_ttl", &self.lease_ttl)
             .field("lease_wait", &self.lease_wait)
             .field("breaker_threshold", &self.breaker_threshold)
-            .field("breaker_cooldown", &self.breaker_cooldown);
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("codec", &self.format.codec)
+            .field("compress_over", &self.format.compress_over)
+            .field("early_refresh", &self.early_refresh);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
             d.field("unchecked_lease_writes_for_tests", &true);
@@ -130,6 +138,15 @@ impl std::fmt::Debug for Config {
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish()
+    }
+}
+
+/// An early-refresh β as used: finite and non-negative, else 0 (off).
+pub(crate) fn sane_beta(beta: f64) -> f64 {
+    if beta.is_finite() && beta > 0.0 {
+        beta
+    } else {
+        0.0
     }
 }
 
@@ -161,6 +178,8 @@ impl Config {
             unchecked_lease_writes: false,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
+            format: Format::default(),
+            early_refresh: 0.0,
             #[cfg(feature = "tls")]
             tls: Tls::default(),
             sentinel_only: None,
@@ -193,6 +212,11 @@ impl Config {
     /// every node (`?protocol=resp3`). A cluster has one database: a path other than `/` or
     /// `/0` is refused.
     ///
+    /// Any URL also takes how values are written: `?codec=msgpack` ([`codec`](Config::codec),
+    /// with the `msgpack` feature) and `?compress_over=1024`
+    /// (`Config::compress_over`, with the `compress` feature), alone or
+    /// beside the store's own parameters (`redis://host:6379/0?codec=msgpack&compress_over=1024`).
+    ///
     /// # Errors
     /// A Sentinel URL, `redis+sentinel://[user:password@]h1:26379,h2:26379/SERVICE[/DB]`
     /// (`rediss+sentinel://` with TLS), names the Sentinels, the service they monitor and
@@ -204,9 +228,23 @@ impl Config {
     /// # Errors
     /// An unknown scheme, or one this build does not support (`rediss://` without the `tls`
     /// feature, `redis+cluster://` without the `cluster` feature), is a
-    /// [`Config`](crate::ErrorKind::Config) error.
+    /// [`Config`](crate::ErrorKind::Config) error; so is a `codec` or `compress_over` this
+    /// build does not know.
     pub fn from_url(url: &str) -> Result<Config> {
         let url = url.trim();
+        let (url, codec, compress_over) = take_format_params(url)?;
+        let mut config = Config::store_from_url(&url)?;
+        if let Some(codec) = codec {
+            config.format.codec = codec;
+        }
+        if compress_over.is_some() {
+            config.format.compress_over = compress_over;
+        }
+        Ok(config)
+    }
+
+    /// The store part of [`from_url`](Config::from_url), the format parameters taken out.
+    fn store_from_url(url: &str) -> Result<Config> {
         // Messages show the URL with its passwords masked.
         let shown = crate::redact::url(url);
         let (scheme, rest) = url
@@ -248,7 +286,7 @@ impl Config {
                         _ => {
                             let name = pair.split_once('=').map_or(pair, |(name, _)| name);
                             return Err(Error::config(format!(
-                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries)"
+                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries, codec, compress_over)"
                             )));
                         }
                     }
@@ -486,6 +524,8 @@ impl Config {
     /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Config::default_ttl), whole seconds | 300 |
     /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes` or `0`, `false`, `no`, in any case | off |
     /// | `CACHE_STRICT` | [`strict`](Config::strict): the same words | off |
+    /// | `CACHE_CODEC` | [`codec`](Config::codec): `json` or `msgpack` | the URL's `codec`, else `json` |
+    /// | `CACHE_COMPRESS_OVER` | `Config::compress_over` (feature `compress`), bytes | the URL's `compress_over`, else off |
     ///
     /// Every other setting has its default.
     ///
@@ -516,6 +556,16 @@ impl Config {
         }
         if let Some(strict) = var("CACHE_STRICT") {
             config = config.strict(env_bool("CACHE_STRICT", &strict)?);
+        }
+        if let Some(codec) = var("CACHE_CODEC") {
+            config.format.codec =
+                Codec::parse(&codec).map_err(|e| Error::config(format!("CACHE_CODEC: {e}")))?;
+        }
+        if let Some(over) = var("CACHE_COMPRESS_OVER") {
+            config.format.compress_over = Some(
+                compress_over_param(&over)
+                    .map_err(|e| Error::config(format!("CACHE_COMPRESS_OVER: {e}")))?,
+            );
         }
         Ok(config)
     }
@@ -589,6 +639,38 @@ impl Config {
         self
     }
 
+    /// How values are written to the store: [`Codec::Json`] by default (readable with
+    /// `redis-cli GET`), or `Codec::MessagePack` with the `msgpack` feature (fewer bytes,
+    /// faster hits). Every reader decodes what any codec wrote, so a fleet can switch without
+    /// a flush; the near cache and the embedded store keep decoded values either way. A value
+    /// that the codec would not read back equal (`Some(None)`; in JSON also `NaN`) is not
+    /// stored, whatever the codec.
+    pub fn codec(mut self, codec: Codec) -> Config {
+        self.format.codec = codec;
+        self
+    }
+
+    /// Compresses (LZ4) each value whose encoding is longer than `bytes` (off by default;
+    /// 1024 is a fair start). Shorter values are stored as they are (with JSON, plain text: a
+    /// number stays `5`), and so is a value that compression would not shrink. Every reader
+    /// decodes compressed and plain values alike, so the threshold can change without a flush.
+    #[cfg(feature = "compress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compress")))]
+    pub fn compress_over(mut self, bytes: usize) -> Config {
+        self.format.compress_over = Some(bytes);
+        self
+    }
+
+    /// The codec values are written with.
+    pub fn get_codec(&self) -> Codec {
+        self.format.codec
+    }
+
+    /// The size over which values are compressed, if they are.
+    pub fn get_compress_over(&self) -> Option<usize> {
+        self.format.compress_over
+    }
+
     /// How many times a failed invalidation is retried before it is reported; 3 by default.
     pub fn invalidate_retries(mut self, retries: u32) -> Config {
         self.invalidate_retries = retries;
@@ -628,6 +710,14 @@ impl Config {
     /// default): a computation that hangs does not hold its key for ever.
     pub fn lease_ttl(mut self, ttl: Duration) -> Config {
         self.lease_ttl = ttl.min(MAX_TTL);
+        self
+    }
+
+    /// The early-refresh β of every [`Cacheable`](crate::Cacheable) that sets none (see
+    /// [`Cacheable::early_refresh`](crate::Cacheable::early_refresh)); 0, the default,
+    /// turns it off. Negative, NaN or infinite values count as 0.
+    pub fn early_refresh(mut self, beta: f64) -> Config {
+        self.early_refresh = sane_beta(beta);
         self
     }
 
@@ -671,8 +761,8 @@ impl Config {
         self
     }
 
-    /// Not public API: makes lease holders write with a plain `SET`, so that tests can show
-    /// the stale values that the compare-and-set prevents.
+    /// Not public API: makes lease holders (and early refreshes) write with a plain `SET`,
+    /// so that tests can show the stale values that the compare-and-set prevents.
     #[doc(hidden)]
     pub fn unchecked_lease_writes_for_tests(mut self, on: bool) -> Config {
         self.unchecked_lease_writes = on;
@@ -958,6 +1048,66 @@ fn reencode(v: &str) -> String {
     percent_encode(&String::from_utf8_lossy(&bytes))
 }
 
+/// Takes `codec` and `compress_over` out of a URL's query (the part after the last `@`, as a
+/// password may hold `?`): the URL without them, and their values.
+fn take_format_params(url: &str) -> Result<(String, Option<Codec>, Option<usize>)> {
+    let after_credentials = url.rfind('@').map_or(0, |at| at + 1);
+    let Some(q) = url[after_credentials..].find('?') else {
+        return Ok((url.to_owned(), None, None));
+    };
+    let q = after_credentials + q;
+    let (base, query) = (&url[..q], &url[q + 1..]);
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let shown = crate::redact::url(url);
+    let (mut codec, mut compress_over) = (None, None);
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("codec", name)) => {
+                codec = Some(
+                    Codec::parse(name)
+                        .map_err(|e| Error::config(format!("cache URL `{shown}`: {e}")))?,
+                );
+            }
+            Some(("compress_over", n)) => {
+                compress_over = Some(
+                    compress_over_param(n)
+                        .map_err(|e| Error::config(format!("cache URL `{shown}`: {e}")))?,
+                );
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    Ok((out, codec, compress_over))
+}
+
+/// A `compress_over` setting: a number of bytes, in a build with the `compress` feature.
+fn compress_over_param(value: &str) -> Result<usize> {
+    let bytes: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(format!("compress_over `{value}` is not a number of bytes")))?;
+    if cfg!(feature = "compress") {
+        Ok(bytes)
+    } else {
+        Err(Error::config(
+            "compress_over needs cacheable's `compress` feature",
+        ))
+    }
+}
+
 /// A boolean environment variable: `1/0`, `true/false`, `yes/no`, in any case; anything
 /// else is an error naming the variable and what it accepts.
 fn env_bool(name: &str, value: &str) -> Result<bool> {
@@ -1047,6 +1197,51 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn format_parameters_leave_the_rest_of_the_url_as_it_was() {
+        let take = |url: &str| take_format_params(url).unwrap();
+        assert_eq!(
+            take("redis://:pa?ss@h:1/0?protocol=resp3&codec=json"),
+            (
+                "redis://:pa?ss@h:1/0?protocol=resp3".to_owned(),
+                Some(Codec::Json),
+                None
+            )
+        );
+        assert_eq!(
+            take("redis://h:1/?codec=json"),
+            ("redis://h:1/".to_owned(), Some(Codec::Json), None)
+        );
+        assert_eq!(
+            take("redis://u:p@h:1/2"),
+            ("redis://u:p@h:1/2".to_owned(), None, None)
+        );
+        assert_eq!(
+            take("memory://?codec=json&max_entries=5#x"),
+            (
+                "memory://?max_entries=5#x".to_owned(),
+                Some(Codec::Json),
+                None
+            )
+        );
+        assert_eq!(Config::memory().format, Format::default());
+        assert_eq!(Config::memory().get_codec(), Codec::Json);
+        #[cfg(feature = "compress")]
+        {
+            let (url, _, over) =
+                take("redis+cluster://h1:1,h2:2/?compress_over=512&protocol=resp3");
+            assert_eq!(
+                (url.as_str(), over),
+                ("redis+cluster://h1:1,h2:2/?protocol=resp3", Some(512))
+            );
+        }
+        // Errors name the parameter, never the password.
+        let err = take_format_params("redis://:hunter2@h:1/?codec=yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("yaml") && !err.contains("hunter2"), "{err}");
     }
 
     #[cfg(feature = "cluster")]

@@ -64,11 +64,13 @@
 //! - Leaves: `template.rs` and `template/grammar.rs` (the one placeholder grammar, as
 //!   `const fn`s the compile-time checks share, and rendering), `context.rs` and
 //!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
-//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
-//!   not read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
-//!   the URLs shown), `stats.rs` (counters), `report.rs` (debug lines and throttled fault
-//!   logs) and `rt.rs` (the crate's own IO thread, on which async connections and timers
-//!   run).
+//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON by default, or MessagePack,
+//!   LZ4-compressed over a size, each form saying which it is; refused when they would not
+//!   read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
+//!   the URLs shown), `stats.rs` (counters), `telemetry.rs` (the same counts and the
+//!   computation times through the `metrics` facade, with the `metrics` feature),
+//!   `report.rs` (debug lines and throttled fault logs) and `rt.rs` (the crate's own IO
+//!   thread, on which async connections and timers run).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -92,17 +94,20 @@ mod redact;
 mod report;
 mod rt;
 mod stats;
+mod telemetry;
 mod template;
 
 pub use crate::backend::KeyTtl;
 pub use crate::cacheable::Cacheable;
-pub use crate::codec::CacheValue;
+pub use crate::codec::{CacheValue, Codec};
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
 pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::invalidate::Invalidate;
 pub use crate::manager::{Cache, CacheManager};
 pub use crate::stats::Stats;
+#[cfg(feature = "metrics")]
+pub use crate::telemetry::describe_metrics;
 pub use crate::template::Template;
 
 #[cfg(doctest)]
@@ -117,9 +122,9 @@ pub mod __private {
     pub use crate::context::Context;
     pub use crate::invalidate::Invalidate;
     pub use crate::macros::support::{
-        arg_name, check_cache, check_invalidate, check_key, check_patterns, key_arg, uses, Msg,
-        NamedByKey, Out, PlainPath, Ret, ReturnsResult, ReturnsValue, SerializeKeyArgument,
-        TryPath,
+        arg_name, check_cache, check_invalidate, check_key, check_patterns, check_tags, key_arg,
+        uses, Msg, NamedByKey, Out, PlainPath, Ret, ReturnsResult, ReturnsValue,
+        SerializeKeyArgument, TryPath,
     };
     pub use crate::template::StaticTemplate;
     pub use core::{compile_error, concat, panic, stringify};

@@ -648,6 +648,72 @@ pub(crate) const DELETE_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1]
         return redis.call('DEL', KEYS[1]) \
      end return 0";
 
+/// `SET` only while the key holds ARGV[1] with at most ARGV[2] ms to live: an early
+/// refresh's write, which an invalidation during the computation (deleting the key, or
+/// deleting it and writing it anew) turns into a no-op.
+pub(crate) static SET_IF_AGING: Lazy<Script> = Lazy::new(|| Script::new(SET_IF_AGING_LUA));
+pub(crate) const SET_IF_AGING_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] \
+        and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[2]) then \
+        redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) return 1 \
+     end return 0";
+
+/// The server's clock in milliseconds, in a script: every process scores tag entries by
+/// the one clock that also expires the keys.
+const LUA_NOW: &str = "local t = redis.call('TIME') \
+     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
+
+/// Records ARGV[1] in the tag set KEYS[1] until now + ARGV[2] ms (a later expiry it has
+/// stays: `ZADD GT`), prunes entries already past, and stretches the set's TTL to cover
+/// the new entry: the set never outlives its last live entry by more than that entry's
+/// life, and never grows past the keys tagged within one entry life.
+pub(crate) static TAG_ADD: Lazy<Script> = Lazy::new(|| Script::new(&TAG_ADD_LUA));
+pub(crate) static TAG_ADD_LUA: Lazy<String> = Lazy::new(|| {
+    format!(
+        "{LUA_NOW} local life = tonumber(ARGV[2]) \
+         redis.call('ZADD', KEYS[1], 'GT', string.format('%d', now + life), ARGV[1]) \
+         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now)) \
+         if redis.call('PTTL', KEYS[1]) < life then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+         return 1"
+    )
+});
+
+/// Prunes the tag set KEYS[1] of entries past their expiry and lists the rest with their
+/// scores.
+pub(crate) static TAG_MEMBERS: Lazy<Script> = Lazy::new(|| Script::new(&TAG_MEMBERS_LUA));
+pub(crate) static TAG_MEMBERS_LUA: Lazy<String> = Lazy::new(|| {
+    format!(
+        "{LUA_NOW} redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now)) \
+         return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')"
+    )
+});
+
+/// Removes from the tag set KEYS[1] each member ARGV[i] whose score is still ARGV[i+1]: an
+/// entry re-added since (by a computation that began after the listing) stays.
+pub(crate) static TAG_FORGET: Lazy<Script> = Lazy::new(|| Script::new(TAG_FORGET_LUA));
+pub(crate) const TAG_FORGET_LUA: &str = "for i = 1, #ARGV, 2 do \
+        if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then \
+            redis.call('ZREM', KEYS[1], ARGV[i]) \
+        end \
+     end return 1";
+
+/// Pairs a flat `member, score, member, score…` reply.
+pub(crate) fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(m), Some(s)) = (it.next(), it.next()) {
+        out.push((m, s));
+    }
+    out
+}
+
+/// The arguments of [`TAG_FORGET`].
+pub(crate) fn forget_args(entries: &[(String, String)]) -> Vec<&[u8]> {
+    entries
+        .iter()
+        .flat_map(|(m, s)| [m.as_bytes(), s.as_bytes()])
+        .collect()
+}
+
 impl Store for RedisStore {
     async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
         self.breaker.check()?;
@@ -773,5 +839,46 @@ impl Store for RedisStore {
         let ms = ttl_ms(ttl).to_string();
         self.script(mode, &RENEW_IF, key, &[expected, ms.as_bytes()])
             .await
+    }
+
+    async fn set_if_aging(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.breaker.check()?;
+        let left = ttl_ms(max_left).to_string();
+        let ms = ttl_ms(ttl).to_string();
+        let args: &[&[u8]] = &[expected, left.as_bytes(), value, ms.as_bytes()];
+        self.script(mode, &SET_IF_AGING, key, args).await
+    }
+
+    async fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()> {
+        self.breaker.check()?;
+        let ms = ttl_ms(life).to_string();
+        let _: i64 = self
+            .script(mode, &TAG_ADD, set, &[member.as_bytes(), ms.as_bytes()])
+            .await?;
+        Ok(())
+    }
+
+    async fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>> {
+        // An invalidation: never held back by the breaker.
+        let flat: Vec<String> = self.script(mode, &TAG_MEMBERS, set, &[]).await?;
+        Ok(pairs(flat))
+    }
+
+    async fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self
+            .script(mode, &TAG_FORGET, set, &forget_args(entries))
+            .await?;
+        Ok(())
     }
 }
