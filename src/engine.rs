@@ -24,7 +24,7 @@ use crate::backend::{block_on, failed_marker, Backend, Mode, Stored, FAILED_TTL,
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Done, Flights, Leader, Role, SharedValue};
 use crate::lease::{Host, LeaseGuard, LeaseHost, Pending};
 use crate::near::NearCache;
@@ -305,7 +305,11 @@ impl Core {
     ) {
         Counters::add(&self.counters.decode_errors, 1);
         self.count(state, false);
-        log::warn!(target: "cacheable", "the value at {} does not deserialize into {type_name} ({err}); recomputing and replacing it", call.key);
+        // Throttled like store faults: a writer that keeps putting foreign bytes at a key
+        // logs a line a second per template, not one per call.
+        if self.faults.allow("decode", call.template).is_some() {
+            log::warn!(target: "cacheable", "the value at {} does not deserialize into {type_name} ({err}); recomputing and replacing it", call.key);
+        }
         state.stale = Some(bytes);
     }
 
@@ -338,6 +342,11 @@ impl Core {
             };
             let store_ok = match read {
                 Ok((raw, left)) => match Stored::classify(raw) {
+                    Stored::Value(b) if self.oversized(call, &b) => {
+                        // Not served: computed again, and replaced like a stale value.
+                        state.stale = Some(b);
+                        true
+                    }
                     Stored::Value(b) if stale.as_ref() != Some(&b) => {
                         return Ok(Begin::Hit(b, Source::Store, left))
                     }
@@ -482,6 +491,7 @@ impl Core {
             guard,
             computed_from,
         } = ticket;
+        let outcome = self.bounded(outcome);
         let json = match outcome {
             Outcome::Value(json) => json,
             Outcome::Failed | Outcome::Unstorable(_) => {
@@ -697,6 +707,45 @@ impl Core {
                 mode.sleep(nap).await;
                 pause = (pause * 2).min(MAX_LEASE_POLL);
             }
+        }
+    }
+}
+
+/// `Config::max_value_bytes`: the bound on stored values, on reads and writes.
+impl Core {
+    /// A stored value over the bound: counted as an error and logged (a line a second per
+    /// template), so that the caller computes and replaces it.
+    fn oversized(&self, call: &Call<'_>, bytes: &[u8]) -> bool {
+        match self.config.max_value_bytes {
+            Some(max) if bytes.len() > max => {
+                let e = Error::new(
+                    ErrorKind::Deserialize,
+                    format!(
+                        "the stored value has {} bytes, over max_value_bytes ({max})",
+                        bytes.len()
+                    ),
+                );
+                self.report_fault("oversized value", call.template, &call.key, &e);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A computed value whose stored form is over the bound is not stored: the caller still
+    /// gets it, and it is counted and logged as unstorable.
+    fn bounded(&self, outcome: Outcome) -> Outcome {
+        match (outcome, self.config.max_value_bytes) {
+            (Outcome::Value(bytes), Some(max)) if bytes.len() > max => {
+                Outcome::Unstorable(Error::new(
+                    ErrorKind::Serialize,
+                    format!(
+                        "its stored form has {} bytes, over max_value_bytes ({max})",
+                        bytes.len()
+                    ),
+                ))
+            }
+            (outcome, _) => outcome,
         }
     }
 }

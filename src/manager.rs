@@ -246,7 +246,9 @@ impl Cache {
     /// Stores `value` as JSON at `key` for `ttl` (seconds, or a `Duration`).
     ///
     /// # Errors
-    /// A store fault, a zero TTL, or a value that does not serialize.
+    /// A store fault, a zero TTL, a value that does not serialize, or one over
+    /// [`Config::max_value_bytes`] (then the key is deleted rather than left with its older
+    /// value).
     pub fn set<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -276,6 +278,24 @@ impl Cache {
         let ttl = Self::ttl_of(ttl)?;
         let bytes = codec::encode(value)?;
         let key = self.full_key(key);
+        if let Some(max) = self
+            .inner
+            .core
+            .config
+            .max_value_bytes
+            .filter(|m| bytes.len() > *m)
+        {
+            // Not stored: the older value goes too, so that no read serves it in place of
+            // the one the caller asked for.
+            self.delete_full(mode, &key, false).await?;
+            return Err(Error::new(
+                ErrorKind::Serialize,
+                format!(
+                    "not stored: the value has {} bytes, over max_value_bytes ({max})",
+                    bytes.len()
+                ),
+            ));
+        }
         let raw = self.backend().set(mode, &key, &bytes, ttl).await;
         self.inner.core.changed(&key, false);
         self.counted_error(self.counted_set(raw))

@@ -46,6 +46,17 @@ impl RedisServer {
         }
     }
 
+    /// Starts a server on a free port with extra `redis-server` arguments
+    /// (`["--maxmemory", "2mb"]`, `["--replicaof", "127.0.0.1", "6390"]`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        for _ in 0..5 {
+            if let Some(server) = RedisServer::try_start_with(free_port(), extra) {
+                return server;
+            }
+        }
+        panic!("could not start a private redis-server with {extra:?} after 5 attempts");
+    }
+
     fn try_start_on(port: u16) -> Option<RedisServer> {
         RedisServer::try_start_with(port, &[])
     }
