@@ -711,6 +711,25 @@ impl Core {
     }
 }
 
+/// The sizes of the in-process maps, for the memory-bound checks.
+impl Core {
+    pub(crate) fn internal_sizes(&self) -> Vec<(&'static str, u64)> {
+        let mut sizes = vec![
+            ("flights", self.flights.in_flight() as u64),
+            ("fault log throttle", self.faults.len() as u64),
+            ("rare log throttle", self.rare.len() as u64),
+            ("lease keeper (all caches)", crate::lease::kept()),
+        ];
+        if let Some(near) = &self.near {
+            sizes.push(("near cache", near.len()));
+        }
+        if let crate::backend::Backend::Memory(store) = &self.backend {
+            sizes.push(("embedded store markers", store.markers() as u64));
+        }
+        sizes
+    }
+}
+
 /// `Config::max_value_bytes`: the bound on stored values, on reads and writes.
 impl Core {
     /// A stored value over the bound: counted as an error and logged (a line a second per

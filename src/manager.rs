@@ -110,6 +110,14 @@ impl Cache {
         self.inner.core.counters.snapshot()
     }
 
+    /// Not public API: the sizes of the cache's in-process maps (flights, log throttles, the
+    /// lease keeper, the near cache, the embedded store's markers), for the crate's own
+    /// memory-bound checks.
+    #[doc(hidden)]
+    pub fn internal_sizes_for_tests(&self) -> Vec<(&'static str, u64)> {
+        self.inner.core.internal_sizes()
+    }
+
     /// The full key of a key relative to the prefix.
     pub fn full_key(&self, key: &str) -> String {
         let mut out = self.key_start(key.len());
