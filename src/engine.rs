@@ -723,6 +723,7 @@ impl Core {
         if let Some(near) = &self.near {
             sizes.push(("near cache", near.len()));
         }
+        #[allow(irrefutable_let_patterns)] // without the `redis` feature, the only store
         if let crate::backend::Backend::Memory(store) = &self.backend {
             sizes.push(("embedded store markers", store.markers() as u64));
         }
