@@ -1,5 +1,8 @@
 //! The canonical JSON hash: equal values give equal hashes, whatever form they arrive in
 //! (compact or pretty text, object keys in any order, a `HashMap` or a `serde_json::Map`).
+//! Its first run found that a float re-parsed by serde_json (without `float_roundtrip`) can
+//! come back as a neighbouring float: the target now compares only values that are equal,
+//! and `hash::tests::neighbouring_floats_hash_apart` keeps the case.
 #![no_main]
 
 use cacheable::__fuzz::hash_of;
@@ -31,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(hash.len(), 40);
     let pretty: Value = serde_json::from_str(&serde_json::to_string_pretty(&value).unwrap()).unwrap();
-    assert_eq!(hash_of(&pretty, 40).as_ref(), Some(&hash), "pretty {value}");
+    // serde_json's default float parsing is not exact: a re-parsed float may be another
+    // (neighbouring) number, which must hash differently. Equal values hash equal.
+    if pretty == value {
+        assert_eq!(hash_of(&pretty, 40).as_ref(), Some(&hash), "pretty {value}");
+    }
     assert_eq!(hash_of(&reversed(&value), 40).as_ref(), Some(&hash), "reversed {value}");
     if let Value::Object(map) = &value {
         let hashed: HashMap<&String, &Value> = map.iter().collect();
