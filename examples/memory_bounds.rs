@@ -161,6 +161,9 @@ fn main() {
                         ("fault log throttle", throttle_bound),
                         ("rare log throttle", throttle_bound),
                         ("lease keeper (all caches)", 0),
+                        // The embedded store keeps its values decoded, in the near cache's
+                        // structure, bounded by `max_entries`.
+                        ("near cache", MEMORY_ENTRIES as u64),
                         ("embedded store markers", markers_bound),
                     ],
                 );
