@@ -12,6 +12,10 @@ quickstart:
 bench:
     cargo bench
 
+# Benchmark 14 alone: codecs and compression (needs the `msgpack` and `compress` features).
+bench-codec:
+    CACHEABLE_BENCH_ONLY=14 cargo bench --bench compare --features msgpack,compress
+
 # Compile cost per cached function against `cached` (generated crates of 10 and 200
 # functions: touch-and-rebuild, full recompile, expanded and LLVM IR lines); REPO defaults
 # to this checkout.
@@ -26,6 +30,16 @@ lint:
 
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features --open
+
+# The axum + PostgreSQL service on the machine's servers (PostgreSQL on 5432, database
+# `test`; Redis on 6379): http://127.0.0.1:8080, metrics at /metrics.
+service:
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test CACHE_URL=redis://127.0.0.1:6379/0 cargo run --release -p paycore-service
+
+# Load run of the service: cached vs CACHE_DISABLED=1 with wrk, on a private PostgreSQL
+# and redis-server (BENCHMARKS.md, "The service under load"; about 2 minutes after the build).
+load:
+    bash scripts/load.sh
 
 # The 10-minute soaks (examples/soak.rs): one server, the near cache, a cluster, a cluster
 # with the near cache; each kills, restarts and freezes its own private redis-servers.

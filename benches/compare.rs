@@ -10,6 +10,7 @@
 //! Environment: `CACHEABLE_BENCH_BUILD=0` skips benchmark 8 (clean builds, ~3 minutes);
 //! `CACHEABLE_BENCH_QUICK=1` runs a tenth of the rounds, for trying the harness;
 //! `CACHEABLE_BENCH_ONLY=1,4` runs only the benchmarks named (for profiling one).
+//! Benchmark 14 (codecs and compression) needs `--features msgpack,compress`.
 //! Benchmark 9 (with the `cluster` feature, on by default) starts a private Redis Cluster of
 //! 3 primaries and 3 replicas too.
 
@@ -120,6 +121,25 @@ static REDIS_URL: OnceLock<String> = OnceLock::new();
     map_error = r##"|e| format!("{e:?}")"##
 )]
 async fn cached_hit(user_id: i64) -> Result<Profile, String> {
+    Ok(source(user_id))
+}
+
+/// `cached_hit` again, with a store of its own: `cached`'s store keeps the connection of
+/// the runtime it was built on, and benchmark 14 runs on another runtime than benchmark 3.
+#[cfg(all(feature = "msgpack", feature = "compress"))]
+#[concurrent_cached(
+    ty = "cached::AsyncRedisCache<i64, Profile>",
+    create = r##"{
+        cached::AsyncRedisCache::builder("bench_hits14")
+            .connection_string(REDIS_URL.get().expect("url set"))
+            .ttl(Duration::from_secs(TTL_SECS))
+            .build()
+            .await
+            .expect("AsyncRedisCache")
+    }"##,
+    map_error = r##"|e| format!("{e:?}")"##
+)]
+async fn cached_hit14(user_id: i64) -> Result<Profile, String> {
     Ok(source(user_id))
 }
 
@@ -726,6 +746,225 @@ fn invalidation(b: &mut Bench, server: &RedisServer) {
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
 }
 
+// ---------------------------------------------------------------- 12: early refresh
+
+const HOT_TASKS: usize = 64;
+const HOT_COMPUTE: Duration = Duration::from_millis(50);
+
+/// What one hot-key run saw: every call's latency (ns, sorted), computations, and calls
+/// that took longer than half a computation (they waited on one).
+struct HotRun {
+    ns: Vec<u64>,
+    computations: u64,
+    waited: usize,
+}
+
+/// 64 tasks read one key for `secs` seconds; the computation takes 50 ms.
+fn hot_run(cache: &Cache, ttl: Duration, beta: f64, secs: u64, id: u64) -> HotRun {
+    let computed = std::sync::Arc::new(AtomicU64::new(0));
+    let rt = multi_thread();
+    let ns = rt.block_on(async {
+        // Warm: the first computation (δ is learnt from it).
+        let until = Instant::now() + Duration::from_secs(secs);
+        let tasks: Vec<_> = (0..HOT_TASKS)
+            .map(|_| {
+                let (cache, computed) = (cache.clone(), computed.clone());
+                tokio::spawn(async move {
+                    let mut ns = Vec::with_capacity(100_000);
+                    while Instant::now() < until {
+                        let t = Instant::now();
+                        let v = Cacheable::new("hot:<<id>>")
+                            .ttl(ttl)
+                            .early_refresh(beta)
+                            .on(&cache)
+                            .run_async(ctx! { id }, || async {
+                                tokio::time::sleep(HOT_COMPUTE).await;
+                                computed.fetch_add(1, Ordering::Relaxed)
+                            })
+                            .await;
+                        black_box(v);
+                        ns.push(t.elapsed().as_nanos() as u64);
+                    }
+                    ns
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let mut ns = ns;
+    ns.sort_unstable();
+    let waited = ns
+        .iter()
+        .filter(|&&n| n >= HOT_COMPUTE.as_nanos() as u64 / 2)
+        .count();
+    HotRun {
+        ns,
+        computations: computed.load(Ordering::Relaxed),
+        waited,
+    }
+}
+
+/// Benchmark 12: one hot key, TTL 1 s, a 50 ms computation, 64 tasks reading it for
+/// `CACHEABLE_BENCH_HOT_SECS` seconds (20 by default) per variant: early refresh off, on
+/// (β = 1 and β = 0.25), and, as the baseline, plain hits on a key that does not expire in
+/// the run.
+fn early_refresh(b: &mut Bench, server: &RedisServer) {
+    let secs: u64 = std::env::var("CACHEABLE_BENCH_HOT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if b.quick { 3 } else { 20 });
+    let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("hot")).unwrap();
+    let ttl = Duration::from_secs(1);
+    let plain = hot_run(&cache, Duration::from_secs(3600), 0.0, secs, 1);
+    let off = hot_run(&cache, ttl, 0.0, secs, 2);
+    let before = cache.stats().early_refreshes;
+    let on = hot_run(&cache, ttl, 1.0, secs, 3);
+    let refreshes = cache.stats().early_refreshes - before;
+    let before = cache.stats().early_refreshes;
+    let low = hot_run(&cache, ttl, 0.25, secs, 4);
+    let low_refreshes = cache.stats().early_refreshes - before;
+    let q = |r: &HotRun, q: f64| quantile(&r.ns, q);
+    let max = |r: &HotRun| *r.ns.last().unwrap_or(&0) as f64;
+    let ttls = secs as f64 / ttl.as_secs_f64();
+    let describe = |r: &HotRun| {
+        format!(
+            "p99 {}, p99.9 {}, max {}; {} computations in {secs} s ({:.2} per TTL); {} calls of {} waited ≥ 25 ms",
+            us(q(r, 0.99)),
+            us(q(r, 0.999)),
+            us(max(r)),
+            r.computations,
+            r.computations as f64 / ttls,
+            r.waited,
+            r.ns.len()
+        )
+    };
+    eprintln!("  [12] plain hits: {}", describe(&plain));
+    b.row(
+        "12",
+        format!("Hot key (TTL 1 s, 50 ms computation, 64 tasks, {secs} s): early refresh on (β = 1), p99 against plain hits' p99"),
+        format!("{} ({refreshes} refreshes stored)", describe(&on)),
+        format!("plain hits: p99 {}, max {}", us(q(&plain, 0.99)), us(max(&plain))),
+        q(&on, 0.99) / q(&plain, 0.99),
+        "≤ 1.5",
+    );
+    b.row(
+        "12",
+        format!("Hot key (TTL 1 s, 50 ms computation, 64 tasks, {secs} s): early refresh on (β = 0.25), p99 against plain hits' p99"),
+        format!("{} ({low_refreshes} refreshes stored)", describe(&low)),
+        format!("plain hits: p99 {}, max {}", us(q(&plain, 0.99)), us(max(&plain))),
+        q(&low, 0.99) / q(&plain, 0.99),
+        "≤ 1.5",
+    );
+    b.row(
+        "12",
+        format!("Hot key (TTL 1 s, 50 ms computation, 64 tasks, {secs} s): early refresh off, p99 against plain hits' p99"),
+        describe(&off),
+        format!("plain hits: p99 {}, max {}", us(q(&plain, 0.99)), us(max(&plain))),
+        q(&off, 0.99) / q(&plain, 0.99),
+        "report",
+    );
+    b.row(
+        "12",
+        "… max latency, early refresh on against off",
+        us(max(&on)),
+        us(max(&off)),
+        max(&on) / max(&off),
+        "report",
+    );
+}
+
+// ---------------------------------------------------------------- 13: tags against a pattern
+
+const TAG_KEYS: u64 = 1_000;
+
+/// Benchmark 13: invalidating 1,000 tagged keys among 1,000,000 and 10,000,000 stored
+/// keys, by tag (`Invalidate::tags`) against the same keys by a `SCAN` pattern
+/// (`Invalidate::new`), both through the crate. `CACHEABLE_BENCH_TAGS_10M=0` skips the 10 M
+/// store (about 1 GB of Redis memory and a minute of filling).
+fn tags_vs_scan(b: &mut Bench, server: &RedisServer) {
+    let mut con = server.client();
+    let fill = redis::Script::new(FILL_LUA);
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("tagb")
+            .scan_count(SCAN_COUNT)
+            .op_timeout(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let tag_user = 42;
+    let write_tagged = || {
+        for n in 0..TAG_KEYS {
+            Cacheable::new("orders:<<user_id>>:<<n>>")
+                .tags(["user:<<user_id>>"])
+                .ttl(3600)
+                .on(&cache)
+                .run(ctx! { user_id = tag_user, n }, || n);
+        }
+    };
+    let by_tag = Invalidate::tags(["user:<<user_id>>"]).on(&cache);
+    let by_pattern = Invalidate::new(["orders:<<user_id>>:*"]).on(&cache);
+    let mut sizes = vec![1_000_000u64];
+    if std::env::var("CACHEABLE_BENCH_TAGS_10M").as_deref() != Ok("0") {
+        sizes.push(10_000_000);
+    }
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    let mut stored = 0u64;
+    for total in sizes {
+        let filled = Instant::now();
+        let others = total - TAG_KEYS;
+        while stored < others {
+            let last = (stored + 100_000).min(others) - 1;
+            let _: u64 = fill.arg(stored).arg(last).arg("").invoke(&mut con).unwrap();
+            stored = last + 1;
+        }
+        write_tagged();
+        let size: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        eprintln!(
+            "  [13] {size} keys (with the tag set) in {:.1} s",
+            filled.elapsed().as_secs_f64()
+        );
+        let rounds = if total > 1_000_000 {
+            b.rounds(6)
+        } else {
+            b.rounds(10)
+        };
+        let mut ms: [Vec<f64>; 2] = Default::default();
+        for r in 0..rounds {
+            for v in order(r) {
+                let start = Instant::now();
+                let deleted = match v {
+                    0 => by_tag.now(ctx! { user_id = tag_user }).unwrap(),
+                    _ => by_pattern.now(ctx! { user_id = tag_user }).unwrap(),
+                };
+                ms[v].push(start.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(deleted, TAG_KEYS, "variant {v} deleted {deleted}");
+                write_tagged();
+            }
+        }
+        let [mut o, mut t] = ms;
+        let (o, t) = (median(&mut o), median(&mut t));
+        let millions = total / 1_000_000;
+        b.row(
+            "13",
+            format!("Invalidate 1,000 tagged keys among {millions} M: by tag vs by `SCAN` pattern"),
+            format!("{o:.1} ms `Invalidate::tags`"),
+            format!("{t:.0} ms `Invalidate::new` pattern (SCAN COUNT {SCAN_COUNT})"),
+            o / t,
+            if total > 1_000_000 {
+                "≤ 0.01"
+            } else {
+                "report"
+            },
+        );
+    }
+    let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+}
+
 // ---------------------------------------------------------------- 9: Redis Cluster
 
 /// CRC16/XMODEM of a key's hash tag or whole key: its cluster slot, to send each fill
@@ -1157,6 +1396,272 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
     ));
 }
 
+// ---------------------------------------------------------------- 14: codecs and compression
+
+/// One transaction of the 100 KB list that benchmark 14b caches.
+#[cfg(all(feature = "msgpack", feature = "compress"))]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Transaction {
+    id: u64,
+    wallet_id: u64,
+    amount_minor: i64,
+    currency: String,
+    kind: String,
+    status: String,
+    counterparty: String,
+    reference: String,
+    created_at: String,
+    fee_minor: i64,
+}
+
+/// A wallet's transactions, about `target_bytes` of JSON: the ids, amounts and references
+/// vary (xorshift), the rest repeats as in real statements.
+#[cfg(all(feature = "msgpack", feature = "compress"))]
+fn transactions(target_bytes: usize) -> Vec<Transaction> {
+    let kinds = ["deposit", "withdrawal", "transfer", "fee", "refund"];
+    let statuses = ["completed", "pending", "failed"];
+    let currencies = ["NGN", "KES", "GHS", "USD"];
+    let mut out = Vec::new();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut json_len = 1;
+    while json_len < target_bytes {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let t = Transaction {
+            id: 1_000_000 + out.len() as u64,
+            wallet_id: 42,
+            amount_minor: (seed % 10_000_000) as i64,
+            currency: currencies[(seed % 4) as usize].into(),
+            kind: kinds[(seed % 5) as usize].into(),
+            status: statuses[(seed % 3) as usize].into(),
+            counterparty: format!("ACC{:010}", seed % 10_000_000_000),
+            reference: format!("TRX-{seed:016x}"),
+            created_at: format!(
+                "2026-11-{:02}T{:02}:{:02}:{:02}Z",
+                1 + seed % 28,
+                seed % 24,
+                seed % 60,
+                (seed >> 8) % 60
+            ),
+            fee_minor: (seed % 500) as i64,
+        };
+        json_len += serde_json::to_vec(&t).unwrap().len() + 1;
+        out.push(t);
+    }
+    out
+}
+
+/// Benchmark 14: values on the wire. 14a: 64-task hits with MessagePack against `cached`
+/// (benchmark 3's setup, with JSON as a third variant); 14b: a 100 KB value, bytes stored
+/// and sync hit latency, each codec with and without LZ4.
+#[cfg(all(feature = "msgpack", feature = "compress"))]
+fn codecs(b: &mut Bench, server: &RedisServer, json: &Cache) {
+    use cacheable::Codec;
+    let with = |prefix: &str, f: fn(Config) -> Config| {
+        Cache::new(f(Config::from_url(&server.url()).unwrap().prefix(prefix))).unwrap()
+    };
+    let mp = with("bench_mp", |c| c.codec(Codec::MessagePack));
+    // 14a: the same loop as benchmark 3, three variants in rotation.
+    let rt = multi_thread();
+    let rounds = b.rounds(b.rounds);
+    let [mut ours, mut ours_json, mut theirs] = rt.block_on(async {
+        for id in 0..HOT_KEYS {
+            assert_eq!(crate_hit_async(&mp, id).await, source(id));
+            assert_eq!(crate_hit_async(json, id).await, source(id));
+            assert_eq!(cached_hit14(id).await.unwrap(), source(id));
+        }
+        let mut tput: [Vec<f64>; 3] = Default::default();
+        for r in 0..rounds {
+            for k in 0..3 {
+                let v = (r + k) % 3;
+                let start = Instant::now();
+                let mut handles = Vec::with_capacity(TASKS);
+                for task in 0..TASKS {
+                    let (mp, json) = (mp.clone(), json.clone());
+                    handles.push(tokio::spawn(async move {
+                        for n in 0..CONC_OPS_PER_TASK {
+                            let id = ((task * CONC_OPS_PER_TASK + n) as i64) % HOT_KEYS;
+                            let p = match v {
+                                0 => crate_hit_async(&mp, id).await,
+                                1 => crate_hit_async(&json, id).await,
+                                _ => cached_hit14(id).await.unwrap(),
+                            };
+                            black_box(p);
+                        }
+                    }));
+                }
+                for h in handles {
+                    h.await.unwrap();
+                }
+                tput[v].push((TASKS * CONC_OPS_PER_TASK) as f64 / start.elapsed().as_secs_f64());
+            }
+        }
+        tput
+    });
+    let (o, oj, t) = (
+        median(&mut ours),
+        median(&mut ours_json),
+        median(&mut theirs),
+    );
+    let strlen = |key: &str| -> u64 {
+        redis::cmd("STRLEN")
+            .arg(key)
+            .query(&mut server.client())
+            .unwrap()
+    };
+    let (mp_len, json_len) = (strlen("bench_mp:user:1:profile"), strlen(&bare_key(1)));
+    b.row(
+        "14",
+        "Concurrent hits, 64 tasks, MessagePack, throughput vs `cached`",
+        per_sec(o),
+        format!(
+            "{} `cached` 4.1 `AsyncRedisCache` + `#[concurrent_cached]`",
+            per_sec(t)
+        ),
+        o / t,
+        "≥ 1.0",
+    );
+    b.row(
+        "14",
+        "… MessagePack vs JSON, this crate",
+        per_sec(o),
+        format!("{} JSON (the default)", per_sec(oj)),
+        o / oj,
+        "report",
+    );
+    let st = mp.stats();
+    b.notes.push(format!(
+        "Benchmark 14a: the MessagePack cache counted {} hits, {} misses, {} decode errors.",
+        st.hits, st.misses, st.decode_errors
+    ));
+    // 14a': the decoding alone, one thread, no network: `Cache::get` on the embedded store
+    // reads the stored bytes and decodes them each time.
+    let mem_json = Cache::new(Config::memory()).unwrap();
+    let mem_mp = Cache::new(Config::memory().codec(Codec::MessagePack)).unwrap();
+    for c in [&mem_json, &mem_mp] {
+        c.set("p", &source(1), 3600).unwrap();
+    }
+    let mut decode: [Vec<f64>; 2] = Default::default();
+    let gets = if b.quick { 1_000 } else { 10_000 };
+    for r in 0..b.rounds(b.rounds) {
+        for v in order(r) {
+            let c = if v == 0 { &mem_mp } else { &mem_json };
+            let t = Instant::now();
+            for _ in 0..gets {
+                black_box(c.get::<Profile>("p").unwrap().unwrap());
+            }
+            decode[v].push(t.elapsed().as_nanos() as f64 / gets as f64);
+        }
+    }
+    let (dm, dj) = (median(&mut decode[0]), median(&mut decode[1]));
+    b.row(
+        "14",
+        "… 1 KB value read and decoded (`Cache::get`, embedded store, 1 thread): MessagePack vs JSON",
+        format!("{dm:.0} ns"),
+        format!("{dj:.0} ns JSON"),
+        dm / dj,
+        "report",
+    );
+    // 14b: a 100 KB list, sequential sync hits, four settings in rotation.
+    let list = transactions(100 * 1024);
+    let settings: [(&str, Cache); 4] = [
+        ("JSON", json.clone()),
+        ("JSON + LZ4", with("bench_jz", |c| c.compress_over(1024))),
+        ("MessagePack", mp.clone()),
+        (
+            "MessagePack + LZ4",
+            with("bench_mz", |c| {
+                c.codec(Codec::MessagePack).compress_over(1024)
+            }),
+        ),
+    ];
+    let big_hit = |cache: &Cache| -> Vec<Transaction> {
+        Cacheable::new("statement:<<wallet>>")
+            .ttl(TTL_SECS)
+            .on(cache)
+            .run(ctx! { wallet = 42 }, || list.clone())
+    };
+    let mut bytes = [0u64; 4];
+    for (i, (_, cache)) in settings.iter().enumerate() {
+        assert_eq!(big_hit(cache), list);
+        bytes[i] = strlen(&cache.full_key("statement:42"));
+    }
+    let mut samples: [Samples; 4] = Default::default();
+    let ops = if b.quick { 20 } else { 100 };
+    for r in 0..b.rounds(b.rounds) {
+        for k in 0..4 {
+            let v = (r + k) % 4;
+            for _ in 0..ops {
+                let t = Instant::now();
+                let got = big_hit(&settings[v].1);
+                samples[v].push(t.elapsed());
+                black_box(got);
+            }
+        }
+    }
+    let m: Vec<f64> = samples.iter().map(|s| s.quantile(0.5)).collect();
+    let p99: Vec<f64> = samples.iter().map(|s| s.quantile(0.99)).collect();
+    let kb = |n: u64| format!("{:.1} KB", n as f64 / 1024.0);
+    b.row(
+        "14",
+        format!(
+            "100 KB value ({} transactions), bytes stored: JSON + LZ4 (ratio: how many times fewer)",
+            list.len()
+        ),
+        kb(bytes[1]),
+        format!("{} plain JSON", kb(bytes[0])),
+        bytes[0] as f64 / bytes[1] as f64,
+        "≥ 3.0",
+    );
+    b.row(
+        "14",
+        "… hit latency, sync `run`, median: JSON + LZ4 vs JSON",
+        us(m[1]),
+        us(m[0]),
+        m[1] / m[0],
+        "≤ 1.2",
+    );
+    b.row(
+        "14",
+        "… p99",
+        us(p99[1]),
+        us(p99[0]),
+        p99[1] / p99[0],
+        "report",
+    );
+    b.row(
+        "14",
+        "… bytes stored: MessagePack + LZ4 vs plain JSON (ratio: how many times fewer)",
+        kb(bytes[3]),
+        format!("{} (MessagePack alone: {})", kb(bytes[0]), kb(bytes[2])),
+        bytes[0] as f64 / bytes[3] as f64,
+        "report",
+    );
+    b.row(
+        "14",
+        "… hit latency, median: MessagePack + LZ4 vs JSON",
+        us(m[3]),
+        format!("{} (MessagePack alone: {})", us(m[0]), us(m[2])),
+        m[3] / m[0],
+        "report",
+    );
+    b.notes.push(format!(
+        "Benchmark 14: the 1 KB profile is {json_len} bytes as JSON and {mp_len} as MessagePack \
+         (`rmp_serde::to_vec_named`, fields by name, behind a 3-byte marker); `cached` stores it \
+         by position. 14b's hit medians: JSON {}, JSON + LZ4 {}, MessagePack {}, MessagePack + LZ4 {}; \
+         stored: {} B, {} B, {} B, {} B.",
+        us(m[0]),
+        us(m[1]),
+        us(m[2]),
+        us(m[3]),
+        bytes[0],
+        bytes[1],
+        bytes[2],
+        bytes[3],
+    ));
+}
+
 // ---------------------------------------------------------------- 8: build time
 
 /// Benchmark 8: runs `scripts/bench-build-time.sh` and reads its `build-time` lines.
@@ -1460,8 +1965,24 @@ fn main() {
     if wanted("10") {
         near(&mut b, &server, &cache);
     }
+    if wanted("14") {
+        #[cfg(all(feature = "msgpack", feature = "compress"))]
+        codecs(&mut b, &server, &cache);
+        #[cfg(not(all(feature = "msgpack", feature = "compress")))]
+        b.notes.push(
+            "Benchmark 14 needs the `msgpack` and `compress` features: \
+             `cargo bench --bench compare --features msgpack,compress`."
+                .into(),
+        );
+    }
     if wanted("8") {
         build_time(&mut b);
+    }
+    if wanted("12") {
+        early_refresh(&mut b, &server);
+    }
+    if wanted("13") {
+        tags_vs_scan(&mut b, &server);
     }
     #[cfg(feature = "cluster")]
     if wanted("9") {

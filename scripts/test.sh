@@ -71,3 +71,38 @@ cargo run -q --example soak -- --seconds 60 | tail -n 12
 step "quickstart example (embedded store)"
 env -u CACHE_URL RUST_LOG=warn cargo run -q --example quickstart >/dev/null
 echo "quickstart ran"
+
+# The axum + PostgreSQL service (examples/paycore-service, a workspace member of its own so
+# that the steps above never build axum or the PostgreSQL driver): its lints, and its
+# end-to-end test, which starts a private PostgreSQL (initdb + pg_ctl into a temporary
+# folder, on a free port) and a private redis-server; never the servers on 5432 or 6379.
+ensure_postgres() {
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then
+    return
+  fi
+  echo "PostgreSQL (initdb, pg_ctl) is missing: installing it" >&2
+  local sudo=""
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null || true
+  elif command -v dnf >/dev/null 2>&1; then
+    $sudo dnf install -y postgresql-server >/dev/null || true
+  elif command -v brew >/dev/null 2>&1; then
+    brew install postgresql >/dev/null || true
+  fi
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    echo "error: PostgreSQL's initdb and pg_ctl are not installed and could not be installed here." >&2
+    echo "       The service's end-to-end test starts its own PostgreSQL from them." >&2
+    echo "       Install PostgreSQL 13 or newer (Debian: apt-get install postgresql) and rerun." >&2
+    exit 1
+  fi
+}
+
+step "paycore-service: clippy, and the end-to-end test on a private PostgreSQL and redis-server"
+ensure_postgres
+cargo clippy -p paycore-service --all-targets -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run -p paycore-service --no-fail-fast
+else
+  cargo test -p paycore-service --no-fail-fast
+fi

@@ -3,7 +3,7 @@
 use crate::codec::CacheValue;
 use crate::config::IntoTtl;
 use crate::context::Context;
-use crate::engine::{read_through, read_through_async, Call};
+use crate::engine::{read_through, read_through_async, Call, Freshness};
 use crate::error::{Error, Result};
 use crate::manager::{Cache, CacheManager};
 use crate::report::{debug_enabled, debug_line, Throttle};
@@ -68,6 +68,17 @@ pub struct Cacheable<'a> {
     /// True when the template and the hash names were checked once and for all
     /// (`cache_fn!`'s static templates), so that a call need not check them again.
     checked: bool,
+    /// Freshness options (issue 11): tags, early refresh, stale values.
+    fresh: FreshOptions,
+}
+
+/// The builder's freshness options, grouped.
+#[derive(Debug, Default)]
+struct FreshOptions {
+    tags: Vec<Result<TemplateRef>>,
+    stale_if_error: Option<Duration>,
+    early_refresh: Option<f64>,
+    stale_while_revalidate: Option<Duration>,
 }
 
 static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
@@ -78,6 +89,24 @@ pub(crate) fn resolve(on: Option<&Cache>) -> Result<&Cache> {
         Some(cache) => Ok(cache),
         None => CacheManager::cache(),
     }
+}
+
+/// The full key of the tag set a tag template names in `ctx`: rendered like a key (no
+/// glob syntax, values escaped), never hashing scalars.
+pub(crate) fn render_tag(
+    cache: &Cache,
+    tag: &Result<TemplateRef>,
+    ctx: &Context,
+) -> Result<String> {
+    let tag = tag.as_ref().map_err(Clone::clone)?;
+    tag.check_key()?;
+    let opts = RenderOptions {
+        hash: &[],
+        hash_len: cache.config().hash_len,
+    };
+    let mut set = cache.tag_start(tag.as_str().len() + 16);
+    tag.render_into(ctx, &opts, &mut set, None)?;
+    Ok(set)
 }
 
 /// Logs that there is no cache to use, at most a line a second.
@@ -112,6 +141,7 @@ impl<'a> Cacheable<'a> {
             name: None,
             cache: None,
             checked: false,
+            fresh: FreshOptions::default(),
         }
     }
 
@@ -148,6 +178,87 @@ impl<'a> Cacheable<'a> {
         self
     }
 
+    /// Records the key under each of these tags, rendered from the same context as the key
+    /// (`"user:<<user_id>>"`), so that [`Invalidate::tags`](crate::Invalidate::tags) deletes
+    /// it with every other key of the tag, at a cost that follows the keys tagged rather
+    /// than the keys stored. Tag values are escaped like key values (a `*` in a value is
+    /// `%2A` and matches only itself); scalars are never hashed in a tag.
+    ///
+    /// The key is recorded before its computation takes the lease, so that an invalidation
+    /// of the tag that begins during the computation keeps its value out of the store. A
+    /// tag set is a Redis sorted set at `{prefix}:[tag]:{rendered tag}` scored by when each
+    /// entry may go (the value's TTL plus the longest a computation may hold its lease);
+    /// expired entries are pruned on every addition and invalidation, and the set expires
+    /// with its last entry. On a cluster, the set's slot is the tag's own: give the tag the
+    /// keys' hash tag (`"{user:<<id>>}"`) to keep it on their node.
+    ///
+    /// A tag that does not render makes the call compute without the cache, like a key.
+    pub fn tags(mut self, tags: impl IntoIterator<Item = &'static str>) -> Self {
+        self.fresh
+            .tags
+            .extend(tags.into_iter().map(Template::interned));
+        self
+    }
+
+    /// Keeps each value `window` past its TTL, to answer a computation that fails: when
+    /// `try_run`'s closure returns `Err` and the value it would replace is no older than
+    /// TTL + `window`, the caller gets that value instead of the `Err` (logged at most once
+    /// a second per template, counted in [`Stats::stale_if_error`](crate::Stats)). The
+    /// value also goes back into the store for the rest of its window (unless an
+    /// invalidation came during the computation), so other callers waiting on the failed
+    /// computation get it too rather than call the failing source.
+    ///
+    /// Values stay plain JSON: the store keeps them for TTL + `window` (what `PTTL` and
+    /// [`Cache::ttl`](crate::Cache::ttl) show), and a value is fresh while it has more than
+    /// `window` left. Past its TTL it is a miss like any other: one caller computes. An
+    /// invalidation deletes it at once, window or not.
+    pub fn stale_if_error(mut self, window: impl IntoTtl) -> Self {
+        self.fresh.stale_if_error = Some(window.into_ttl());
+        self
+    }
+
+    /// Keeps each value `window` past its TTL and, in that window, answers at once with it
+    /// while one caller refreshes it: the first caller to find the value past its TTL takes
+    /// the key's refresh lock (`{prefix}:[refresh]:{key}`, across all processes), computes
+    /// and answers with the new value; every other caller gets the stale value at once
+    /// (counted in [`Stats::stale_while_revalidate`](crate::Stats)) until the new one is
+    /// written. This holds for every finisher, sync and async: the refreshing caller is
+    /// the one that waits (no task is spawned behind a caller). A failed refresh answers
+    /// with the stale value; the next caller tries again.
+    ///
+    /// Values stay plain JSON: the store keeps them for TTL + `window` (with
+    /// [`stale_if_error`](Self::stale_if_error), the longer of the two windows), and a value
+    /// is fresh while its `PTTL` exceeds the window. The refresh is written only while the
+    /// key still holds the stale value: an invalidation during it keeps it out, and an
+    /// invalidation ends the window at once. Past TTL + `window`, a call is a plain miss.
+    pub fn stale_while_revalidate(mut self, window: impl IntoTtl) -> Self {
+        self.fresh.stale_while_revalidate = Some(window.into_ttl());
+        self
+    }
+
+    /// Refreshes a hot value before it expires, so that no caller waits on its expiry
+    /// (XFetch, Vattani, Chierichetti and Lowenstein, PVLDB 8(8), 2015): each hit draws
+    /// `u` uniform in (0, 1] and refreshes when `δ·β·(−ln u)` reaches the time left before
+    /// the TTL, `δ` being the template's recent computation time in this process. `β = 1`
+    /// is the paper's choice; larger refreshes earlier, 0 turns it off (the default, or
+    /// [`Config::early_refresh`](crate::Config::early_refresh)).
+    ///
+    /// The caller drawn takes a refresh lock (`{prefix}:[refresh]:{key}`, a side key with
+    /// a lease time's TTL), computes and answers with the new value: one caller across all
+    /// processes waits for a refresh, while everyone else keeps reading the current value,
+    /// which stays in place, plain JSON. The new value is written only while the key still
+    /// holds the value it refreshed, not written again since (its `PTTL` tells): an
+    /// invalidation during the refresh keeps it out. A failed refresh answers with the
+    /// current value. The expiry comes from a `PTTL` in the same round trip as the `GET`;
+    /// `δ` is learnt from this process's computations of the template (a process that has
+    /// computed none does not refresh early). Calls with early refresh read the store every
+    /// time: they skip the near cache ([`Config::near_cache`](crate::Config::near_cache),
+    /// and the embedded store's decoded copies).
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.fresh.early_refresh = Some(crate::config::sane_beta(beta));
+        self
+    }
+
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
     fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'_>)> {
         let cache = match resolve(self.cache) {
@@ -158,8 +269,11 @@ impl<'a> Cacheable<'a> {
             }
         };
         let debug = self.debug.unwrap_or(cache.config().debug);
-        match self.render(cache, ctx, debug) {
-            Ok((key, ttl)) => {
+        match self
+            .render(cache, ctx, debug)
+            .and_then(|(key, ttl)| Ok((key, ttl, self.freshness(cache, ctx)?)))
+        {
+            Ok((key, ttl, fresh)) => {
                 let name = self.name.unwrap_or("<unnamed>");
                 Some((
                     cache,
@@ -170,6 +284,7 @@ impl<'a> Cacheable<'a> {
                         debug,
                         strict: false,
                         name,
+                        fresh,
                     },
                 ))
             }
@@ -189,6 +304,23 @@ impl<'a> Cacheable<'a> {
                 None
             }
         }
+    }
+
+    /// The call's freshness options, its tags rendered into tag-set keys.
+    fn freshness(&self, cache: &Cache, ctx: &Context) -> Result<Freshness> {
+        let mut fresh = Freshness {
+            stale_if_error: self.fresh.stale_if_error.unwrap_or_default(),
+            stale_while_revalidate: self.fresh.stale_while_revalidate.unwrap_or_default(),
+            early_refresh: self
+                .fresh
+                .early_refresh
+                .unwrap_or(cache.config().early_refresh),
+            ..Freshness::default()
+        };
+        for tag in &self.fresh.tags {
+            fresh.tags.push(render_tag(cache, tag, ctx)?);
+        }
+        Ok(fresh)
     }
 
     fn template_str(&self) -> &str {

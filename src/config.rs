@@ -1,5 +1,6 @@
 //! Where the cache lives and how it behaves.
 
+use crate::codec::{Codec, Format};
 use crate::error::{Error, Result};
 #[cfg(feature = "redis")]
 use crate::redact::SecretUrl;
@@ -16,7 +17,28 @@ pub(crate) enum StoreConfig {
     /// A Redis Cluster: its seed nodes, each a `redis://` (or `rediss://`) URL, shown masked.
     #[cfg(feature = "cluster")]
     Cluster { nodes: Vec<SecretUrl> },
+    /// A primary found through Redis Sentinel, shown masked.
+    #[cfg(feature = "sentinel")]
+    Sentinel(SentinelConfig),
 }
+
+/// Where the Sentinels are and how to reach the primary they name.
+#[cfg(feature = "sentinel")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SentinelConfig {
+    /// Each Sentinel as a `redis://` (or `rediss://`) URL, with the Sentinels' own
+    /// credentials if they have any.
+    pub(crate) sentinels: Vec<SecretUrl>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor NAME …`).
+    pub(crate) service: String,
+    /// The URL of the primary with the placeholder host [`PRIMARY_HOST`]: scheme, the data
+    /// nodes' credentials, database and query, which the primary's address completes.
+    pub(crate) node: SecretUrl,
+}
+
+/// The host in [`SentinelConfig::node`] that the address the Sentinels name replaces.
+#[cfg(feature = "sentinel")]
+pub(crate) const PRIMARY_HOST: &str = "sentinel-primary:0";
 
 /// The configuration of a [`Cache`](crate::Cache): store, key prefix, default TTL,
 /// timeouts, hash length and debug logging.
@@ -55,8 +77,15 @@ pub struct Config {
     pub(crate) breaker_cooldown: Duration,
     /// Encoded values larger than this are served but not stored; `None`: no bound.
     pub(crate) max_value_bytes: Option<usize>,
+    /// How values are written: codec and compression.
+    pub(crate) format: Format,
+    /// The default early-refresh β of builders that set none (issue 11); 0 is off.
+    pub(crate) early_refresh: f64,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
+    /// A Sentinel-only setting (`db`, `primary_auth`) given to another store: `validate`
+    /// refuses it rather than ignore it.
+    pub(crate) sentinel_only: Option<&'static str>,
 }
 
 /// Certificates for `rediss://`, PEM-encoded. Without a root, the system's roots are used.
@@ -98,6 +127,9 @@ impl std::fmt::Debug for Config {
             .field("lease_wait", &self.lease_wait)
             .field("breaker_threshold", &self.breaker_threshold)
             .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("codec", &self.format.codec)
+            .field("compress_over", &self.format.compress_over)
+            .field("early_refresh", &self.early_refresh)
             .field("max_value_bytes", &self.max_value_bytes);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
@@ -109,6 +141,15 @@ impl std::fmt::Debug for Config {
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
         d.finish()
+    }
+}
+
+/// An early-refresh β as used: finite and non-negative, else 0 (off).
+pub(crate) fn sane_beta(beta: f64) -> f64 {
+    if beta.is_finite() && beta > 0.0 {
+        beta
+    } else {
+        0.0
     }
 }
 
@@ -141,8 +182,11 @@ impl Config {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             max_value_bytes: None,
+            format: Format::default(),
+            early_refresh: 0.0,
             #[cfg(feature = "tls")]
             tls: Tls::default(),
+            sentinel_only: None,
         }
     }
 
@@ -172,12 +216,39 @@ impl Config {
     /// every node (`?protocol=resp3`). A cluster has one database: a path other than `/` or
     /// `/0` is refused.
     ///
+    /// Any URL also takes how values are written: `?codec=msgpack` ([`codec`](Config::codec),
+    /// with the `msgpack` feature) and `?compress_over=1024`
+    /// (`Config::compress_over`, with the `compress` feature), alone or
+    /// beside the store's own parameters (`redis://host:6379/0?codec=msgpack&compress_over=1024`).
+    ///
+    /// # Errors
+    /// A Sentinel URL, `redis+sentinel://[user:password@]h1:26379,h2:26379/SERVICE[/DB]`
+    /// (`rediss+sentinel://` with TLS), names the Sentinels, the service they monitor and
+    /// the database; its credentials are the data nodes' (the primary's and replicas'
+    /// `requirepass`). Sentinels with a password of their own take it as
+    /// `?sentinel_password=…` (and `sentinel_username=…`); other query parameters go to the
+    /// data nodes. A Sentinel without a port is on 26379. See [`Config::sentinel`].
+    ///
     /// # Errors
     /// An unknown scheme, or one this build does not support (`rediss://` without the `tls`
     /// feature, `redis+cluster://` without the `cluster` feature), is a
-    /// [`Config`](crate::ErrorKind::Config) error.
+    /// [`Config`](crate::ErrorKind::Config) error; so is a `codec` or `compress_over` this
+    /// build does not know.
     pub fn from_url(url: &str) -> Result<Config> {
         let url = url.trim();
+        let (url, codec, compress_over) = take_format_params(url)?;
+        let mut config = Config::store_from_url(&url)?;
+        if let Some(codec) = codec {
+            config.format.codec = codec;
+        }
+        if compress_over.is_some() {
+            config.format.compress_over = compress_over;
+        }
+        Ok(config)
+    }
+
+    /// The store part of [`from_url`](Config::from_url), the format parameters taken out.
+    fn store_from_url(url: &str) -> Result<Config> {
         // Messages show the URL with its passwords masked.
         let shown = crate::redact::url(url);
         let config = Config::from_url_store(url, &shown)?;
@@ -239,7 +310,7 @@ impl Config {
                         _ => {
                             let name = pair.split_once('=').map_or(pair, |(name, _)| name);
                             return Err(Error::config(format!(
-                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries, max_value_bytes)"
+                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries, codec, compress_over, max_value_bytes)"
                             )));
                         }
                     }
@@ -263,8 +334,20 @@ impl Config {
             "redis+cluster" | "rediss+cluster" => Err(Error::config(format!(
                 "cache URL `{shown}`: this build has no Redis Cluster support: enable cacheable's `cluster` feature (on by default)"
             ))),
+            #[cfg(feature = "sentinel")]
+            "redis+sentinel" => sentinel_url(url, "redis"),
+            #[cfg(all(feature = "sentinel", feature = "tls"))]
+            "rediss+sentinel" => sentinel_url(url, "rediss"),
+            #[cfg(all(feature = "sentinel", not(feature = "tls")))]
+            "rediss+sentinel" => Err(Error::config(format!(
+                "cache URL `{shown}`: TLS (`rediss+sentinel://`) needs cacheable's `tls` feature"
+            ))),
+            #[cfg(not(feature = "sentinel"))]
+            "redis+sentinel" | "rediss+sentinel" => Err(Error::config(format!(
+                "cache URL `{shown}`: this build has no Redis Sentinel support: enable cacheable's `sentinel` feature (on by default)"
+            ))),
             other => Err(Error::config(format!(
-                "cache URL `{shown}`: unknown scheme `{}` (known: redis, rediss, redis+unix, redis+cluster, rediss+cluster, memory)",
+                "cache URL `{shown}`: unknown scheme `{}` (known: redis, rediss, redis+unix, redis+cluster, rediss+cluster, redis+sentinel, rediss+sentinel, memory)",
                 crate::redact::url(other)
             ))),
         }
@@ -325,6 +408,136 @@ impl Config {
         Ok(Config::with_store(StoreConfig::Cluster { nodes: urls }))
     }
 
+    /// A primary found through Redis Sentinel: `Config::sentinel(["10.0.0.1:26379",
+    /// "10.0.0.2:26379", "10.0.0.3:26379"], "mymaster")`. Each Sentinel is `host:port` (`host`
+    /// alone is on 26379), or a
+    /// `redis://[user:password@]host:port` URL when the Sentinels have a password
+    /// (`rediss://` with the `tls` feature: then the data nodes are reached over TLS too).
+    /// [`db`](Config::db) chooses the database, [`primary_auth`](Config::primary_auth) the
+    /// data nodes' credentials.
+    ///
+    /// Every call goes to the primary the Sentinels name, once it reports the `master`
+    /// role. When it changes (a failover: the Sentinels announce `+switch-master`, or the
+    /// old primary stops answering, or answers `READONLY`), the cache asks the Sentinels
+    /// again and moves every connection, sync and async, to the new primary, without a
+    /// restart; the near cache's tracking follows it and drops what it held. Meanwhile calls
+    /// fail open within the operation timeout each, and the breaker applies.
+    ///
+    /// # Errors
+    /// No Sentinel, an empty service name, or a Sentinel that is neither `host:port` nor a
+    /// valid `redis://` or `rediss://` URL.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn sentinel<I, S>(sentinels: I, service: &str) -> Result<Config>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let service = service.trim();
+        if service.is_empty() || service.contains(char::is_whitespace) {
+            return Err(Error::config(format!(
+                "Sentinel service name `{service}`: a name such as `mymaster`, without spaces"
+            )));
+        }
+        let mut urls = Vec::new();
+        let mut tls = None;
+        for given in sentinels {
+            let given = given.as_ref().trim();
+            let shown = crate::redact::url(given);
+            let url = if given.contains("://") {
+                given.to_owned()
+            } else if given.rsplit_once(':').is_some_and(|(h, p)| {
+                !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok()
+            }) {
+                format!("redis://{given}")
+            } else {
+                // A Sentinel's port, not a data node's.
+                format!("redis://{given}:26379")
+            };
+            let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+            match scheme {
+                "redis" => {}
+                "rediss" if cfg!(feature = "tls") => {}
+                "rediss" => {
+                    return Err(Error::config(format!(
+                        "Sentinel `{shown}`: TLS (`rediss://`) needs cacheable's `tls` feature"
+                    )))
+                }
+                _ => {
+                    return Err(Error::config(format!(
+                        "Sentinel `{shown}`: a Sentinel is `host:port` or a `redis://host:port` URL"
+                    )))
+                }
+            }
+            if *tls.get_or_insert(scheme == "rediss") != (scheme == "rediss") {
+                return Err(Error::config(
+                    "Sentinels: every one is `redis://`, or every one is `rediss://`",
+                ));
+            }
+            let info =
+                redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|e| {
+                    Error::with_source(
+                        crate::ErrorKind::Config,
+                        format!("invalid Sentinel `{shown}`"),
+                        e,
+                    )
+                })?;
+            if info.redis_settings().db() != 0 {
+                return Err(Error::config(format!(
+                    "Sentinel `{shown}`: a Sentinel has no database; `db(n)` chooses the primary's"
+                )));
+            }
+            urls.push(SecretUrl::new(&url));
+        }
+        if urls.is_empty() {
+            return Err(Error::config("Sentinel: at least one Sentinel is needed"));
+        }
+        let scheme = if tls == Some(true) { "rediss" } else { "redis" };
+        Ok(Config::with_store(StoreConfig::Sentinel(SentinelConfig {
+            sentinels: urls,
+            service: service.to_owned(),
+            node: SecretUrl::new(&format!("{scheme}://{PRIMARY_HOST}/0")),
+        })))
+    }
+
+    /// The database on a Sentinel-managed primary (0 by default). Only for
+    /// [`Config::sentinel`]: a `redis://` URL names its database in its path, and
+    /// `Cache::new` refuses this setting on another store.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn db(mut self, db: u32) -> Config {
+        match &mut self.store {
+            StoreConfig::Sentinel(s) => {
+                let (head, _) = split_node_path(s.node.expose());
+                s.node = SecretUrl::new(&format!("{head}/{db}"));
+            }
+            _ => self.sentinel_only = Some("db"),
+        }
+        self
+    }
+
+    /// The data nodes' credentials on a Sentinel-managed primary (their `requirepass`, or an
+    /// ACL user's): `None` as the user for `AUTH password`. Never shown: `Debug`, errors
+    /// and logs mask the password. Only for [`Config::sentinel`]; the Sentinels' own
+    /// credentials go in their URLs.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub fn primary_auth(mut self, username: Option<&str>, password: &str) -> Config {
+        match &mut self.store {
+            StoreConfig::Sentinel(s) => {
+                let (head, path) = split_node_path(s.node.expose());
+                let scheme = head.split_once("://").map_or("redis", |(scheme, _)| scheme);
+                let user = username.map(percent_encode).unwrap_or_default();
+                s.node = SecretUrl::new(&format!(
+                    "{scheme}://{user}:{}@{PRIMARY_HOST}{path}",
+                    percent_encode(password)
+                ));
+            }
+            _ => self.sentinel_only = Some("primary_auth"),
+        }
+        self
+    }
+
     /// The configuration the global manager uses when [`CacheManager::init`](crate::CacheManager::init)
     /// was not called:
     ///
@@ -336,6 +549,8 @@ impl Config {
     /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes` or `0`, `false`, `no`, in any case | off |
     /// | `CACHE_STRICT` | [`strict`](Config::strict): the same words | off |
     /// | `CACHE_MAX_VALUE_BYTES` | [`max_value_bytes`](Config::max_value_bytes), bytes; `0` for no bound | no bound |
+    /// | `CACHE_CODEC` | [`codec`](Config::codec): `json` or `msgpack` | the URL's `codec`, else `json` |
+    /// | `CACHE_COMPRESS_OVER` | `Config::compress_over` (feature `compress`), bytes | the URL's `compress_over`, else off |
     ///
     /// Every other setting has its default.
     ///
@@ -366,6 +581,16 @@ impl Config {
         }
         if let Some(strict) = var("CACHE_STRICT") {
             config = config.strict(env_bool("CACHE_STRICT", &strict)?);
+        }
+        if let Some(codec) = var("CACHE_CODEC") {
+            config.format.codec =
+                Codec::parse(&codec).map_err(|e| Error::config(format!("CACHE_CODEC: {e}")))?;
+        }
+        if let Some(over) = var("CACHE_COMPRESS_OVER") {
+            config.format.compress_over = Some(
+                compress_over_param(&over)
+                    .map_err(|e| Error::config(format!("CACHE_COMPRESS_OVER: {e}")))?,
+            );
         }
         if let Some(n) = var("CACHE_MAX_VALUE_BYTES") {
             let n: usize = n.trim().parse().map_err(|_| {
@@ -447,6 +672,38 @@ impl Config {
         self
     }
 
+    /// How values are written to the store: [`Codec::Json`] by default (readable with
+    /// `redis-cli GET`), or `Codec::MessagePack` with the `msgpack` feature (fewer bytes,
+    /// faster hits). Every reader decodes what any codec wrote, so a fleet can switch without
+    /// a flush; the near cache and the embedded store keep decoded values either way. A value
+    /// that the codec would not read back equal (`Some(None)`; in JSON also `NaN`) is not
+    /// stored, whatever the codec.
+    pub fn codec(mut self, codec: Codec) -> Config {
+        self.format.codec = codec;
+        self
+    }
+
+    /// Compresses (LZ4) each value whose encoding is longer than `bytes` (off by default;
+    /// 1024 is a fair start). Shorter values are stored as they are (with JSON, plain text: a
+    /// number stays `5`), and so is a value that compression would not shrink. Every reader
+    /// decodes compressed and plain values alike, so the threshold can change without a flush.
+    #[cfg(feature = "compress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "compress")))]
+    pub fn compress_over(mut self, bytes: usize) -> Config {
+        self.format.compress_over = Some(bytes);
+        self
+    }
+
+    /// The codec values are written with.
+    pub fn get_codec(&self) -> Codec {
+        self.format.codec
+    }
+
+    /// The size over which values are compressed, if they are.
+    pub fn get_compress_over(&self) -> Option<usize> {
+        self.format.compress_over
+    }
+
     /// How many times a failed invalidation is retried before it is reported; 3 by default.
     pub fn invalidate_retries(mut self, retries: u32) -> Config {
         self.invalidate_retries = retries;
@@ -486,6 +743,14 @@ impl Config {
     /// default): a computation that hangs does not hold its key for ever.
     pub fn lease_ttl(mut self, ttl: Duration) -> Config {
         self.lease_ttl = ttl.min(MAX_TTL);
+        self
+    }
+
+    /// The early-refresh β of every [`Cacheable`](crate::Cacheable) that sets none (see
+    /// [`Cacheable::early_refresh`](crate::Cacheable::early_refresh)); 0, the default,
+    /// turns it off. Negative, NaN or infinite values count as 0.
+    pub fn early_refresh(mut self, beta: f64) -> Config {
+        self.early_refresh = sane_beta(beta);
         self
     }
 
@@ -541,8 +806,8 @@ impl Config {
         self
     }
 
-    /// Not public API: makes lease holders write with a plain `SET`, so that tests can show
-    /// the stale values that the compare-and-set prevents.
+    /// Not public API: makes lease holders (and early refreshes) write with a plain `SET`,
+    /// so that tests can show the stale values that the compare-and-set prevents.
     #[doc(hidden)]
     pub fn unchecked_lease_writes_for_tests(mut self, on: bool) -> Config {
         self.unchecked_lease_writes = on;
@@ -585,6 +850,8 @@ impl Config {
                 StoreConfig::Cluster { nodes } => {
                     nodes.iter().all(|n| n.expose().starts_with("rediss://"))
                 }
+                #[cfg(feature = "sentinel")]
+                StoreConfig::Sentinel(s) => s.node.expose().starts_with("rediss://"),
                 StoreConfig::Memory { .. } => false,
             };
             if !tls_url {
@@ -592,6 +859,11 @@ impl Config {
                     "TLS certificates were given, but the cache URL is not a `rediss://` one",
                 ));
             }
+        }
+        if let Some(setting) = self.sentinel_only {
+            return Err(Error::config(format!(
+                "`{setting}` applies to a Sentinel configuration only (`Config::sentinel`, `redis+sentinel://`); a `redis://` URL carries its database and password itself"
+            )));
         }
         if self.lease_ttl.is_zero() {
             return Err(Error::config("lease_ttl must be positive"));
@@ -675,6 +947,210 @@ fn cluster_nodes(url: &str, scheme: &str) -> Result<Vec<String>> {
         urls.push(node);
     }
     Ok(urls)
+}
+
+/// `scheme://[credentials@]host` and the rest (`/db?query`) of a Sentinel's node URL.
+#[cfg(feature = "sentinel")]
+fn split_node_path(node: &str) -> (&str, &str) {
+    let host = node
+        .find(PRIMARY_HOST)
+        .expect("a node URL holds the placeholder host");
+    node.split_at(host + PRIMARY_HOST.len())
+}
+
+/// `s` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) percent-encoded, for
+/// user information in a URL.
+#[cfg(feature = "sentinel")]
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A `redis+sentinel://` (`scheme` `redis`) or `rediss+sentinel://` (`rediss`) URL:
+/// `[credentials@]h1:p1,h2:p2/SERVICE[/DB][?query]`. The credentials are the data nodes';
+/// `sentinel_username` and `sentinel_password` in the query are the Sentinels'; the rest
+/// of the query goes to the data nodes.
+#[cfg(feature = "sentinel")]
+fn sentinel_url(url: &str, scheme: &str) -> Result<Config> {
+    let shown = crate::redact::url(url);
+    let bad = |why: &str| Error::config(format!("cache URL `{shown}`: {why}"));
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    // Credentials end at the last `@` (a password may hold `/ ? # , @`).
+    let (credentials, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (hosts, tail) = after.split_at(end);
+    let (path, query) = match tail.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (tail, ""),
+    };
+    let mut segments = path.trim_start_matches('/').split('/');
+    let service = segments.next().unwrap_or("");
+    if service.is_empty() {
+        return Err(bad(
+            "a Sentinel URL names its service: `redis+sentinel://h1:26379,h2:26379/mymaster/0`",
+        ));
+    }
+    let db: u32 = match segments.next() {
+        None | Some("") => 0,
+        Some(db) => db
+            .parse()
+            .map_err(|_| bad("the database after the service is a number"))?,
+    };
+    if segments.next().is_some_and(|s| !s.is_empty()) {
+        return Err(bad("the path is `/SERVICE` or `/SERVICE/DB`"));
+    }
+    let (mut sentinel_user, mut sentinel_password, mut node_query) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sentinel_username", v)) => sentinel_user = Some(v),
+            Some(("sentinel_password", v)) => sentinel_password = Some(v),
+            _ => node_query.push(pair),
+        }
+    }
+    let sentinel_credentials = match (sentinel_user, sentinel_password) {
+        (None, None) => String::new(),
+        (user, password) => format!(
+            "{}:{}@",
+            user.map(reencode).unwrap_or_default(),
+            password.map(reencode).unwrap_or_default()
+        ),
+    };
+    let mut sentinels = Vec::new();
+    for host in hosts.split(',') {
+        let host = host.trim();
+        if host.is_empty() {
+            return Err(bad("an empty Sentinel in the host list"));
+        }
+        let has_port = host
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+        let port = if has_port { "" } else { ":26379" };
+        sentinels.push(format!("{scheme}://{sentinel_credentials}{host}{port}"));
+    }
+    let config = Config::sentinel(&sentinels, service).map_err(|e| {
+        // The Sentinel's URL may hold the Sentinels' password: say which URL, masked.
+        Error::config(format!("cache URL `{shown}`: {}", e))
+    })?;
+    let mut node = format!("{scheme}://");
+    if let Some(c) = credentials {
+        node.push_str(c);
+        node.push('@');
+    }
+    node.push_str(PRIMARY_HOST);
+    node.push_str(&format!("/{db}"));
+    if !node_query.is_empty() {
+        node.push('?');
+        node.push_str(&node_query.join("&"));
+    }
+    redis::Client::open(node.as_str()).map_err(|e| {
+        Error::with_source(
+            crate::ErrorKind::Config,
+            format!("cache URL `{shown}`: invalid credentials or parameters for the data nodes"),
+            e,
+        )
+    })?;
+    let mut config = config;
+    if let StoreConfig::Sentinel(s) = &mut config.store {
+        s.node = SecretUrl::new(&node);
+    }
+    Ok(config)
+}
+
+/// A query value (percent-encoded, maybe with `+` for a space) as user information.
+#[cfg(feature = "sentinel")]
+fn reencode(v: &str) -> String {
+    let mut bytes = Vec::with_capacity(v.len());
+    let raw = v.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' if i + 2 < raw.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        bytes.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => bytes.push(b'%'),
+                }
+            }
+            b'+' => bytes.push(b' '),
+            b => bytes.push(b),
+        }
+        i += 1;
+    }
+    percent_encode(&String::from_utf8_lossy(&bytes))
+}
+
+/// Takes `codec` and `compress_over` out of a URL's query (the part after the last `@`, as a
+/// password may hold `?`): the URL without them, and their values.
+fn take_format_params(url: &str) -> Result<(String, Option<Codec>, Option<usize>)> {
+    let after_credentials = url.rfind('@').map_or(0, |at| at + 1);
+    let Some(q) = url[after_credentials..].find('?') else {
+        return Ok((url.to_owned(), None, None));
+    };
+    let q = after_credentials + q;
+    let (base, query) = (&url[..q], &url[q + 1..]);
+    let (query, fragment) = match query.split_once('#') {
+        Some((query, fragment)) => (query, Some(fragment)),
+        None => (query, None),
+    };
+    let shown = crate::redact::url(url);
+    let (mut codec, mut compress_over) = (None, None);
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("codec", name)) => {
+                codec = Some(
+                    Codec::parse(name)
+                        .map_err(|e| Error::config(format!("cache URL `{shown}`: {e}")))?,
+                );
+            }
+            Some(("compress_over", n)) => {
+                compress_over = Some(
+                    compress_over_param(n)
+                        .map_err(|e| Error::config(format!("cache URL `{shown}`: {e}")))?,
+                );
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    Ok((out, codec, compress_over))
+}
+
+/// A `compress_over` setting: a number of bytes, in a build with the `compress` feature.
+fn compress_over_param(value: &str) -> Result<usize> {
+    let bytes: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(format!("compress_over `{value}` is not a number of bytes")))?;
+    if cfg!(feature = "compress") {
+        Ok(bytes)
+    } else {
+        Err(Error::config(
+            "compress_over needs cacheable's `compress` feature",
+        ))
+    }
 }
 
 /// A boolean environment variable: `1/0`, `true/false`, `yes/no`, in any case; anything
@@ -789,6 +1265,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn format_parameters_leave_the_rest_of_the_url_as_it_was() {
+        let take = |url: &str| take_format_params(url).unwrap();
+        assert_eq!(
+            take("redis://:pa?ss@h:1/0?protocol=resp3&codec=json"),
+            (
+                "redis://:pa?ss@h:1/0?protocol=resp3".to_owned(),
+                Some(Codec::Json),
+                None
+            )
+        );
+        assert_eq!(
+            take("redis://h:1/?codec=json"),
+            ("redis://h:1/".to_owned(), Some(Codec::Json), None)
+        );
+        assert_eq!(
+            take("redis://u:p@h:1/2"),
+            ("redis://u:p@h:1/2".to_owned(), None, None)
+        );
+        assert_eq!(
+            take("memory://?codec=json&max_entries=5#x"),
+            (
+                "memory://?max_entries=5#x".to_owned(),
+                Some(Codec::Json),
+                None
+            )
+        );
+        assert_eq!(Config::memory().format, Format::default());
+        assert_eq!(Config::memory().get_codec(), Codec::Json);
+        #[cfg(feature = "compress")]
+        {
+            let (url, _, over) =
+                take("redis+cluster://h1:1,h2:2/?compress_over=512&protocol=resp3");
+            assert_eq!(
+                (url.as_str(), over),
+                ("redis+cluster://h1:1,h2:2/?protocol=resp3", Some(512))
+            );
+        }
+        // Errors name the parameter, never the password.
+        let err = take_format_params("redis://:hunter2@h:1/?codec=yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("yaml") && !err.contains("hunter2"), "{err}");
+    }
+
     #[cfg(feature = "cluster")]
     #[test]
     fn cluster_urls_give_one_node_url_each_with_the_shared_credentials_and_query() {
@@ -839,6 +1360,91 @@ mod tests {
         assert!(Config::cluster(["memory://"]).is_err());
         #[cfg(not(feature = "tls"))]
         assert!(refused("rediss+cluster://h1:1").contains("`tls` feature"));
+    }
+
+    #[cfg(feature = "sentinel")]
+    #[test]
+    fn sentinel_urls_name_the_sentinels_the_service_the_database_and_two_sets_of_credentials() {
+        let parts = |config: Config| match config.store {
+            StoreConfig::Sentinel(s) => (
+                s.sentinels
+                    .iter()
+                    .map(|n| n.expose().to_owned())
+                    .collect::<Vec<_>>(),
+                s.service,
+                s.node.expose().to_owned(),
+            ),
+            other => panic!("{other:?}"),
+        };
+        let url = |u: &str| parts(Config::from_url(u).unwrap());
+        assert_eq!(
+            url("redis+sentinel://h1:26379,h2:26380/mymaster/2"),
+            (
+                vec!["redis://h1:26379".to_owned(), "redis://h2:26380".to_owned()],
+                "mymaster".to_owned(),
+                format!("redis://{PRIMARY_HOST}/2")
+            )
+        );
+        assert_eq!(
+            url("redis+sentinel://:node%2Fpw@h1,h2:1/svc?sentinel_password=s%40p&protocol=resp3"),
+            (
+                vec![
+                    "redis://:s%40p@h1:26379".to_owned(),
+                    "redis://:s%40p@h2:1".to_owned()
+                ],
+                "svc".to_owned(),
+                format!("redis://:node%2Fpw@{PRIMARY_HOST}/0?protocol=resp3")
+            )
+        );
+        assert_eq!(
+            parts(
+                Config::sentinel(["h1:1", "redis://:spw@h2:2"], "svc")
+                    .unwrap()
+                    .db(3)
+                    .primary_auth(Some("app"), "p@ss word")
+            ),
+            (
+                vec!["redis://h1:1".to_owned(), "redis://:spw@h2:2".to_owned()],
+                "svc".to_owned(),
+                format!("redis://app:p%40ss%20word@{PRIMARY_HOST}/3")
+            )
+        );
+        let refused = |u: &str| Config::from_url(u).unwrap_err().to_string();
+        assert!(refused("redis+sentinel://h1:1").contains("names its service"));
+        assert!(refused("redis+sentinel://h1:1/").contains("names its service"));
+        assert!(refused("redis+sentinel://h1:1/svc/x").contains("a number"));
+        assert!(refused("redis+sentinel://h1:1/svc/1/2").contains("/SERVICE/DB"));
+        assert!(refused("redis+sentinel://h1:1,,h2:2/svc").contains("empty Sentinel"));
+        #[cfg(not(feature = "tls"))]
+        assert!(refused("rediss+sentinel://h1:1/svc").contains("`tls` feature"));
+        assert_eq!(
+            parts(Config::sentinel(["h1", "10.0.0.1:1"], "svc").unwrap()).0,
+            ["redis://h1:26379", "redis://10.0.0.1:1"]
+        );
+        assert!(Config::sentinel(Vec::<String>::new(), "svc").is_err());
+        assert!(Config::sentinel(["h:1"], " ").is_err());
+        assert!(Config::sentinel(["memory://"], "svc").is_err());
+        // Both passwords masked, in Debug and in messages.
+        let config = Config::from_url(
+            "redis+sentinel://:NODESECRET@h1:1,h2:2/svc/1?sentinel_password=SENTSECRET",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("NODESECRET")
+                && !debug.contains("SENTSECRET")
+                && debug.contains("h2:2"),
+            "{debug}"
+        );
+        let text = refused("redis+sentinel://:NODESECRET@h1:1/svc/x?sentinel_password=SENTSECRET");
+        assert!(
+            !text.contains("NODESECRET") && !text.contains("SENTSECRET"),
+            "{text}"
+        );
+        // Sentinel-only settings on another store are refused, not ignored.
+        let misused = Config::memory().db(2).validate().unwrap_err().to_string();
+        assert!(misused.contains("`db`"), "{misused}");
+        assert!(Config::memory().primary_auth(None, "x").validate().is_err());
     }
 
     #[test]

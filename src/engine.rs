@@ -26,10 +26,11 @@ use crate::codec::CacheValue;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Done, Flights, Leader, Role, SharedValue};
-use crate::lease::{Host, LeaseGuard, LeaseHost, Pending};
+use crate::lease::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
 use crate::near::NearCache;
 use crate::report::{chain, debug_line, format_ttl, Throttle};
 use crate::stats::Counters;
+use crate::telemetry;
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,8 @@ pub(crate) struct Core {
     faults: Throttle,
     /// Unstorable values and recursions: a line a minute per key template.
     rare: Throttle,
+    /// Early refresh: each key template's recent computation time (δ), in this process.
+    deltas: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
 }
 
 /// One read-through call: the full key and the settings in force.
@@ -69,6 +72,60 @@ pub(crate) struct Call<'a> {
     /// answered around (the builders' fail-open finishers).
     pub strict: bool,
     pub name: &'a str,
+    /// Tags, early refresh, stale values: what the builder asked for (issue 11).
+    pub fresh: Freshness,
+}
+
+/// A call's freshness options, grouped so that calls without them carry one empty field.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Freshness {
+    /// The full keys of the tag sets the key is recorded in before it is leased or written.
+    pub tags: Vec<String>,
+    /// How long past its TTL a value is kept to answer a failed computation.
+    pub stale_if_error: Duration,
+    /// How long past its TTL a value is still served at once while one caller refreshes it.
+    pub stale_while_revalidate: Duration,
+    /// XFetch's β: a hit recomputes early with probability growing as the expiry nears
+    /// (0: off).
+    pub early_refresh: f64,
+}
+
+impl Freshness {
+    /// How long past the TTL values are kept in the store: the logical deadline is the
+    /// physical expiry (`PTTL`) less this window, so values stay plain JSON.
+    pub(crate) fn window(&self) -> Duration {
+        self.stale_if_error.max(self.stale_while_revalidate)
+    }
+}
+
+impl Call<'_> {
+    /// The TTL the store is given: the call's TTL and the stale window after it.
+    pub(crate) fn store_ttl(&self) -> Duration {
+        self.ttl + self.fresh.window()
+    }
+
+    /// Whether bytes with `left` to live in the store are past the call's TTL by less than
+    /// its stale-while-revalidate window.
+    fn revalidating(&self, left: Option<Duration>) -> bool {
+        let swr = self.fresh.stale_while_revalidate;
+        let window = self.fresh.window();
+        !swr.is_zero() && left.is_some_and(|l| l <= window && l > window - swr)
+    }
+
+    /// Whether bytes with `left` to live in the store are past the call's TTL (they are
+    /// only kept for the stale window).
+    fn past_ttl(&self, left: Option<Duration>) -> bool {
+        let window = self.fresh.window();
+        !window.is_zero() && left.is_some_and(|l| l <= window)
+    }
+}
+
+/// A value past its TTL, kept to answer a failed computation: its bytes and when the
+/// store lets it go.
+#[derive(Clone)]
+pub(crate) struct Fallback {
+    bytes: Vec<u8>,
+    until: Instant,
 }
 
 impl Call<'_> {
@@ -86,6 +143,8 @@ pub(crate) struct CallState {
     stale: Option<Vec<u8>>,
     /// How many times the call started over.
     restarts: u32,
+    /// A value past its TTL, within the stale-if-error window, first seen by this call.
+    fallback: Option<Fallback>,
 }
 
 /// Where the bytes of a hit come from.
@@ -106,6 +165,45 @@ pub(crate) enum Begin<'c> {
     Lead(Ticket<'c>),
     /// Compute, and store nothing.
     Alone,
+    /// A hit (these bytes) that this caller refreshes early: compute, hand the outcome to
+    /// [`Core::finish_refresh`], and answer with the computed value (the hit's, if the
+    /// computation fails).
+    Refresh(Vec<u8>, Refresh),
+}
+
+/// An early refresh in progress: the store-wide lock that elects one refresher per key
+/// (a side key, so the current value stays readable), and what the write checks.
+pub(crate) struct Refresh {
+    lock: String,
+    token: Vec<u8>,
+    /// The value's time to live in the store when read, and when it was read.
+    left: Duration,
+    read_at: Instant,
+}
+
+/// Rounding allowed between the `PTTL` an early refresh read and the one its write finds
+/// (the server's millisecond clock). The server's time between the two is longer than the
+/// caller's between the read's reply and the write's sending, so a key left alone always
+/// passes; a key written again after an invalidation has a `PTTL` near the full TTL, and
+/// fails as long as the value refreshed was older than twice this.
+const AGING_SLACK: Duration = Duration::from_millis(5);
+
+/// A uniform draw in (0, 1], per thread (xorshift64*, seeded from the OS once per thread).
+fn unit_draw() -> f64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(0u64) | 1);
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        let bits = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        (bits as f64 + 1.0) / (1u64 << 53) as f64
+    })
 }
 
 /// What a leading caller holds while it computes: the flight (its followers wait on it) and
@@ -117,6 +215,8 @@ pub(crate) struct Ticket<'c> {
     guard: Option<LeaseGuard>,
     /// The flight's invalidation count when the computation started.
     computed_from: u64,
+    /// What a failed computation puts back in place of its lease (stale-if-error).
+    restore: Option<Fallback>,
 }
 
 /// The outcome of a computation, as the core sees it.
@@ -130,9 +230,9 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn of<T: CacheValue, E>(out: &Result<T, E>) -> Outcome {
+    pub(crate) fn of<T: CacheValue, E>(out: &Result<T, E>, format: codec::Format) -> Outcome {
         match out {
-            Ok(v) => match codec::encode_checked(v) {
+            Ok(v) => match codec::encode_checked(v, format) {
                 Ok(bytes) => Outcome::Value(bytes),
                 Err(e) => Outcome::Unstorable(e),
             },
@@ -228,6 +328,7 @@ impl Core {
             near,
             faults: Throttle::new(Duration::from_secs(1)),
             rare: Throttle::new(RARE_LOG_INTERVAL),
+            deltas: Default::default(),
         }
     }
 
@@ -235,6 +336,7 @@ impl Core {
     /// each kind of fault on each key template.
     pub(crate) fn report_fault(&self, what: &'static str, template: &str, key: &str, err: &Error) {
         Counters::add(&self.counters.errors, 1);
+        telemetry::errors(template, 1);
         if let Some(suppressed) = self.faults.allow(what, template) {
             let more = if suppressed > 0 {
                 format!(" ({suppressed} similar faults not logged in the last second)")
@@ -249,6 +351,7 @@ impl Core {
     fn fault(&self, call: &Call<'_>, what: &'static str, e: Error) -> Result<()> {
         if call.strict {
             Counters::add(&self.counters.errors, 1);
+            telemetry::errors(call.template, 1);
             Err(e)
         } else {
             self.report_fault(what, call.template, &call.key, &e);
@@ -256,10 +359,15 @@ impl Core {
         }
     }
 
-    fn count(&self, state: &mut CallState, hit: bool) {
+    fn count(&self, call: &Call<'_>, state: &mut CallState, hit: bool) {
         if !std::mem::replace(&mut state.counted, true) {
             let c = &self.counters;
             Counters::add(if hit { &c.hits } else { &c.misses }, 1);
+            if hit {
+                telemetry::hits(call.template, 1);
+            } else {
+                telemetry::misses(call.template, 1);
+            }
         }
     }
 
@@ -269,6 +377,8 @@ impl Core {
         let c = &self.counters;
         Counters::add(&c.hits, 1);
         Counters::add(&c.near_hits, 1);
+        telemetry::hits(call.template, 1);
+        telemetry::near_hits(call.template, 1);
         call.debug(format_args!("NEAR HIT for {}", call.key));
         Some(v)
     }
@@ -285,12 +395,32 @@ impl Core {
         }
     }
 
+    /// Stale-if-error: the value past its TTL that this call saw, decoded, to answer its
+    /// failed computation with (counted and logged); `None` when there is none.
+    fn stale_answer<T: CacheValue>(&self, call: &Call<'_>, state: &CallState) -> Option<T> {
+        let old = state.fallback.as_ref()?;
+        if old.until <= Instant::now() {
+            return None;
+        }
+        let v = codec::decode::<T>(&old.bytes).ok()?;
+        Counters::add(&self.counters.stale_if_error, 1);
+        if self.faults.allow("stale if error", call.template).is_some() {
+            log::warn!(target: "cacheable", "the computation of {} in {} failed: answering with the value past its TTL (stale-if-error)", call.key, call.name);
+        }
+        Some(v)
+    }
+
     /// The caller decoded a hit.
     pub(crate) fn hit(&self, call: &Call<'_>, state: &mut CallState, source: Source) {
         if source == Source::Store {
-            self.count(state, true);
+            self.count(call, state, true);
             call.debug(format_args!("HIT for {}", call.key));
         }
+    }
+
+    /// A computation's outcome, its value encoded in the cache's format.
+    pub(crate) fn outcome<T: CacheValue, E>(&self, out: &Result<T, E>) -> Outcome {
+        Outcome::of(out, self.config.format)
     }
 
     /// The caller could not decode these bytes (the stored type changed): they count as a
@@ -300,11 +430,11 @@ impl Core {
         call: &Call<'_>,
         state: &mut CallState,
         bytes: Vec<u8>,
-        err: &serde_json::Error,
+        err: &codec::DecodeError,
         type_name: &str,
     ) {
         Counters::add(&self.counters.decode_errors, 1);
-        self.count(state, false);
+        self.count(call, state, false);
         // Throttled like store faults: a writer that keeps putting foreign bytes at a key
         // logs a line a second per template, not one per call.
         if self.faults.allow("decode", call.template).is_some() {
@@ -325,7 +455,7 @@ impl Core {
             if self.rare.allow("recursion", call.template).is_some() {
                 log::warn!(target: "cacheable", "{} asks for its own key {} while computing it (directly or through other cached calls): computing it again without caching", call.name, call.key);
             }
-            self.count(state, false);
+            self.count(call, state, false);
             return Ok(Begin::Alone);
         }
         loop {
@@ -335,7 +465,10 @@ impl Core {
                 return Ok(Begin::Alone);
             }
             let stale = state.stale.take();
-            let read = if self.near.is_some() {
+            let read = if self.near.is_some()
+                || !call.fresh.window().is_zero()
+                || call.fresh.early_refresh > 0.0
+            {
                 self.backend.get_with_ttl(mode, &call.key).await
             } else {
                 self.backend.get(mode, &call.key).await.map(|b| (b, None))
@@ -347,8 +480,35 @@ impl Core {
                         state.stale = Some(b);
                         true
                     }
+                    Stored::Value(b) if call.revalidating(left) && stale.as_ref() != Some(&b) => {
+                        // Stale-while-revalidate: one caller refreshes (it computes), every
+                        // other caller gets the stale value at once.
+                        let left = left.unwrap_or_default();
+                        if let Some(refresh) = self.take_refresh(mode, call, left).await {
+                            return Ok(Begin::Refresh(b, refresh));
+                        }
+                        Counters::add(&self.counters.stale_while_revalidate, 1);
+                        call.debug(format_args!("STALE HIT for {} (revalidating)", call.key));
+                        return Ok(Begin::Hit(b, Source::Store, None));
+                    }
+                    Stored::Value(b) if call.past_ttl(left) && stale.as_ref() != Some(&b) => {
+                        // Past its TTL, kept for the stale window: a miss whose lease takes
+                        // the value over, and the answer if the computation fails.
+                        if state.fallback.is_none() {
+                            state.fallback = Some(Fallback {
+                                bytes: b.clone(),
+                                until: Instant::now() + left.unwrap_or_default(),
+                            });
+                        }
+                        state.stale = Some(b);
+                        true
+                    }
                     Stored::Value(b) if stale.as_ref() != Some(&b) => {
-                        return Ok(Begin::Hit(b, Source::Store, left))
+                        if let Some(refresh) = self.early(mode, call, left).await {
+                            return Ok(Begin::Refresh(b, refresh));
+                        }
+                        let left = left.map(|l| l.saturating_sub(call.fresh.window()));
+                        return Ok(Begin::Hit(b, Source::Store, left));
                     }
                     Stored::Value(b) => {
                         // The bytes that did not decode: taken over below, as a lease.
@@ -367,7 +527,7 @@ impl Core {
                     false
                 }
             };
-            self.count(state, false);
+            self.count(call, state, false);
             match self.flights.join(&call.key, mode) {
                 Role::Follow(flight) => {
                     if mode == Mode::Blocking && flight.mode() == Mode::Async {
@@ -379,6 +539,7 @@ impl Core {
                         ));
                         return Ok(Begin::Alone);
                     }
+                    telemetry::lease_waits(call.template, 1);
                     let joined = flight.invalidations();
                     // The leader may first wait up to `lease_wait` for another process's
                     // lease, then compute: followers allow for both before giving up.
@@ -412,7 +573,14 @@ impl Core {
                 Role::Lead(leader) => {
                     call.debug(format_args!("MISS for {}", call.key));
                     let stale = state.stale.take();
-                    return self.lead(mode, call, leader, store_ok, stale).await;
+                    let begun = self.lead(mode, call, leader, store_ok, stale).await?;
+                    return Ok(match begun {
+                        Begin::Lead(mut ticket) => {
+                            ticket.restore = state.fallback.clone();
+                            Begin::Lead(ticket)
+                        }
+                        other => other,
+                    });
                 }
             }
         }
@@ -427,6 +595,7 @@ impl Core {
         stale: Option<Vec<u8>>,
     ) -> Result<Begin<'c>> {
         let before_acquire = leader.invalidations();
+        let store_ok = store_ok && self.index(mode, call).await?;
         let lease = if !store_ok {
             Lease::Unavailable
         } else if self.config.leases {
@@ -472,6 +641,7 @@ impl Core {
             lease,
             guard,
             computed_from,
+            restore: None,
         }))
     }
 
@@ -490,6 +660,7 @@ impl Core {
             lease,
             guard,
             computed_from,
+            restore,
         } = ticket;
         let outcome = self.bounded(outcome);
         let json = match outcome {
@@ -504,14 +675,25 @@ impl Core {
                 leader.fail();
                 // Leave a failure marker in place of the lease, so that waiters elsewhere
                 // compute at once instead of sitting out its TTL or queueing for it.
-                let released = match &lease {
-                    Lease::Held(token) => {
+                let released = match (&lease, restore) {
+                    // Stale-if-error: the value the lease took over goes back for what is
+                    // left of its window, unless an invalidation took the lease meanwhile.
+                    (Lease::Held(token), Some(old))
+                        if matches!(outcome, Outcome::Failed)
+                            && old.until > Instant::now() + Duration::from_millis(1) =>
+                    {
+                        let left = old.until - Instant::now();
+                        self.backend
+                            .set_if(mode, &call.key, token, &old.bytes, left)
+                            .await
+                    }
+                    (Lease::Held(token), _) => {
                         let marker = failed_marker(token);
                         self.backend
                             .set_if(mode, &call.key, token, &marker, FAILED_TTL)
                             .await
                     }
-                    _ => Ok(false),
+                    (_, _) => Ok(false),
                 };
                 match (guard, released) {
                     (Some(guard), Ok(_)) => guard.finish(),
@@ -534,12 +716,12 @@ impl Core {
         let written = match &lease {
             Lease::Held(token) if checked => {
                 self.backend
-                    .set_if(mode, &call.key, token, &json, call.ttl)
+                    .set_if(mode, &call.key, token, &json, call.store_ttl())
                     .await
             }
             Lease::Held(_) | Lease::Off => self
                 .backend
-                .set(mode, &call.key, &json, call.ttl)
+                .set(mode, &call.key, &json, call.store_ttl())
                 .await
                 .map(|()| true),
             Lease::Unavailable | Lease::Uncached => {
@@ -558,6 +740,7 @@ impl Core {
         match written {
             Ok(true) => {
                 Counters::add(&self.counters.sets, 1);
+                telemetry::sets(call.template, 1);
                 call.debug(format_args!(
                     "Cached result for {} (TTL: {})",
                     call.key,
@@ -588,6 +771,157 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// A computation of the call's template took `took`: kept as its δ (a moving average,
+    /// so one slow outlier does not set it alone).
+    pub(crate) fn learn(&self, call: &Call<'_>, took: Duration) {
+        if call.fresh.early_refresh <= 0.0 {
+            return;
+        }
+        let mut deltas = self.deltas.lock().unwrap_or_else(|e| e.into_inner());
+        match deltas.get_mut(call.template) {
+            Some(d) => *d = (*d * 7 + took) / 8,
+            None => {
+                deltas.insert(call.template.to_owned(), took);
+            }
+        }
+    }
+
+    /// XFetch on a hit with `left` to live in the store: refresh now when
+    /// `δ·β·(−ln u) ≥` the time left before the TTL, `u` uniform in (0, 1], `δ` the
+    /// template's recent computation time in this process (no refresh before one was seen).
+    /// The caller drawn takes the key's refresh lock (`SET NX` on a side key, for a lease
+    /// time), so one caller across all processes refreshes while everyone else keeps
+    /// reading the current value.
+    async fn early(&self, mode: Mode, call: &Call<'_>, left: Option<Duration>) -> Option<Refresh> {
+        let beta = call.fresh.early_refresh;
+        if beta <= 0.0 {
+            return None;
+        }
+        let left = left?;
+        let fresh_left = left.checked_sub(call.fresh.window())?;
+        // A value written just now is never refreshed: the write's age check below must
+        // tell it from one written again after an invalidation.
+        if left + AGING_SLACK * 2 >= call.store_ttl() {
+            return None;
+        }
+        let delta = *self
+            .deltas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(call.template)?;
+        let gap = delta.as_secs_f64() * beta * -unit_draw().ln();
+        if gap < fresh_left.as_secs_f64() {
+            return None;
+        }
+        self.take_refresh(mode, call, left).await
+    }
+
+    /// Takes the key's refresh lock (`SET NX` on a side key, for a lease time), so that one
+    /// caller across all processes refreshes while everyone else keeps reading the current
+    /// value; `left` is the value's time to live in the store as read.
+    async fn take_refresh(&self, mode: Mode, call: &Call<'_>, left: Duration) -> Option<Refresh> {
+        let (prefix, rest) = call.key.split_once(':')?;
+        let lock = format!("{prefix}:[refresh]:{rest}");
+        let token = lease_token();
+        match self
+            .backend
+            .set_nx(mode, &lock, &token, self.config.lease_ttl)
+            .await
+        {
+            Ok(true) => {
+                call.debug(format_args!("REFRESH of {}", call.key));
+                Some(Refresh {
+                    lock,
+                    token,
+                    left,
+                    read_at: Instant::now(),
+                })
+            }
+            Ok(false) => None,
+            Err(e) => {
+                let _ = self.fault(call, "cache refresh lock", e);
+                None
+            }
+        }
+    }
+
+    /// Writes an early refresh's value, only while the key still holds the bytes it
+    /// refreshed and has not been written since (its `PTTL` no longer than it would be):
+    /// an invalidation during the computation deletes the key, so the write does not land,
+    /// as a lease holder's would not. Then gives the refresh lock back.
+    pub(crate) async fn finish_refresh(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        refresh: Refresh,
+        old: &[u8],
+        outcome: &Outcome,
+    ) {
+        // `Config::max_value_bytes`: a refreshed value over the bound is not written.
+        let too_big = matches!(outcome, Outcome::Value(json)
+            if self.config.max_value_bytes.is_some_and(|max| json.len() > max));
+        if too_big {
+            Counters::add(&self.counters.unstorable, 1);
+        }
+        if let (Outcome::Value(json), false) = (outcome, too_big) {
+            // The tag entries first, as before a lease: they outlive the new value.
+            if let Ok(true) = self.index(mode, call).await {
+                let max_left = refresh.left.saturating_sub(refresh.read_at.elapsed()) + AGING_SLACK;
+                let written = if self.config.unchecked_lease_writes {
+                    // The tests' negative control: a plain write.
+                    self.backend
+                        .set(mode, &call.key, json, call.store_ttl())
+                        .await
+                        .map(|()| true)
+                } else {
+                    self.backend
+                        .set_if_aging(mode, &call.key, old, max_left, json, call.store_ttl())
+                        .await
+                };
+                match written {
+                    Ok(true) => {
+                        Counters::add(&self.counters.sets, 1);
+                        Counters::add(&self.counters.refreshes, 1);
+                        self.changed(&call.key, false);
+                    }
+                    Ok(false) => call.debug(format_args!(
+                        "Early refresh of {} not stored: the key changed or was invalidated meanwhile",
+                        call.key
+                    )),
+                    Err(e) => self.report_fault("cache refresh", call.template, &call.key, &e),
+                }
+            }
+        }
+        if let Err(e) = self
+            .backend
+            .delete_if(mode, &refresh.lock, &refresh.token)
+            .await
+        {
+            self.report_fault("cache refresh lock", call.template, &refresh.lock, &e);
+        }
+    }
+
+    /// Records the key in its tag sets, before the lease is asked for: a tag invalidation
+    /// that begins once the lease is held finds the key and deletes the lease with it, so
+    /// the holder's compare-and-set fails, as after a key invalidation. An entry lives as
+    /// long as the value can: the lease wait, the longest a lease is held, then the TTL.
+    /// False (reported) when the store failed: the value must then not be written, since a
+    /// tag invalidation would not find it.
+    async fn index(&self, mode: Mode, call: &Call<'_>) -> Result<bool> {
+        if call.fresh.tags.is_empty() {
+            return Ok(true);
+        }
+        let c = &self.config;
+        let life = c.lease_wait + c.lease_ttl.saturating_mul(MAX_HOLD) + call.store_ttl();
+        for set in &call.fresh.tags {
+            if let Err(e) = self.backend.tag_add(mode, set, &call.key, life).await {
+                self.fault(call, "cache tag", e)?;
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Takes the key's lease, or waits (with backoff, up to `lease_wait`) for its holder's
@@ -681,6 +1015,7 @@ impl Core {
                         }
                         Some((_, at)) => Some(*at + config.lease_ttl),
                         None => {
+                            telemetry::lease_waits(call.template, 1);
                             let now = Instant::now();
                             seen = Some((holder, now));
                             Some(now + config.lease_ttl)
@@ -770,6 +1105,29 @@ impl Core {
     }
 }
 
+/// What an early refresh answers: the computed value, or, if the computation failed, the
+/// value it refreshed (still within its TTL).
+fn refreshed<T: CacheValue, E>(out: Result<T, E>, old: &[u8]) -> Result<T, E> {
+    match out {
+        Err(e) => codec::decode::<T>(old).map_or(Err(e), Ok),
+        ok => ok,
+    }
+}
+
+/// A failed computation's `Err`, or the value past its TTL the call saw, when it has a
+/// stale-if-error window.
+fn or_stale<T: CacheValue, E>(
+    core: &Core,
+    call: &Call<'_>,
+    state: &CallState,
+    out: Result<T, E>,
+) -> Result<T, E> {
+    match out {
+        Err(e) => core.stale_answer(call, state).ok_or(e),
+        ok => ok,
+    }
+}
+
 /// Read-through, blocking: the cached value, or `compute`'s, stored unless an invalidation
 /// ran while it was computed. The outer `Err` only comes in strict mode.
 pub(crate) fn read_through<T, E>(
@@ -780,8 +1138,12 @@ pub(crate) fn read_through<T, E>(
 where
     T: CacheValue,
 {
-    if let Some(v) = core.near_hit::<T>(call) {
-        return Ok(Ok(v));
+    // Early refresh draws on every read of the store, where the expiry is: it skips the
+    // near cache.
+    if call.fresh.early_refresh <= 0.0 {
+        if let Some(v) = core.near_hit::<T>(call) {
+            return Ok(Ok(v));
+        }
     }
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
@@ -799,17 +1161,43 @@ where
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
-            Begin::Lead(ticket) => {
+            Begin::Refresh(old, refresh) => {
+                core.hit(call, &mut state, Source::Store);
+                let started = Instant::now();
                 let out = {
                     let _computing = Computing::enter(core, &call.key);
-                    compute()
+                    let timer = telemetry::Timer::start();
+                    let out = compute();
+                    timer.observe(call.template);
+                    out
                 };
-                block_on(core.finish(Mode::Blocking, call, ticket, Outcome::of(&out)))?;
-                return Ok(out);
+                core.learn(call, started.elapsed());
+                let outcome = core.outcome(&out);
+                block_on(core.finish_refresh(Mode::Blocking, call, refresh, &old, &outcome));
+                return Ok(refreshed(out, &old));
+            }
+            Begin::Lead(ticket) => {
+                let started = Instant::now();
+                let out = {
+                    let _computing = Computing::enter(core, &call.key);
+                    let timer = telemetry::Timer::start();
+                    let out = compute();
+                    timer.observe(call.template);
+                    out
+                };
+                core.learn(call, started.elapsed());
+                block_on(core.finish(Mode::Blocking, call, ticket, core.outcome(&out)))?;
+                return Ok(or_stale(core, call, &state, out));
             }
             Begin::Alone => {
-                let _computing = Computing::enter(core, &call.key);
-                return Ok(compute());
+                let out = {
+                    let _computing = Computing::enter(core, &call.key);
+                    let timer = telemetry::Timer::start();
+                    let out = compute();
+                    timer.observe(call.template);
+                    out
+                };
+                return Ok(or_stale(core, call, &state, out));
             }
         }
     }
@@ -827,8 +1215,12 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    if let Some(v) = core.near_hit::<T>(call) {
-        return Ok(Ok(v));
+    // Early refresh draws on every read of the store, where the expiry is: it skips the
+    // near cache.
+    if call.fresh.early_refresh <= 0.0 {
+        if let Some(v) = core.near_hit::<T>(call) {
+            return Ok(Ok(v));
+        }
     }
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
@@ -846,22 +1238,43 @@ where
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
-            begun => {
-                // Polled with the key marked as being computed, for the length of each poll,
-                // so that a cached call awaited inside it sees the mark. A `poll_fn` here
-                // rather than an `async fn` of its own: one state machine fewer for each
-                // cached function to compile.
+            Begin::Refresh(old, refresh) => {
+                core.hit(call, &mut state, Source::Store);
+                let started = Instant::now();
                 let mut fut = std::pin::pin!(compute());
+                let timer = telemetry::Timer::start();
                 let out = std::future::poll_fn(|cx| {
                     let _computing = Computing::enter(core, &call.key);
                     fut.as_mut().poll(cx)
                 })
                 .await;
+                timer.observe(call.template);
+                core.learn(call, started.elapsed());
+                let outcome = core.outcome(&out);
+                core.finish_refresh(Mode::Async, call, refresh, &old, &outcome)
+                    .await;
+                return Ok(refreshed(out, &old));
+            }
+            begun => {
+                let started = Instant::now();
+                // Polled with the key marked as being computed, for the length of each poll,
+                // so that a cached call awaited inside it sees the mark. A `poll_fn` here
+                // rather than an `async fn` of its own: one state machine fewer for each
+                // cached function to compile.
+                let mut fut = std::pin::pin!(compute());
+                let timer = telemetry::Timer::start();
+                let out = std::future::poll_fn(|cx| {
+                    let _computing = Computing::enter(core, &call.key);
+                    fut.as_mut().poll(cx)
+                })
+                .await;
+                timer.observe(call.template);
+                core.learn(call, started.elapsed());
                 if let Begin::Lead(ticket) = begun {
-                    core.finish(Mode::Async, call, ticket, Outcome::of(&out))
+                    core.finish(Mode::Async, call, ticket, core.outcome(&out))
                         .await?;
                 }
-                return Ok(out);
+                return Ok(or_stale(core, call, &state, out));
             }
         }
     }

@@ -1,11 +1,12 @@
 //! The [`Invalidate`] builder: delete the keys and patterns a mutation makes stale.
 
 use crate::backend::{block_on, Mode};
-use crate::cacheable::{no_cache, resolve};
+use crate::cacheable::{no_cache, render_tag, resolve};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manager::Cache;
 use crate::report::{chain, debug_line};
+use crate::telemetry;
 use crate::template::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct Invalidate<'a> {
     /// True when the hash names were checked against the patterns at compile time
     /// (`cache_fn!`), so that a call need not check them again.
     checked: bool,
+    /// Tag templates whose keys go too ([`tags`](Self::tags)).
+    tags: Vec<Result<TemplateRef>>,
 }
 
 /// One rendered pattern, or the error that kept it from rendering.
@@ -63,7 +66,37 @@ impl<'a> Invalidate<'a> {
             name: None,
             cache: None,
             checked: false,
+            tags: Vec::new(),
         }
+    }
+
+    /// Invalidates every key recorded under these tags by
+    /// [`Cacheable::tags`](crate::Cacheable::tags) (`"user:<<user_id>>"`), rendered from
+    /// the context given to [`now`](Self::now) or a `run` finisher. The cost follows the
+    /// keys tagged, not the keys stored: the tag set is read, its keys deleted, its entries
+    /// removed. Tag values are escaped as when the keys were tagged, so a value holding `*`
+    /// deletes only its own tag's keys.
+    ///
+    /// ```
+    /// use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
+    ///
+    /// let cache = Cache::new(Config::memory().prefix("paycore"))?;
+    /// let user_id = 42;
+    /// for page in 1..=3 {
+    ///     Cacheable::new("orders:<<page>>:<<user_id>>")
+    ///         .tags(["user:<<user_id>>"])
+    ///         .on(&cache)
+    ///         .run(ctx! { page, user_id }, || format!("page {page}"));
+    /// }
+    /// let deleted = Invalidate::tags(["user:<<user_id>>"]).on(&cache).now(ctx! { user_id })?;
+    /// assert_eq!(deleted, 3);
+    /// assert_eq!(cache.count("orders:*")?, 0);
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn tags(tags: impl IntoIterator<Item = &'static str>) -> Self {
+        let mut builder = Self::new([]);
+        builder.tags = tags.into_iter().map(Template::interned).collect();
+        builder
     }
 
     /// Invalidates templates parsed at run time.
@@ -78,6 +111,7 @@ impl<'a> Invalidate<'a> {
             name: None,
             cache: None,
             checked: false,
+            tags: Vec::new(),
         }
     }
 
@@ -201,7 +235,8 @@ impl<'a> Invalidate<'a> {
                 failures.push(Self::failed(cache, "the patterns", 0, e));
             }
         }
-        for target in self.targets(cache, ctx) {
+        // `targets` renders the patterns in order, one each: zipped, for the metrics' label.
+        for (template, target) in self.patterns.iter().zip(self.targets(cache, ctx)) {
             let target = match target {
                 Ok(t) => t,
                 Err(e) if cache.config().strict => {
@@ -226,6 +261,9 @@ impl<'a> Invalidate<'a> {
             match result {
                 Ok(n) => {
                     total += n;
+                    if let Ok(template) = template {
+                        telemetry::invalidated(template.as_str(), n);
+                    }
                     debug_line(
                         debug,
                         format_args!("Deleted {n} keys for pattern: {}", target.text),
@@ -236,6 +274,44 @@ impl<'a> Invalidate<'a> {
                         retries = 0;
                     }
                     failures.push(Self::failed(cache, &target.text, attempt + 1, e));
+                }
+            }
+        }
+        for tag in &self.tags {
+            let set = match render_tag(cache, tag, ctx) {
+                Ok(set) => set,
+                Err(e) if cache.config().strict => {
+                    panic!("cacheable (strict mode): {}", chain(&e));
+                }
+                Err(e) => {
+                    failures.push(Self::failed(cache, "a tag", 0, e));
+                    continue;
+                }
+            };
+            debug_line(debug, format_args!("Invalidating tag: {set}"));
+            let mut attempt = 0;
+            let result = loop {
+                match cache.delete_tag(mode, &set).await {
+                    Err(e) if attempt < retries && e.is_store_error() => {
+                        mode.sleep(Self::backoff(attempt)).await;
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
+                Ok(n) => {
+                    total += n;
+                    if let Ok(template) = tag {
+                        telemetry::invalidated(template.as_str(), n);
+                    }
+                    debug_line(debug, format_args!("Deleted {n} keys for tag: {set}"));
+                }
+                Err(e) => {
+                    if e.is_store_error() {
+                        retries = 0;
+                    }
+                    failures.push(Self::failed(cache, &set, attempt + 1, e));
                 }
             }
         }
@@ -286,6 +362,13 @@ impl<'a> Invalidate<'a> {
 
 // ---- `cache_fn!`: one static array of templates per function, parsed on its first call.
 impl Invalidate<'_> {
+    /// Not public API: the tags of an `#[invalidate(tags = […])]` function.
+    #[doc(hidden)]
+    pub fn __tags(mut self, tags: &[&'static str]) -> Self {
+        self.tags.extend(tags.iter().map(|t| Template::interned(t)));
+        self
+    }
+
     /// Not public API: the builder of an `#[invalidate]` function, for its static
     /// patterns. Its `hash` names, added after, were checked at compile time.
     #[doc(hidden)]
@@ -297,6 +380,7 @@ impl Invalidate<'_> {
             name: None,
             cache: None,
             checked: true,
+            tags: Vec::new(),
         }
     }
 }

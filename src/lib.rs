@@ -56,17 +56,21 @@
 //!   single-flight; `lease.rs`, the thread that renews and gives back leases.
 //! - Store contract: `backend/mod.rs`, the `Store` trait, the blocking or async mode of a
 //!   call, and what stored bytes are (a value, a lease, a failure marker); the stores
-//!   `backend/memory.rs` (embedded), `backend/redis.rs` (one server) and
+//!   `backend/memory.rs` (embedded), `backend/redis.rs` (one server, at a fixed address or
+//!   the primary Sentinel names, with `backend/sentinel.rs` finding and following it, and
+//!   sending recent invalidations again to a new primary) and
 //!   `backend/cluster.rs` (Redis Cluster: key slots and hash tags, its own slot map for a
 //!   breaker per primary, patterns on every primary at once).
 //! - Leaves: `template.rs` and `template/grammar.rs` (the one placeholder grammar, as
 //!   `const fn`s the compile-time checks share, and rendering), `context.rs` and
 //!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
-//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
-//!   not read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
-//!   the URLs shown), `stats.rs` (counters), `report.rs` (debug lines and throttled fault
-//!   logs) and `rt.rs` (the crate's own IO thread, on which async connections and timers
-//!   run).
+//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON by default, or MessagePack,
+//!   LZ4-compressed over a size, each form saying which it is; refused when they would not
+//!   read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
+//!   the URLs shown), `stats.rs` (counters), `telemetry.rs` (the same counts and the
+//!   computation times through the `metrics` facade, with the `metrics` feature),
+//!   `report.rs` (debug lines and throttled fault logs) and `rt.rs` (the crate's own IO
+//!   thread, on which async connections and timers run).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -90,17 +94,20 @@ mod redact;
 mod report;
 mod rt;
 mod stats;
+mod telemetry;
 mod template;
 
 pub use crate::backend::KeyTtl;
 pub use crate::cacheable::Cacheable;
-pub use crate::codec::CacheValue;
+pub use crate::codec::{CacheValue, Codec};
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
 pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::invalidate::Invalidate;
 pub use crate::manager::{Cache, CacheManager};
 pub use crate::stats::Stats;
+#[cfg(feature = "metrics")]
+pub use crate::telemetry::describe_metrics;
 pub use crate::template::Template;
 
 #[cfg(doctest)]
@@ -135,9 +142,9 @@ pub mod __private {
     pub use crate::context::Context;
     pub use crate::invalidate::Invalidate;
     pub use crate::macros::support::{
-        arg_name, check_cache, check_invalidate, check_key, check_patterns, key_arg, uses, Msg,
-        NamedByKey, Out, PlainPath, Ret, ReturnsResult, ReturnsValue, SerializeKeyArgument,
-        TryPath,
+        arg_name, check_cache, check_invalidate, check_key, check_patterns, check_tags, key_arg,
+        uses, Msg, NamedByKey, Out, PlainPath, Ret, ReturnsResult, ReturnsValue,
+        SerializeKeyArgument, TryPath,
     };
     pub use crate::template::StaticTemplate;
     pub use core::{compile_error, concat, panic, stringify};

@@ -198,8 +198,13 @@ macro_rules! __ctx_value {
 ///   scalar; `debug` logs the `[Cache Debug]` lines; `cache` is an expression yielding
 ///   `&Cache`, evaluated on each call (`&self.cache` in a method works), for another cache
 ///   than the global one.
-/// - `#[invalidate("p1", "p2", …, hash = [a], debug = true, cache = &CACHE)]`: keys or glob
-///   patterns to delete after the function returns. `hash` names arguments hashed as in the
+///   Freshness options, each a builder call of [`Cacheable`](crate::Cacheable):
+///   `tags = ["user:<<user_id>>"]` (after `key`; each tag's placeholders must be the key's,
+///   checked at compile time), `early_refresh = 1.0`, `stale_if_error = D` and
+///   `stale_while_revalidate = D` (seconds or a `Duration`).
+/// - `#[invalidate("p1", "p2", …, tags = ["t"], hash = [a], debug = true, cache = &CACHE)]`:
+///   keys or glob patterns to delete after the function returns, and tags whose keys go
+///   too (patterns or tags, at least one). `hash` names arguments hashed as in the
 ///   `#[cache(hash = …)]` whose keys the patterns name, so that they render the same.
 ///
 /// Other attributes and doc comments stay on the function. Arguments are `name: Type`
@@ -611,7 +616,7 @@ macro_rules! __cache_fn {
         $crate::__cache_fn! { @cache $sig $kept {[] [] [] []} $($opts)* }
     };
     (@attrs $sig:tt {invalidate ($($opts:tt)*)} $kept:tt) => {
-        $crate::__cache_fn! { @invalidate $sig $kept {[] [] []} $($opts)* }
+        $crate::__cache_fn! { @invalidate $sig $kept {[] [] [] []} $($opts)* }
     };
 
     // ---- `#[cache(…)]` options; the state is {[key] [hash names] [builder calls] [ttl]}.
@@ -635,6 +640,39 @@ macro_rules! __cache_fn {
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} debug = $on:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .debug($on)] $t} $($($rest)*)? }
     };
+    // Freshness options (issue 11): builder calls; tags are checked against the key.
+    (@cache $sig:tt $kept:tt {[$k:literal] $h:tt [$($c:tt)*] $t:tt}
+        tags = [$($tag:literal),* $(,)?] $(, $($rest:tt)*)?
+    ) => {
+        $crate::__cache_fn! { @cache $sig $kept {[$k] $h [$($c)* .tags({
+            const _: () = {
+                let check = $crate::__private::check_tags($k, &[$($tag),*]);
+                if check.failed() {
+                    $crate::__private::panic!("{}", check.as_str());
+                }
+            };
+            [$($tag),*]
+        })] $t} $($($rest)*)? }
+    };
+    (@cache $sig:tt $kept:tt {[] $h:tt $c:tt $t:tt} tags = $($rest:tt)*) => {
+        $crate::__private::compile_error! {
+            "`#[cache]`: write `tags = [\"…\"]` after `key`, such as `#[cache(key = \"orders:<<user_id>>\", tags = [\"user:<<user_id>>\"])]`"
+        }
+    };
+    (@cache $sig:tt $kept:tt $st:tt tags = $($rest:tt)*) => {
+        $crate::__private::compile_error! {
+            "`#[cache]`: `tags` is a list of string literals, such as `tags = [\"user:<<user_id>>\"]`"
+        }
+    };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} early_refresh = $beta:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .early_refresh($beta)] $t} $($($rest)*)? }
+    };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} stale_if_error = $d:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .stale_if_error($d)] $t} $($($rest)*)? }
+    };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} stale_while_revalidate = $d:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .stale_while_revalidate($d)] $t} $($($rest)*)? }
+    };
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} cache = $cache:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .on($cache)] $t} $($($rest)*)? }
     };
@@ -652,7 +690,7 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[cache]` option `", $crate::__private::stringify!($option),
-                "`; the options are key, ttl, hash, debug and cache"
+                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error and stale_while_revalidate"
             )
         }
     };
@@ -673,22 +711,32 @@ macro_rules! __cache_fn {
         }
     };
 
-    // ---- `#[invalidate("p1", "p2", …)]`; the state is {[patterns] [hash names] [calls]}.
-    (@invalidate $sig:tt $kept:tt {[$($p:literal)*] $h:tt $c:tt} $pattern:literal $(, $($rest:tt)*)?) => {
-        $crate::__cache_fn! { @invalidate $sig $kept {[$($p)* $pattern] $h $c} $($($rest)*)? }
+    // ---- `#[invalidate("p1", "p2", …)]`; the state is {[patterns] [hash names] [calls] [tags]}.
+    (@invalidate $sig:tt $kept:tt {[$($p:literal)*] $h:tt $c:tt $g:tt} $pattern:literal $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @invalidate $sig $kept {[$($p)* $pattern] $h $c $g} $($($rest)*)? }
     };
-    (@invalidate $sig:tt $kept:tt {$p:tt $h:tt [$($c:tt)*]} debug = $on:expr $(, $($rest:tt)*)?) => {
-        $crate::__cache_fn! { @invalidate $sig $kept {$p $h [$($c)* .debug($on)]} $($($rest)*)? }
+    (@invalidate $sig:tt $kept:tt {$p:tt $h:tt [$($c:tt)*] $g:tt} debug = $on:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @invalidate $sig $kept {$p $h [$($c)* .debug($on)] $g} $($($rest)*)? }
     };
-    (@invalidate $sig:tt $kept:tt {$p:tt $h:tt [$($c:tt)*]} cache = $cache:expr $(, $($rest:tt)*)?) => {
-        $crate::__cache_fn! { @invalidate $sig $kept {$p $h [$($c)* .on($cache)]} $($($rest)*)? }
+    (@invalidate $sig:tt $kept:tt {$p:tt $h:tt [$($c:tt)*] [$($g:literal)*]}
+        tags = [$($tag:literal),* $(,)?] $(, $($rest:tt)*)?
+    ) => {
+        $crate::__cache_fn! { @invalidate $sig $kept {$p $h [$($c)*] [$($g)* $($tag)*]} $($($rest)*)? }
     };
-    (@invalidate $sig:tt $kept:tt {$p:tt [$($h:ident)*] [$($c:tt)*]}
+    (@invalidate $sig:tt $kept:tt $st:tt tags = $($rest:tt)*) => {
+        $crate::__private::compile_error! {
+            "`#[invalidate]`: `tags` is a list of string literals, such as `tags = [\"user:<<user_id>>\"]`"
+        }
+    };
+    (@invalidate $sig:tt $kept:tt {$p:tt $h:tt [$($c:tt)*] $g:tt} cache = $cache:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @invalidate $sig $kept {$p $h [$($c)* .on($cache)] $g} $($($rest)*)? }
+    };
+    (@invalidate $sig:tt $kept:tt {$p:tt [$($h:ident)*] [$($c:tt)*] $g:tt}
         hash = [$($name:ident),* $(,)?] $(, $($rest:tt)*)?
     ) => {
         $crate::__cache_fn! { @invalidate $sig $kept {$p [$($h)* $($name)*] [$($c)* $(
             .hash($crate::__private::arg_name($crate::__private::stringify!($name)))
-        )*]} $($($rest)*)? }
+        )*] $g} $($($rest)*)? }
     };
     (@invalidate $sig:tt $kept:tt $st:tt hash = $($rest:tt)*) => {
         $crate::__private::compile_error! {
@@ -699,20 +747,20 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[invalidate]` option `", $crate::__private::stringify!($option),
-                "`; it takes pattern literals, then `hash = [a, b]`, `debug = bool` and `cache = &Cache`"
+                "`; it takes pattern literals, then `tags = [\"…\"]`, `hash = [a, b]`, `debug = bool` and `cache = &Cache`"
             )
         }
     };
-    (@invalidate $sig:tt $kept:tt {[] $h:tt $c:tt}) => {
+    (@invalidate $sig:tt $kept:tt {[] $h:tt $c:tt []}) => {
         $crate::__private::compile_error! {
-            "`#[invalidate]` needs at least one pattern, such as `#[invalidate(\"user:<<user_id>>:*\")]`"
+            "`#[invalidate]` needs at least one pattern or tag, such as `#[invalidate(\"user:<<user_id>>:*\")]` or `#[invalidate(tags = [\"user:<<user_id>>\"])]`"
         }
     };
     (@invalidate {$kind:tt $vis:tt $name:ident $gen:tt [$($args:tt)*] $($sig:tt)*} $kept:tt
-        {[$($p:literal)+] $h:tt $c:tt}
+        {[$($p:literal)*] $h:tt $c:tt [$($g:literal)*]}
     ) => {
         $crate::__cache_fn! {
-            @args {$kind $vis $name $gen [$($args)*] $($sig)*} $kept {invalidate {[$($p)+] $h $c}} []
+            @args {$kind $vis $name $gen [$($args)*] $($sig)*} $kept {invalidate {[$($p)*] $h $c [$($g)*]}} []
             $($args)*
         }
     };
@@ -803,12 +851,14 @@ macro_rules! __cache_fn {
         }
     };
     (@emit {$kind:tt $vis:tt $name:ident $($sig:tt)*} [$($kept:tt)*]
-        {invalidate {[$($p:literal)+] [$($h:ident)*] [$($c:tt)*]}} [$($n:ident)*]
+        {invalidate {[$($p:literal)*] [$($h:ident)*] [$($c:tt)*] [$($g:literal)*]}} [$($n:ident)*]
     ) => {
         $crate::__cache_fn! {
             @fn {$kind $vis $name $($sig)*} [$($kept)*] [__cacheable_builder __cacheable_ctx] [invalidate invalidate_async]
             {
-                const __CACHEABLE_PATTERN_TEXT: &[&str] = &[$($p),+];
+                const __CACHEABLE_PATTERN_TEXT: &[&str] = &[$($p),*];
+                // Patterns and tags: the arguments either names go into the context.
+                const __CACHEABLE_NAMED_TEXT: &[&str] = &[$($p,)* $($g),*];
                 const _: () = {
                     let check = $crate::__private::check_invalidate(
                         $crate::__private::stringify!($name),
@@ -820,17 +870,28 @@ macro_rules! __cache_fn {
                         $crate::__private::panic!("{}", check.as_str());
                     }
                 };
+                const _: () = {
+                    let check = $crate::__private::check_patterns(
+                        $crate::__private::stringify!($name),
+                        &[$($g),*],
+                        &[$($crate::__private::stringify!($n)),*],
+                    );
+                    if check.failed() {
+                        $crate::__private::panic!("{}", check.as_str());
+                    }
+                };
                 static __CACHEABLE_PATTERNS: [$crate::__private::StaticTemplate; __CACHEABLE_PATTERN_TEXT.len()] =
-                    [$($crate::__private::StaticTemplate::new($p, &[])),+];
+                    [$($crate::__private::StaticTemplate::new($p, &[])),*];
                 let __cacheable_builder =
                     $crate::__private::Invalidate::__from_static(&__CACHEABLE_PATTERNS)
+                        .__tags(&[$($g),*])
                         .name($crate::__private::stringify!($name))
                         $($c)*;
                 #[allow(unused_mut)]
                 let mut __cacheable_ctx = $crate::__private::Context::new();
                 $(
                     $crate::__private::key_arg::<
-                        { $crate::__private::uses(__CACHEABLE_PATTERN_TEXT, $crate::__private::stringify!($n)) },
+                        { $crate::__private::uses(__CACHEABLE_NAMED_TEXT, $crate::__private::stringify!($n)) },
                         _,
                     >(
                         &mut __cacheable_ctx,

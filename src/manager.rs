@@ -8,6 +8,7 @@ use crate::engine::{read_through, read_through_async, Call, Core};
 use crate::error::{Error, ErrorKind, Result};
 use crate::near::NearCache;
 use crate::stats::{Counters, Stats};
+use crate::telemetry::{self, MANUAL};
 use crate::template::glob_escape_into;
 use once_cell::sync::OnceCell;
 use serde::de::DeserializeOwned;
@@ -37,6 +38,12 @@ use std::time::Duration;
 pub struct Cache {
     inner: Arc<Inner>,
 }
+
+/// What tag sets' keys start with after the prefix.
+pub(crate) const TAG_MARK: &str = "[tag]:";
+
+/// How many keys of a tag go in one `UNLINK`.
+const TAG_DELETE_CHUNK: usize = 1000;
 
 struct Inner {
     core: Arc<Core>,
@@ -172,15 +179,18 @@ impl Cache {
             // A lease is a computation in progress, not a value; nor is a failure marker.
             Stored::Missing | Stored::Leased(_) | Stored::Failed(_) => {
                 Counters::add(&c.misses, 1);
+                telemetry::misses(MANUAL, 1);
                 Ok(None)
             }
             Stored::Value(bytes) => match codec::decode(&bytes) {
                 Ok(v) => {
                     Counters::add(&c.hits, 1);
+                    telemetry::hits(MANUAL, 1);
                     Ok(Some(v))
                 }
                 Err(e) => {
                     Counters::add(&c.misses, 1);
+                    telemetry::misses(MANUAL, 1);
                     Counters::add(&c.decode_errors, 1);
                     Err(Error::with_source(
                         ErrorKind::Deserialize,
@@ -202,6 +212,7 @@ impl Cache {
     pub(crate) fn counted_set(&self, raw: Result<()>) -> Result<()> {
         if raw.is_ok() {
             Counters::add(&self.counters().sets, 1);
+            telemetry::sets(MANUAL, 1);
         }
         raw
     }
@@ -226,6 +237,7 @@ impl Cache {
         if let Err(e) = &raw {
             if e.is_store_error() {
                 Counters::add(&self.counters().errors, 1);
+                telemetry::errors(MANUAL, 1);
             }
         }
         raw
@@ -251,7 +263,8 @@ impl Cache {
         self.found(&key, raw)
     }
 
-    /// Stores `value` as JSON at `key` for `ttl` (seconds, or a `Duration`).
+    /// Stores `value` at `key` for `ttl` (seconds, or a `Duration`), in the cache's codec
+    /// (JSON by default: see [`Config::codec`](crate::Config::codec)).
     ///
     /// # Errors
     /// A store fault, a zero TTL, a value that does not serialize, or one over
@@ -284,7 +297,7 @@ impl Cache {
         ttl: Duration,
     ) -> Result<()> {
         let ttl = Self::ttl_of(ttl)?;
-        let bytes = codec::encode(value)?;
+        let bytes = codec::encode(value, self.inner.core.config.format)?;
         let key = self.full_key(key);
         if let Some(max) = self
             .inner
@@ -325,18 +338,63 @@ impl Cache {
         self.counted_error(self.counted_delete(raw))
     }
 
+    /// [`delete_full`](Self::delete_full) for the manual operations: the keys it deletes are
+    /// reported to the `metrics` feature under the label `(manual)`.
+    async fn delete_manual(&self, mode: Mode, target: &str, glob: bool) -> Result<u64> {
+        let deleted = self.delete_full(mode, target, glob).await;
+        if let Ok(n) = deleted {
+            telemetry::invalidated(MANUAL, n);
+        }
+        deleted
+    }
+
+    /// Where tag sets' keys start: the prefix, then `[tag]:`, which no cache key can begin
+    /// with (key templates and values never leave a `[` unescaped).
+    pub(crate) fn tag_start(&self, capacity: usize) -> String {
+        let mut out = self.key_start(TAG_MARK.len() + capacity);
+        out.push_str(TAG_MARK);
+        out
+    }
+
+    /// Deletes every key recorded in the tag set `set` (a full key); counted. The set is
+    /// read, the flights of its keys counted as invalidated, the keys deleted, and only then
+    /// their entries removed (each only if not re-added meanwhile): a computation that took
+    /// its lease after the read recorded itself first, and keeps its entry.
+    pub(crate) async fn delete_tag(&self, mode: Mode, set: &str) -> Result<u64> {
+        let b = self.backend();
+        let entries = self.counted_error(b.tag_members(mode, set).await)?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let core = &self.inner.core;
+        for (key, _) in &entries {
+            core.flights.invalidated(key, false);
+        }
+        let mut deleted = 0;
+        for chunk in entries.chunks(TAG_DELETE_CHUNK) {
+            let keys: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
+            let raw = b.delete(mode, &keys).await;
+            for key in &keys {
+                core.changed(key, false);
+            }
+            deleted += self.counted_error(self.counted_delete(raw))?;
+        }
+        self.counted_error(b.tag_forget(mode, set, &entries).await)?;
+        Ok(deleted)
+    }
+
     /// Deletes `key`; true when it existed.
     ///
     /// # Errors
     /// A store fault.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        block_on(self.delete_full(Mode::Blocking, &self.full_key(key), false)).map(|n| n > 0)
+        block_on(self.delete_manual(Mode::Blocking, &self.full_key(key), false)).map(|n| n > 0)
     }
 
     /// Async twin of [`delete`](Self::delete).
     pub async fn delete_async(&self, key: &str) -> Result<bool> {
         let key = self.full_key(key);
-        let deleted = self.delete_full(Mode::Async, &key, false).await;
+        let deleted = self.delete_manual(Mode::Async, &key, false).await;
         deleted.map(|n| n > 0)
     }
 
@@ -347,12 +405,12 @@ impl Cache {
     /// # Errors
     /// A store fault. Keys deleted before it stay deleted.
     pub fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        block_on(self.delete_full(Mode::Blocking, &self.full_pattern(pattern), true))
+        block_on(self.delete_manual(Mode::Blocking, &self.full_pattern(pattern), true))
     }
 
     /// Async twin of [`delete_pattern`](Self::delete_pattern).
     pub async fn delete_pattern_async(&self, pattern: &str) -> Result<u64> {
-        self.delete_full(Mode::Async, &self.full_pattern(pattern), true)
+        self.delete_manual(Mode::Async, &self.full_pattern(pattern), true)
             .await
     }
 
@@ -407,6 +465,7 @@ impl Cache {
             debug: self.config().debug,
             strict: true,
             name: "get_or_set",
+            fresh: Default::default(),
         })
     }
 

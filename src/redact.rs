@@ -144,7 +144,7 @@ fn parameters(rest: &str, out: &mut String) {
 }
 
 fn is_secret_name(name: &str) -> bool {
-    ["password", "pass", "passwd", "pwd"]
+    ["password", "pass", "passwd", "pwd", "sentinel_password"]
         .iter()
         .any(|secret| name.trim().eq_ignore_ascii_case(secret))
 }

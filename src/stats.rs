@@ -28,6 +28,16 @@ pub struct Stats {
     /// Computed values that were returned but not stored, because they would not read
     /// back equal (a `NaN`, `Some(None)`) or did not serialize.
     pub unstorable: u64,
+    /// Computations that failed and were answered with a value past its TTL but within its
+    /// [`stale_if_error`](crate::Cacheable::stale_if_error) window.
+    pub stale_if_error: u64,
+    /// Values written by a refresh that kept the current value readable meanwhile: an
+    /// early refresh ([`Cacheable::early_refresh`](crate::Cacheable::early_refresh)) or a
+    /// revalidation ([`Cacheable::stale_while_revalidate`](crate::Cacheable::stale_while_revalidate)).
+    pub early_refreshes: u64,
+    /// Calls answered at once with a value past its TTL while another caller refreshed it
+    /// ([`Cacheable::stale_while_revalidate`](crate::Cacheable::stale_while_revalidate)).
+    pub stale_while_revalidate: u64,
 }
 
 impl Stats {
@@ -85,6 +95,9 @@ pub(crate) struct Counters {
     pub decode_errors: Counter,
     pub failed_invalidations: Counter,
     pub unstorable: Counter,
+    pub stale_if_error: Counter,
+    pub refreshes: Counter,
+    pub stale_while_revalidate: Counter,
 }
 
 impl Counters {
@@ -103,6 +116,9 @@ impl Counters {
             decode_errors: self.decode_errors.get(),
             failed_invalidations: self.failed_invalidations.get(),
             unstorable: self.unstorable.get(),
+            stale_if_error: self.stale_if_error.get(),
+            early_refreshes: self.refreshes.get(),
+            stale_while_revalidate: self.stale_while_revalidate.get(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! One body of integration tests, run on every store: the embedded one, one Redis server
-//! and a Redis Cluster of 3 primaries and 3 replicas, each private to this test binary.
+//! One body of integration tests, run on every store: the embedded one, one Redis server,
+//! a Redis Cluster of 3 primaries and 3 replicas, and a primary with one replica behind
+//! three Sentinels, each private to this test binary.
 //!
 //! `suite!` lists the cases once; each backend's test runs all of them, in order, on its
 //! store (one server or cluster for the whole suite: a cluster takes seconds and six
@@ -114,6 +115,24 @@ fn cluster() {
         name: "cluster",
         url: Some(cluster.url()),
     });
+}
+
+#[cfg(feature = "sentinel")]
+#[test]
+fn sentinel() {
+    let setup = support::RedisSentinel::start();
+    let primary = setup.primary_port().expect("the Sentinels name a primary");
+    let backend = Backend {
+        name: "sentinel",
+        url: Some(setup.url()),
+    };
+    run_suite(&backend);
+    // The suite's keys went to the primary (and reached its replica), not elsewhere.
+    let on_primary = setup.node_cli(primary, &["DBSIZE"]);
+    assert!(
+        on_primary.trim().parse::<u64>().unwrap() > 0,
+        "the primary holds the suite's keys: {on_primary}"
+    );
 }
 
 fn get_set_delete(b: &Backend) {

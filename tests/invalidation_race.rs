@@ -16,8 +16,34 @@ struct Outcome {
     stale: u64,
 }
 
-async fn read(cache: &Cache, source: &AtomicU64, computing: &AtomicBool, jitter_us: u64) -> u64 {
-    Cacheable::new("balance:<<user_id>>")
+/// What the readers and the writer use besides the plain key (issue 11's variants).
+#[derive(Clone, Copy, Default)]
+struct Variant {
+    /// Readers tag the key `user:<<user_id>>` and the writer invalidates the tag.
+    tags: bool,
+    /// The writer invalidates through a second cache on the same store (another process).
+    peer: bool,
+    /// Readers refresh early with a β so large that every hit refreshes (TTL 10 s), and
+    /// each round starts with the current value, aged (written with 5 s to live), so that
+    /// the writer invalidates during a refresh.
+    early: bool,
+}
+
+async fn read(
+    cache: &Cache,
+    source: &AtomicU64,
+    computing: &AtomicBool,
+    jitter_us: u64,
+    variant: Variant,
+) -> u64 {
+    let mut builder = Cacheable::new("balance:<<user_id>>");
+    if variant.tags {
+        builder = builder.tags(["user:<<user_id>>"]);
+    }
+    if variant.early {
+        builder = builder.early_refresh(1e9).ttl(10);
+    }
+    builder
         .on(cache)
         .run_async(ctx! { user_id = 42 }, || async move {
             let seen = source.load(Ordering::SeqCst);
@@ -32,25 +58,49 @@ async fn read(cache: &Cache, source: &AtomicU64, computing: &AtomicBool, jitter_
 }
 
 async fn race(cache: Cache, rounds: u64, seed: u64) -> Outcome {
+    race_variant(cache, rounds, seed, Variant::default()).await
+}
+
+async fn race_variant(cache: Cache, rounds: u64, seed: u64, variant: Variant) -> Outcome {
+    let invalidator = Arc::new(if variant.peer {
+        Cache::new(cache.config().clone()).unwrap()
+    } else {
+        cache.clone()
+    });
     let cache = Arc::new(cache);
     let source = Arc::new(AtomicU64::new(0));
     let computing = Arc::new(AtomicBool::new(false));
     let mut rng = Rng::new(seed);
     let mut stale = 0;
+    if variant.early {
+        // One computation first, so that the readers know how long one takes (δ).
+        cache.delete("balance:42").unwrap();
+        read(&cache, &source, &computing, 100, variant).await;
+    }
     for _ in 0..rounds {
         // Each round starts cold, so that readers compute while the writer writes.
-        cache.delete("balance:42").unwrap();
+        if variant.early {
+            let current = source.load(Ordering::SeqCst);
+            cache
+                .set("balance:42", &current, Duration::from_secs(5))
+                .unwrap();
+        } else {
+            cache.delete("balance:42").unwrap();
+        }
         computing.store(false, Ordering::SeqCst);
         let writer_delay = rng.below(300) as u64;
         let readers: Vec<_> = (0..3)
             .map(|_| {
                 let (cache, source, computing) = (cache.clone(), source.clone(), computing.clone());
                 let jitter = rng.below(400) as u64;
-                tokio::spawn(async move { read(&cache, &source, &computing, jitter).await })
+                tokio::spawn(
+                    async move { read(&cache, &source, &computing, jitter, variant).await },
+                )
             })
             .collect();
         let writer = {
             let (cache, source, computing) = (cache.clone(), source.clone(), computing.clone());
+            let invalidator = invalidator.clone();
             tokio::spawn(async move {
                 // Write while a computation runs, whatever the store's round trips cost:
                 // wait (up to 5 ms) until a reader has read the source.
@@ -62,11 +112,19 @@ async fn race(cache: Cache, rounds: u64, seed: u64) -> Outcome {
                 }
                 std::thread::sleep(Duration::from_micros(writer_delay));
                 source.fetch_add(1, Ordering::SeqCst);
-                Invalidate::new(["balance:<<user_id>>"])
-                    .on(&cache)
-                    .now_async(ctx! { user_id = 42 })
-                    .await
-                    .unwrap();
+                if variant.tags {
+                    Invalidate::tags(["user:<<user_id>>"])
+                        .on(&invalidator)
+                        .now_async(ctx! { user_id = 42 })
+                        .await
+                        .unwrap();
+                } else {
+                    Invalidate::new(["balance:<<user_id>>"])
+                        .on(&cache)
+                        .now_async(ctx! { user_id = 42 })
+                        .await
+                        .unwrap();
+                }
             })
         };
         for r in readers {
@@ -74,7 +132,7 @@ async fn race(cache: Cache, rounds: u64, seed: u64) -> Outcome {
         }
         writer.await.unwrap();
         let current = source.load(Ordering::SeqCst);
-        if read(&cache, &source, &computing, 0).await != current {
+        if read(&cache, &source, &computing, 0, variant).await != current {
             stale += 1;
         }
     }
@@ -123,4 +181,125 @@ async fn embedded_store_has_no_stale_values_either() {
         outcome.rounds, outcome.stale
     );
     assert_eq!(outcome.stale, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_value_survives_a_tag_invalidation_from_another_process() {
+    let server = RedisServer::start();
+    let variant = Variant {
+        tags: true,
+        peer: true,
+        early: false,
+    };
+    let outcome = race_variant(Cache::new(config(&server)).unwrap(), 10_000, 3, variant).await;
+    println!("tags: {} rounds, {} stale", outcome.rounds, outcome.stale);
+    assert_eq!(
+        outcome.stale, 0,
+        "stale values after {} rounds",
+        outcome.rounds
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_invalidations_without_the_compare_and_set_leave_stale_values() {
+    let server = RedisServer::start();
+    let cache = Cache::new(config(&server).unchecked_lease_writes_for_tests(true)).unwrap();
+    let variant = Variant {
+        tags: true,
+        peer: true,
+        early: false,
+    };
+    let outcome = race_variant(cache, 2_000, 3, variant).await;
+    println!(
+        "tags, unchecked: {} rounds, {} stale",
+        outcome.rounds, outcome.stale
+    );
+    assert!(
+        outcome.stale > 0,
+        "the tag race found no stale value even without the compare-and-set: it cannot fail"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_tag_invalidations_leave_no_stale_values() {
+    // One embedded store per cache: the invalidator is the readers' own cache here.
+    let cache = Cache::new(Config::memory()).unwrap();
+    let variant = Variant {
+        tags: true,
+        peer: false,
+        early: false,
+    };
+    let outcome = race_variant(cache, 10_000, 4, variant).await;
+    println!(
+        "embedded, tags: {} rounds, {} stale",
+        outcome.rounds, outcome.stale
+    );
+    assert_eq!(outcome.stale, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_value_survives_an_invalidation_with_early_refresh_and_tags() {
+    let server = RedisServer::start();
+    let variant = Variant {
+        tags: true,
+        peer: true,
+        early: true,
+    };
+    let cache = Cache::new(config(&server)).unwrap();
+    let outcome = race_variant(cache.clone(), 10_000, 5, variant).await;
+    let refreshes = cache.stats().early_refreshes;
+    println!(
+        "early refresh + tags: {} rounds, {} stale, {refreshes} refreshes stored",
+        outcome.rounds, outcome.stale
+    );
+    assert!(
+        refreshes > 0,
+        "no early refresh ran: the variant tests nothing"
+    );
+    assert_eq!(
+        outcome.stale, 0,
+        "stale values after {} rounds",
+        outcome.rounds
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_early_refresh_leaves_no_stale_values() {
+    let variant = Variant {
+        tags: false,
+        peer: false,
+        early: true,
+    };
+    let cache = Cache::new(Config::memory()).unwrap();
+    let outcome = race_variant(cache.clone(), 10_000, 6, variant).await;
+    let refreshes = cache.stats().early_refreshes;
+    println!(
+        "embedded, early refresh: {} rounds, {} stale, {refreshes} refreshes stored",
+        outcome.rounds, outcome.stale
+    );
+    assert!(
+        refreshes > 0,
+        "no early refresh ran: the variant tests nothing"
+    );
+    assert_eq!(outcome.stale, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_refresh_writes_without_the_check_leave_stale_values() {
+    let server = RedisServer::start();
+    let variant = Variant {
+        tags: false,
+        peer: true,
+        early: true,
+    };
+    let cache = Cache::new(config(&server).unchecked_lease_writes_for_tests(true)).unwrap();
+    let outcome = race_variant(cache, 2_000, 5, variant).await;
+    println!(
+        "early refresh, unchecked: {} rounds, {} stale",
+        outcome.rounds, outcome.stale
+    );
+    assert!(
+        outcome.stale > 0,
+        "the early-refresh race found no stale value even with plain writes: it cannot fail"
+    );
 }

@@ -145,6 +145,12 @@ fn a_malformed_url_shows_no_password() {
         format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:notaport"),
         format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,127.0.0.1:2/3"),
         format!("redis+cluster://alice:{SECRET}@127.0.0.1:1,bob:{SECRET}@127.0.0.1:2"),
+        format!(
+            "redis+sentinel://alice:{SECRET}@127.0.0.1:1/svc/notadb?sentinel_password={SECRET}"
+        ),
+        format!("redis+sentinel://:{SECRET}@127.0.0.1:1?sentinel_password={SECRET}"),
+        format!("redis+sentinel://:{SECRET}@127.0.0.1:1,,127.0.0.1:2/svc"),
+        format!("redis+sentinel://:{SECRET}@127.0.0.1:1/svc/0/extra?sentinel_password={SECRET}"),
         format!("memory://?password={SECRET}"),
         format!("redis://alice:{SECRET}@0.0.0.0:6379/0"),
     ] {
@@ -182,6 +188,120 @@ fn an_unreachable_cluster_shows_no_password() {
     let err = rt.block_on(cache.get_async::<i32>("k")).unwrap_err();
     assert_clean("an async cluster get", texts(&err));
     assert_clean("a log record", records());
+}
+
+/// Sentinels none of which answers, with a password for them and one for the data nodes:
+/// errors and logs name the Sentinels, never either password.
+#[cfg(feature = "sentinel")]
+#[test]
+fn an_unreachable_sentinel_setup_shows_no_password() {
+    capture_logs();
+    let url = format!(
+        "redis+sentinel://alice:{SECRET}@127.0.0.1:{},127.0.0.1:{}/svc/2?sentinel_password={SECRET}",
+        closed_port(),
+        closed_port()
+    );
+    let config = Config::from_url(&url)
+        .unwrap()
+        .op_timeout(Duration::from_millis(200));
+    assert!(!format!("{config:?}").contains(SECRET));
+    let cache = Cache::new(config).unwrap();
+    assert!(!format!("{cache:?}").contains(SECRET));
+    let err = cache.get::<i32>("k").unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1:"), "{err:#}");
+    assert_clean("a Sentinel get", texts(&err));
+    assert_eq!(Cacheable::new("k").on(&cache).run(ctx! {}, || 5), 5);
+    let err = Invalidate::new(["k*"]).on(&cache).now(ctx! {}).unwrap_err();
+    assert_clean("a Sentinel invalidation", texts(&err));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = rt.block_on(cache.get_async::<i32>("k")).unwrap_err();
+    assert_clean("an async Sentinel get", texts(&err));
+    let config = Config::sentinel(
+        [format!("redis://:{SECRET}@127.0.0.1:{}", closed_port())],
+        "svc",
+    )
+    .unwrap()
+    .primary_auth(Some("alice"), SECRET);
+    assert!(!format!("{config:?}").contains(SECRET));
+    let cache = Cache::new(config.op_timeout(Duration::from_millis(200))).unwrap();
+    assert_clean("a Sentinel get", texts(&cache.get::<i32>("k").unwrap_err()));
+    assert_clean("a log record", records());
+}
+
+/// Sentinels with a password and data nodes with another: the right pair works, a wrong
+/// one of either fails, and no error, `Debug` or log record shows any of them.
+#[cfg(feature = "sentinel")]
+#[test]
+fn sentinel_and_data_node_passwords_work_and_show_nowhere() {
+    capture_logs();
+    let (node_pw, sentinel_pw) = ("NODE-PW-SECRET", "SENTINEL-PW-SECRET");
+    let setup = support::RedisSentinel::start_with_passwords(Some(node_pw), Some(sentinel_pw));
+    let hosts: Vec<String> = setup
+        .sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let url = |node: &str, sentinel: &str| {
+        format!(
+            "redis+sentinel://:{node}@{}/{}/3?sentinel_password={sentinel}",
+            hosts.join(","),
+            setup.service
+        )
+    };
+    let clean = |what: &str, texts: Vec<String>| {
+        for text in texts {
+            for pw in [SECRET, node_pw, sentinel_pw] {
+                assert!(!text.contains(pw), "{what} shows a password: {text}");
+            }
+        }
+    };
+    let cache = Cache::new(
+        Config::from_url(&url(node_pw, sentinel_pw))
+            .unwrap()
+            .prefix("pw")
+            .debug(true),
+    )
+    .unwrap();
+    clean("Cache's Debug", vec![format!("{cache:?}")]);
+    assert_eq!(Cacheable::new("k").on(&cache).run(ctx! {}, || 4), 4);
+    assert_eq!(cache.get::<i32>("k").unwrap(), Some(4));
+    let primary = setup.primary_port().unwrap();
+    assert_eq!(
+        setup.node_cli(primary, &["-n", "3", "GET", "pw:k"]).trim(),
+        "4"
+    );
+    // The same through Config::sentinel, with the Sentinels' password in their URLs.
+    let sentinels: Vec<String> = hosts
+        .iter()
+        .map(|h| format!("redis://:{sentinel_pw}@{h}"))
+        .collect();
+    let built = Cache::new(
+        Config::sentinel(&sentinels, &setup.service)
+            .unwrap()
+            .db(3)
+            .primary_auth(None, node_pw)
+            .prefix("pw"),
+    )
+    .unwrap();
+    assert_eq!(built.get::<i32>("k").unwrap(), Some(4));
+    clean("Cache's Debug", vec![format!("{built:?}")]);
+    for (node, sentinel) in [(SECRET, sentinel_pw), (node_pw, SECRET)] {
+        let wrong = Cache::new(
+            Config::from_url(&url(node, sentinel))
+                .unwrap()
+                .prefix("pw")
+                .op_timeout(Duration::from_millis(300)),
+        )
+        .unwrap();
+        let err = wrong.get::<i32>("k").unwrap_err();
+        clean("a refused AUTH", texts(&err));
+        assert_eq!(Cacheable::new("k").on(&wrong).run(ctx! {}, || 3), 3);
+        let err = Invalidate::new(["k*"]).on(&wrong).now(ctx! {}).unwrap_err();
+        clean("a refused AUTH", texts(&err));
+    }
+    clean("a log record", records());
 }
 
 #[test]

@@ -23,6 +23,10 @@ use super::redis::{
     unlink_cmd, AsyncConn, Breaker, ScanPage, DELETE_IF, DELETE_IF_LUA, RENEW_IF, RENEW_IF_LUA,
     SET_IF, SET_IF_LUA,
 };
+use super::redis::{
+    forget_args, pairs, SET_IF_AGING, SET_IF_AGING_LUA, TAG_ADD, TAG_ADD_LUA, TAG_FORGET,
+    TAG_FORGET_LUA, TAG_MEMBERS, TAG_MEMBERS_LUA,
+};
 use super::{KeyTtl, Mode, Store};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -997,7 +1001,7 @@ impl Inner {
 
     /// One op on a primary's own multiplexed connection (built on the IO runtime).
     async fn send_direct(&self, link: &Link, client: &redis::Client, op: &Op<'_>) -> Result<Value> {
-        let (generation, mut con) = link.con.get(client, self.config.connect_timeout).await?;
+        let (generation, mut con) = link.con.get(client, 0, self.config.connect_timeout).await?;
         let out = match op {
             Op::Cmd(cmd) => cmd.query_async::<Value>(&mut con).await,
             Op::Script { .. } => match op.script_cmd(true).query_async::<Value>(&mut con).await {
@@ -1095,7 +1099,7 @@ impl Inner {
     /// A way to one primary: its own connection, or the cluster connection routed to it.
     async fn way(&self, target: &Target) -> Result<Way> {
         if let Some(client) = &target.link.client {
-            let direct = target.link.con.get(client, self.config.connect_timeout);
+            let direct = target.link.con.get(client, 0, self.config.connect_timeout);
             if let Ok((generation, con)) = self.bounded(direct).await {
                 return Ok(Way::Direct(target.link.clone(), generation, con));
             }
@@ -1374,6 +1378,65 @@ impl Store for ClusterStore {
             args,
         };
         parse(self.inner.run(mode, key, op, true).await?)
+    }
+
+    async fn set_if_aging(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let left = ttl_ms(max_left).to_string();
+        let ms = ttl_ms(ttl).to_string();
+        let args: &[&[u8]] = &[expected, left.as_bytes(), value, ms.as_bytes()];
+        let op = Op::Script {
+            script: &SET_IF_AGING,
+            lua: SET_IF_AGING_LUA,
+            key,
+            args,
+        };
+        parse(self.inner.run(mode, key, op, true).await?)
+    }
+
+    // A tag set is one key on one slot (its own hash tag, if the tag has one): each tag
+    // operation is one script on that slot; the members' deletions go slot by slot.
+    async fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()> {
+        let ms = ttl_ms(life).to_string();
+        let args: &[&[u8]] = &[member.as_bytes(), ms.as_bytes()];
+        let op = Op::Script {
+            script: &TAG_ADD,
+            lua: TAG_ADD_LUA.as_str(),
+            key: set,
+            args,
+        };
+        parse::<i64>(self.inner.run(mode, set, op, true).await?).map(drop)
+    }
+
+    async fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>> {
+        let op = Op::Script {
+            script: &TAG_MEMBERS,
+            lua: TAG_MEMBERS_LUA.as_str(),
+            key: set,
+            args: &[],
+        };
+        parse::<Vec<String>>(self.inner.run(mode, set, op, false).await?).map(pairs)
+    }
+
+    async fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let args = forget_args(entries);
+        let op = Op::Script {
+            script: &TAG_FORGET,
+            lua: TAG_FORGET_LUA,
+            key: set,
+            args: &args,
+        };
+        parse::<i64>(self.inner.run(mode, set, op, false).await?).map(drop)
     }
 }
 

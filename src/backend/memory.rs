@@ -55,6 +55,32 @@ pub(crate) struct MemoryStore {
     values: moka::sync::Cache<String, Arc<Stored>>,
     stripes: Box<[Mutex<Stripe>]>,
     hasher: RandomState,
+    /// Tag sets: full key → expiry (ms since `epoch`), outside the bound like markers.
+    tags: Mutex<TagSets>,
+    epoch: Instant,
+}
+
+/// The embedded store's tag sets, swept whole every [`TAG_SWEEP_EVERY`] additions so that
+/// tags never touched again do not keep their expired entries.
+#[derive(Default)]
+struct TagSets {
+    sets: HashMap<String, HashMap<String, u64>>,
+    adds: u64,
+}
+
+const TAG_SWEEP_EVERY: u64 = 1024;
+
+impl TagSets {
+    fn prune(set: &mut HashMap<String, u64>, now: u64) {
+        set.retain(|_, until| *until >= now);
+    }
+
+    fn sweep(&mut self, now: u64) {
+        self.sets.retain(|_, set| {
+            Self::prune(set, now);
+            !set.is_empty()
+        });
+    }
 }
 
 impl MemoryStore {
@@ -141,7 +167,17 @@ impl MemoryStore {
                 .build(),
             stripes: (0..STRIPES).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
+            tags: Mutex::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    fn tag_sets(&self) -> MutexGuard<'_, TagSets> {
+        self.tags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     fn lock(&self, key: &str) -> MutexGuard<'_, Stripe> {
@@ -388,6 +424,73 @@ impl Store for MemoryStore {
 
     async fn keys(&self, _mode: Mode, pattern: &str) -> Result<Vec<String>> {
         Ok(self.matching(pattern).into_iter().collect())
+    }
+
+    async fn set_if_aging(
+        &self,
+        _mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        let now = Instant::now();
+        let mut stripe = self.lock(key);
+        let holds = self
+            .current(&stripe, key, now, |v| {
+                *v.bytes == *expected && v.expires <= now + max_left
+            })
+            .unwrap_or(false);
+        if !holds {
+            return Ok(false);
+        }
+        let added = self.put(&mut stripe, key, value, now + ttl);
+        drop(stripe);
+        Ok(self.enforce_bound(Wrote { done: true, added }))
+    }
+
+    async fn tag_add(&self, _mode: Mode, set: &str, member: &str, life: Duration) -> Result<()> {
+        let now = self.now_ms();
+        let until = now.saturating_add(life.as_millis() as u64);
+        let mut tags = self.tag_sets();
+        tags.adds += 1;
+        if tags.adds % TAG_SWEEP_EVERY == 0 {
+            tags.sweep(now);
+        }
+        let entries = tags.sets.entry(set.to_owned()).or_default();
+        TagSets::prune(entries, now);
+        let e = entries.entry(member.to_owned()).or_insert(until);
+        *e = (*e).max(until);
+        Ok(())
+    }
+
+    async fn tag_members(&self, _mode: Mode, set: &str) -> Result<Vec<(String, String)>> {
+        let now = self.now_ms();
+        let mut tags = self.tag_sets();
+        let Some(entries) = tags.sets.get_mut(set) else {
+            return Ok(Vec::new());
+        };
+        TagSets::prune(entries, now);
+        Ok(entries
+            .iter()
+            .map(|(m, until)| (m.clone(), until.to_string()))
+            .collect())
+    }
+
+    async fn tag_forget(&self, _mode: Mode, set: &str, gone: &[(String, String)]) -> Result<()> {
+        let mut tags = self.tag_sets();
+        if let Some(entries) = tags.sets.get_mut(set) {
+            for (m, score) in gone {
+                if entries.get(m).is_some_and(|u| u.to_string() == *score) {
+                    entries.remove(m);
+                }
+            }
+            if entries.is_empty() {
+                tags.sets.remove(set);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -677,6 +780,37 @@ mod tests {
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert!(s.values.iter().count() <= 64);
         assert_eq!(values(&s), 64);
+    }
+
+    #[test]
+    fn tag_sets_prune_expired_entries_and_keep_re_added_ones() {
+        let s = MemoryStore::new(100);
+        let ms = Duration::from_millis;
+        block_on(s.tag_add(B, "t", "a", ms(30))).unwrap();
+        block_on(s.tag_add(B, "t", "b", HOUR)).unwrap();
+        let listed = block_on(s.tag_members(B, "t")).unwrap();
+        assert_eq!(listed.len(), 2);
+        std::thread::sleep(ms(60));
+        let mut left = block_on(s.tag_members(B, "t")).unwrap();
+        assert_eq!(left.len(), 1, "a expired and was pruned");
+        assert_eq!(left[0].0, "b");
+        // b is re-added (a new computation) after the listing: forgetting the listed entry
+        // keeps it, since its score changed.
+        std::thread::sleep(ms(2));
+        block_on(s.tag_add(B, "t", "b", HOUR * 2)).unwrap();
+        block_on(s.tag_forget(B, "t", &left)).unwrap();
+        left = block_on(s.tag_members(B, "t")).unwrap();
+        assert_eq!(left.len(), 1, "the re-added entry stays");
+        block_on(s.tag_forget(B, "t", &left)).unwrap();
+        assert!(block_on(s.tag_members(B, "t")).unwrap().is_empty());
+        assert!(s.tag_sets().sets.is_empty(), "an empty set goes");
+        // Sets never touched again are swept on later additions.
+        block_on(s.tag_add(B, "old", "x", ms(1))).unwrap();
+        std::thread::sleep(ms(5));
+        for i in 0..TAG_SWEEP_EVERY {
+            block_on(s.tag_add(B, "new", &i.to_string(), HOUR)).unwrap();
+        }
+        assert!(!s.tag_sets().sets.contains_key("old"));
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub(crate) mod cluster;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "sentinel")]
+pub(crate) mod sentinel;
 
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
@@ -49,8 +51,9 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
-/// Marks a key held by a lease. JSON text never starts with a NUL byte, so no cached value
-/// can be mistaken for a lease, nor a lease for a value.
+/// Marks a key held by a lease. JSON text never starts with a NUL byte, and the other
+/// codecs' values start with `\0` and `0xCB` (`codec::MARKER`), not `\0c`, so no cached
+/// value can be mistaken for a lease, nor a lease for a value.
 pub(crate) const LEASE_PREFIX: &[u8] = b"\0cacheable-lease:";
 
 /// Marks a key whose lease holder's computation failed, for a moment: the callers that
@@ -66,7 +69,8 @@ pub(crate) enum Stored {
     Leased(Vec<u8>),
     /// The lease holder's computation failed; the marker it left.
     Failed(Vec<u8>),
-    /// A cached value's bytes (JSON text).
+    /// A cached value's bytes: JSON text, or another codec's or compressed form behind
+    /// `codec::MARKER` (the codec tells them apart, not this).
     Value(Vec<u8>),
 }
 
@@ -109,7 +113,7 @@ pub enum KeyTtl {
 }
 
 /// One store's operations. Keys and patterns are full keys, prefix included; values are
-/// JSON bytes (or lease markers).
+/// encoded values (or lease markers).
 pub(crate) trait Store: Send + Sync {
     fn get(&self, mode: Mode, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// The bytes at `key` and how long they have left, for the near cache, whose copy must
@@ -178,6 +182,49 @@ pub(crate) trait Store: Send + Sync {
         expected: &[u8],
         ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Early refresh: overwrites `key` only while it still holds `expected` with at most
+    /// `max_left` to live (a key written again since, by a computation after an
+    /// invalidation, has more), atomically; true when written.
+    fn set_if_aging(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    // ---- Tags (`Cacheable::tags`): a tag set is a sorted set of full keys scored by the
+    // instant (ms) after which the entry may be pruned; the set itself expires with its
+    // last entry. Every operation touches the one tag-set key only (slot-safe on a cluster).
+
+    /// Records `member` in the tag set `set` for `life` from now (keeping a later expiry it
+    /// already has), prunes entries past their expiry, and extends the set's TTL to cover
+    /// the entry.
+    fn tag_add(
+        &self,
+        mode: Mode,
+        set: &str,
+        member: &str,
+        life: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Prunes expired entries, then lists the live ones with their scores (as the store
+    /// writes them, for [`tag_forget`](Self::tag_forget)).
+    fn tag_members(
+        &self,
+        mode: Mode,
+        set: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    /// Removes each entry that still has the score it was listed with (one re-added since,
+    /// by a new computation, stays); deletes the set when it is left empty.
+    fn tag_forget(
+        &self,
+        mode: Mode,
+        set: &str,
+        entries: &[(String, String)],
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 pub(crate) enum Backend {
@@ -202,6 +249,11 @@ impl Backend {
             #[cfg(feature = "cluster")]
             StoreConfig::Cluster { nodes } => {
                 Backend::Cluster(Box::new(cluster::ClusterStore::new(nodes, config)?))
+            }
+            // The one-server store, on whichever server the Sentinels name the primary.
+            #[cfg(feature = "sentinel")]
+            StoreConfig::Sentinel(sentinel) => {
+                Backend::Redis(Box::new(redis::RedisStore::sentinel(sentinel, config)?))
             }
         })
     }
@@ -233,7 +285,7 @@ impl Backend {
         match self {
             Backend::Memory(_) => "memory",
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => "redis",
+            Backend::Redis(s) => s.kind(),
             #[cfg(feature = "cluster")]
             Backend::Cluster(_) => "cluster",
         }
@@ -269,4 +321,8 @@ dispatch! {
     fn set_if(&self, mode: Mode, key: &str, expected: &[u8], value: &[u8], ttl: Duration) -> Result<bool>;
     fn delete_if(&self, mode: Mode, key: &str, expected: &[u8]) -> Result<bool>;
     fn renew_if(&self, mode: Mode, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
+    fn set_if_aging(&self, mode: Mode, key: &str, expected: &[u8], max_left: Duration, value: &[u8], ttl: Duration) -> Result<bool>;
+    fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()>;
+    fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>>;
+    fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()>;
 }

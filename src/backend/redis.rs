@@ -17,15 +17,30 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub(crate) struct RedisStore {
-    client: redis::Client,
+    target: Target,
     async_con: AsyncConn,
-    tracking_client: redis::Client,
-    pool: Mutex<Vec<redis::Connection>>,
+    /// Idle blocking connections, each with the generation of the primary it was made for
+    /// (always 0 on a fixed server).
+    pool: Mutex<Vec<(u64, redis::Connection)>>,
     pool_size: usize,
     op_timeout: Duration,
     connect_timeout: Duration,
     scan_count: usize,
     breaker: Breaker,
+}
+
+/// Which server the store talks to.
+// One per store, and the store is boxed: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Target {
+    /// One server, at a fixed address; its clients for data (RESP2) and tracking (RESP3).
+    Server {
+        client: redis::Client,
+        tracking: redis::Client,
+    },
+    /// The primary that Redis Sentinel names, followed through failovers.
+    #[cfg(feature = "sentinel")]
+    Sentinel(std::sync::Arc<super::sentinel::Primary>),
 }
 
 /// Fails calls fast while Redis looks down: after `threshold` failed calls in a row
@@ -148,18 +163,96 @@ pub(crate) fn client_for(url: &SecretUrl, config: &Config, resp3: bool) -> Resul
 
 impl RedisStore {
     pub(crate) fn new(url: &SecretUrl, config: &Config) -> Result<Self> {
-        Ok(RedisStore {
+        let target = Target::Server {
             client: client_for(url, config, false)?,
             // The near cache's tracking connection speaks RESP3, for its invalidation pushes.
-            tracking_client: client_for(url, config, true)?,
+            tracking: client_for(url, config, true)?,
+        };
+        Ok(RedisStore::with_target(target, config, "redis".to_owned()))
+    }
+
+    /// The primary that the Sentinels of `sentinel` name, followed through failovers.
+    #[cfg(feature = "sentinel")]
+    pub(crate) fn sentinel(
+        sentinel: &crate::config::SentinelConfig,
+        config: &Config,
+    ) -> Result<Self> {
+        let primary = super::sentinel::Primary::new(sentinel, config, client_for)?;
+        let what = primary.describe();
+        Ok(RedisStore::with_target(
+            Target::Sentinel(primary),
+            config,
+            what,
+        ))
+    }
+
+    fn with_target(target: Target, config: &Config, what: String) -> RedisStore {
+        RedisStore {
+            target,
             async_con: AsyncConn::default(),
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
             op_timeout: config.op_timeout,
             connect_timeout: config.connect_timeout,
             scan_count: config.scan_count,
-            breaker: Breaker::new(config, "redis"),
-        })
+            breaker: Breaker::new(config, what),
+        }
+    }
+
+    /// `redis`, or `sentinel` when the server is the primary that Sentinel names.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.target {
+            Target::Server { .. } => "redis",
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(_) => "sentinel",
+        }
+    }
+
+    /// The generation of the server that connections are made for: 0 on a fixed server,
+    /// the primary's on Sentinel (where a connection of another generation is dropped).
+    fn generation(&self) -> u64 {
+        match &self.target {
+            Target::Server { .. } => 0,
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => p.generation(),
+        }
+    }
+
+    /// Whether connections must wait for the Sentinels' answer before they are used.
+    fn must_resolve(&self) -> bool {
+        match &self.target {
+            Target::Server { .. } => false,
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => p.is_suspect(),
+        }
+    }
+
+    /// The client to make a blocking connection with, and its generation.
+    fn blocking_client(&self) -> Result<(u64, redis::Client)> {
+        match &self.target {
+            Target::Server { client, .. } => Ok((0, client.clone())),
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => {
+                let resolved = p.resolve_blocking(self.op_timeout)?;
+                Ok((resolved.generation, resolved.client.clone()))
+            }
+        }
+    }
+
+    /// On Sentinel, a failed call may mean a failover: a timeout, a lost or refused
+    /// connection, or a `READONLY` reply (the server was demoted) makes the store ask the
+    /// Sentinels before its next connection.
+    #[cfg_attr(not(feature = "sentinel"), allow(unused_variables))]
+    fn note_failure(&self, e: &Error) {
+        #[cfg(feature = "sentinel")]
+        if let Target::Sentinel(p) = &self.target {
+            let readonly = e
+                .redis_error()
+                .is_some_and(|r| r.code() == Some("READONLY"));
+            if readonly || looks_down(e) {
+                p.suspect();
+            }
+        }
     }
 
     /// Keeps `near` correct: invalidations of every key under `prefix`, from a tracking
@@ -170,10 +263,32 @@ impl RedisStore {
         prefix: String,
         ignore_invalidations: bool,
     ) {
-        let client = self.tracking_client.clone();
+        let servers: crate::near::tracking::Servers = match &self.target {
+            Target::Server { tracking, .. } => {
+                let client = tracking.clone();
+                Box::new(move || Some((0, vec![client.clone()])))
+            }
+            // The primary's tracking connection; a new primary (a new generation) reconnects
+            // it, and the near cache drops everything it held meanwhile.
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => {
+                let primary = std::sync::Arc::downgrade(p);
+                Box::new(move || {
+                    let p = primary.upgrade()?;
+                    match p.current() {
+                        Some(r) => Some((r.generation, vec![r.tracking.clone()])),
+                        // Nothing asked the Sentinels yet: ask, and look again later.
+                        None => {
+                            p.suspect();
+                            None
+                        }
+                    }
+                })
+            }
+        };
         crate::near::tracking::start(
             near,
-            Box::new(move || Some((0, vec![client.clone()]))),
+            servers,
             prefix,
             (self.op_timeout, self.connect_timeout),
             ignore_invalidations,
@@ -187,16 +302,33 @@ impl RedisStore {
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let (mut con, fresh) = match pooled {
-            Some(con) => (con, false),
+        let pooled = if self.must_resolve() {
+            None
+        } else {
+            let generation = self.generation();
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            // Connections to a primary that is no longer the one go (on one server, every
+            // connection has generation 0).
+            loop {
+                match pool.pop() {
+                    Some((g, _)) if g != generation => continue,
+                    found => break found,
+                }
+            }
+        };
+        let (generation, mut con, fresh) = match pooled {
+            Some((generation, con)) => (generation, con, false),
             None => {
                 // Connecting counts against the operation timeout: the command gets what
                 // the connection left of it, so one call never waits longer than that.
                 let started = Instant::now();
-                let con = self
-                    .client
-                    .get_connection_with_timeout(self.connect_timeout.min(self.op_timeout))
+                let (generation, client) = self.blocking_client()?;
+                let con = client
+                    .get_connection_with_timeout(
+                        self.connect_timeout
+                            .min(self.op_timeout.saturating_sub(started.elapsed()))
+                            .max(Duration::from_millis(1)),
+                    )
                     .map_err(Error::from_redis)?;
                 let left = self
                     .op_timeout
@@ -206,7 +338,7 @@ impl RedisStore {
                     .map_err(Error::from_redis)?;
                 con.set_write_timeout(Some(left))
                     .map_err(Error::from_redis)?;
-                (con, true)
+                (generation, con, true)
             }
         };
         match f(&mut con) {
@@ -215,8 +347,8 @@ impl RedisStore {
                     || (con.set_read_timeout(Some(self.op_timeout)).is_ok()
                         && con.set_write_timeout(Some(self.op_timeout)).is_ok());
                 let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-                if reusable && pool.len() < self.pool_size {
-                    pool.push(con);
+                if reusable && pool.len() < self.pool_size && generation == self.generation() {
+                    pool.push((generation, con));
                 }
                 Ok(v)
             }
@@ -230,7 +362,23 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
-        self.async_con.get(&self.client, self.connect_timeout).await
+        match &self.target {
+            Target::Server { client, .. } => {
+                self.async_con.get(client, 0, self.connect_timeout).await
+            }
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => {
+                if !p.is_suspect() {
+                    if let Some(con) = self.async_con.current_for(p.generation()) {
+                        return Ok(con);
+                    }
+                }
+                let resolved = p.resolve().await?;
+                self.async_con
+                    .get(&resolved.client, resolved.generation, self.connect_timeout)
+                    .await
+            }
+        }
     }
 
     /// Sends one request in `mode`: blocking on a pooled connection, or on the async
@@ -239,6 +387,9 @@ impl RedisStore {
     async fn run<T: FromRedisValue + Send + 'static>(&self, mode: Mode, req: Request) -> Result<T> {
         let out = self.send(mode, req).await;
         self.breaker.record(&out);
+        if let Err(e) = &out {
+            self.note_failure(e);
+        }
         out
     }
 
@@ -255,6 +406,10 @@ impl RedisStore {
                     match req.query_async(&mut con).await {
                         Err(e) if dropped(&e) => {
                             self.async_con.broken(generation);
+                            // On Sentinel, a lost connection may be a failover (the
+                            // Sentinels close a demoted primary's connections): the retry
+                            // connects to whichever server they name now.
+                            self.note_failure(&Error::from_redis(e));
                             let (_, mut con) = self.connection().await?;
                             req.query_async(&mut con).await.map_err(Error::from_redis)
                         }
@@ -316,7 +471,9 @@ pub(crate) fn dropped(e: &redis::RedisError) -> bool {
 /// other caller replaced it meanwhile.
 #[derive(Default)]
 pub(crate) struct AsyncConn {
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The connection, its generation, and the tag of the server it was made for (the
+    /// primary's generation on Sentinel, 0 otherwise).
+    current: Mutex<Option<(u64, MultiplexedConnection, u64)>>,
     /// Held by the one caller that connects.
     connecting: tokio::sync::Mutex<()>,
     generations: AtomicU64,
@@ -328,14 +485,15 @@ impl AsyncConn {
     pub(crate) async fn get(
         &self,
         client: &redis::Client,
+        tag: u64,
         connect_timeout: Duration,
     ) -> Result<(u64, MultiplexedConnection)> {
-        if let Some(con) = self.current() {
+        if let Some(con) = self.current_for(tag) {
             return Ok(con);
         }
         // One caller connects; the others wait for its connection.
         let _connecting = self.connecting.lock().await;
-        if let Some(con) = self.current() {
+        if let Some(con) = self.current_for(tag) {
             return Ok(con);
         }
         let client = client.clone();
@@ -359,25 +517,27 @@ impl AsyncConn {
                 )
             })?
             .map_err(Error::from_redis)?;
-        Ok(self.install(con))
+        Ok(self.install(con, tag))
     }
 
-    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The connection, if there is one for the server tagged `tag`.
+    pub(crate) fn current_for(&self, tag: u64) -> Option<(u64, MultiplexedConnection)> {
+        match &*self.current.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((generation, con, t)) if *t == tag => Some((*generation, con.clone())),
+            _ => None,
+        }
     }
 
-    fn install(&self, con: MultiplexedConnection) -> (u64, MultiplexedConnection) {
+    fn install(&self, con: MultiplexedConnection, tag: u64) -> (u64, MultiplexedConnection) {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, con.clone()));
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((generation, con.clone(), tag));
         (generation, con)
     }
 
     pub(crate) fn broken(&self, generation: u64) {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+        if current.as_ref().is_some_and(|(g, _, _)| *g == generation) {
             *current = None;
         }
     }
@@ -488,6 +648,72 @@ pub(crate) const DELETE_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1]
         return redis.call('DEL', KEYS[1]) \
      end return 0";
 
+/// `SET` only while the key holds ARGV[1] with at most ARGV[2] ms to live: an early
+/// refresh's write, which an invalidation during the computation (deleting the key, or
+/// deleting it and writing it anew) turns into a no-op.
+pub(crate) static SET_IF_AGING: Lazy<Script> = Lazy::new(|| Script::new(SET_IF_AGING_LUA));
+pub(crate) const SET_IF_AGING_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] \
+        and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[2]) then \
+        redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) return 1 \
+     end return 0";
+
+/// The server's clock in milliseconds, in a script: every process scores tag entries by
+/// the one clock that also expires the keys.
+const LUA_NOW: &str = "local t = redis.call('TIME') \
+     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
+
+/// Records ARGV[1] in the tag set KEYS[1] until now + ARGV[2] ms (a later expiry it has
+/// stays: `ZADD GT`), prunes entries already past, and stretches the set's TTL to cover
+/// the new entry: the set never outlives its last live entry by more than that entry's
+/// life, and never grows past the keys tagged within one entry life.
+pub(crate) static TAG_ADD: Lazy<Script> = Lazy::new(|| Script::new(&TAG_ADD_LUA));
+pub(crate) static TAG_ADD_LUA: Lazy<String> = Lazy::new(|| {
+    format!(
+        "{LUA_NOW} local life = tonumber(ARGV[2]) \
+         redis.call('ZADD', KEYS[1], 'GT', string.format('%d', now + life), ARGV[1]) \
+         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now)) \
+         if redis.call('PTTL', KEYS[1]) < life then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+         return 1"
+    )
+});
+
+/// Prunes the tag set KEYS[1] of entries past their expiry and lists the rest with their
+/// scores.
+pub(crate) static TAG_MEMBERS: Lazy<Script> = Lazy::new(|| Script::new(&TAG_MEMBERS_LUA));
+pub(crate) static TAG_MEMBERS_LUA: Lazy<String> = Lazy::new(|| {
+    format!(
+        "{LUA_NOW} redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now)) \
+         return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')"
+    )
+});
+
+/// Removes from the tag set KEYS[1] each member ARGV[i] whose score is still ARGV[i+1]: an
+/// entry re-added since (by a computation that began after the listing) stays.
+pub(crate) static TAG_FORGET: Lazy<Script> = Lazy::new(|| Script::new(TAG_FORGET_LUA));
+pub(crate) const TAG_FORGET_LUA: &str = "for i = 1, #ARGV, 2 do \
+        if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then \
+            redis.call('ZREM', KEYS[1], ARGV[i]) \
+        end \
+     end return 1";
+
+/// Pairs a flat `member, score, member, score…` reply.
+pub(crate) fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(m), Some(s)) = (it.next(), it.next()) {
+        out.push((m, s));
+    }
+    out
+}
+
+/// The arguments of [`TAG_FORGET`].
+pub(crate) fn forget_args(entries: &[(String, String)]) -> Vec<&[u8]> {
+    entries
+        .iter()
+        .flat_map(|(m, s)| [m.as_bytes(), s.as_bytes()])
+        .collect()
+}
+
 impl Store for RedisStore {
     async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
         self.breaker.check()?;
@@ -519,10 +745,20 @@ impl Store for RedisStore {
         if keys.is_empty() {
             return Ok(0);
         }
+        #[cfg(feature = "sentinel")]
+        if let Target::Sentinel(p) = &self.target {
+            p.record(super::sentinel::Replay::Keys(
+                keys.iter().map(|k| (*k).to_owned()).collect(),
+            ));
+        }
         self.cmd(mode, unlink_cmd(keys)).await
     }
 
     async fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64> {
+        #[cfg(feature = "sentinel")]
+        if let Target::Sentinel(p) = &self.target {
+            p.record(super::sentinel::Replay::Pattern(pattern.to_owned()));
+        }
         let mut deleted = 0u64;
         let (mut cursor, mut keys): ScanPage = self.cmd(mode, self.scan_cmd(0, pattern)).await?;
         loop {
@@ -603,5 +839,46 @@ impl Store for RedisStore {
         let ms = ttl_ms(ttl).to_string();
         self.script(mode, &RENEW_IF, key, &[expected, ms.as_bytes()])
             .await
+    }
+
+    async fn set_if_aging(
+        &self,
+        mode: Mode,
+        key: &str,
+        expected: &[u8],
+        max_left: Duration,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.breaker.check()?;
+        let left = ttl_ms(max_left).to_string();
+        let ms = ttl_ms(ttl).to_string();
+        let args: &[&[u8]] = &[expected, left.as_bytes(), value, ms.as_bytes()];
+        self.script(mode, &SET_IF_AGING, key, args).await
+    }
+
+    async fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()> {
+        self.breaker.check()?;
+        let ms = ttl_ms(life).to_string();
+        let _: i64 = self
+            .script(mode, &TAG_ADD, set, &[member.as_bytes(), ms.as_bytes()])
+            .await?;
+        Ok(())
+    }
+
+    async fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>> {
+        // An invalidation: never held back by the breaker.
+        let flat: Vec<String> = self.script(mode, &TAG_MEMBERS, set, &[]).await?;
+        Ok(pairs(flat))
+    }
+
+    async fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let _: i64 = self
+            .script(mode, &TAG_FORGET, set, &forget_args(entries))
+            .await?;
+        Ok(())
     }
 }

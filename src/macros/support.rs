@@ -278,6 +278,50 @@ pub const fn check_patterns(function: &str, patterns: &[&str], args: &[&str]) ->
     Msg::new()
 }
 
+/// Checks `#[cache(tags = […])]`: each tag is a key template (no glob syntax, well-formed
+/// placeholders) whose placeholders name arguments the key names too, so that the key's
+/// context renders them.
+pub const fn check_tags(key: &str, tags: &[&str]) -> Msg {
+    let mut i = 0;
+    while i < tags.len() {
+        let tag = tags[i];
+        if grammar::has_glob(tag) {
+            return Msg::new()
+                .push("cache tag `")
+                .push(tag)
+                .push("` holds glob syntax (`*`, `?`, `[` or `\\`) outside its placeholders: a tag is one exact name");
+        }
+        let mut at = 0;
+        loop {
+            match next_placeholder(tag, at) {
+                Ok(Some(p)) => {
+                    let root = sub(tag, p.start, p.root_end);
+                    if !template_uses(key, root) {
+                        return Msg::new()
+                            .push("cache tag `")
+                            .push(tag)
+                            .push("`: placeholder `")
+                            .push(root)
+                            .push("` is not a placeholder of key `")
+                            .push(key)
+                            .push("`; a tag renders from the arguments the key names");
+                    }
+                    at = p.next;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    return Msg::new()
+                        .push("cache tag `")
+                        .push(tag)
+                        .push("` is malformed: write placeholders as in keys, `user:<<user_id>>`");
+                }
+            }
+        }
+        i += 1;
+    }
+    Msg::new()
+}
+
 /// True when a placeholder of one of `templates` has `arg` as its root: that argument is
 /// serialized into the context, the others are not even required to be `Serialize`.
 pub const fn uses(templates: &[&str], arg: &'static str) -> bool {

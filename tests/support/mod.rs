@@ -465,7 +465,8 @@ fn ping(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    // A server with a password answers, though not with PONG.
+    s.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
 }
 
 /// A small deterministic generator, so property tests reproduce from their seed.
@@ -494,5 +495,295 @@ impl Rng {
         (0..len)
             .map(|_| alphabet[self.below(alphabet.len())])
             .collect()
+    }
+}
+
+/// A private Redis Sentinel setup: a primary, one replica and three Sentinels (quorum 2,
+/// `down-after-milliseconds` 1000), every process on a free port in a temporary directory,
+/// announcing 127.0.0.1, and every one killed on drop.
+pub struct RedisSentinel {
+    /// The data nodes: the first started as the primary, the second as its replica.
+    pub nodes: Vec<RedisServer>,
+    pub sentinels: Vec<SentinelProcess>,
+    pub service: String,
+    /// The data nodes' password, if they have one.
+    pub password: Option<String>,
+    /// The Sentinels' password, if they have one.
+    pub sentinel_password: Option<String>,
+}
+
+/// One `redis-server sentinel.conf --sentinel`.
+pub struct SentinelProcess {
+    child: Option<Child>,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl SentinelProcess {
+    fn try_start(
+        primary: u16,
+        service: &str,
+        auth: Option<&str>,
+        requirepass: Option<&str>,
+    ) -> Option<SentinelProcess> {
+        static SERIAL: AtomicU32 = AtomicU32::new(0);
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "cacheable-sentinel-{}-{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conf = format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel announce-ip 127.0.0.1\n\
+             sentinel monitor {service} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {service} 1000\n\
+             sentinel failover-timeout {service} 3000\n\
+             sentinel parallel-syncs {service} 1\n",
+            dir.display()
+        );
+        if let Some(pw) = auth {
+            conf.push_str(&format!("sentinel auth-pass {service} {pw}\n"));
+        }
+        if let Some(pw) = requirepass {
+            conf.push_str(&format!("requirepass {pw}\n"));
+        }
+        let path = dir.join("sentinel.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("redis-server")
+            .arg(&path)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-server is not on PATH: the tests start their own Sentinels. \
+                 Run `bash scripts/test.sh`, which installs it where it can, or install Redis."
+            ),
+            Err(e) => panic!("could not spawn redis-server --sentinel: {e}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
+            if ping(port) {
+                return Some(SentinelProcess {
+                    child: Some(child),
+                    port,
+                    dir,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Kills the Sentinel (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl RedisSentinel {
+    /// Starts the primary, its replica and three Sentinels, and waits until every Sentinel
+    /// sees the replica and the two other Sentinels, and the replica is in sync.
+    pub fn start() -> RedisSentinel {
+        RedisSentinel::start_with_passwords(None, None)
+    }
+
+    /// As [`start`](RedisSentinel::start), with `requirepass` (and `masterauth`) on the data
+    /// nodes when `password` is given, and `requirepass` on the Sentinels when
+    /// `sentinel_password` is.
+    pub fn start_with_passwords(
+        password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> RedisSentinel {
+        for attempt in 0..3 {
+            match RedisSentinel::try_start(password, sentinel_password) {
+                Ok(s) => return s,
+                Err(why) => eprintln!("sentinel start {attempt} failed: {why}; retrying"),
+            }
+        }
+        panic!("could not start a private Redis Sentinel setup after 3 attempts");
+    }
+
+    fn try_start(
+        password: Option<&str>,
+        sentinel_password: Option<&str>,
+    ) -> Result<RedisSentinel, String> {
+        let service = "cacheable".to_owned();
+        let mut auth: Vec<&str> = Vec::new();
+        if let Some(pw) = password {
+            auth.extend(["--requirepass", pw, "--masterauth", pw]);
+        }
+        let common = [
+            "--repl-diskless-sync-delay",
+            "0",
+            "--replica-announce-ip",
+            "127.0.0.1",
+        ];
+        let primary = (0..5)
+            .find_map(|_| {
+                let args: Vec<&str> = common.iter().chain(&auth).copied().collect();
+                RedisServer::try_start_with(free_port(), &args)
+            })
+            .ok_or("could not start the primary")?;
+        let primary_port = primary.port.to_string();
+        let replica = (0..5)
+            .find_map(|_| {
+                let mut args: Vec<&str> = common.iter().chain(&auth).copied().collect();
+                args.extend(["--replicaof", "127.0.0.1", &primary_port]);
+                RedisServer::try_start_with(free_port(), &args)
+            })
+            .ok_or("could not start the replica")?;
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            let s = (0..5)
+                .find_map(|_| {
+                    SentinelProcess::try_start(primary.port, &service, password, sentinel_password)
+                })
+                .ok_or("could not start a Sentinel")?;
+            sentinels.push(s);
+        }
+        let setup = RedisSentinel {
+            nodes: vec![primary, replica],
+            sentinels,
+            service,
+            password: password.map(str::to_owned),
+            sentinel_password: sentinel_password.map(str::to_owned),
+        };
+        setup.wait_ready(Duration::from_secs(20))?;
+        Ok(setup)
+    }
+
+    /// Waits until every live Sentinel names a primary that reports the `master` role, sees
+    /// the other Sentinels, and every live replica is in sync.
+    pub fn wait_ready(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.ready() {
+                Ok(()) => return Ok(()),
+                Err(why) => last = why,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("Sentinels not ready after {within:?}: {last}"))
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        let live = self.sentinels.iter().filter(|s| s.child.is_some()).count();
+        let primary = self.primary_port().ok_or("no Sentinel names a primary")?;
+        for s in self.sentinels.iter().filter(|s| s.child.is_some()) {
+            let info = self.sentinel_cli(s.port, &["INFO", "sentinel"]);
+            let want = format!("address=127.0.0.1:{primary},slaves=");
+            if !info.contains(&want) || !info.contains(&format!("sentinels={live}")) {
+                return Err(format!("Sentinel {}: {}", s.port, info.trim()));
+            }
+        }
+        for node in self.nodes.iter().filter(|n| n.pid().is_some()) {
+            let replication = self.node_cli(node.port, &["INFO", "replication"]);
+            if node.port == primary && !replication.contains("role:master") {
+                return Err(format!("{} is named primary but is not", node.port));
+            }
+            if node.port != primary
+                && !(replication.contains("role:slave")
+                    && replication.contains("master_link_status:up")
+                    && replication.contains(&format!("master_port:{primary}")))
+            {
+                return Err(format!("replica {} is not in sync", node.port));
+            }
+        }
+        Ok(())
+    }
+
+    /// The primary's port, as the first live Sentinel that answers names it.
+    pub fn primary_port(&self) -> Option<u16> {
+        self.sentinels
+            .iter()
+            .filter(|s| s.child.is_some())
+            .find_map(|s| {
+                let out = self.sentinel_cli(
+                    s.port,
+                    &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &self.service],
+                );
+                out.lines().nth(1)?.trim().parse().ok()
+            })
+    }
+
+    /// The data node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("a data node on that port")
+    }
+
+    /// Kills the data node on `port` (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a data node on that port")
+            .kill();
+    }
+
+    /// Waits until the Sentinels name a primary other than `old` and it reports `master`.
+    pub fn wait_failover(&self, old: u16, within: Duration) -> Result<u16, String> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(port) = self.primary_port().filter(|p| *p != old) {
+                if self.node_cli(port, &["ROLE"]).starts_with("master") {
+                    return Ok(port);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("no failover away from {old} within {within:?}"))
+    }
+
+    /// `redis+sentinel://127.0.0.1:s1,127.0.0.1:s2,127.0.0.1:s3/SERVICE`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("redis+sentinel://{}/{}", hosts.join(","), self.service)
+    }
+
+    /// `redis-cli` against the Sentinel on `port`, with the Sentinels' password if any.
+    pub fn sentinel_cli(&self, port: u16, args: &[&str]) -> String {
+        let mut with: Vec<&str> = Vec::new();
+        if let Some(pw) = &self.sentinel_password {
+            with.extend(["--no-auth-warning", "-a", pw]);
+        }
+        with.extend(args);
+        cli_quiet(port, &with)
+    }
+
+    /// `redis-cli` against the data node on `port`, with the data nodes' password if any.
+    pub fn node_cli(&self, port: u16, args: &[&str]) -> String {
+        let mut with: Vec<&str> = Vec::new();
+        if let Some(pw) = &self.password {
+            with.extend(["--no-auth-warning", "-a", pw]);
+        }
+        with.extend(args);
+        cli_quiet(port, &with)
     }
 }

@@ -1,0 +1,581 @@
+//! What only Redis Sentinel has: a primary that dies or is demoted, and a replica the
+//! Sentinels promote in its place. Each test starts its own private primary, replica and
+//! three Sentinels (tests/support); the shared suite (tests/backends.rs) covers the rest.
+#![cfg(feature = "sentinel")]
+
+mod support;
+
+use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::RedisSentinel;
+
+const OP_TIMEOUT: Duration = Duration::from_millis(200);
+
+fn config(setup: &RedisSentinel, prefix: &str) -> Config {
+    Config::from_url(&setup.url())
+        .unwrap()
+        .prefix(prefix)
+        .op_timeout(OP_TIMEOUT)
+        .connect_timeout(OP_TIMEOUT)
+        .invalidate_retries(1)
+}
+
+/// How many times the data node on `port` ran `command` (lower case), from its stats.
+fn calls(setup: &RedisSentinel, port: u16, command: &str) -> u64 {
+    let stats = setup.node_cli(port, &["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The primary is killed (SIGKILL) while sync and async readers run and a writer/reader
+/// race goes on: every call answers, none waits much longer than the operation timeout,
+/// caching resumes by itself once the Sentinels promote the replica, the race finds no
+/// stale value, and after the failover two rounds of reads on new keys make the second
+/// all hits.
+#[test]
+fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_failover() {
+    let mut setup = RedisSentinel::start();
+    let cache = Arc::new(Cache::new(config(&setup, "fo")).unwrap());
+    let old = setup.primary_port().unwrap();
+    let read = |cache: &Cache, id: u32, computed: &AtomicUsize| {
+        Cacheable::new("item:<<id>>")
+            .on(cache)
+            .run(ctx! { id }, || {
+                computed.fetch_add(1, Ordering::SeqCst);
+                id * 10
+            })
+    };
+    let warm = AtomicUsize::new(0);
+    for id in 0..300 {
+        assert_eq!(read(&cache, id, &warm), id * 10);
+    }
+    assert_eq!(warm.load(Ordering::SeqCst), 300);
+    std::thread::sleep(Duration::from_millis(100));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed_at = Arc::new(Mutex::new(None::<Instant>));
+    // The last sync call after the kill that was a miss, and the first hit after it: when
+    // caching resumed, as callers saw it.
+    let last_miss = Arc::new(Mutex::new(None::<Instant>));
+    let slowest = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
+    let calls_made = Arc::new(AtomicU64::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..2u32 {
+            let (cache, stop, slowest, killed_at, last_miss, calls_made) = (
+                cache.clone(),
+                stop.clone(),
+                slowest.clone(),
+                killed_at.clone(),
+                last_miss.clone(),
+                calls_made.clone(),
+            );
+            s.spawn(move || {
+                let computed = AtomicUsize::new(0);
+                let mut i = t as usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = (i % 300) as u32;
+                    i += 7;
+                    let before = computed.load(Ordering::SeqCst);
+                    let started = Instant::now();
+                    assert_eq!(read(&cache, id, &computed), id * 10, "every call answers");
+                    let took = started.elapsed();
+                    calls_made.fetch_add(1, Ordering::Relaxed);
+                    {
+                        let mut s = slowest.lock().unwrap();
+                        s.0 = s.0.max(took);
+                    }
+                    if killed_at.lock().unwrap().is_some()
+                        && computed.load(Ordering::SeqCst) > before
+                    {
+                        *last_miss.lock().unwrap() = Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            });
+        }
+        for t in 0..2u32 {
+            let (cache, stop, slowest, calls_made) = (
+                cache.clone(),
+                stop.clone(),
+                slowest.clone(),
+                calls_made.clone(),
+            );
+            rt.spawn(async move {
+                let mut i = 100 + t as usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = (i % 300) as u32;
+                    i += 11;
+                    let started = Instant::now();
+                    let v = Cacheable::new("item:<<id>>")
+                        .on(&cache)
+                        .run_async(ctx! { id }, || async move { id * 10 })
+                        .await;
+                    assert_eq!(v, id * 10, "every call answers");
+                    let took = started.elapsed();
+                    calls_made.fetch_add(1, Ordering::Relaxed);
+                    {
+                        let mut s = slowest.lock().unwrap();
+                        s.1 = s.1.max(took);
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            });
+        }
+        let race = {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            s.spawn(move || race_until(&cache, &stop))
+        };
+
+        std::thread::sleep(Duration::from_millis(500));
+        *killed_at.lock().unwrap() = Some(Instant::now());
+        setup.kill(old);
+        let t0 = Instant::now();
+        let new = setup
+            .wait_failover(old, Duration::from_secs(30))
+            .expect("the Sentinels promote the replica");
+        let promoted = t0.elapsed();
+        println!("killed primary {old}; the Sentinels promoted {new} after {promoted:?}");
+        // Readers go on a while after the promotion.
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::SeqCst);
+        let (rounds, stale, skipped) = race.join().unwrap();
+        println!("race: {rounds} rounds checked, {stale} stale, {skipped} rounds skipped (invalidation failed while no primary answered)");
+        assert!(rounds > 20, "{rounds} rounds");
+        assert_eq!(stale, 0, "stale values across the failover");
+        let resumed = last_miss
+            .lock()
+            .unwrap()
+            .map(|at| at.duration_since(killed_at.lock().unwrap().unwrap()));
+        println!(
+            "sync callers' last miss {resumed:?} after the kill ({:?} after the promotion)",
+            resumed.map(|r| r.saturating_sub(promoted))
+        );
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let (slow_sync, slow_async) = *slowest.lock().unwrap();
+    println!(
+        "{} calls; slowest sync call {slow_sync:?}, slowest async call {slow_async:?} (op_timeout {OP_TIMEOUT:?})",
+        calls_made.load(Ordering::SeqCst)
+    );
+    let bound = OP_TIMEOUT + Duration::from_millis(300);
+    assert!(slow_sync < bound, "slowest sync call {slow_sync:?}");
+    assert!(slow_async < bound, "slowest async call {slow_async:?}");
+
+    // After the failover: two rounds of reads on new keys; the second is all hits, sync and
+    // async.
+    let new = setup.primary_port().unwrap();
+    let sets_before = calls(&setup, new, "set");
+    for round in 1..=2 {
+        let computed = AtomicUsize::new(0);
+        for id in 1000..1300 {
+            assert_eq!(read(&cache, id, &computed), id * 10);
+        }
+        let misses = computed.load(Ordering::SeqCst);
+        println!("round {round} on new keys after the failover: {misses} misses of 300");
+        match round {
+            1 => assert_eq!(misses, 300),
+            _ => assert_eq!(misses, 0, "the second round is all hits"),
+        }
+    }
+    assert!(
+        calls(&setup, new, "set") >= sets_before + 300,
+        "the new keys were written to the new primary"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let async_misses = rt.block_on(async {
+        let computed = Arc::new(AtomicUsize::new(0));
+        for round in 0..2 {
+            for id in 2000..2100u32 {
+                let computed = computed.clone();
+                let v = Cacheable::new("item:<<id>>")
+                    .on(&cache)
+                    .run_async(ctx! { id }, || async move {
+                        computed.fetch_add(1, Ordering::SeqCst);
+                        id * 10
+                    })
+                    .await;
+                assert_eq!(v, id * 10);
+            }
+            if round == 0 {
+                assert_eq!(computed.swap(0, Ordering::SeqCst), 100);
+            }
+        }
+        computed.load(Ordering::SeqCst)
+    });
+    assert_eq!(async_misses, 0, "async: the second round is all hits");
+}
+
+/// Rounds of a writer/reader race on `balance:42` until `stop`: readers read through
+/// while the writer bumps the source and invalidates; a round counts when its deletions
+/// went through. Returns (rounds counted, stale values among them, rounds skipped).
+fn race_until(cache: &Arc<Cache>, stop: &AtomicBool) -> (u64, u64, u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let source = Arc::new(AtomicU64::new(0));
+    let read = |cache: Arc<Cache>, source: Arc<AtomicU64>, jitter_us: u64| async move {
+        Cacheable::new("balance:<<user_id>>")
+            .on(&cache)
+            .run_async(ctx! { user_id = 42 }, || async move {
+                let seen = source.load(Ordering::SeqCst);
+                std::thread::sleep(Duration::from_micros(jitter_us));
+                seen
+            })
+            .await
+    };
+    let mut rng = support::Rng::new(19);
+    let (mut rounds, mut stale, mut skipped) = (0, 0, 0);
+    while !stop.load(Ordering::SeqCst) {
+        if cache.delete("balance:42").is_err() {
+            skipped += 1;
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let readers: Vec<_> = (0..3)
+            .map(|_| rt.spawn(read(cache.clone(), source.clone(), rng.below(400) as u64)))
+            .collect();
+        let writer = {
+            let (cache, source) = (cache.clone(), source.clone());
+            let delay = rng.below(300) as u64;
+            rt.spawn(async move {
+                std::thread::sleep(Duration::from_micros(delay));
+                source.fetch_add(1, Ordering::SeqCst);
+                Invalidate::new(["balance:<<user_id>>"])
+                    .on(&cache)
+                    .now_async(ctx! { user_id = 42 })
+                    .await
+                    .is_ok()
+            })
+        };
+        let invalidated = rt.block_on(async {
+            for r in readers {
+                r.await.unwrap();
+            }
+            writer.await.unwrap()
+        });
+        let current = source.load(Ordering::SeqCst);
+        let seen = rt.block_on(read(cache.clone(), source.clone(), 0));
+        if !invalidated {
+            skipped += 1;
+            continue;
+        }
+        rounds += 1;
+        if seen != current {
+            stale += 1;
+        }
+    }
+    rt.shutdown_timeout(Duration::from_secs(2));
+    (rounds, stale, skipped)
+}
+
+/// A failover the Sentinels are asked for (`SENTINEL FAILOVER`): the old primary lives on,
+/// demoted to a replica. The cache moves to the new primary by itself, sync and async: its
+/// writes land there, an invalidation after the switch is honoured, and nothing is read
+/// from or written to the demoted server afterwards.
+#[test]
+fn a_demoted_primary_is_left_for_the_new_one() {
+    let started = Instant::now();
+    let setup = RedisSentinel::start();
+    println!("setup started in {:?}", started.elapsed());
+    let cache = Cache::new(config(&setup, "dm")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let source = AtomicU64::new(1);
+    let read = || {
+        Cacheable::new("v:<<id>>")
+            .on(&cache)
+            .run(ctx! { id = 1 }, || source.load(Ordering::SeqCst))
+    };
+    let read_async = || {
+        rt.block_on(
+            Cacheable::new("w:<<id>>")
+                .on(&cache)
+                .run_async(ctx! { id = 1 }, || async { source.load(Ordering::SeqCst) }),
+        )
+    };
+    assert_eq!((read(), read_async()), (1, 1));
+    let old = setup.primary_port().unwrap();
+    let replica = setup
+        .nodes
+        .iter()
+        .map(|n| n.port)
+        .find(|p| *p != old)
+        .unwrap();
+    // Let the replica catch up before it is promoted.
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let out = setup.sentinel_cli(
+        setup.sentinels[0].port,
+        &["SENTINEL", "FAILOVER", &setup.service],
+    );
+    assert!(out.contains("OK"), "SENTINEL FAILOVER: {out}");
+    let new = setup
+        .wait_failover(old, Duration::from_secs(20))
+        .expect("the Sentinels promote the replica");
+    assert_eq!(new, replica);
+    println!(
+        "SENTINEL FAILOVER: {new} is primary after {:?}",
+        t0.elapsed()
+    );
+    // The source changes and the cache invalidates: the reads that follow compute the new
+    // value, then serve it from the new primary.
+    source.store(2, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sync_ok = cache.delete("v:1").is_ok();
+        let async_ok = rt
+            .block_on(
+                Invalidate::new(["w:<<id>>"])
+                    .on(&cache)
+                    .now_async(ctx! { id = 1 }),
+            )
+            .is_ok();
+        if sync_ok && async_ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "invalidations kept failing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        (read(), read_async()),
+        (2, 2),
+        "no stale value after the switch"
+    );
+    // The invalidations may have gone to the old primary (which still takes writes until
+    // the Sentinels get round to demoting it), in the moment before this cache heard of
+    // the switch; it sends them again to the new primary as it moves there. Once it has
+    // (at once on `+switch-master`; by polling, within a second), the new primary holds
+    // no old value: another process reading there computes the new one.
+    std::thread::sleep(Duration::from_millis(1500));
+    for key in ["dm:v:1", "dm:w:1"] {
+        assert_ne!(setup.node_cli(new, &["GET", key]).trim(), "1", "{key}");
+    }
+    let peer = Cache::new(cache.config().clone()).unwrap();
+    let fresh = |template: &'static str| {
+        Cacheable::new(template)
+            .on(&peer)
+            .run(ctx! { id = 1 }, || source.load(Ordering::SeqCst))
+    };
+    assert_eq!((fresh("v:<<id>>"), fresh("w:<<id>>")), (2, 2));
+    assert_eq!((read(), read_async()), (2, 2));
+    // The cache writes to the new primary now.
+    for key in ["dm:v:1", "dm:w:1"] {
+        assert_eq!(setup.node_cli(new, &["GET", key]).trim(), "2", "{key}");
+    }
+    assert!(setup.node_cli(old, &["ROLE"]).starts_with("master"));
+    println!("the switch is followed after {:?}", t0.elapsed());
+    // The Sentinels demote the old primary to a replica of the new one (once they see it
+    // still reporting the master role, after some seconds).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !setup.node_cli(old, &["ROLE"]).starts_with("slave") {
+        assert!(
+            Instant::now() < deadline,
+            "the old primary was never demoted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("demoted after {:?}", t0.elapsed());
+    // Caching goes on on the new primary: every read a hit after its first, no read on
+    // the demoted server (it replicates the writes, so only its reads tell), and the
+    // values are on the new primary.
+    let before = cache.stats();
+    let gets_old = calls(&setup, old, "get");
+    for _ in 0..20 {
+        source.fetch_add(1, Ordering::SeqCst);
+        cache.delete("v:1").unwrap();
+        rt.block_on(
+            Invalidate::new(["w:<<id>>"])
+                .on(&cache)
+                .now_async(ctx! { id = 1 }),
+        )
+        .unwrap();
+        let now = source.load(Ordering::SeqCst);
+        for _ in 0..2 {
+            assert_eq!((read(), read_async()), (now, now));
+        }
+    }
+    let after = cache.stats();
+    assert_eq!(after.errors, before.errors, "{after:?}");
+    assert_eq!(after.hits - before.hits, 40, "{after:?}");
+    assert_eq!(
+        calls(&setup, old, "get"),
+        gets_old,
+        "a read went to the demoted server"
+    );
+    let stored = setup.node_cli(new, &["GET", "dm:v:1"]);
+    assert_eq!(stored.trim(), source.load(Ordering::SeqCst).to_string());
+}
+
+/// The near cache on Sentinel tracks the current primary: after a failover its tracking
+/// connection moves to the new primary (dropping what it held), so another client's change
+/// there still evicts the near copy.
+#[test]
+fn the_near_cache_follows_the_new_primary() {
+    let mut setup = RedisSentinel::start();
+    let near = Cache::new(config(&setup, "near").near_cache(10_000)).unwrap();
+    let read = |id: u32| {
+        Cacheable::new("v:<<id>>")
+            .on(&near)
+            .run(ctx! { id }, || -1i64)
+    };
+    let old = setup.primary_port().unwrap();
+    for id in 0..10u32 {
+        setup.node_cli(old, &["SET", &format!("near:v:{id}"), "1", "EX", "600"]);
+    }
+    let served_near = |id: u32, want: i64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let before = near.stats().near_hits;
+            if read(id) == want && near.stats().near_hits > before {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "key {id} never served near as {want}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    for id in 0..10 {
+        served_near(id, 1);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    setup.kill(old);
+    let new = setup
+        .wait_failover(old, Duration::from_secs(30))
+        .expect("the Sentinels promote the replica");
+    // Another client changes the keys on the new primary: the near cache sees each change.
+    for id in 0..10u32 {
+        setup.node_cli(new, &["SET", &format!("near:v:{id}"), "2", "EX", "600"]);
+    }
+    for id in 0..10 {
+        served_near(id, 2);
+    }
+    // And later changes too, through the new tracking connection.
+    setup.node_cli(new, &["SET", "near:v:0", "3", "EX", "600"]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while read(0) != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the change on the new primary never evicted"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The primary freezes (SIGSTOP, as a host that stops answering without closing its
+/// connections): calls wait out the operation timeout until the breaker opens, none much
+/// longer, sync or async; once the Sentinels promote the replica, caching resumes there.
+#[test]
+fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over() {
+    let setup = RedisSentinel::start();
+    let cache = Arc::new(Cache::new(config(&setup, "fz")).unwrap());
+    let old = setup.primary_port().unwrap();
+    let computed = Arc::new(AtomicUsize::new(0));
+    let read = {
+        let computed = computed.clone();
+        move |cache: &Cache, id: u32| {
+            Cacheable::new("item:<<id>>")
+                .on(cache)
+                .run(ctx! { id }, || {
+                    computed.fetch_add(1, Ordering::SeqCst);
+                    id * 10
+                })
+        }
+    };
+    for id in 0..100 {
+        assert_eq!(read(&cache, id), id * 10);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let stop = Arc::new(AtomicBool::new(false));
+    let slowest = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..2u32 {
+            let (cache, stop, slowest, read) =
+                (cache.clone(), stop.clone(), slowest.clone(), read.clone());
+            s.spawn(move || {
+                let mut i = t as usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = (i % 100) as u32;
+                    i += 7;
+                    let t0 = Instant::now();
+                    assert_eq!(read(&cache, id), id * 10, "every call answers");
+                    let mut s = slowest.lock().unwrap();
+                    s.0 = s.0.max(t0.elapsed());
+                    drop(s);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+        }
+        for t in 0..2u32 {
+            let (cache, stop, slowest) = (cache.clone(), stop.clone(), slowest.clone());
+            rt.spawn(async move {
+                let mut i = 50 + t as usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let id = (i % 100) as u32;
+                    i += 11;
+                    let t0 = Instant::now();
+                    let v = Cacheable::new("item:<<id>>")
+                        .on(&cache)
+                        .run_async(ctx! { id }, || async move { id * 10 })
+                        .await;
+                    assert_eq!(v, id * 10, "every call answers");
+                    {
+                        let mut s = slowest.lock().unwrap();
+                        s.1 = s.1.max(t0.elapsed());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        setup.node(old).pause();
+        let t0 = Instant::now();
+        let new = setup
+            .wait_failover(old, Duration::from_secs(30))
+            .expect("the Sentinels promote the replica");
+        println!(
+            "froze primary {old}; the Sentinels promoted {new} after {:?}",
+            t0.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::SeqCst);
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let (slow_sync, slow_async) = *slowest.lock().unwrap();
+    println!(
+        "slowest sync call {slow_sync:?}, slowest async call {slow_async:?} (op_timeout {OP_TIMEOUT:?}) over {:?}",
+        started.elapsed()
+    );
+    let bound = OP_TIMEOUT + Duration::from_millis(300);
+    assert!(slow_sync < bound, "slowest sync call {slow_sync:?}");
+    assert!(slow_async < bound, "slowest async call {slow_async:?}");
+    // Caching resumed on the new primary: two rounds on new keys, the second all hits.
+    for round in 0..2 {
+        let before = computed.load(Ordering::SeqCst);
+        for id in 1000..1100 {
+            assert_eq!(read(&cache, id), id * 10);
+        }
+        let misses = computed.load(Ordering::SeqCst) - before;
+        assert_eq!(misses, if round == 0 { 100 } else { 0 }, "round {round}");
+    }
+    setup.node(old).resume();
+}
