@@ -40,3 +40,21 @@ service:
 # and redis-server (BENCHMARKS.md, "The service under load"; about 2 minutes after the build).
 load:
     bash scripts/load.sh
+
+# The 10-minute soaks (examples/soak.rs): one server, the near cache, a cluster, a cluster
+# with the near cache; each kills, restarts and freezes its own private redis-servers.
+soak:
+    cargo run --release --example soak -- --minutes 10
+    cargo run --release --example soak -- --minutes 10 --near
+    cargo run --release --example soak -- --minutes 10 --backend cluster
+    cargo run --release --example soak -- --minutes 10 --backend cluster --near
+
+# Memory bounds: 1,000,000 distinct keys on the embedded store and on Redis with the near
+# cache (examples/memory_bounds.rs).
+memory-bounds:
+    cargo run --release --example memory_bounds
+
+# Each fuzz target for MINUTES (default 10) minutes: `cargo install cargo-fuzz` first; the
+# targets build with the nightly toolchain (`rustup toolchain install nightly`).
+fuzz MINUTES="10":
+    cd fuzz && for t in template_parse pattern_escape json_hash glob_match; do cargo +nightly fuzz run $t -- -max_total_time=$(({{MINUTES}} * 60)) || exit 1; done

@@ -63,6 +63,11 @@ else
   cargo test --no-default-features --lib --tests --no-fail-fast
 fi
 
+step "soak: 60 s on a private redis-server, killed, restarted and frozen under load (examples/soak.rs)"
+# Debug build (its dependencies are built for the tests already); the 10-minute runs are
+# `just soak` (release). Exits non-zero on a stale read or a caller-visible failure.
+cargo run -q --example soak -- --seconds 60 | tail -n 12
+
 step "quickstart example (embedded store)"
 env -u CACHE_URL RUST_LOG=warn cargo run -q --example quickstart >/dev/null
 echo "quickstart ran"

@@ -75,6 +75,8 @@ pub struct Config {
     pub(crate) unchecked_lease_writes: bool,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
+    /// Encoded values larger than this are served but not stored; `None`: no bound.
+    pub(crate) max_value_bytes: Option<usize>,
     /// How values are written: codec and compression.
     pub(crate) format: Format,
     /// The default early-refresh β of builders that set none (issue 11); 0 is off.
@@ -127,7 +129,8 @@ impl std::fmt::Debug for Config {
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("codec", &self.format.codec)
             .field("compress_over", &self.format.compress_over)
-            .field("early_refresh", &self.early_refresh);
+            .field("early_refresh", &self.early_refresh)
+            .field("max_value_bytes", &self.max_value_bytes);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
             d.field("unchecked_lease_writes_for_tests", &true);
@@ -178,6 +181,7 @@ impl Config {
             unchecked_lease_writes: false,
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
+            max_value_bytes: None,
             format: Format::default(),
             early_refresh: 0.0,
             #[cfg(feature = "tls")]
@@ -247,6 +251,24 @@ impl Config {
     fn store_from_url(url: &str) -> Result<Config> {
         // Messages show the URL with its passwords masked.
         let shown = crate::redact::url(url);
+        let config = Config::from_url_store(url, &shown)?;
+        // `max_value_bytes` applies to every store; redis-rs ignores query parameters it
+        // does not know, so the URL is passed on as it is.
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        match query
+            .split('&')
+            .find_map(|p| p.strip_prefix("max_value_bytes="))
+        {
+            Some(n) => Ok(config.max_value_bytes(n.trim().parse().map_err(|_| {
+                Error::config(format!(
+                    "cache URL `{shown}`: max_value_bytes must be a number of bytes"
+                ))
+            })?)),
+            None => Ok(config),
+        }
+    }
+
+    fn from_url_store(url: &str, shown: &str) -> Result<Config> {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| Error::config(format!("cache URL `{shown}` has no scheme")))?;
@@ -275,6 +297,8 @@ impl Config {
                 let query = rest.split_once('?').map_or("", |(_, q)| q);
                 for pair in query.split('&').filter(|p| !p.is_empty()) {
                     match pair.split_once('=') {
+                        // Read by `from_url`, for every store.
+                        Some(("max_value_bytes", _)) => {}
                         Some(("max_entries", n)) => {
                             max_entries = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                                 Error::config(format!(
@@ -286,7 +310,7 @@ impl Config {
                         _ => {
                             let name = pair.split_once('=').map_or(pair, |(name, _)| name);
                             return Err(Error::config(format!(
-                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries, codec, compress_over)"
+                                "cache URL `{shown}`: unknown option `{name}` (known: max_entries, codec, compress_over, max_value_bytes)"
                             )));
                         }
                     }
@@ -524,6 +548,7 @@ impl Config {
     /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Config::default_ttl), whole seconds | 300 |
     /// | `CACHE_DEBUG` | [`debug`](Config::debug): `1`, `true`, `yes` or `0`, `false`, `no`, in any case | off |
     /// | `CACHE_STRICT` | [`strict`](Config::strict): the same words | off |
+    /// | `CACHE_MAX_VALUE_BYTES` | [`max_value_bytes`](Config::max_value_bytes), bytes; `0` for no bound | no bound |
     /// | `CACHE_CODEC` | [`codec`](Config::codec): `json` or `msgpack` | the URL's `codec`, else `json` |
     /// | `CACHE_COMPRESS_OVER` | `Config::compress_over` (feature `compress`), bytes | the URL's `compress_over`, else off |
     ///
@@ -566,6 +591,14 @@ impl Config {
                 compress_over_param(&over)
                     .map_err(|e| Error::config(format!("CACHE_COMPRESS_OVER: {e}")))?,
             );
+        }
+        if let Some(n) = var("CACHE_MAX_VALUE_BYTES") {
+            let n: usize = n.trim().parse().map_err(|_| {
+                Error::config(format!(
+                    "CACHE_MAX_VALUE_BYTES `{n}` is not a number of bytes"
+                ))
+            })?;
+            config = config.max_value_bytes(n);
         }
         Ok(config)
     }
@@ -737,6 +770,18 @@ impl Config {
     pub fn breaker(mut self, failures: u32, cooldown: Duration) -> Config {
         self.breaker_threshold = failures;
         self.breaker_cooldown = cooldown.min(MAX_TTL);
+        self
+    }
+
+    /// The largest value stored, in bytes of its stored form (no bound by default; `0` sets
+    /// none; `?max_value_bytes=N` in the URL, `CACHE_MAX_VALUE_BYTES` in the environment).
+    /// A computed value larger than this is returned to its caller but not stored, counted in
+    /// [`Stats::unstorable`](crate::Stats::unstorable) and logged (a line a minute per
+    /// template); a stored value larger than this (written by another process or an older
+    /// version) is not served: the call computes, counts an error, and replaces it. It keeps
+    /// one outsized result from filling Redis's memory or stalling its other clients.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Config {
+        self.max_value_bytes = (bytes > 0).then_some(bytes);
         self
     }
 
@@ -1157,6 +1202,27 @@ ttl_from_int!(i32, i64, u32, u64, usize);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_value_bytes_comes_from_any_url_query() {
+        assert_eq!(Config::memory().max_value_bytes, None);
+        assert_eq!(
+            Config::from_url("memory://?max_entries=10&max_value_bytes=4096")
+                .unwrap()
+                .max_value_bytes,
+            Some(4096)
+        );
+        #[cfg(feature = "redis")]
+        assert_eq!(
+            Config::from_url("redis://127.0.0.1:6379/1?max_value_bytes=10")
+                .unwrap()
+                .max_value_bytes,
+            Some(10)
+        );
+        assert_eq!(Config::memory().max_value_bytes(0).max_value_bytes, None);
+        let err = Config::from_url("memory://?max_value_bytes=lots").unwrap_err();
+        assert!(err.to_string().contains("max_value_bytes"), "{err}");
+    }
 
     #[test]
     fn urls_pick_the_store() {

@@ -24,7 +24,7 @@ use crate::backend::{block_on, failed_marker, Backend, Mode, Stored, FAILED_TTL,
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Done, Flights, Leader, Role, SharedValue};
 use crate::lease::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
 use crate::near::NearCache;
@@ -435,7 +435,11 @@ impl Core {
     ) {
         Counters::add(&self.counters.decode_errors, 1);
         self.count(call, state, false);
-        log::warn!(target: "cacheable", "the value at {} does not deserialize into {type_name} ({err}); recomputing and replacing it", call.key);
+        // Throttled like store faults: a writer that keeps putting foreign bytes at a key
+        // logs a line a second per template, not one per call.
+        if self.faults.allow("decode", call.template).is_some() {
+            log::warn!(target: "cacheable", "the value at {} does not deserialize into {type_name} ({err}); recomputing and replacing it", call.key);
+        }
         state.stale = Some(bytes);
     }
 
@@ -471,6 +475,11 @@ impl Core {
             };
             let store_ok = match read {
                 Ok((raw, left)) => match Stored::classify(raw) {
+                    Stored::Value(b) if self.oversized(call, &b) => {
+                        // Not served: computed again, and replaced like a stale value.
+                        state.stale = Some(b);
+                        true
+                    }
                     Stored::Value(b) if call.revalidating(left) && stale.as_ref() != Some(&b) => {
                         // Stale-while-revalidate: one caller refreshes (it computes), every
                         // other caller gets the stale value at once.
@@ -653,6 +662,7 @@ impl Core {
             computed_from,
             restore,
         } = ticket;
+        let outcome = self.bounded(outcome);
         let json = match outcome {
             Outcome::Value(json) => json,
             Outcome::Failed | Outcome::Unstorable(_) => {
@@ -849,7 +859,13 @@ impl Core {
         old: &[u8],
         outcome: &Outcome,
     ) {
-        if let Outcome::Value(json) = outcome {
+        // `Config::max_value_bytes`: a refreshed value over the bound is not written.
+        let too_big = matches!(outcome, Outcome::Value(json)
+            if self.config.max_value_bytes.is_some_and(|max| json.len() > max));
+        if too_big {
+            Counters::add(&self.counters.unstorable, 1);
+        }
+        if let (Outcome::Value(json), false) = (outcome, too_big) {
             // The tag entries first, as before a lease: they outlive the new value.
             if let Ok(true) = self.index(mode, call).await {
                 let max_left = refresh.left.saturating_sub(refresh.read_at.elapsed()) + AGING_SLACK;
@@ -1026,6 +1042,65 @@ impl Core {
                 mode.sleep(nap).await;
                 pause = (pause * 2).min(MAX_LEASE_POLL);
             }
+        }
+    }
+}
+
+/// The sizes of the in-process maps, for the memory-bound checks.
+impl Core {
+    pub(crate) fn internal_sizes(&self) -> Vec<(&'static str, u64)> {
+        let mut sizes = vec![
+            ("flights", self.flights.in_flight() as u64),
+            ("fault log throttle", self.faults.len() as u64),
+            ("rare log throttle", self.rare.len() as u64),
+            ("lease keeper (all caches)", crate::lease::kept()),
+        ];
+        if let Some(near) = &self.near {
+            sizes.push(("near cache", near.len()));
+        }
+        #[allow(irrefutable_let_patterns)] // without the `redis` feature, the only store
+        if let crate::backend::Backend::Memory(store) = &self.backend {
+            sizes.push(("embedded store markers", store.markers() as u64));
+        }
+        sizes
+    }
+}
+
+/// `Config::max_value_bytes`: the bound on stored values, on reads and writes.
+impl Core {
+    /// A stored value over the bound: counted as an error and logged (a line a second per
+    /// template), so that the caller computes and replaces it.
+    fn oversized(&self, call: &Call<'_>, bytes: &[u8]) -> bool {
+        match self.config.max_value_bytes {
+            Some(max) if bytes.len() > max => {
+                let e = Error::new(
+                    ErrorKind::Deserialize,
+                    format!(
+                        "the stored value has {} bytes, over max_value_bytes ({max})",
+                        bytes.len()
+                    ),
+                );
+                self.report_fault("oversized value", call.template, &call.key, &e);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A computed value whose stored form is over the bound is not stored: the caller still
+    /// gets it, and it is counted and logged as unstorable.
+    fn bounded(&self, outcome: Outcome) -> Outcome {
+        match (outcome, self.config.max_value_bytes) {
+            (Outcome::Value(bytes), Some(max)) if bytes.len() > max => {
+                Outcome::Unstorable(Error::new(
+                    ErrorKind::Serialize,
+                    format!(
+                        "its stored form has {} bytes, over max_value_bytes ({max})",
+                        bytes.len()
+                    ),
+                ))
+            }
+            (outcome, _) => outcome,
         }
     }
 }

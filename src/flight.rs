@@ -105,7 +105,7 @@ impl Flights {
         }
     }
 
-    #[cfg(test)]
+    /// How many keys have a computation in flight.
     pub(crate) fn in_flight(&self) -> usize {
         self.map.lock().unwrap().len()
     }

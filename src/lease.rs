@@ -85,6 +85,14 @@ fn send(msg: Msg) {
     let _ = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).send(msg);
 }
 
+/// How many leases the keeper tracked after its last step (renewals and give-backs).
+static KEPT: AtomicU64 = AtomicU64::new(0);
+
+/// How many leases the keeper tracks, as of its last step.
+pub(crate) fn kept() -> u64 {
+    KEPT.load(Ordering::Relaxed)
+}
+
 fn next_id() -> u64 {
     static IDS: AtomicU64 = AtomicU64::new(0);
     IDS.fetch_add(1, Ordering::Relaxed)
@@ -225,6 +233,7 @@ fn keep(rx: Receiver<Msg>) {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        KEPT.store(tracked.len() as u64, Ordering::Relaxed);
         // Renewals first: a lease about to expire matters more than one to clean up. Then
         // give-backs, for at most a sweep's budget, so that a slow store cannot hold the
         // renewals of every other cache back for long.

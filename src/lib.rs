@@ -114,6 +114,26 @@ pub use crate::template::Template;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// Not public API: the crate's parsers and matchers, for its fuzz targets (`fuzz/`). It may
+/// change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// True when Redis's `SCAN … MATCH pattern` would return `string`, as the embedded
+    /// store answers it.
+    pub fn glob_matches(pattern: &[u8], string: &[u8]) -> bool {
+        crate::glob::matches(pattern, string)
+    }
+
+    /// The digest a hashed placeholder renders `value` as, `len` hex digits; `None` when
+    /// the value cannot be a key argument.
+    pub fn hash_of<T: serde::Serialize + ?Sized>(value: &T, len: usize) -> Option<String> {
+        let value = crate::keyvalue::to_key_value(value).ok()?;
+        let mut out = String::new();
+        crate::hash::hash_into(&value, len, &mut out);
+        Some(out)
+    }
+}
+
 /// Not public API: what the crate's macros expand to. It may change in any release.
 #[doc(hidden)]
 pub mod __private {

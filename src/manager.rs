@@ -117,6 +117,14 @@ impl Cache {
         self.inner.core.counters.snapshot()
     }
 
+    /// Not public API: the sizes of the cache's in-process maps (flights, log throttles, the
+    /// lease keeper, the near cache, the embedded store's markers), for the crate's own
+    /// memory-bound checks.
+    #[doc(hidden)]
+    pub fn internal_sizes_for_tests(&self) -> Vec<(&'static str, u64)> {
+        self.inner.core.internal_sizes()
+    }
+
     /// The full key of a key relative to the prefix.
     pub fn full_key(&self, key: &str) -> String {
         let mut out = self.key_start(key.len());
@@ -259,7 +267,9 @@ impl Cache {
     /// (JSON by default: see [`Config::codec`](crate::Config::codec)).
     ///
     /// # Errors
-    /// A store fault, a zero TTL, or a value that does not serialize.
+    /// A store fault, a zero TTL, a value that does not serialize, or one over
+    /// [`Config::max_value_bytes`] (then the key is deleted rather than left with its older
+    /// value).
     pub fn set<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -289,6 +299,24 @@ impl Cache {
         let ttl = Self::ttl_of(ttl)?;
         let bytes = codec::encode(value, self.inner.core.config.format)?;
         let key = self.full_key(key);
+        if let Some(max) = self
+            .inner
+            .core
+            .config
+            .max_value_bytes
+            .filter(|m| bytes.len() > *m)
+        {
+            // Not stored: the older value goes too, so that no read serves it in place of
+            // the one the caller asked for.
+            self.delete_full(mode, &key, false).await?;
+            return Err(Error::new(
+                ErrorKind::Serialize,
+                format!(
+                    "not stored: the value has {} bytes, over max_value_bytes ({max})",
+                    bytes.len()
+                ),
+            ));
+        }
         let raw = self.backend().set(mode, &key, &bytes, ttl).await;
         self.inner.core.changed(&key, false);
         self.counted_error(self.counted_set(raw))

@@ -90,6 +90,13 @@ impl Throttle {
     }
 }
 
+impl Throttle {
+    /// How many (kind, template) pairs it tracks: at most `MAX_TRACKED`.
+    pub(crate) fn len(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,16 @@ impl TagSets {
     }
 }
 
+impl MemoryStore {
+    /// How many markers (leases, failure markers) the stripes hold, expired ones included.
+    pub(crate) fn markers(&self) -> usize {
+        self.stripes
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).markers.len())
+            .sum()
+    }
+}
+
 /// Stored bytes and the instant they expire (moka expires a value at the same instant,
 /// through [`PerEntry`]).
 struct Stored {

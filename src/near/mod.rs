@@ -189,7 +189,7 @@ impl NearCache {
         self.trusted.store(true, Ordering::Release);
     }
 
-    #[cfg(test)]
+    /// How many entries it holds, once moka's pending bookkeeping has run.
     pub(crate) fn len(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.entry_count()

@@ -12,6 +12,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// The extra arguments it was started with, for [`RedisServer::restart_in_place`].
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -46,6 +48,17 @@ impl RedisServer {
         }
     }
 
+    /// Starts a server on a free port with extra `redis-server` arguments
+    /// (`["--maxmemory", "2mb"]`, `["--replicaof", "127.0.0.1", "6390"]`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        for _ in 0..5 {
+            if let Some(server) = RedisServer::try_start_with(free_port(), extra) {
+                return server;
+            }
+        }
+        panic!("could not start a private redis-server with {extra:?} after 5 attempts");
+    }
+
     fn try_start_on(port: u16) -> Option<RedisServer> {
         RedisServer::try_start_with(port, &[])
     }
@@ -58,6 +71,19 @@ impl RedisServer {
             SERIAL.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let child = RedisServer::spawn(port, &dir, &extra)?;
+        Some(RedisServer {
+            child: Some(child),
+            port,
+            dir,
+            extra,
+        })
+    }
+
+    /// Starts `redis-server` on `port` in `dir` and waits for its PONG; `None` if it exited
+    /// (most likely the port was taken) or never answered.
+    fn spawn(port: u16, dir: &PathBuf, extra: &[String]) -> Option<Child> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -70,7 +96,7 @@ impl RedisServer {
                 "no",
             ])
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -89,11 +115,7 @@ impl RedisServer {
                 return None; // exited: most likely the port was taken
             }
             if ping(port) {
-                return Some(RedisServer {
-                    child: Some(child),
-                    port,
-                    dir,
-                });
+                return Some(child);
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -137,6 +159,26 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         *self = RedisServer::start_on(self.port);
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port, in the same
+    /// directory and with the same arguments: a cluster node comes back with its
+    /// `nodes.conf` (a failed-over primary rejoins as a replica).
+    pub fn restart_in_place(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(child) = RedisServer::spawn(self.port, &self.dir, &self.extra) {
+                self.child = Some(child);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "could not restart redis-server on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The server's process id.
