@@ -28,11 +28,13 @@ use crate::error::{Error, Result};
 use crate::flight::{Done, Flights, Leader, Role, SharedValue};
 use crate::lease::{Host, LeaseGuard, LeaseHost, Pending};
 use crate::near::NearCache;
+use crate::outcome::Outcome as Served;
 use crate::report::{chain, debug_line, format_ttl, Throttle};
 use crate::stats::Counters;
+use std::any::Any;
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +57,9 @@ pub(crate) struct Core {
     faults: Throttle,
     /// Unstorable values and recursions: a line a minute per key template.
     rare: Throttle,
+    /// The run-time switch ([`Cache::disable`](crate::Cache::disable)): while off, cached
+    /// calls compute and neither read nor write.
+    pub(crate) enabled: AtomicBool,
 }
 
 /// One read-through call: the full key and the settings in force.
@@ -69,6 +74,59 @@ pub(crate) struct Call<'a> {
     /// answered around (the builders' fail-open finishers).
     pub strict: bool,
     pub name: &'a str,
+    /// The per-call controls (refresh, bypass, conditions, sliding expiry).
+    pub control: Control<'a>,
+    /// What the call did, filled in as it goes.
+    pub served: ServedCell,
+}
+
+/// Whether a computed value is stored (`Some(false)`: not stored), given as `&dyn Any` so
+/// that the core stays one copy for every value type; `None` when the value is not of the
+/// type the predicate takes.
+pub(crate) type StoreIf<'a> = dyn Fn(&dyn Any) -> Option<bool> + Send + Sync + 'a;
+
+/// The TTL for a computed value (zero: not stored); `None` as for [`StoreIf`].
+pub(crate) type TtlFrom<'a> = dyn Fn(&dyn Any) -> Option<Duration> + Send + Sync + 'a;
+
+/// A call's per-call controls: plain data and `dyn` callbacks, so that no option adds
+/// generic code to a call site.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Control<'a> {
+    /// Compute and store even when a value is stored; readers keep the old one meanwhile.
+    pub refresh: bool,
+    /// Compute without reading or writing.
+    pub bypass: bool,
+    /// A hit pushes the key's expiry to the call's TTL again, in the same round trip.
+    pub sliding: bool,
+    pub store_if: Option<&'a StoreIf<'a>>,
+    pub ttl_from: Option<&'a TtlFrom<'a>>,
+}
+
+/// What a call did ([`crate::Outcome`]), written by the core as it goes: an atomic so that
+/// a `&Call` held across an await stays `Sync`. A fault met on a fail-open path makes the
+/// call [`Served::Unavailable`] whatever else it did.
+#[derive(Default)]
+pub(crate) struct ServedCell {
+    outcome: AtomicU8,
+    faulted: AtomicBool,
+}
+
+impl ServedCell {
+    pub(crate) fn set(&self, outcome: Served) {
+        self.outcome.store(outcome as u8, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fault(&self) {
+        self.faulted.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> Served {
+        if self.faulted.load(Ordering::Relaxed) {
+            Served::Unavailable
+        } else {
+            Served::from_u8(self.outcome.load(Ordering::Relaxed))
+        }
+    }
 }
 
 impl Call<'_> {
@@ -106,6 +164,9 @@ pub(crate) enum Begin<'c> {
     Lead(Ticket<'c>),
     /// Compute, and store nothing.
     Alone,
+    /// [`Control::refresh`]: a value is stored (these bytes); compute a new one and put it in
+    /// their place with [`Core::finish_refresh`].
+    Refresh(Vec<u8>),
 }
 
 /// What a leading caller holds while it computes: the flight (its followers wait on it) and
@@ -117,6 +178,8 @@ pub(crate) struct Ticket<'c> {
     guard: Option<LeaseGuard>,
     /// The flight's invalidation count when the computation started.
     computed_from: u64,
+    /// The TTL [`Control::ttl_from`] chose for the value, in place of the call's.
+    ttl: Option<Duration>,
 }
 
 /// The outcome of a computation, as the core sees it.
@@ -127,6 +190,9 @@ pub(crate) enum Outcome {
     Failed,
     /// A value that cannot be stored (it would not read back equal).
     Unstorable(Error),
+    /// A value the call chose not to store ([`Control::store_if`], [`Control::ttl_from`]):
+    /// returned and shared, never written.
+    Declined(Vec<u8>),
 }
 
 impl Outcome {
@@ -138,6 +204,52 @@ impl Outcome {
             },
             Err(_) => Outcome::Failed,
         }
+    }
+
+    /// [`Outcome::of`], then the call's conditions on the value: declined, or stored with
+    /// the TTL that [`Control::ttl_from`] chose. Not generic: the value comes as `&dyn Any`.
+    fn vetted(
+        self,
+        core: &Core,
+        call: &Call<'_>,
+        value: Option<&dyn Any>,
+        ttl: &mut Option<Duration>,
+    ) -> Outcome {
+        let c = &call.control;
+        if c.store_if.is_none() && c.ttl_from.is_none() {
+            return self;
+        }
+        let (Outcome::Value(bytes), Some(value)) = (&self, value) else {
+            return self;
+        };
+        let keep = c.store_if.map(|f| f(value));
+        let chosen = c.ttl_from.map(|f| f(value));
+        if keep == Some(None) || chosen == Some(None) {
+            let e = Error::config(format!(
+                "the store_if or ttl_from callback of {} takes another type than the value's",
+                call.name
+            ));
+            core.report_fault("cache option", call.template, &call.key, &e);
+            call.served.fault();
+            return Outcome::Declined(bytes.clone());
+        }
+        if keep == Some(Some(false)) {
+            call.debug(format_args!("Not caching {}: store_if said no", call.key));
+            Counters::add(&core.counters.declined, 1);
+            return Outcome::Declined(bytes.clone());
+        }
+        if let Some(Some(d)) = chosen {
+            if d.is_zero() {
+                call.debug(format_args!(
+                    "Not caching {}: ttl_from chose a zero TTL",
+                    call.key
+                ));
+                Counters::add(&core.counters.declined, 1);
+                return Outcome::Declined(bytes.clone());
+            }
+            *ttl = Some(d);
+        }
+        self
     }
 }
 
@@ -228,6 +340,7 @@ impl Core {
             near,
             faults: Throttle::new(Duration::from_secs(1)),
             rare: Throttle::new(RARE_LOG_INTERVAL),
+            enabled: AtomicBool::new(true),
         }
     }
 
@@ -247,6 +360,7 @@ impl Core {
 
     /// A fault: an error in strict mode, otherwise counted and logged.
     fn fault(&self, call: &Call<'_>, what: &'static str, e: Error) -> Result<()> {
+        call.served.fault();
         if call.strict {
             Counters::add(&self.counters.errors, 1);
             Err(e)
@@ -270,6 +384,7 @@ impl Core {
         Counters::add(&c.hits, 1);
         Counters::add(&c.near_hits, 1);
         call.debug(format_args!("NEAR HIT for {}", call.key));
+        call.served.set(Served::Hit);
         Some(v)
     }
 
@@ -289,6 +404,16 @@ impl Core {
     pub(crate) fn hit(&self, call: &Call<'_>, state: &mut CallState, source: Source) {
         if source == Source::Store {
             self.count(state, true);
+            call.served.set(Served::Hit);
+            if call.control.sliding {
+                Counters::add(&self.counters.sliding_hits, 1);
+                call.debug(format_args!(
+                    "HIT for {} (expiry pushed to {} from now)",
+                    call.key,
+                    format_ttl(call.ttl)
+                ));
+                return;
+            }
             call.debug(format_args!("HIT for {}", call.key));
         }
     }
@@ -331,13 +456,23 @@ impl Core {
                 return Ok(Begin::Alone);
             }
             let stale = state.stale.take();
-            let read = if self.near.is_some() {
+            let read = if call.control.sliding {
+                // Pushed to a full TTL just now, if a value.
+                let read = self.backend.get_sliding(mode, &call.key, call.ttl).await;
+                read.map(|b| (b, Some(call.ttl)))
+            } else if self.near.is_some() {
                 self.backend.get_with_ttl(mode, &call.key).await
             } else {
                 self.backend.get(mode, &call.key).await.map(|b| (b, None))
             };
             let store_ok = match read {
                 Ok((raw, left)) => match Stored::classify(raw) {
+                    Stored::Value(b) if call.control.refresh && stale.as_ref() != Some(&b) => {
+                        Counters::add(&self.counters.refreshes, 1);
+                        call.served.set(Served::Refreshed);
+                        call.debug(format_args!("REFRESH for {}", call.key));
+                        return Ok(Begin::Refresh(b));
+                    }
                     Stored::Value(b) if stale.as_ref() != Some(&b) => {
                         return Ok(Begin::Hit(b, Source::Store, left))
                     }
@@ -401,6 +536,7 @@ impl Core {
                     }
                 }
                 Role::Lead(leader) => {
+                    call.served.set(Served::Miss);
                     call.debug(format_args!("MISS for {}", call.key));
                     let stale = state.stale.take();
                     return self.lead(mode, call, leader, store_ok, stale).await;
@@ -463,6 +599,7 @@ impl Core {
             lease,
             guard,
             computed_from,
+            ttl: None,
         }))
     }
 
@@ -481,9 +618,30 @@ impl Core {
             lease,
             guard,
             computed_from,
+            ttl,
         } = ticket;
+        let ttl = ttl.unwrap_or(call.ttl);
         let json = match outcome {
-            Outcome::Value(json) => json,
+            Outcome::Value(json) if self.is_enabled() => json,
+            // Shared with this process's followers, never written; the lease goes back now.
+            Outcome::Value(json) | Outcome::Declined(json) => {
+                leader.share(SharedValue {
+                    json: json.into(),
+                    fresh_as_of: computed_from,
+                    written: false,
+                });
+                let released = match &lease {
+                    Lease::Held(token) => self.backend.delete_if(mode, &call.key, token).await,
+                    _ => Ok(false),
+                };
+                match (guard, released) {
+                    (Some(guard), Ok(_)) => guard.finish(),
+                    // Dropped unfinished: the keeper gives the lease back, retrying.
+                    (_, Err(e)) => self.report_fault("lease release", call.template, &call.key, &e),
+                    (None, Ok(_)) => {}
+                }
+                return Ok(());
+            }
             Outcome::Failed | Outcome::Unstorable(_) => {
                 if let Outcome::Unstorable(e) = &outcome {
                     Counters::add(&self.counters.unstorable, 1);
@@ -524,12 +682,12 @@ impl Core {
         let written = match &lease {
             Lease::Held(token) if checked => {
                 self.backend
-                    .set_if(mode, &call.key, token, &json, call.ttl)
+                    .set_if(mode, &call.key, token, &json, ttl)
                     .await
             }
             Lease::Held(_) | Lease::Off => self
                 .backend
-                .set(mode, &call.key, &json, call.ttl)
+                .set(mode, &call.key, &json, ttl)
                 .await
                 .map(|()| true),
             Lease::Unavailable | Lease::Uncached => {
@@ -551,9 +709,11 @@ impl Core {
                 call.debug(format_args!(
                     "Cached result for {} (TTL: {})",
                     call.key,
-                    format_ttl(call.ttl)
+                    format_ttl(ttl)
                 ));
-                let verified = matches!(lease, Lease::Held(_)) && checked;
+                // Followers put a verified value in their near cache for the call's TTL:
+                // not for one `ttl_from` chose, which they do not know.
+                let verified = matches!(lease, Lease::Held(_)) && checked && ttl == call.ttl;
                 // Even a value the compare-and-set let in is only as fresh as the data it was
                 // computed from: an invalidation that began meanwhile (counted, its deletion
                 // still to come) turns away the followers that arrived after it.
@@ -576,6 +736,82 @@ impl Core {
                 self.fault(call, "cache write", e)?;
                 leader.share(unverified(json));
             }
+        }
+        Ok(())
+    }
+
+    /// Whether the run-time switch is on ([`Cache::enable`](crate::Cache::enable)).
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// True when the call computes without the cache: bypassed, or the cache is switched
+    /// off. Counted, logged and recorded as the call's outcome.
+    fn skips(&self, call: &Call<'_>) -> bool {
+        let c = &self.counters;
+        if !self.is_enabled() {
+            Counters::add(&c.disabled_calls, 1);
+            call.served.set(Served::Disabled);
+            call.debug(format_args!(
+                "Cache disabled: computing {} without reading or writing it",
+                call.key
+            ));
+            true
+        } else if call.control.bypass {
+            Counters::add(&c.bypasses, 1);
+            call.served.set(Served::Bypassed);
+            call.debug(format_args!(
+                "BYPASS for {}: computing without reading or writing the cache",
+                call.key
+            ));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Puts a refreshed value in place of the `old` bytes, only while the key still holds
+    /// them: an invalidation during the computation deletes them, and the write does not
+    /// land (as a lease would have made it). A value declined by the call's conditions
+    /// takes the old one out the same way; a failed computation leaves it.
+    pub(crate) async fn finish_refresh(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        old: &[u8],
+        outcome: Outcome,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let ttl = ttl.unwrap_or(call.ttl);
+        let written = match outcome {
+            Outcome::Value(json) if self.is_enabled() => {
+                self.backend.set_if(mode, &call.key, old, &json, ttl).await
+            }
+            Outcome::Declined(_) => self.backend.delete_if(mode, &call.key, old).await,
+            Outcome::Unstorable(e) => {
+                Counters::add(&self.counters.unstorable, 1);
+                if self.rare.allow("unstorable", call.template).is_some() {
+                    log::warn!(target: "cacheable", "not caching the value computed for {} in {}: {}", call.key, call.name, chain(&e));
+                }
+                return Ok(());
+            }
+            Outcome::Value(_) | Outcome::Failed => return Ok(()),
+        };
+        match written {
+            Ok(true) => {
+                self.changed(&call.key, false);
+                Counters::add(&self.counters.sets, 1);
+                call.debug(format_args!(
+                    "Refreshed {} (TTL: {})",
+                    call.key,
+                    format_ttl(ttl)
+                ));
+            }
+            Ok(false) => call.debug(format_args!(
+                "Not cached: {} changed or was invalidated during the refresh in {}",
+                call.key, call.name
+            )),
+            Err(e) => self.fault(call, "cache write", e)?,
         }
         Ok(())
     }
@@ -701,6 +937,21 @@ impl Core {
     }
 }
 
+/// The near cache's value for the call, unless the call must go to the store: a refresh
+/// reads the stored bytes it will replace, and a sliding read pushes the expiry kept there
+/// (a near hit makes no round trip, so it could not).
+fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
+    if call.control.refresh || call.control.sliding {
+        return None;
+    }
+    core.near_hit::<T>(call)
+}
+
+/// The computed value, for the call's conditions.
+fn as_any<T: CacheValue, E>(out: &Result<T, E>) -> Option<&dyn Any> {
+    out.as_ref().ok().map(|v| v as &dyn Any)
+}
+
 /// Read-through, blocking: the cached value, or `compute`'s, stored unless an invalidation
 /// ran while it was computed. The outer `Err` only comes in strict mode.
 pub(crate) fn read_through<T, E>(
@@ -711,7 +962,10 @@ pub(crate) fn read_through<T, E>(
 where
     T: CacheValue,
 {
-    if let Some(v) = core.near_hit::<T>(call) {
+    if core.skips(call) {
+        return Ok(compute());
+    }
+    if let Some(v) = near_read::<T>(core, call) {
         return Ok(Ok(v));
     }
     // Taken before the store is read: a change that comes after holds the value back.
@@ -730,12 +984,23 @@ where
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
-            Begin::Lead(ticket) => {
+            Begin::Lead(mut ticket) => {
                 let out = {
                     let _computing = Computing::enter(core, &call.key);
                     compute()
                 };
-                block_on(core.finish(Mode::Blocking, call, ticket, Outcome::of(&out)))?;
+                let outcome = Outcome::of(&out).vetted(core, call, as_any(&out), &mut ticket.ttl);
+                block_on(core.finish(Mode::Blocking, call, ticket, outcome))?;
+                return Ok(out);
+            }
+            Begin::Refresh(old) => {
+                let out = {
+                    let _computing = Computing::enter(core, &call.key);
+                    compute()
+                };
+                let mut ttl = None;
+                let outcome = Outcome::of(&out).vetted(core, call, as_any(&out), &mut ttl);
+                block_on(core.finish_refresh(Mode::Blocking, call, &old, outcome, ttl))?;
                 return Ok(out);
             }
             Begin::Alone => {
@@ -758,7 +1023,10 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    if let Some(v) = core.near_hit::<T>(call) {
+    if core.skips(call) {
+        return Ok(compute().await);
+    }
+    if let Some(v) = near_read::<T>(core, call) {
         return Ok(Ok(v));
     }
     // Taken before the store is read: a change that comes after holds the value back.
@@ -788,9 +1056,19 @@ where
                     fut.as_mut().poll(cx)
                 })
                 .await;
-                if let Begin::Lead(ticket) = begun {
-                    core.finish(Mode::Async, call, ticket, Outcome::of(&out))
-                        .await?;
+                match begun {
+                    Begin::Lead(mut ticket) => {
+                        let outcome =
+                            Outcome::of(&out).vetted(core, call, as_any(&out), &mut ticket.ttl);
+                        core.finish(Mode::Async, call, ticket, outcome).await?;
+                    }
+                    Begin::Refresh(old) => {
+                        let mut ttl = None;
+                        let outcome = Outcome::of(&out).vetted(core, call, as_any(&out), &mut ttl);
+                        core.finish_refresh(Mode::Async, call, &old, outcome, ttl)
+                            .await?;
+                    }
+                    _ => {}
                 }
                 return Ok(out);
             }

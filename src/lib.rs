@@ -86,6 +86,7 @@ mod lease;
 mod macros;
 mod manager;
 mod near;
+mod outcome;
 mod redact;
 mod report;
 mod rt;
@@ -100,6 +101,7 @@ pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::invalidate::Invalidate;
 pub use crate::manager::{Cache, CacheManager};
+pub use crate::outcome::Outcome;
 pub use crate::stats::Stats;
 pub use crate::template::Template;
 

@@ -28,6 +28,21 @@ pub struct Stats {
     /// Computed values that were returned but not stored, because they would not read
     /// back equal (a `NaN`, `Some(None)`) or did not serialize.
     pub unstorable: u64,
+    /// Calls that computed a new value in place of a stored one
+    /// ([`Cacheable::refresh`](crate::Cacheable::refresh)).
+    pub refreshes: u64,
+    /// Calls that skipped the cache ([`Cacheable::bypass`](crate::Cacheable::bypass)).
+    pub bypasses: u64,
+    /// Calls that computed while the cache was switched off
+    /// ([`Cache::disable`](crate::Cache::disable)).
+    pub disabled_calls: u64,
+    /// Computed values that were returned but not stored because the call said so
+    /// ([`Cacheable::store_if`](crate::Cacheable::store_if) false, or a zero TTL from
+    /// [`Cacheable::ttl_from`](crate::Cacheable::ttl_from)).
+    pub declined: u64,
+    /// Hits that pushed the key's expiry to a full TTL again
+    /// ([`Cacheable::sliding`](crate::Cacheable::sliding)).
+    pub sliding_hits: u64,
 }
 
 impl Stats {
@@ -85,6 +100,11 @@ pub(crate) struct Counters {
     pub decode_errors: Counter,
     pub failed_invalidations: Counter,
     pub unstorable: Counter,
+    pub refreshes: Counter,
+    pub bypasses: Counter,
+    pub disabled_calls: Counter,
+    pub declined: Counter,
+    pub sliding_hits: Counter,
 }
 
 impl Counters {
@@ -103,6 +123,11 @@ impl Counters {
             decode_errors: self.decode_errors.get(),
             failed_invalidations: self.failed_invalidations.get(),
             unstorable: self.unstorable.get(),
+            refreshes: self.refreshes.get(),
+            bypasses: self.bypasses.get(),
+            disabled_calls: self.disabled_calls.get(),
+            declined: self.declined.get(),
+            sliding_hits: self.sliding_hits.get(),
         }
     }
 }

@@ -131,6 +131,14 @@ pub(crate) trait Store: Send + Sync {
             Ok((bytes, left))
         }
     }
+    /// The bytes at `key`, and when they are a value (not a lease or failure marker), its
+    /// expiry pushed to `ttl` from now, in the same round trip: a sliding read.
+    fn get_sliding(
+        &self,
+        mode: Mode,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     fn set(
         &self,
         mode: Mode,
@@ -260,6 +268,7 @@ macro_rules! dispatch {
 dispatch! {
     fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>>;
     fn get_with_ttl(&self, mode: Mode, key: &str) -> Result<(Option<Vec<u8>>, Option<Duration>)>;
+    fn get_sliding(&self, mode: Mode, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>>;
     fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64>;
     fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64>;

@@ -482,6 +482,16 @@ pub(crate) const RENEW_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] 
         return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
      end return 0";
 
+/// `GET`, and `PEXPIRE` to ARGV[1] ms when the bytes are a value: a sliding read in one
+/// round trip. Not `GETEX`, which would push a lease marker's expiry too (a dead holder's
+/// lease would then outlive its `lease_ttl` by a whole TTL, and sliding readers could keep
+/// it alive for good); a script also runs on servers older than 6.2. Values are JSON text
+/// and never start with a NUL byte; markers always do.
+pub(crate) static GET_SLIDING: Lazy<Script> = Lazy::new(|| Script::new(GET_SLIDING_LUA));
+pub(crate) const GET_SLIDING_LUA: &str = "local v = redis.call('GET', KEYS[1]) \
+     if v and string.byte(v, 1) ~= 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
+     return v";
+
 /// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
 pub(crate) static DELETE_IF: Lazy<Script> = Lazy::new(|| Script::new(DELETE_IF_LUA));
 pub(crate) const DELETE_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -508,6 +518,12 @@ impl Store for RedisStore {
             KeyTtl::Missing | KeyTtl::Persistent => None,
         };
         Ok((bytes, left))
+    }
+
+    async fn get_sliding(&self, mode: Mode, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+        self.breaker.check()?;
+        let ms = ttl_ms(ttl).to_string();
+        self.script(mode, &GET_SLIDING, key, &[ms.as_bytes()]).await
     }
 
     async fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
