@@ -669,6 +669,8 @@ fn outcome_unavailable_when_the_key_does_not_render(b: &Backend) {
     });
 }
 
+// `store_if` takes a `fn(&T) -> bool` for the value's type `T`, here `Vec<u32>`.
+#[allow(clippy::ptr_arg)]
 fn non_empty(v: &Vec<u32>) -> bool {
     !v.is_empty()
 }
