@@ -715,3 +715,39 @@ fn macro_options(b: &Backend) {
     );
     assert_eq!(cache.stats().sliding_hits, 1);
 }
+
+/// Redis down: the call answers without the cache and says so.
+#[cfg(feature = "redis")]
+#[test]
+fn outcome_unavailable_when_redis_is_down() {
+    let mut server = support::RedisServer::start();
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("down")
+            .connect_timeout(Duration::from_millis(200))
+            .op_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    seed(&cache, 1, "cached");
+    server.kill();
+    let mut outcome = Outcome::Hit;
+    let v = Cacheable::new("item:<<id>>")
+        .ttl(60)
+        .on(&cache)
+        .outcome(&mut outcome)
+        .run(ctx! { id = 1 }, || "computed".to_string());
+    assert_eq!((v.as_str(), outcome), ("computed", Outcome::Unavailable));
+    runtime().block_on(async {
+        let mut outcome = Outcome::Hit;
+        let v = Cacheable::new("item:<<id>>")
+            .ttl(60)
+            .on(&cache)
+            .sliding(true)
+            .outcome(&mut outcome)
+            .run_async(ctx! { id = 1 }, || async { "computed".to_string() })
+            .await;
+        assert_eq!((v.as_str(), outcome), ("computed", Outcome::Unavailable));
+    });
+    assert!(cache.stats().errors >= 2);
+}
