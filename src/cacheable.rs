@@ -199,7 +199,9 @@ impl<'a> Cacheable<'a> {
     /// holds the value this call read: an invalidation during the computation deletes that
     /// value, and the refreshed one is not written (the guarantee a lease gives a miss).
     /// When nothing is stored, the call is an ordinary miss. The near cache is not read,
-    /// and drops its copy when the new value is written.
+    /// and drops its copy when the new value is written. The compare-and-set is on the
+    /// bytes: if, during the computation, the key is invalidated and filled again by
+    /// another caller with the very same bytes, the refreshed value lands anyway.
     ///
     /// Counted in [`Stats::refreshes`](crate::Stats::refreshes); reports
     /// [`Outcome::Refreshed`].

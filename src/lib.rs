@@ -19,7 +19,9 @@
 //! # Ok::<(), cacheable::Error>(())
 //! ```
 //!
-//! - [`Cacheable`] caches one computation (`run`, `run_async`, `try_run`, `try_run_async`).
+//! - [`Cacheable`] caches one computation (`run`, `run_async`, `try_run`, `try_run_async`),
+//!   with per-call control (`refresh`, `bypass`, `store_if`, `ttl_from`, `sliding`) and
+//!   the [`Outcome`] of the call.
 //! - [`Invalidate`] deletes keys and patterns after a mutation, or [`now`](Invalidate::now).
 //! - [`CacheManager`] is the global cache and its manual operations; [`Cache`] is one
 //!   configured cache; [`Config`] says where it lives.
@@ -63,7 +65,7 @@
 //!   `const fn`s the compile-time checks share, and rendering), `context.rs` and
 //!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
 //!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON, refused when they would
-//!   not read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
+//!   not read back equal), `config.rs`, `error.rs`, `outcome.rs` (what a call did), `redact.rs` (passwords masked out of
 //!   the URLs shown), `stats.rs` (counters), `report.rs` (debug lines and throttled fault
 //!   logs) and `rt.rs` (the crate's own IO thread, on which async connections and timers
 //!   run).
