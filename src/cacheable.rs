@@ -291,10 +291,12 @@ impl<'a> Cacheable<'a> {
     /// now, in the same round trip as the read, so that a key read often stays and one
     /// left alone expires (a session, a hot lookup table).
     ///
-    /// On Redis and the cluster the read is one script (`GET`, then `PEXPIRE` when the
-    /// bytes are a value), which runs on every server version; it is not `GETEX`, which
-    /// would also push the expiry of another caller's lease. On the embedded store the
-    /// entry's expiry is reset under its lock. A sliding call does not read the near cache,
+    /// On one Redis server (6.2 or later) the read is `PTTL` and `GETEX … PX` in one
+    /// pipeline; when the bytes are another caller's lease rather than a value, its expiry
+    /// is put back to what `PTTL` saw, so a dead holder's lease still goes on time. Before
+    /// 6.2 (the server answers `GETEX` with an error, once), and on the cluster, it is one
+    /// script (`GET`, then `PEXPIRE` only for a value). On the embedded store the entry's
+    /// expiry is reset under its lock. A sliding call does not read the near cache,
     /// whose hits make no round trip and so could not push the stored expiry.
     ///
     /// Counted in [`Stats::sliding_hits`](crate::Stats::sliding_hits).

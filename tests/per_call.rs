@@ -751,3 +751,45 @@ fn outcome_unavailable_when_redis_is_down() {
     });
     assert!(cache.stats().errors >= 2);
 }
+
+/// A sliding read that finds another caller's lease leaves the lease's expiry as it was:
+/// a dead holder's lease still goes on time (`GETEX` alone would push it to the call's TTL).
+#[cfg(feature = "redis")]
+#[test]
+fn a_sliding_read_leaves_a_lease_expiry_alone() {
+    let server = support::RedisServer::start();
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("lease")
+            .lease_wait(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let mut con = server.client();
+    // A lease whose holder died: nobody renews it.
+    let _: () = redis::cmd("SET")
+        .arg("lease:item:1")
+        .arg(b"\0cacheable-lease:dead-holder".as_slice())
+        .arg("PX")
+        .arg(3000)
+        .query(&mut con)
+        .unwrap();
+    let mut outcome = Outcome::Hit;
+    let v = Cacheable::new("item:<<id>>")
+        .ttl(3600)
+        .sliding(true)
+        .on(&cache)
+        .outcome(&mut outcome)
+        .run(ctx! { id = 1 }, || 7);
+    assert_eq!((v, outcome), (7, Outcome::Miss));
+    let left: i64 = redis::cmd("PTTL")
+        .arg("lease:item:1")
+        .query(&mut con)
+        .unwrap();
+    assert!(left > 0 && left <= 3000, "the lease has {left} ms left");
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg("lease:item:1")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(raw, b"\0cacheable-lease:dead-holder");
+}
