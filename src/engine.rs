@@ -787,7 +787,21 @@ impl Core {
             Outcome::Value(json) if self.is_enabled() => {
                 self.backend.set_if(mode, &call.key, old, &json, ttl).await
             }
-            Outcome::Declined(_) => self.backend.delete_if(mode, &call.key, old).await,
+            Outcome::Declined(_) => {
+                match self.backend.delete_if(mode, &call.key, old).await {
+                    Ok(deleted) => {
+                        if deleted {
+                            self.changed(&call.key, false);
+                            call.debug(format_args!(
+                                "Deleted {}: its refreshed value is not to be stored",
+                                call.key
+                            ));
+                        }
+                    }
+                    Err(e) => self.fault(call, "cache write", e)?,
+                }
+                return Ok(());
+            }
             Outcome::Unstorable(e) => {
                 Counters::add(&self.counters.unstorable, 1);
                 if self.rare.allow("unstorable", call.template).is_some() {

@@ -574,7 +574,15 @@ fn ttl_from_sets_the_keys_ttl(b: &Backend) {
         d <= Duration::from_secs(30) && d > Duration::from_secs(29),
         "{d:?}"
     );
-    assert_eq!(cache.stats().declined, 1);
+    // A refresh whose new value is declined takes the old one out.
+    let v = Cacheable::new("token:<<id>>")
+        .ttl_from(token_ttl)
+        .refresh(true)
+        .on(&cache)
+        .run(ctx! { id = 1 }, || token(0));
+    assert_eq!(v, token(0));
+    assert_eq!(cache.ttl("token:1").unwrap(), KeyTtl::Missing);
+    assert_eq!(cache.stats().declined, 2);
 }
 
 /// Three keys with a TTL of 1 s: one read every 0.5 s through the sync path, one through
