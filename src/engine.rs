@@ -165,8 +165,8 @@ pub(crate) enum Begin<'c> {
     /// Compute, and store nothing.
     Alone,
     /// [`Control::refresh`]: a value is stored (these bytes); compute a new one and put it in
-    /// their place with [`Core::finish_refresh`].
-    Refresh(Vec<u8>),
+    /// their place with [`Core::finish_refresh`], with the TTL `ttl_from` chose, if any.
+    Refresh(Vec<u8>, Option<Duration>),
 }
 
 /// What a leading caller holds while it computes: the flight (its followers wait on it) and
@@ -471,7 +471,7 @@ impl Core {
                         Counters::add(&self.counters.refreshes, 1);
                         call.served.set(Served::Refreshed);
                         call.debug(format_args!("REFRESH for {}", call.key));
-                        return Ok(Begin::Refresh(b));
+                        return Ok(Begin::Refresh(b, None));
                     }
                     Stored::Value(b) if stale.as_ref() != Some(&b) => {
                         return Ok(Begin::Hit(b, Source::Store, left))
@@ -740,6 +740,25 @@ impl Core {
         Ok(())
     }
 
+    /// Ends a call that computed: stores a leader's or a refresh's value (see
+    /// [`finish`](Self::finish), [`finish_refresh`](Self::finish_refresh)). One
+    /// non-generic step for every cached function, whatever it began as.
+    pub(crate) async fn settle(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        begun: Begin<'_>,
+        outcome: Option<Outcome>,
+    ) -> Result<()> {
+        match (begun, outcome) {
+            (Begin::Lead(ticket), Some(outcome)) => self.finish(mode, call, ticket, outcome).await,
+            (Begin::Refresh(old, ttl), Some(outcome)) => {
+                self.finish_refresh(mode, call, &old, outcome, ttl).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the run-time switch is on ([`Cache::enable`](crate::Cache::enable)).
     pub(crate) fn is_enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
@@ -976,16 +995,19 @@ pub(crate) fn read_through<T, E>(
 where
     T: CacheValue,
 {
-    if core.skips(call) {
-        return Ok(compute());
-    }
-    if let Some(v) = near_read::<T>(core, call) {
-        return Ok(Ok(v));
+    let skip = core.skips(call);
+    if !skip {
+        if let Some(v) = near_read::<T>(core, call) {
+            return Ok(Ok(v));
+        }
     }
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();
-    loop {
+    let mut begun = loop {
+        if skip {
+            break Begin::Alone;
+        }
         match block_on(core.begin(Mode::Blocking, call, &mut state))? {
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
@@ -998,31 +1020,32 @@ where
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
-            Begin::Lead(mut ticket) => {
-                let out = {
-                    let _computing = Computing::enter(core, &call.key);
-                    compute()
-                };
-                let outcome = Outcome::of(&out).vetted(core, call, as_any(&out), &mut ticket.ttl);
-                block_on(core.finish(Mode::Blocking, call, ticket, outcome))?;
-                return Ok(out);
-            }
-            Begin::Refresh(old) => {
-                let out = {
-                    let _computing = Computing::enter(core, &call.key);
-                    compute()
-                };
-                let mut ttl = None;
-                let outcome = Outcome::of(&out).vetted(core, call, as_any(&out), &mut ttl);
-                block_on(core.finish_refresh(Mode::Blocking, call, &old, outcome, ttl))?;
-                return Ok(out);
-            }
-            Begin::Alone => {
-                let _computing = Computing::enter(core, &call.key);
-                return Ok(compute());
-            }
+            begun => break begun,
         }
-    }
+    };
+    let out = {
+        let _computing = Computing::enter(core, &call.key);
+        compute()
+    };
+    let outcome = encoded(core, call, &mut begun, &out);
+    block_on(core.settle(Mode::Blocking, call, begun, outcome))?;
+    Ok(out)
+}
+
+/// The stored form of what a leading or refreshing caller computed, vetted by the call's
+/// conditions; `None` for a caller that stores nothing.
+fn encoded<T: CacheValue, E>(
+    core: &Core,
+    call: &Call<'_>,
+    begun: &mut Begin<'_>,
+    out: &Result<T, E>,
+) -> Option<Outcome> {
+    let ttl = match begun {
+        Begin::Lead(ticket) => &mut ticket.ttl,
+        Begin::Refresh(_, ttl) => ttl,
+        Begin::Hit(..) | Begin::Alone => return None,
+    };
+    Some(Outcome::of(out).vetted(core, call, as_any(out), ttl))
 }
 
 /// Async twin of [`read_through`]. Any executor can drive it: store calls and timers run
@@ -1037,16 +1060,19 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    if core.skips(call) {
-        return Ok(compute().await);
-    }
-    if let Some(v) = near_read::<T>(core, call) {
-        return Ok(Ok(v));
+    let skip = core.skips(call);
+    if !skip {
+        if let Some(v) = near_read::<T>(core, call) {
+            return Ok(Ok(v));
+        }
     }
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();
-    loop {
+    let mut begun = loop {
+        if skip {
+            break Begin::Alone;
+        }
         match core.begin(Mode::Async, call, &mut state).await? {
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
@@ -1059,33 +1085,19 @@ where
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
-            begun => {
-                // Polled with the key marked as being computed, for the length of each poll,
-                // so that a cached call awaited inside it sees the mark. A `poll_fn` here
-                // rather than an `async fn` of its own: one state machine fewer for each
-                // cached function to compile.
-                let mut fut = std::pin::pin!(compute());
-                let out = std::future::poll_fn(|cx| {
-                    let _computing = Computing::enter(core, &call.key);
-                    fut.as_mut().poll(cx)
-                })
-                .await;
-                match begun {
-                    Begin::Lead(mut ticket) => {
-                        let outcome =
-                            Outcome::of(&out).vetted(core, call, as_any(&out), &mut ticket.ttl);
-                        core.finish(Mode::Async, call, ticket, outcome).await?;
-                    }
-                    Begin::Refresh(old) => {
-                        let mut ttl = None;
-                        let outcome = Outcome::of(&out).vetted(core, call, as_any(&out), &mut ttl);
-                        core.finish_refresh(Mode::Async, call, &old, outcome, ttl)
-                            .await?;
-                    }
-                    _ => {}
-                }
-                return Ok(out);
-            }
+            begun => break begun,
         }
-    }
+    };
+    // Polled with the key marked as being computed, for the length of each poll, so that a
+    // cached call awaited inside it sees the mark. A `poll_fn` here rather than an `async
+    // fn` of its own: one state machine fewer for each cached function to compile.
+    let mut fut = std::pin::pin!(compute());
+    let out = std::future::poll_fn(|cx| {
+        let _computing = Computing::enter(core, &call.key);
+        fut.as_mut().poll(cx)
+    })
+    .await;
+    let outcome = encoded(core, call, &mut begun, &out);
+    core.settle(Mode::Async, call, begun, outcome).await?;
+    Ok(out)
 }
