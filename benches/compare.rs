@@ -9,7 +9,8 @@
 //!
 //! Environment: `CACHEABLE_BENCH_BUILD=0` skips benchmark 8 (clean builds, ~3 minutes);
 //! `CACHEABLE_BENCH_QUICK=1` runs a tenth of the rounds, for trying the harness;
-//! `CACHEABLE_BENCH_ONLY=1,4` runs only the benchmarks named (for profiling one).
+//! `CACHEABLE_BENCH_ONLY=1,4` runs only the benchmarks named (for profiling one);
+//! `CACHEABLE_BENCH_ONLY=11` the sliding-expiry hit against a plain hit.
 //! Benchmark 14 (codecs and compression) needs `--features msgpack,compress`.
 //! Benchmark 9 (with the `cluster` feature, on by default) starts a private Redis Cluster of
 //! 3 primaries and 3 replicas too.
@@ -1662,6 +1663,94 @@ fn codecs(b: &mut Bench, server: &RedisServer, json: &Cache) {
     ));
 }
 
+// ---------------------------------------------------------------- 11: sliding expiry
+
+fn crate_sliding_hit_sync(cache: &Cache, user_id: i64) -> Profile {
+    Cacheable::new(TEMPLATE)
+        .ttl(TTL_SECS)
+        .sliding(true)
+        .on(cache)
+        .run(ctx! { user_id }, || source(user_id))
+}
+
+async fn crate_sliding_hit_async(cache: &Cache, user_id: i64) -> Profile {
+    Cacheable::new(TEMPLATE)
+        .ttl(TTL_SECS)
+        .sliding(true)
+        .on(cache)
+        .run_async(ctx! { user_id }, || async move { source(user_id) })
+        .await
+}
+
+/// Benchmark 11: a sliding hit (one script: `GET`, then `PEXPIRE` for a value) against a
+/// plain hit (`GET`), same keys, same cache, sync and async, in interleaved rounds.
+fn sliding(b: &mut Bench, cache: &Cache) {
+    for id in 0..HOT_KEYS {
+        assert_eq!(crate_hit_sync(cache, id), source(id));
+    }
+    let before = cache.stats().sliding_hits;
+    let ops = if b.quick { 200 } else { SEQ_OPS_PER_ROUND };
+    let mut samples = [Samples::default(), Samples::default()];
+    for r in 0..b.rounds(b.rounds) {
+        for v in order(r) {
+            for n in 0..ops {
+                let id = n as i64 % HOT_KEYS;
+                let t = Instant::now();
+                let p = match v {
+                    0 => crate_sliding_hit_sync(cache, id),
+                    _ => crate_hit_sync(cache, id),
+                };
+                samples[v].push(t.elapsed());
+                black_box(p);
+            }
+        }
+    }
+    let (m0, m1) = (samples[0].quantile(0.5), samples[1].quantile(0.5));
+    b.row(
+        "11",
+        "Sliding hit vs plain hit, Redis, 1 KB value, sync `run`, median",
+        us(m0),
+        format!("{} (`run` without `sliding`)", us(m1)),
+        m0 / m1,
+        "≤ 1.05",
+    );
+    let rt = current_thread();
+    let rounds = b.rounds(b.rounds);
+    let samples = rt.block_on(async {
+        let mut samples = [Samples::default(), Samples::default()];
+        for r in 0..rounds {
+            for v in order(r) {
+                for n in 0..ops {
+                    let id = n as i64 % HOT_KEYS;
+                    let t = Instant::now();
+                    let p = match v {
+                        0 => crate_sliding_hit_async(cache, id).await,
+                        _ => crate_hit_async(cache, id).await,
+                    };
+                    samples[v].push(t.elapsed());
+                    black_box(p);
+                }
+            }
+        }
+        samples
+    });
+    let (m0, m1) = (samples[0].quantile(0.5), samples[1].quantile(0.5));
+    b.row(
+        "11",
+        "Sliding hit vs plain hit, Redis, 1 KB value, `run_async`, median",
+        us(m0),
+        format!("{} (`run_async` without `sliding`)", us(m1)),
+        m0 / m1,
+        "≤ 1.05",
+    );
+    let slid = cache.stats().sliding_hits - before;
+    assert_eq!(
+        slid as usize,
+        2 * ops * rounds,
+        "every sliding call was a sliding hit"
+    );
+}
+
 // ---------------------------------------------------------------- 8: build time
 
 /// Benchmark 8: runs `scripts/bench-build-time.sh` and reads its `build-time` lines.
@@ -1964,6 +2053,9 @@ fn main() {
     }
     if wanted("10") {
         near(&mut b, &server, &cache);
+    }
+    if wanted("11") {
+        sliding(&mut b, &cache);
     }
     if wanted("14") {
         #[cfg(all(feature = "msgpack", feature = "compress"))]

@@ -3,12 +3,14 @@
 use crate::codec::CacheValue;
 use crate::config::IntoTtl;
 use crate::context::Context;
-use crate::engine::{read_through, read_through_async, Call, Freshness};
+use crate::engine::{read_through, read_through_async, Call, Control, Freshness, StoreIf, TtlFrom};
 use crate::error::{Error, Result};
 use crate::manager::{Cache, CacheManager};
+use crate::outcome::Outcome;
 use crate::report::{debug_enabled, debug_line, Throttle};
 use crate::template::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use once_cell::sync::Lazy;
+use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -70,6 +72,46 @@ pub struct Cacheable<'a> {
     checked: bool,
     /// Freshness options (issue 11): tags, early refresh, stale values.
     fresh: FreshOptions,
+    /// The per-call controls: [`refresh`](Self::refresh), [`bypass`](Self::bypass),
+    /// [`store_if`](Self::store_if), [`ttl_from`](Self::ttl_from),
+    /// [`sliding`](Self::sliding) and where to put the [`Outcome`].
+    per_call: PerCall<'a>,
+}
+
+/// The per-call controls a builder was given.
+#[derive(Default)]
+struct PerCall<'a> {
+    refresh: bool,
+    bypass: bool,
+    sliding: bool,
+    store_if: Option<Box<StoreIf<'a>>>,
+    ttl_from: Option<Box<TtlFrom<'a>>>,
+    outcome: Option<&'a mut Outcome>,
+}
+
+impl std::fmt::Debug for PerCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerCall")
+            .field("refresh", &self.refresh)
+            .field("bypass", &self.bypass)
+            .field("sliding", &self.sliding)
+            .field("store_if", &self.store_if.is_some())
+            .field("ttl_from", &self.ttl_from.is_some())
+            .field("outcome", &self.outcome)
+            .finish()
+    }
+}
+
+impl PerCall<'_> {
+    fn control(&self) -> Control<'_> {
+        Control {
+            refresh: self.refresh,
+            bypass: self.bypass,
+            sliding: self.sliding,
+            store_if: self.store_if.as_deref(),
+            ttl_from: self.ttl_from.as_deref(),
+        }
+    }
 }
 
 /// The builder's freshness options, grouped.
@@ -142,6 +184,7 @@ impl<'a> Cacheable<'a> {
             cache: None,
             checked: false,
             fresh: FreshOptions::default(),
+            per_call: PerCall::default(),
         }
     }
 
@@ -259,6 +302,149 @@ impl<'a> Cacheable<'a> {
         self
     }
 
+    /// Computes and stores a new value even when one is stored: for an admin endpoint that
+    /// forces a refresh, or a webhook that knows the data changed.
+    ///
+    /// Other callers keep being served the stored value while the computation runs (they
+    /// never wait on it); then the new value takes its place, only while the key still
+    /// holds the value this call read: an invalidation during the computation deletes that
+    /// value, and the refreshed one is not written (the guarantee a lease gives a miss).
+    /// When nothing is stored, the call is an ordinary miss. The near cache is not read,
+    /// and drops its copy when the new value is written. The compare-and-set is on the
+    /// bytes: if, during the computation, the key is invalidated and filled again by
+    /// another caller with the very same bytes, the refreshed value lands anyway.
+    ///
+    /// Counted in [`Stats::refreshes`](crate::Stats::refreshes); reports
+    /// [`Outcome::Refreshed`].
+    pub fn refresh(mut self, on: bool) -> Self {
+        self.per_call.refresh = on;
+        self
+    }
+
+    /// Computes without reading or writing the cache (nor the near cache): a request that
+    /// must see the source, such as one with `Cache-Control: no-cache`.
+    ///
+    /// Counted in [`Stats::bypasses`](crate::Stats::bypasses); reports
+    /// [`Outcome::Bypassed`]. See also the cache-wide switch,
+    /// [`Cache::disable`](crate::Cache::disable).
+    pub fn bypass(mut self, on: bool) -> Self {
+        self.per_call.bypass = on;
+        self
+    }
+
+    /// Stores the computed value only when `keep` holds for it; it is returned either way
+    /// (and shared with the callers that waited on it). For "don't cache empty results":
+    ///
+    /// ```
+    /// use cacheable::{Cache, Cacheable, Config, Context};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// let found: Vec<u32> = Cacheable::new("search:nothing")
+    ///     .store_if(|v: &Vec<u32>| !v.is_empty())
+    ///     .on(&cache)
+    ///     .run(Context::new(), Vec::new);
+    /// assert!(found.is_empty());
+    /// assert_eq!(cache.count("*")?, 0);
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    ///
+    /// The closure names the value's type (`|v: &Vec<u32>|`): the builder learns it only
+    /// from the finisher. A closure for another type than the finisher's value is a fault:
+    /// the value is returned and not stored, the fault counted in
+    /// [`Stats::errors`](crate::Stats::errors) and logged. A declined value is counted in
+    /// [`Stats::declined`](crate::Stats::declined).
+    pub fn store_if<T, F>(mut self, keep: F) -> Self
+    where
+        T: CacheValue,
+        F: Fn(&T) -> bool + Send + Sync + 'a,
+    {
+        // A closure that captures nothing (a `fn` item, as `cache_fn!` passes) boxes without
+        // allocating.
+        self.per_call.store_if = Some(Box::new(move |v: &dyn Any| {
+            v.downcast_ref::<T>().map(&keep)
+        }));
+        self
+    }
+
+    /// The value's TTL, chosen from the value itself (an access token that expires in
+    /// `expires_in` seconds); a zero duration stores nothing. It replaces
+    /// [`ttl`](Self::ttl) for the write (a [`sliding`](Self::sliding) read still pushes
+    /// the expiry to [`ttl`](Self::ttl)). The closure names the value's type, as for
+    /// [`store_if`](Self::store_if), with the same fault for another type.
+    ///
+    /// ```
+    /// use cacheable::{Cache, Cacheable, Config, Context, KeyTtl};
+    /// use std::time::Duration;
+    ///
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct Token { value: String, expires_in: u64 }
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// let token = Cacheable::new("token")
+    ///     .ttl_from(|t: &Token| Duration::from_secs(t.expires_in.saturating_sub(30)))
+    ///     .on(&cache)
+    ///     .run(Context::new(), || Token { value: "abc".into(), expires_in: 90 });
+    /// let KeyTtl::Expires(left) = cache.ttl("token")? else { panic!() };
+    /// assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(50));
+    /// # let _ = token.value;
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn ttl_from<T, F>(mut self, ttl: F) -> Self
+    where
+        T: CacheValue,
+        F: Fn(&T) -> Duration + Send + Sync + 'a,
+    {
+        self.per_call.ttl_from = Some(Box::new(move |v: &dyn Any| v.downcast_ref::<T>().map(&ttl)));
+        self
+    }
+
+    /// Sliding expiry: a hit pushes the key's expiry to a full [`ttl`](Self::ttl) from
+    /// now, in the same round trip as the read, so that a key read often stays and one
+    /// left alone expires (a session, a hot lookup table).
+    ///
+    /// On one Redis server (6.2 or later) the read is `PTTL` and `GETEX … PX` in one
+    /// pipeline; when the bytes are another caller's lease rather than a value, its expiry
+    /// is put back to what `PTTL` saw, so a dead holder's lease still goes on time. Before
+    /// 6.2 (the server answers `GETEX` with an error, once), and on the cluster, it is one
+    /// script (`GET`, then `PEXPIRE` only for a value). On the embedded store the entry's
+    /// expiry is reset under its lock. A sliding call does not read the near cache,
+    /// whose hits make no round trip and so could not push the stored expiry.
+    ///
+    /// With a stale window ([`stale_if_error`](Self::stale_if_error),
+    /// [`stale_while_revalidate`](Self::stale_while_revalidate)) the read is the `GET` and
+    /// `PTTL` those make, and a hit within its TTL is pushed to the TTL and the window
+    /// after it by a compare-and-set `PEXPIRE`, a second round trip: a value left unread
+    /// past its TTL is stale and stays so (it is not brought back by a read). An
+    /// [early refresh](Self::early_refresh) never fires on a sliding read.
+    ///
+    /// Counted in [`Stats::sliding_hits`](crate::Stats::sliding_hits).
+    pub fn sliding(mut self, on: bool) -> Self {
+        self.per_call.sliding = on;
+        self
+    }
+
+    /// Where to write what the call did, once it returns: a hit, a miss, a refresh, and
+    /// so on (see [`Outcome`]); for an `X-Cache` header or a log field.
+    ///
+    /// ```
+    /// use cacheable::{Cache, Cacheable, Config, Context, Outcome};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// let mut outcome = Outcome::default();
+    /// let _ = Cacheable::new("k").on(&cache).outcome(&mut outcome).run(Context::new(), || 1);
+    /// assert_eq!(outcome, Outcome::Miss);
+    /// let _ = Cacheable::new("k").on(&cache).outcome(&mut outcome).run(Context::new(), || 1);
+    /// assert_eq!(outcome.as_str(), "hit");
+    /// // Then from the embedded store's decoded copies: a near hit, a hit all the same.
+    /// let _ = Cacheable::new("k").on(&cache).outcome(&mut outcome).run(Context::new(), || 1);
+    /// assert_eq!((outcome, outcome.is_hit()), (Outcome::NearHit, true));
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn outcome(mut self, outcome: &'a mut Outcome) -> Self {
+        self.per_call.outcome = Some(outcome);
+        self
+    }
+
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
     fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'_>)> {
         let cache = match resolve(self.cache) {
@@ -285,6 +471,8 @@ impl<'a> Cacheable<'a> {
                         strict: false,
                         name,
                         fresh,
+                        control: self.per_call.control(),
+                        served: Default::default(),
                     },
                 ))
             }
@@ -381,16 +569,20 @@ impl<'a> Cacheable<'a> {
 
     /// Like [`run`](Self::run) for a fallible computation: an `Err` is returned and never
     /// cached.
-    pub fn try_run<T, E, F>(self, ctx: Context, compute: F) -> Result<T, E>
+    pub fn try_run<T, E, F>(mut self, ctx: Context, compute: F) -> Result<T, E>
     where
         T: CacheValue,
         F: FnOnce() -> Result<T, E>,
     {
+        let slot = self.per_call.outcome.take();
         let Some((cache, call)) = self.plan(&ctx) else {
+            report(slot, Outcome::Unavailable);
             return compute();
         };
-        read_through(cache.core(), &call, compute)
-            .expect("fail-open calls report faults rather than return them")
+        let out = read_through(cache.core(), &call, compute)
+            .expect("fail-open calls report faults rather than return them");
+        report(slot, call.served.get());
+        out
     }
 
     /// Async twin of [`run`](Self::run).
@@ -414,18 +606,29 @@ impl<'a> Cacheable<'a> {
     }
 
     /// Async twin of [`try_run`](Self::try_run).
-    pub async fn try_run_async<T, E, F, Fut>(self, ctx: Context, compute: F) -> Result<T, E>
+    pub async fn try_run_async<T, E, F, Fut>(mut self, ctx: Context, compute: F) -> Result<T, E>
     where
         T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let slot = self.per_call.outcome.take();
         let Some((cache, call)) = self.plan(&ctx) else {
+            report(slot, Outcome::Unavailable);
             return compute().await;
         };
-        read_through_async(cache.core(), &call, compute)
+        let out = read_through_async(cache.core(), &call, compute)
             .await
-            .expect("fail-open calls report faults rather than return them")
+            .expect("fail-open calls report faults rather than return them");
+        report(slot, call.served.get());
+        out
+    }
+}
+
+/// Writes a call's outcome where the caller asked for it.
+fn report(slot: Option<&mut Outcome>, outcome: Outcome) {
+    if let Some(slot) = slot {
+        *slot = outcome;
     }
 }
 

@@ -28,12 +28,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Done, Flights, Leader, Role, SharedValue};
 use crate::lease::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
 use crate::near::NearCache;
+use crate::outcome::Outcome as Served;
 use crate::report::{chain, debug_line, format_ttl, Throttle};
 use crate::stats::Counters;
 use crate::telemetry;
+use std::any::Any;
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,9 @@ pub(crate) struct Core {
     rare: Throttle,
     /// Early refresh: each key template's recent computation time (δ), in this process.
     deltas: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
+    /// The run-time switch ([`Cache::disable`](crate::Cache::disable)): while off, cached
+    /// calls compute and neither read nor write.
+    pub(crate) enabled: AtomicBool,
 }
 
 /// One read-through call: the full key and the settings in force.
@@ -74,6 +79,59 @@ pub(crate) struct Call<'a> {
     pub name: &'a str,
     /// Tags, early refresh, stale values: what the builder asked for (issue 11).
     pub fresh: Freshness,
+    /// The per-call controls (refresh, bypass, conditions, sliding expiry).
+    pub control: Control<'a>,
+    /// What the call did, filled in as it goes.
+    pub served: ServedCell,
+}
+
+/// Whether a computed value is stored (`Some(false)`: not stored), given as `&dyn Any` so
+/// that the core stays one copy for every value type; `None` when the value is not of the
+/// type the predicate takes.
+pub(crate) type StoreIf<'a> = dyn Fn(&dyn Any) -> Option<bool> + Send + Sync + 'a;
+
+/// The TTL for a computed value (zero: not stored); `None` as for [`StoreIf`].
+pub(crate) type TtlFrom<'a> = dyn Fn(&dyn Any) -> Option<Duration> + Send + Sync + 'a;
+
+/// A call's per-call controls: plain data and `dyn` callbacks, so that no option adds
+/// generic code to a call site.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Control<'a> {
+    /// Compute and store even when a value is stored; readers keep the old one meanwhile.
+    pub refresh: bool,
+    /// Compute without reading or writing.
+    pub bypass: bool,
+    /// A hit pushes the key's expiry to the call's TTL again, in the same round trip.
+    pub sliding: bool,
+    pub store_if: Option<&'a StoreIf<'a>>,
+    pub ttl_from: Option<&'a TtlFrom<'a>>,
+}
+
+/// What a call did ([`crate::Outcome`]), written by the core as it goes: an atomic so that
+/// a `&Call` held across an await stays `Sync`. A fault met on a fail-open path makes the
+/// call [`Served::Unavailable`] whatever else it did.
+#[derive(Default)]
+pub(crate) struct ServedCell {
+    outcome: AtomicU8,
+    faulted: AtomicBool,
+}
+
+impl ServedCell {
+    pub(crate) fn set(&self, outcome: Served) {
+        self.outcome.store(outcome as u8, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fault(&self) {
+        self.faulted.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> Served {
+        if self.faulted.load(Ordering::Relaxed) {
+            Served::Unavailable
+        } else {
+            Served::from_u8(self.outcome.load(Ordering::Relaxed))
+        }
+    }
 }
 
 /// A call's freshness options, grouped so that calls without them carry one empty field.
@@ -102,6 +160,12 @@ impl Call<'_> {
     /// The TTL the store is given: the call's TTL and the stale window after it.
     pub(crate) fn store_ttl(&self) -> Duration {
         self.ttl + self.fresh.window()
+    }
+
+    /// [`store_ttl`](Self::store_ttl) for a value whose TTL [`Control::ttl_from`] chose
+    /// (`Some`): that TTL in place of the call's, the stale window after it.
+    fn store_ttl_for(&self, chosen: Option<Duration>) -> Duration {
+        chosen.unwrap_or(self.ttl) + self.fresh.window()
     }
 
     /// Whether bytes with `left` to live in the store are past the call's TTL by less than
@@ -145,6 +209,9 @@ pub(crate) struct CallState {
     restarts: u32,
     /// A value past its TTL, within the stale-if-error window, first seen by this call.
     fallback: Option<Fallback>,
+    /// The bytes [`Core::begin`] returned are a stale-while-revalidate answer (a value past
+    /// its TTL): the call's outcome is [`Served::Stale`], not a hit.
+    stale_hit: bool,
 }
 
 /// Where the bytes of a hit come from.
@@ -169,6 +236,10 @@ pub(crate) enum Begin<'c> {
     /// [`Core::finish_refresh`], and answer with the computed value (the hit's, if the
     /// computation fails).
     Refresh(Vec<u8>, Refresh),
+    /// [`Control::refresh`], a forced refresh: a value is stored (these bytes); compute a
+    /// new one and put it in their place with [`Core::finish_forced`], with the TTL
+    /// `ttl_from` chose, if any.
+    Force(Vec<u8>, Option<Duration>),
 }
 
 /// An early refresh in progress: the store-wide lock that elects one refresher per key
@@ -179,6 +250,8 @@ pub(crate) struct Refresh {
     /// The value's time to live in the store when read, and when it was read.
     left: Duration,
     read_at: Instant,
+    /// The TTL [`Control::ttl_from`] chose for the new value, in place of the call's.
+    ttl: Option<Duration>,
 }
 
 /// Rounding allowed between the `PTTL` an early refresh read and the one its write finds
@@ -217,6 +290,8 @@ pub(crate) struct Ticket<'c> {
     computed_from: u64,
     /// What a failed computation puts back in place of its lease (stale-if-error).
     restore: Option<Fallback>,
+    /// The TTL [`Control::ttl_from`] chose for the value, in place of the call's.
+    ttl: Option<Duration>,
 }
 
 /// The outcome of a computation, as the core sees it.
@@ -227,6 +302,9 @@ pub(crate) enum Outcome {
     Failed,
     /// A value that cannot be stored (it would not read back equal).
     Unstorable(Error),
+    /// A value the call chose not to store ([`Control::store_if`], [`Control::ttl_from`]):
+    /// returned and shared, never written.
+    Declined(Vec<u8>),
 }
 
 impl Outcome {
@@ -238,6 +316,52 @@ impl Outcome {
             },
             Err(_) => Outcome::Failed,
         }
+    }
+
+    /// The call's conditions on the value: declined, or stored with the TTL that
+    /// [`Control::ttl_from`] chose. Not generic: the value comes as `&dyn Any`.
+    fn vetted(
+        self,
+        core: &Core,
+        call: &Call<'_>,
+        value: Option<&dyn Any>,
+        ttl: &mut Option<Duration>,
+    ) -> Outcome {
+        let c = &call.control;
+        if c.store_if.is_none() && c.ttl_from.is_none() {
+            return self;
+        }
+        let (Outcome::Value(bytes), Some(value)) = (&self, value) else {
+            return self;
+        };
+        let keep = c.store_if.map(|f| f(value));
+        let chosen = c.ttl_from.map(|f| f(value));
+        if keep == Some(None) || chosen == Some(None) {
+            let e = Error::config(format!(
+                "the store_if or ttl_from callback of {} takes another type than the value's",
+                call.name
+            ));
+            core.report_fault("cache option", call.template, &call.key, &e);
+            call.served.fault();
+            return Outcome::Declined(bytes.clone());
+        }
+        if keep == Some(Some(false)) {
+            call.debug(format_args!("Not caching {}: store_if said no", call.key));
+            Counters::add(&core.counters.declined, 1);
+            return Outcome::Declined(bytes.clone());
+        }
+        if let Some(Some(d)) = chosen {
+            if d.is_zero() {
+                call.debug(format_args!(
+                    "Not caching {}: ttl_from chose a zero TTL",
+                    call.key
+                ));
+                Counters::add(&core.counters.declined, 1);
+                return Outcome::Declined(bytes.clone());
+            }
+            *ttl = Some(d);
+        }
+        self
     }
 }
 
@@ -329,6 +453,7 @@ impl Core {
             faults: Throttle::new(Duration::from_secs(1)),
             rare: Throttle::new(RARE_LOG_INTERVAL),
             deltas: Default::default(),
+            enabled: AtomicBool::new(true),
         }
     }
 
@@ -349,6 +474,7 @@ impl Core {
 
     /// A fault: an error in strict mode, otherwise counted and logged.
     fn fault(&self, call: &Call<'_>, what: &'static str, e: Error) -> Result<()> {
+        call.served.fault();
         if call.strict {
             Counters::add(&self.counters.errors, 1);
             telemetry::errors(call.template, 1);
@@ -380,6 +506,7 @@ impl Core {
         telemetry::hits(call.template, 1);
         telemetry::near_hits(call.template, 1);
         call.debug(format_args!("NEAR HIT for {}", call.key));
+        call.served.set(Served::NearHit);
         Some(v)
     }
 
@@ -404,6 +531,7 @@ impl Core {
         }
         let v = codec::decode::<T>(&old.bytes).ok()?;
         Counters::add(&self.counters.stale_if_error, 1);
+        call.served.set(Served::Stale);
         if self.faults.allow("stale if error", call.template).is_some() {
             log::warn!(target: "cacheable", "the computation of {} in {} failed: answering with the value past its TTL (stale-if-error)", call.key, call.name);
         }
@@ -414,13 +542,44 @@ impl Core {
     pub(crate) fn hit(&self, call: &Call<'_>, state: &mut CallState, source: Source) {
         if source == Source::Store {
             self.count(call, state, true);
+            if state.stale_hit {
+                // Counted and logged by `begin` as a stale-while-revalidate answer.
+                call.served.set(Served::Stale);
+                return;
+            }
+            call.served.set(Served::Hit);
+            if call.control.sliding {
+                Counters::add(&self.counters.sliding_hits, 1);
+                call.debug(format_args!(
+                    "HIT for {} (expiry pushed to {} from now)",
+                    call.key,
+                    format_ttl(call.store_ttl())
+                ));
+                return;
+            }
             call.debug(format_args!("HIT for {}", call.key));
         }
     }
 
+    /// The call is about to compute, as `begun` says: an early refresh counts as a hit on
+    /// the value it refreshes, and the call's outcome says it refreshed.
+    pub(crate) fn computes<'c>(
+        &self,
+        call: &Call<'_>,
+        state: &mut CallState,
+        begun: Begin<'c>,
+    ) -> Begin<'c> {
+        if let Begin::Refresh(..) = begun {
+            self.count(call, state, true);
+            call.served.set(Served::Refreshed);
+        }
+        begun
+    }
+
     /// A computation's outcome, its value encoded in the cache's format.
     pub(crate) fn outcome<T: CacheValue, E>(&self, out: &Result<T, E>) -> Outcome {
-        Outcome::of(out, self.config.format)
+        // `Config::max_value_bytes`: a value over the bound is unstorable on every path.
+        self.bounded(Outcome::of(out, self.config.format))
     }
 
     /// The caller could not decode these bytes (the stored type changed): they count as a
@@ -465,10 +624,14 @@ impl Core {
                 return Ok(Begin::Alone);
             }
             let stale = state.stale.take();
-            let read = if self.near.is_some()
-                || !call.fresh.window().is_zero()
-                || call.fresh.early_refresh > 0.0
-            {
+            state.stale_hit = false;
+            let windows = !call.fresh.window().is_zero();
+            let read = if call.control.sliding && !windows {
+                // Pushed to a full TTL just now, if a value. (With a stale window, the
+                // expiry is read and a fresh value's pushed after, below.)
+                let read = self.backend.get_sliding(mode, &call.key, call.ttl).await;
+                read.map(|b| (b, Some(call.ttl)))
+            } else if self.near.is_some() || windows || call.fresh.early_refresh > 0.0 {
                 self.backend.get_with_ttl(mode, &call.key).await
             } else {
                 self.backend.get(mode, &call.key).await.map(|b| (b, None))
@@ -480,6 +643,14 @@ impl Core {
                         state.stale = Some(b);
                         true
                     }
+                    Stored::Value(b) if call.control.refresh && stale.as_ref() != Some(&b) => {
+                        // A forced refresh, whatever the value's age: it replaces these
+                        // bytes (a value past its TTL too).
+                        Counters::add(&self.counters.refreshes, 1);
+                        call.served.set(Served::Refreshed);
+                        call.debug(format_args!("REFRESH for {}", call.key));
+                        return Ok(Begin::Force(b, None));
+                    }
                     Stored::Value(b) if call.revalidating(left) && stale.as_ref() != Some(&b) => {
                         // Stale-while-revalidate: one caller refreshes (it computes), every
                         // other caller gets the stale value at once.
@@ -489,6 +660,7 @@ impl Core {
                         }
                         Counters::add(&self.counters.stale_while_revalidate, 1);
                         call.debug(format_args!("STALE HIT for {} (revalidating)", call.key));
+                        state.stale_hit = true;
                         return Ok(Begin::Hit(b, Source::Store, None));
                     }
                     Stored::Value(b) if call.past_ttl(left) && stale.as_ref() != Some(&b) => {
@@ -507,7 +679,10 @@ impl Core {
                         if let Some(refresh) = self.early(mode, call, left).await {
                             return Ok(Begin::Refresh(b, refresh));
                         }
-                        let left = left.map(|l| l.saturating_sub(call.fresh.window()));
+                        let mut left = left.map(|l| l.saturating_sub(call.fresh.window()));
+                        if call.control.sliding && windows {
+                            left = self.slide(mode, call, &b).await?.or(left);
+                        }
                         return Ok(Begin::Hit(b, Source::Store, left));
                     }
                     Stored::Value(b) => {
@@ -571,6 +746,7 @@ impl Core {
                     }
                 }
                 Role::Lead(leader) => {
+                    call.served.set(Served::Miss);
                     call.debug(format_args!("MISS for {}", call.key));
                     let stale = state.stale.take();
                     let begun = self.lead(mode, call, leader, store_ok, stale).await?;
@@ -582,6 +758,25 @@ impl Core {
                         other => other,
                     });
                 }
+            }
+        }
+    }
+
+    /// Sliding expiry for a call with a stale window: the value was read with its `PTTL`
+    /// and is within its TTL, so its expiry goes back to the TTL and the window after it,
+    /// only while the key still holds these bytes (a second round trip: `GETEX` cannot
+    /// tell a value within its TTL from one kept for its window). The call's TTL when
+    /// pushed.
+    async fn slide(&self, mode: Mode, call: &Call<'_>, bytes: &[u8]) -> Result<Option<Duration>> {
+        match self
+            .backend
+            .renew_if(mode, &call.key, bytes, call.store_ttl())
+            .await
+        {
+            Ok(pushed) => Ok(pushed.then_some(call.ttl)),
+            Err(e) => {
+                self.fault(call, "cache read", e)?;
+                Ok(None)
             }
         }
     }
@@ -642,6 +837,7 @@ impl Core {
             guard,
             computed_from,
             restore: None,
+            ttl: None,
         }))
     }
 
@@ -661,10 +857,31 @@ impl Core {
             guard,
             computed_from,
             restore,
+            ttl,
         } = ticket;
         let outcome = self.bounded(outcome);
+        let store_ttl = call.store_ttl_for(ttl);
         let json = match outcome {
-            Outcome::Value(json) => json,
+            Outcome::Value(json) if self.is_enabled() => json,
+            // Shared with this process's followers, never written; the lease goes back now.
+            Outcome::Value(json) | Outcome::Declined(json) => {
+                leader.share(SharedValue {
+                    json: json.into(),
+                    fresh_as_of: computed_from,
+                    written: false,
+                });
+                let released = match &lease {
+                    Lease::Held(token) => self.backend.delete_if(mode, &call.key, token).await,
+                    _ => Ok(false),
+                };
+                match (guard, released) {
+                    (Some(guard), Ok(_)) => guard.finish(),
+                    // Dropped unfinished: the keeper gives the lease back, retrying.
+                    (_, Err(e)) => self.report_fault("lease release", call.template, &call.key, &e),
+                    (None, Ok(_)) => {}
+                }
+                return Ok(());
+            }
             Outcome::Failed | Outcome::Unstorable(_) => {
                 if let Outcome::Unstorable(e) = &outcome {
                     Counters::add(&self.counters.unstorable, 1);
@@ -716,12 +933,12 @@ impl Core {
         let written = match &lease {
             Lease::Held(token) if checked => {
                 self.backend
-                    .set_if(mode, &call.key, token, &json, call.store_ttl())
+                    .set_if(mode, &call.key, token, &json, store_ttl)
                     .await
             }
             Lease::Held(_) | Lease::Off => self
                 .backend
-                .set(mode, &call.key, &json, call.store_ttl())
+                .set(mode, &call.key, &json, store_ttl)
                 .await
                 .map(|()| true),
             Lease::Unavailable | Lease::Uncached => {
@@ -744,9 +961,11 @@ impl Core {
                 call.debug(format_args!(
                     "Cached result for {} (TTL: {})",
                     call.key,
-                    format_ttl(call.ttl)
+                    format_ttl(ttl.unwrap_or(call.ttl))
                 ));
-                let verified = matches!(lease, Lease::Held(_)) && checked;
+                // Followers put a verified value in their near cache for the call's TTL:
+                // not for one `ttl_from` chose, which they do not know.
+                let verified = matches!(lease, Lease::Held(_)) && checked && ttl.is_none();
                 // Even a value the compare-and-set let in is only as fresh as the data it was
                 // computed from: an invalidation that began meanwhile (counted, its deletion
                 // still to come) turns away the followers that arrived after it.
@@ -796,7 +1015,8 @@ impl Core {
     /// reading the current value.
     async fn early(&self, mode: Mode, call: &Call<'_>, left: Option<Duration>) -> Option<Refresh> {
         let beta = call.fresh.early_refresh;
-        if beta <= 0.0 {
+        // A sliding read pushes the expiry the draw would race: nothing to refresh early.
+        if beta <= 0.0 || call.control.sliding {
             return None;
         }
         let left = left?;
@@ -837,6 +1057,7 @@ impl Core {
                     token,
                     left,
                     read_at: Instant::now(),
+                    ttl: None,
                 })
             }
             Ok(false) => None,
@@ -850,7 +1071,9 @@ impl Core {
     /// Writes an early refresh's value, only while the key still holds the bytes it
     /// refreshed and has not been written since (its `PTTL` no longer than it would be):
     /// an invalidation during the computation deletes the key, so the write does not land,
-    /// as a lease holder's would not. Then gives the refresh lock back.
+    /// as a lease holder's would not. A value declined by the call's conditions takes the
+    /// old one out (as a [forced refresh](Self::finish_forced) does); nothing is written
+    /// while the cache is switched off. Then gives the refresh lock back.
     pub(crate) async fn finish_refresh(
         &self,
         mode: Mode,
@@ -859,40 +1082,22 @@ impl Core {
         old: &[u8],
         outcome: &Outcome,
     ) {
-        // `Config::max_value_bytes`: a refreshed value over the bound is not written.
-        let too_big = matches!(outcome, Outcome::Value(json)
-            if self.config.max_value_bytes.is_some_and(|max| json.len() > max));
-        if too_big {
-            Counters::add(&self.counters.unstorable, 1);
-        }
-        if let (Outcome::Value(json), false) = (outcome, too_big) {
-            // The tag entries first, as before a lease: they outlive the new value.
-            if let Ok(true) = self.index(mode, call).await {
-                let max_left = refresh.left.saturating_sub(refresh.read_at.elapsed()) + AGING_SLACK;
-                let written = if self.config.unchecked_lease_writes {
-                    // The tests' negative control: a plain write.
-                    self.backend
-                        .set(mode, &call.key, json, call.store_ttl())
-                        .await
-                        .map(|()| true)
-                } else {
-                    self.backend
-                        .set_if_aging(mode, &call.key, old, max_left, json, call.store_ttl())
-                        .await
-                };
-                match written {
-                    Ok(true) => {
-                        Counters::add(&self.counters.sets, 1);
-                        Counters::add(&self.counters.refreshes, 1);
-                        self.changed(&call.key, false);
-                    }
-                    Ok(false) => call.debug(format_args!(
-                        "Early refresh of {} not stored: the key changed or was invalidated meanwhile",
-                        call.key
-                    )),
-                    Err(e) => self.report_fault("cache refresh", call.template, &call.key, &e),
+        let store_ttl = call.store_ttl_for(refresh.ttl);
+        match outcome {
+            Outcome::Declined(_) => {
+                if let Err(e) = self.delete_declined(mode, call, old).await {
+                    call.served.fault();
+                    self.report_fault("cache write", call.template, &call.key, &e);
                 }
             }
+            Outcome::Value(json) if self.is_enabled() => {
+                self.write_refresh(mode, call, &refresh, old, json, store_ttl)
+                    .await
+            }
+            // Not written (`max_value_bytes`, or a value JSON would change): the old value
+            // stays until its TTL.
+            Outcome::Unstorable(_) => Counters::add(&self.counters.unstorable, 1),
+            _ => {}
         }
         if let Err(e) = self
             .backend
@@ -901,6 +1106,182 @@ impl Core {
         {
             self.report_fault("cache refresh lock", call.template, &refresh.lock, &e);
         }
+    }
+
+    /// An early refresh's write: see [`finish_refresh`](Self::finish_refresh).
+    async fn write_refresh(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        refresh: &Refresh,
+        old: &[u8],
+        json: &[u8],
+        store_ttl: Duration,
+    ) {
+        {
+            // The tag entries first, as before a lease: they outlive the new value.
+            if let Ok(true) = self.index(mode, call).await {
+                let max_left = refresh.left.saturating_sub(refresh.read_at.elapsed()) + AGING_SLACK;
+                let written = if self.config.unchecked_lease_writes {
+                    // The tests' negative control: a plain write.
+                    self.backend
+                        .set(mode, &call.key, json, store_ttl)
+                        .await
+                        .map(|()| true)
+                } else {
+                    self.backend
+                        .set_if_aging(mode, &call.key, old, max_left, json, store_ttl)
+                        .await
+                };
+                match written {
+                    Ok(true) => {
+                        Counters::add(&self.counters.sets, 1);
+                        Counters::add(&self.counters.early_refreshes, 1);
+                        telemetry::sets(call.template, 1);
+                        self.changed(&call.key, false);
+                    }
+                    Ok(false) => call.debug(format_args!(
+                        "Early refresh of {} not stored: the key changed or was invalidated meanwhile",
+                        call.key
+                    )),
+                    Err(e) => {
+                        call.served.fault();
+                        self.report_fault("cache refresh", call.template, &call.key, &e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A refresh's new value is not to be stored ([`Outcome::Declined`]): the `old` bytes it
+    /// was to replace go too, only while the key still holds them. The store's error, for
+    /// the caller to handle.
+    async fn delete_declined(&self, mode: Mode, call: &Call<'_>, old: &[u8]) -> Result<()> {
+        if self.backend.delete_if(mode, &call.key, old).await? {
+            self.changed(&call.key, false);
+            call.debug(format_args!(
+                "Deleted {}: its refreshed value is not to be stored",
+                call.key
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends a call that computed: stores a leader's or a refresh's value (see
+    /// [`finish`](Self::finish), [`finish_refresh`](Self::finish_refresh),
+    /// [`finish_forced`](Self::finish_forced)). One non-generic step for every cached
+    /// function, whatever it began as.
+    pub(crate) async fn settle(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        begun: Begin<'_>,
+        outcome: Option<Outcome>,
+    ) -> Result<()> {
+        match (begun, outcome) {
+            (Begin::Lead(ticket), Some(outcome)) => self.finish(mode, call, ticket, outcome).await,
+            (Begin::Force(old, ttl), Some(outcome)) => {
+                self.finish_forced(mode, call, &old, outcome, ttl).await
+            }
+            (Begin::Refresh(old, refresh), Some(outcome)) => {
+                self.finish_refresh(mode, call, refresh, &old, &outcome)
+                    .await;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the run-time switch is on ([`Cache::enable`](crate::Cache::enable)).
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// True when the call computes without the cache: bypassed, or the cache is switched
+    /// off. Counted, logged and recorded as the call's outcome. Such a call neither reads
+    /// nor writes: no tag entry, no lease, no early refresh.
+    fn skips(&self, call: &Call<'_>) -> bool {
+        let c = &self.counters;
+        if !self.is_enabled() {
+            Counters::add(&c.disabled_calls, 1);
+            call.served.set(Served::Disabled);
+            call.debug(format_args!(
+                "Cache disabled: computing {} without reading or writing it",
+                call.key
+            ));
+            true
+        } else if call.control.bypass {
+            Counters::add(&c.bypasses, 1);
+            call.served.set(Served::Bypassed);
+            call.debug(format_args!(
+                "BYPASS for {}: computing without reading or writing the cache",
+                call.key
+            ));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A forced refresh ([`Control::refresh`]): puts the new value in place of the `old`
+    /// bytes, only while the key still holds them: an invalidation during the computation
+    /// deletes them, and the write does not land (as a lease would have made it). A value
+    /// declined by the call's conditions takes the old one out the same way; a failed
+    /// computation leaves it. Unlike an [early refresh](Self::finish_refresh), it takes
+    /// no lock: every forced call computes, and the last write wins.
+    pub(crate) async fn finish_forced(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        old: &[u8],
+        outcome: Outcome,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let store_ttl = call.store_ttl_for(ttl);
+        let json = match outcome {
+            Outcome::Value(json) if self.is_enabled() => json,
+            Outcome::Declined(_) => {
+                if let Err(e) = self.delete_declined(mode, call, old).await {
+                    self.fault(call, "cache write", e)?;
+                }
+                return Ok(());
+            }
+            Outcome::Unstorable(e) => {
+                Counters::add(&self.counters.unstorable, 1);
+                if self.rare.allow("unstorable", call.template).is_some() {
+                    log::warn!(target: "cacheable", "not caching the value computed for {} in {}: {}", call.key, call.name, chain(&e));
+                }
+                return Ok(());
+            }
+            Outcome::Value(_) | Outcome::Failed => return Ok(()),
+        };
+        // The tag entries first, as before a lease: they outlive the new value. A store
+        // that failed here (reported) keeps the value out: a tag would not find it.
+        if !self.index(mode, call).await? {
+            return Ok(());
+        }
+        match self
+            .backend
+            .set_if(mode, &call.key, old, &json, store_ttl)
+            .await
+        {
+            Ok(true) => {
+                self.changed(&call.key, false);
+                Counters::add(&self.counters.sets, 1);
+                telemetry::sets(call.template, 1);
+                call.debug(format_args!(
+                    "Refreshed {} (TTL: {})",
+                    call.key,
+                    format_ttl(ttl.unwrap_or(call.ttl))
+                ));
+            }
+            Ok(false) => call.debug(format_args!(
+                "Not cached: {} changed or was invalidated during the refresh in {}",
+                call.key, call.name
+            )),
+            Err(e) => self.fault(call, "cache write", e)?,
+        }
+        Ok(())
     }
 
     /// Records the key in its tag sets, before the lease is asked for: a tag invalidation
@@ -1106,10 +1487,24 @@ impl Core {
 }
 
 /// What an early refresh answers: the computed value, or, if the computation failed, the
-/// value it refreshed (still within its TTL).
-fn refreshed<T: CacheValue, E>(out: Result<T, E>, old: &[u8]) -> Result<T, E> {
+/// value it refreshed (a hit within its TTL; a stale answer when it was revalidating one
+/// past it).
+fn refreshed<T: CacheValue, E>(
+    call: &Call<'_>,
+    refresh: &Refresh,
+    out: Result<T, E>,
+    old: &[u8],
+) -> Result<T, E> {
     match out {
-        Err(e) => codec::decode::<T>(old).map_or(Err(e), Ok),
+        Err(e) => match codec::decode::<T>(old) {
+            Ok(v) => {
+                let past = call.past_ttl(Some(refresh.left));
+                call.served
+                    .set(if past { Served::Stale } else { Served::Hit });
+                Ok(v)
+            }
+            Err(_) => Err(e),
+        },
         ok => ok,
     }
 }
@@ -1128,6 +1523,55 @@ fn or_stale<T: CacheValue, E>(
     }
 }
 
+/// What a call that computed answers with: see [`refreshed`] and [`or_stale`]; a forced
+/// refresh answers with what it computed, `Err` included.
+fn answer<T: CacheValue, E>(
+    core: &Core,
+    call: &Call<'_>,
+    state: &CallState,
+    begun: &Begin<'_>,
+    out: Result<T, E>,
+) -> Result<T, E> {
+    match begun {
+        Begin::Refresh(old, refresh) => refreshed(call, refresh, out, old),
+        Begin::Force(..) => out,
+        Begin::Lead(_) | Begin::Alone | Begin::Hit(..) => or_stale(core, call, state, out),
+    }
+}
+
+/// The near cache's value for the call, unless the call must go to the store: a forced
+/// refresh reads the stored bytes it will replace, a sliding read pushes the expiry kept
+/// there (a near hit makes no round trip, so it could not), and early refresh draws on
+/// every read of the store, where the expiry is.
+fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
+    if call.control.refresh || call.control.sliding || call.fresh.early_refresh > 0.0 {
+        return None;
+    }
+    core.near_hit::<T>(call)
+}
+
+/// The computed value, for the call's conditions.
+fn as_any<T: CacheValue, E>(out: &Result<T, E>) -> Option<&dyn Any> {
+    out.as_ref().ok().map(|v| v as &dyn Any)
+}
+
+/// The stored form of what a leading or refreshing caller computed, vetted by the call's
+/// conditions; `None` for a caller that stores nothing.
+fn encoded<T: CacheValue, E>(
+    core: &Core,
+    call: &Call<'_>,
+    begun: &mut Begin<'_>,
+    out: &Result<T, E>,
+) -> Option<Outcome> {
+    let ttl = match begun {
+        Begin::Lead(ticket) => &mut ticket.ttl,
+        Begin::Force(_, ttl) => ttl,
+        Begin::Refresh(_, refresh) => &mut refresh.ttl,
+        Begin::Hit(..) | Begin::Alone => return None,
+    };
+    Some(core.outcome(out).vetted(core, call, as_any(out), ttl))
+}
+
 /// Read-through, blocking: the cached value, or `compute`'s, stored unless an invalidation
 /// ran while it was computed. The outer `Err` only comes in strict mode.
 pub(crate) fn read_through<T, E>(
@@ -1138,17 +1582,19 @@ pub(crate) fn read_through<T, E>(
 where
     T: CacheValue,
 {
-    // Early refresh draws on every read of the store, where the expiry is: it skips the
-    // near cache.
-    if call.fresh.early_refresh <= 0.0 {
-        if let Some(v) = core.near_hit::<T>(call) {
+    let skip = core.skips(call);
+    if !skip {
+        if let Some(v) = near_read::<T>(core, call) {
             return Ok(Ok(v));
         }
     }
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();
-    loop {
+    let mut begun = loop {
+        if skip {
+            break Begin::Alone;
+        }
         match block_on(core.begin(Mode::Blocking, call, &mut state))? {
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
@@ -1161,46 +1607,24 @@ where
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
-            Begin::Refresh(old, refresh) => {
-                core.hit(call, &mut state, Source::Store);
-                let started = Instant::now();
-                let out = {
-                    let _computing = Computing::enter(core, &call.key);
-                    let timer = telemetry::Timer::start();
-                    let out = compute();
-                    timer.observe(call.template);
-                    out
-                };
-                core.learn(call, started.elapsed());
-                let outcome = core.outcome(&out);
-                block_on(core.finish_refresh(Mode::Blocking, call, refresh, &old, &outcome));
-                return Ok(refreshed(out, &old));
-            }
-            Begin::Lead(ticket) => {
-                let started = Instant::now();
-                let out = {
-                    let _computing = Computing::enter(core, &call.key);
-                    let timer = telemetry::Timer::start();
-                    let out = compute();
-                    timer.observe(call.template);
-                    out
-                };
-                core.learn(call, started.elapsed());
-                block_on(core.finish(Mode::Blocking, call, ticket, core.outcome(&out)))?;
-                return Ok(or_stale(core, call, &state, out));
-            }
-            Begin::Alone => {
-                let out = {
-                    let _computing = Computing::enter(core, &call.key);
-                    let timer = telemetry::Timer::start();
-                    let out = compute();
-                    timer.observe(call.template);
-                    out
-                };
-                return Ok(or_stale(core, call, &state, out));
-            }
+            begun => break core.computes(call, &mut state, begun),
         }
+    };
+    let started = Instant::now();
+    let out = {
+        let _computing = Computing::enter(core, &call.key);
+        let timer = telemetry::Timer::start();
+        let out = compute();
+        timer.observe(call.template);
+        out
+    };
+    if !skip {
+        core.learn(call, started.elapsed());
     }
+    let outcome = encoded(core, call, &mut begun, &out);
+    let out = answer(core, call, &state, &begun, out);
+    block_on(core.settle(Mode::Blocking, call, begun, outcome))?;
+    Ok(out)
 }
 
 /// Async twin of [`read_through`]. Any executor can drive it: store calls and timers run
@@ -1215,17 +1639,19 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    // Early refresh draws on every read of the store, where the expiry is: it skips the
-    // near cache.
-    if call.fresh.early_refresh <= 0.0 {
-        if let Some(v) = core.near_hit::<T>(call) {
+    let skip = core.skips(call);
+    if !skip {
+        if let Some(v) = near_read::<T>(core, call) {
             return Ok(Ok(v));
         }
     }
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();
-    loop {
+    let mut begun = loop {
+        if skip {
+            break Begin::Alone;
+        }
         match core.begin(Mode::Async, call, &mut state).await? {
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
@@ -1238,44 +1664,26 @@ where
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
-            Begin::Refresh(old, refresh) => {
-                core.hit(call, &mut state, Source::Store);
-                let started = Instant::now();
-                let mut fut = std::pin::pin!(compute());
-                let timer = telemetry::Timer::start();
-                let out = std::future::poll_fn(|cx| {
-                    let _computing = Computing::enter(core, &call.key);
-                    fut.as_mut().poll(cx)
-                })
-                .await;
-                timer.observe(call.template);
-                core.learn(call, started.elapsed());
-                let outcome = core.outcome(&out);
-                core.finish_refresh(Mode::Async, call, refresh, &old, &outcome)
-                    .await;
-                return Ok(refreshed(out, &old));
-            }
-            begun => {
-                let started = Instant::now();
-                // Polled with the key marked as being computed, for the length of each poll,
-                // so that a cached call awaited inside it sees the mark. A `poll_fn` here
-                // rather than an `async fn` of its own: one state machine fewer for each
-                // cached function to compile.
-                let mut fut = std::pin::pin!(compute());
-                let timer = telemetry::Timer::start();
-                let out = std::future::poll_fn(|cx| {
-                    let _computing = Computing::enter(core, &call.key);
-                    fut.as_mut().poll(cx)
-                })
-                .await;
-                timer.observe(call.template);
-                core.learn(call, started.elapsed());
-                if let Begin::Lead(ticket) = begun {
-                    core.finish(Mode::Async, call, ticket, core.outcome(&out))
-                        .await?;
-                }
-                return Ok(or_stale(core, call, &state, out));
-            }
+            begun => break core.computes(call, &mut state, begun),
         }
+    };
+    let started = Instant::now();
+    // Polled with the key marked as being computed, for the length of each poll, so that a
+    // cached call awaited inside it sees the mark. A `poll_fn` here rather than an `async
+    // fn` of its own: one state machine fewer for each cached function to compile.
+    let mut fut = std::pin::pin!(compute());
+    let timer = telemetry::Timer::start();
+    let out = std::future::poll_fn(|cx| {
+        let _computing = Computing::enter(core, &call.key);
+        fut.as_mut().poll(cx)
+    })
+    .await;
+    timer.observe(call.template);
+    if !skip {
+        core.learn(call, started.elapsed());
     }
+    let outcome = encoded(core, call, &mut begun, &out);
+    let out = answer(core, call, &state, &begun, out);
+    core.settle(Mode::Async, call, begun, outcome).await?;
+    Ok(out)
 }

@@ -19,7 +19,9 @@
 //! # Ok::<(), cacheable::Error>(())
 //! ```
 //!
-//! - [`Cacheable`] caches one computation (`run`, `run_async`, `try_run`, `try_run_async`).
+//! - [`Cacheable`] caches one computation (`run`, `run_async`, `try_run`, `try_run_async`),
+//!   with per-call control (`refresh`, `bypass`, `store_if`, `ttl_from`, `sliding`) and
+//!   the [`Outcome`] of the call.
 //! - [`Invalidate`] deletes keys and patterns after a mutation, or [`now`](Invalidate::now).
 //! - [`CacheManager`] is the global cache and its manual operations; [`Cache`] is one
 //!   configured cache; [`Config`] says where it lives.
@@ -66,8 +68,9 @@
 //!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
 //!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON by default, or MessagePack,
 //!   LZ4-compressed over a size, each form saying which it is; refused when they would not
-//!   read back equal), `config.rs`, `error.rs`, `redact.rs` (passwords masked out of
-//!   the URLs shown), `stats.rs` (counters), `telemetry.rs` (the same counts and the
+//!   read back equal), `config.rs`, `error.rs`, `outcome.rs` (what a call did),
+//!   `redact.rs` (passwords masked out of the URLs shown), `stats.rs` (counters),
+//!   `telemetry.rs` (the same counts and the
 //!   computation times through the `metrics` facade, with the `metrics` feature),
 //!   `report.rs` (debug lines and throttled fault logs) and `rt.rs` (the crate's own IO
 //!   thread, on which async connections and timers run).
@@ -90,6 +93,7 @@ mod lease;
 mod macros;
 mod manager;
 mod near;
+mod outcome;
 mod redact;
 mod report;
 mod rt;
@@ -105,6 +109,7 @@ pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::invalidate::Invalidate;
 pub use crate::manager::{Cache, CacheManager};
+pub use crate::outcome::Outcome;
 pub use crate::stats::Stats;
 #[cfg(feature = "metrics")]
 pub use crate::telemetry::describe_metrics;

@@ -202,6 +202,12 @@ macro_rules! __ctx_value {
 ///   `tags = ["user:<<user_id>>"]` (after `key`; each tag's placeholders must be the key's,
 ///   checked at compile time), `early_refresh = 1.0`, `stale_if_error = D` and
 ///   `stale_while_revalidate = D` (seconds or a `Duration`).
+///   Per-call controls: `store_if = path::to::fn` (a
+///   `fn(&T) -> bool` on the value, `T` being the `Ok` type of a `Result`; the value is
+///   stored only when it holds), `ttl_from = path::to::fn` (a `fn(&T) -> Duration`: the
+///   TTL from the value, zero for none) and `sliding = true` (a hit pushes the expiry to a
+///   full TTL again); see [`Cacheable::store_if`](crate::Cacheable::store_if),
+///   [`ttl_from`](crate::Cacheable::ttl_from) and [`sliding`](crate::Cacheable::sliding).
 /// - `#[invalidate("p1", "p2", …, tags = ["t"], hash = [a], debug = true, cache = &CACHE)]`:
 ///   keys or glob patterns to delete after the function returns, and tags whose keys go
 ///   too (patterns or tags, at least one). `hash` names arguments hashed as in the
@@ -676,6 +682,16 @@ macro_rules! __cache_fn {
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} cache = $cache:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .on($cache)] $t} $($($rest)*)? }
     };
+    // Per-call controls: plain builder calls, so they add no code of their own.
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} store_if = $f:path $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .store_if($f)] $t} $($($rest)*)? }
+    };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} ttl_from = $f:path $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .ttl_from($f)] $t} $($($rest)*)? }
+    };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} sliding = $on:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .sliding($on)] $t} $($($rest)*)? }
+    };
     (@cache $sig:tt $kept:tt {$k:tt [$($h:ident)*] $c:tt $t:tt}
         hash = [$($name:ident),* $(,)?] $(, $($rest:tt)*)?
     ) => {
@@ -690,7 +706,7 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[cache]` option `", $crate::__private::stringify!($option),
-                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error and stale_while_revalidate"
+                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, store_if, ttl_from and sliding"
             )
         }
     };
@@ -706,8 +722,9 @@ macro_rules! __cache_fn {
     };
     (@cache $($bad:tt)*) => {
         $crate::__private::compile_error! {
-            "`#[cache]` options are `key = \"…\"`, `ttl = N`, `hash = [a, b]`, `debug = bool` \
-             and `cache = &Cache`, separated by commas"
+            "`#[cache]` options are `key = \"…\"`, `ttl = N`, `hash = [a, b]`, `debug = bool`, \
+             `cache = &Cache`, `store_if = path`, `ttl_from = path` and `sliding = bool`, \
+             separated by commas"
         }
     };
 

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,6 +124,44 @@ impl Cache {
     #[doc(hidden)]
     pub fn internal_sizes_for_tests(&self) -> Vec<(&'static str, u64)> {
         self.inner.core.internal_sizes()
+    }
+
+    /// Switches caching off at run time, without a deploy (a kill switch): until
+    /// [`enable`](Self::enable), every cached call ([`Cacheable`](crate::Cacheable),
+    /// `cache_fn!`, [`get_or_set`](Self::get_or_set)) computes and neither reads nor writes
+    /// the store or the near cache; a computation already running when it is switched off
+    /// does not write its value either. Invalidations still delete, so no value that went
+    /// stale meanwhile survives switching back on. Explicit [`set`](Self::set) and
+    /// [`get`](Self::get) calls still go through: they are requests, not caching.
+    ///
+    /// Counted in [`Stats::disabled_calls`](crate::Stats::disabled_calls); each call
+    /// reports [`Outcome::Disabled`](crate::Outcome::Disabled).
+    ///
+    /// ```
+    /// use cacheable::{Cache, Cacheable, Config, Context};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// cache.disable();
+    /// assert!(!cache.is_enabled());
+    /// let v = Cacheable::new("answer").on(&cache).run(Context::new(), || 42);
+    /// assert_eq!((v, cache.count("*")?), (42, 0));
+    /// cache.enable();
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn disable(&self) {
+        self.inner.core.enabled.store(false, Ordering::SeqCst);
+        log::warn!(target: "cacheable", "cache {} switched off: cached calls compute without it until enable()", self.config().get_prefix());
+    }
+
+    /// Switches caching back on after [`disable`](Self::disable).
+    pub fn enable(&self) {
+        self.inner.core.enabled.store(true, Ordering::SeqCst);
+        log::info!(target: "cacheable", "cache {} switched on", self.config().get_prefix());
+    }
+
+    /// False between [`disable`](Self::disable) and [`enable`](Self::enable).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.core.is_enabled()
     }
 
     /// The full key of a key relative to the prefix.
@@ -466,6 +505,8 @@ impl Cache {
             strict: true,
             name: "get_or_set",
             fresh: Default::default(),
+            control: Default::default(),
+            served: Default::default(),
         })
     }
 
@@ -677,6 +718,27 @@ impl CacheManager {
     /// The global cache's counters (all zero when it cannot be built).
     pub fn stats() -> Stats {
         Self::cache().map(Cache::stats).unwrap_or_default()
+    }
+
+    /// [`Cache::disable`] on the global cache: the kill switch.
+    ///
+    /// # Errors
+    /// The global cache's configuration error (then cached calls compute anyway).
+    pub fn disable() -> Result<()> {
+        Self::cache().map(Cache::disable)
+    }
+
+    /// [`Cache::enable`] on the global cache.
+    ///
+    /// # Errors
+    /// The global cache's configuration error.
+    pub fn enable() -> Result<()> {
+        Self::cache().map(Cache::enable)
+    }
+
+    /// [`Cache::is_enabled`] on the global cache (false when it cannot be built).
+    pub fn is_enabled() -> bool {
+        Self::cache().is_ok_and(Cache::is_enabled)
     }
 
     delegate! {

@@ -38,6 +38,22 @@ pub struct Stats {
     /// Calls answered at once with a value past its TTL while another caller refreshed it
     /// ([`Cacheable::stale_while_revalidate`](crate::Cacheable::stale_while_revalidate)).
     pub stale_while_revalidate: u64,
+    /// Forced refreshes: calls that computed a new value in place of a stored one
+    /// ([`Cacheable::refresh`](crate::Cacheable::refresh)); early refreshes count in
+    /// [`early_refreshes`](Self::early_refreshes).
+    pub refreshes: u64,
+    /// Calls that skipped the cache ([`Cacheable::bypass`](crate::Cacheable::bypass)).
+    pub bypasses: u64,
+    /// Calls that computed while the cache was switched off
+    /// ([`Cache::disable`](crate::Cache::disable)).
+    pub disabled_calls: u64,
+    /// Computed values that were returned but not stored because the call said so
+    /// ([`Cacheable::store_if`](crate::Cacheable::store_if) false, or a zero TTL from
+    /// [`Cacheable::ttl_from`](crate::Cacheable::ttl_from)).
+    pub declined: u64,
+    /// Hits that pushed the key's expiry to a full TTL again
+    /// ([`Cacheable::sliding`](crate::Cacheable::sliding)).
+    pub sliding_hits: u64,
 }
 
 impl Stats {
@@ -96,8 +112,13 @@ pub(crate) struct Counters {
     pub failed_invalidations: Counter,
     pub unstorable: Counter,
     pub stale_if_error: Counter,
-    pub refreshes: Counter,
+    pub early_refreshes: Counter,
     pub stale_while_revalidate: Counter,
+    pub refreshes: Counter,
+    pub bypasses: Counter,
+    pub disabled_calls: Counter,
+    pub declined: Counter,
+    pub sliding_hits: Counter,
 }
 
 impl Counters {
@@ -117,8 +138,13 @@ impl Counters {
             failed_invalidations: self.failed_invalidations.get(),
             unstorable: self.unstorable.get(),
             stale_if_error: self.stale_if_error.get(),
-            early_refreshes: self.refreshes.get(),
+            early_refreshes: self.early_refreshes.get(),
             stale_while_revalidate: self.stale_while_revalidate.get(),
+            refreshes: self.refreshes.get(),
+            bypasses: self.bypasses.get(),
+            disabled_calls: self.disabled_calls.get(),
+            declined: self.declined.get(),
+            sliding_hits: self.sliding_hits.get(),
         }
     }
 }

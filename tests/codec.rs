@@ -144,6 +144,57 @@ mod on_redis {
         redis::cmd("GET").arg(key).query(&mut c).unwrap()
     }
 
+    /// A sliding read pushes a MessagePack value's expiry like a JSON one's: its bytes
+    /// start with a NUL too (`\0` 0xCB), but they are no lease marker (`\0c…`). On one
+    /// server (`PTTL` + `GETEX`) and on the cluster (the script).
+    #[cfg(feature = "msgpack")]
+    fn sliding_pushes_a_messagepack_value(cache: &Cache) {
+        use cacheable::{ctx, Cacheable, KeyTtl, Outcome};
+        use std::time::Duration;
+        let call = |ttl: u64, sliding: bool| {
+            let mut outcome = Outcome::Miss;
+            let v = Cacheable::new("slide")
+                .ttl(Duration::from_secs(ttl))
+                .sliding(sliding)
+                .on(cache)
+                .outcome(&mut outcome)
+                .run(ctx! {}, || 7u32);
+            (v, outcome)
+        };
+        assert_eq!(call(2, false), (7, Outcome::Miss));
+        let left = || match cache.ttl("slide").unwrap() {
+            KeyTtl::Expires(left) => left,
+            other => panic!("{other:?}"),
+        };
+        assert!(left() <= Duration::from_secs(2), "{:?}", left());
+        assert_eq!(call(60, true), (7, Outcome::Hit));
+        assert!(left() > Duration::from_secs(50), "pushed: {:?}", left());
+        assert_eq!(cache.stats().sliding_hits, 1);
+    }
+
+    #[cfg(feature = "msgpack")]
+    #[test]
+    fn sliding_pushes_a_messagepack_value_on_redis() {
+        let server = RedisServer::start();
+        let cache = cache(&server, |c| c.codec(Codec::MessagePack));
+        sliding_pushes_a_messagepack_value(&cache);
+        assert_eq!(&raw(&server, "wire:slide")[..2], b"\0\xCB");
+    }
+
+    #[cfg(all(feature = "msgpack", feature = "cluster"))]
+    #[test]
+    fn sliding_pushes_a_messagepack_value_on_the_cluster() {
+        let cluster = support::RedisCluster::start();
+        let cache = Cache::new(
+            Config::from_url(&cluster.url())
+                .unwrap()
+                .prefix("wire")
+                .codec(Codec::MessagePack),
+        )
+        .unwrap();
+        sliding_pushes_a_messagepack_value(&cache);
+    }
+
     #[test]
     fn the_default_stays_plain_json_that_redis_cli_shows() {
         let server = RedisServer::start();

@@ -20,8 +20,8 @@
 
 use super::redis::{
     client_for, dropped, get_cmd, looks_down, pttl_cmd, set_cmd, set_nx_cmd, to_ttl, ttl_ms,
-    unlink_cmd, AsyncConn, Breaker, ScanPage, DELETE_IF, DELETE_IF_LUA, RENEW_IF, RENEW_IF_LUA,
-    SET_IF, SET_IF_LUA,
+    unlink_cmd, AsyncConn, Breaker, ScanPage, DELETE_IF, DELETE_IF_LUA, GET_SLIDING,
+    GET_SLIDING_LUA, RENEW_IF, RENEW_IF_LUA, SET_IF, SET_IF_LUA,
 };
 use super::redis::{
     forget_args, pairs, SET_IF_AGING, SET_IF_AGING_LUA, TAG_ADD, TAG_ADD_LUA, TAG_FORGET,
@@ -1276,6 +1276,18 @@ impl Store for ClusterStore {
             .run(mode, key, Op::Cmd(get_cmd(key)), true)
             .await?;
         parse(v)
+    }
+
+    async fn get_sliding(&self, mode: Mode, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+        let ms = ttl_ms(ttl).to_string();
+        let args: &[&[u8]] = &[ms.as_bytes()];
+        let op = Op::Script {
+            script: &GET_SLIDING,
+            lua: GET_SLIDING_LUA,
+            key,
+            args,
+        };
+        parse(self.inner.run(mode, key, op, true).await?)
     }
 
     async fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {

@@ -36,7 +36,7 @@
 //! look at the marker map and the cache again, so a read that races a lease being replaced
 //! by its value sees one or the other, never neither.
 
-use super::{is_lease, Mode, FAILED_PREFIX};
+use super::{is_marker, Mode};
 use super::{KeyTtl, Store};
 use crate::error::Result;
 use crate::glob;
@@ -135,11 +135,6 @@ impl Expiry<String, Arc<Stored>> for PerEntry {
     ) -> Option<Duration> {
         Some(v.expires.saturating_duration_since(at))
     }
-}
-
-/// A lease, or the marker of a failed computation: kept beside the bounded cache.
-fn is_marker(bytes: &[u8]) -> bool {
-    is_lease(bytes) || bytes.starts_with(FAILED_PREFIX)
 }
 
 /// What a compare-and-set does when the key holds the expected bytes.
@@ -352,6 +347,16 @@ impl Store for MemoryStore {
         Ok(self.values.get(key).map(|v| v.bytes.to_vec()))
     }
 
+    async fn get_sliding(&self, mode: Mode, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+        let bytes = self.get(mode, key).await?;
+        if let Some(b) = bytes.as_deref().filter(|b| !is_marker(b)) {
+            // Only while the key still holds these bytes: a value written or deleted since
+            // the read keeps its own expiry. moka takes the new instant from `PerEntry`.
+            self.compare_and(key, b, Then::Write(b, Instant::now() + ttl));
+        }
+        Ok(bytes)
+    }
+
     async fn set(&self, _mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
         let added = self.put(&mut self.lock(key), key, value, Instant::now() + ttl);
         self.enforce_bound(Wrote { done: true, added });
@@ -523,6 +528,26 @@ mod tests {
 
     fn all_keys(s: &MemoryStore) -> Vec<String> {
         block_on(s.keys(B, "*")).unwrap()
+    }
+
+    #[test]
+    fn a_sliding_read_pushes_a_value_not_a_marker() {
+        let s = MemoryStore::new(10);
+        set(&s, "v", b"1", Duration::from_millis(50));
+        set(&s, "l", &lease(1), Duration::from_millis(50));
+        let read = |k| block_on(s.get_sliding(B, k, HOUR)).unwrap();
+        assert_eq!(read("v").as_deref(), Some(&b"1"[..]));
+        assert_eq!(read("l"), Some(lease(1)));
+        assert_eq!(read("none"), None);
+        let left = |k| match block_on(s.ttl(B, k)).unwrap() {
+            KeyTtl::Expires(d) => d,
+            other => panic!("{k}: {other:?}"),
+        };
+        assert!(left("v") > Duration::from_secs(3000), "{:?}", left("v"));
+        assert!(left("l") <= Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(70));
+        assert_eq!(get(&s, "v").as_deref(), Some(&b"1"[..]));
+        assert_eq!(get(&s, "l"), None);
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub(crate) fn is_lease(bytes: &[u8]) -> bool {
     bytes.starts_with(LEASE_PREFIX)
 }
 
+/// True for a lease or a failure marker: bytes that are no value.
+pub(crate) fn is_marker(bytes: &[u8]) -> bool {
+    is_lease(bytes) || bytes.starts_with(FAILED_PREFIX)
+}
+
 /// How long a key has left to live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyTtl {
@@ -135,6 +140,14 @@ pub(crate) trait Store: Send + Sync {
             Ok((bytes, left))
         }
     }
+    /// The bytes at `key`, and when they are a value (not a lease or failure marker), its
+    /// expiry pushed to `ttl` from now, in the same round trip: a sliding read.
+    fn get_sliding(
+        &self,
+        mode: Mode,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     fn set(
         &self,
         mode: Mode,
@@ -312,6 +325,7 @@ macro_rules! dispatch {
 dispatch! {
     fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>>;
     fn get_with_ttl(&self, mode: Mode, key: &str) -> Result<(Option<Vec<u8>>, Option<Duration>)>;
+    fn get_sliding(&self, mode: Mode, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>>;
     fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64>;
     fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64>;

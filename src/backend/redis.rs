@@ -27,6 +27,11 @@ pub(crate) struct RedisStore {
     connect_timeout: Duration,
     scan_count: usize,
     breaker: Breaker,
+    /// Set when the server answered `GETEX` with an error (Redis before 6.2): sliding
+    /// reads use the `GET_SLIDING` script from then on.
+    no_getex: std::sync::atomic::AtomicBool,
+    /// The longest a marker lives between renewals: a bound for putting one's expiry back.
+    lease_ttl: Duration,
 }
 
 /// Which server the store talks to.
@@ -196,6 +201,8 @@ impl RedisStore {
             connect_timeout: config.connect_timeout,
             scan_count: config.scan_count,
             breaker: Breaker::new(config, what),
+            no_getex: std::sync::atomic::AtomicBool::new(false),
+            lease_ttl: config.lease_ttl.max(super::FAILED_TTL),
         }
     }
 
@@ -642,6 +649,23 @@ pub(crate) const RENEW_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] 
         return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
      end return 0";
 
+/// `GET`, and `PEXPIRE` to ARGV[1] ms when the bytes are a value: a sliding read in one
+/// round trip that never touches a marker, on any server version (the cluster's sliding
+/// read, and one server's before Redis 6.2). Markers start with `\0c` (NUL, then byte
+/// 99); a value is JSON text, never NUL first, or another codec's form, `\0` then 0xCB.
+pub(crate) static GET_SLIDING: Lazy<Script> = Lazy::new(|| Script::new(GET_SLIDING_LUA));
+pub(crate) const GET_SLIDING_LUA: &str = "local v = redis.call('GET', KEYS[1]) \
+     if v and (string.byte(v, 1) ~= 0 or string.byte(v, 2) ~= 99) then \
+         redis.call('PEXPIRE', KEYS[1], ARGV[1]) \
+     end return v";
+
+/// An error reply saying the server does not know the command.
+fn unknown_command(e: &Error) -> bool {
+    e.redis_error().is_some_and(|r| {
+        r.code() == Some("ERR") && r.detail().is_some_and(|d| d.contains("unknown command"))
+    })
+}
+
 /// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
 pub(crate) static DELETE_IF: Lazy<Script> = Lazy::new(|| Script::new(DELETE_IF_LUA));
 pub(crate) const DELETE_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -734,6 +758,45 @@ impl Store for RedisStore {
             KeyTtl::Missing | KeyTtl::Persistent => None,
         };
         Ok((bytes, left))
+    }
+
+    /// `PTTL` and `GETEX … PX` in one pipeline: one round trip of two native commands. When
+    /// the bytes turn out to be a marker (another caller's lease, or a failure marker),
+    /// `GETEX` pushed its expiry too: it is put back to what `PTTL` saw, by a
+    /// compare-and-set, so a dead holder's lease still goes when it would have. On a server
+    /// without `GETEX` (before 6.2), the `GET_SLIDING` script, which never touches a marker.
+    async fn get_sliding(&self, mode: Mode, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.breaker.check()?;
+        if !self.no_getex.load(Relaxed) {
+            let mut getex = redis::cmd("GETEX");
+            getex.arg(key).arg("PX").arg(ttl_ms(ttl));
+            let mut pipe = redis::pipe();
+            pipe.add_command(pttl_cmd(key)).add_command(getex);
+            match self
+                .run::<(i64, Option<Vec<u8>>)>(mode, Request::Pipe(pipe))
+                .await
+            {
+                Ok((ms, Some(bytes))) if super::is_marker(&bytes) => {
+                    // What `PTTL` saw, unless the key changed in between (a value's TTL, or
+                    // none): a marker never has more than `lease_ttl` left.
+                    let left = u64::try_from(ms)
+                        .map(Duration::from_millis)
+                        .unwrap_or(self.lease_ttl)
+                        .min(self.lease_ttl);
+                    self.renew_if(mode, key, &bytes, left).await?;
+                    return Ok(Some(bytes));
+                }
+                Ok((_, bytes)) => return Ok(bytes),
+                Err(e) if unknown_command(&e) => {
+                    log::info!(target: "cacheable", "the Redis server has no GETEX (before 6.2): sliding reads use a script");
+                    self.no_getex.store(true, Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let ms = ttl_ms(ttl).to_string();
+        self.script(mode, &GET_SLIDING, key, &[ms.as_bytes()]).await
     }
 
     async fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
