@@ -8,9 +8,11 @@ test:
 quickstart:
     cargo run --example quickstart
 
-# Benchmarks against a private redis-server.
+# Benchmarks against a private redis-server, every section (14 needs `msgpack` and
+# `compress`; CACHEABLE_BENCH_ONLY=1,4 runs only those named, CACHEABLE_BENCH_TAGS_10M=0
+# skips the 10 M-key store of 13).
 bench:
-    cargo bench
+    cargo bench --features msgpack,compress
 
 # Benchmark 14 alone: codecs and compression (needs the `msgpack` and `compress` features).
 bench-codec:

@@ -465,8 +465,14 @@ impl Store for MemoryStore {
         }
         let entries = tags.sets.entry(set.to_owned()).or_default();
         TagSets::prune(entries, now);
-        let e = entries.entry(member.to_owned()).or_insert(until);
-        *e = (*e).max(until);
+        // Always a new score (a later one kept, plus 1 ms): an invalidation that read the
+        // old one forgets the entry only if nobody recorded the key again meanwhile.
+        match entries.get_mut(member) {
+            Some(e) => *e = until.max(*e + 1),
+            None => {
+                entries.insert(member.to_owned(), until);
+            }
+        }
         Ok(())
     }
 

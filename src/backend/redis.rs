@@ -686,17 +686,22 @@ pub(crate) const SET_IF_AGING_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV
 const LUA_NOW: &str = "local t = redis.call('TIME') \
      local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
 
-/// Records ARGV[1] in the tag set KEYS[1] until now + ARGV[2] ms (a later expiry it has
-/// stays: `ZADD GT`), prunes entries already past, and stretches the set's TTL to cover
-/// the new entry: the set never outlives its last live entry by more than that entry's
-/// life, and never grows past the keys tagged within one entry life.
+/// Records ARGV[1] in the tag set KEYS[1] until now + ARGV[2] ms, always with a score
+/// other than the one it had (a later expiry it has is kept, plus 1 ms): an invalidation
+/// that read the old score then forgets the entry only if nobody recorded the key again
+/// meanwhile, even within the same millisecond. Prunes entries already past, and stretches
+/// the set's TTL to cover the new entry: the set never outlives its last live entry by more
+/// than that entry's life, and never grows past the keys tagged within one entry life.
 pub(crate) static TAG_ADD: Lazy<Script> = Lazy::new(|| Script::new(&TAG_ADD_LUA));
 pub(crate) static TAG_ADD_LUA: Lazy<String> = Lazy::new(|| {
     format!(
-        "{LUA_NOW} local life = tonumber(ARGV[2]) \
-         redis.call('ZADD', KEYS[1], 'GT', string.format('%d', now + life), ARGV[1]) \
+        "{LUA_NOW} local expiry = now + tonumber(ARGV[2]) \
+         local cur = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
+         if cur and tonumber(cur) >= expiry then expiry = tonumber(cur) + 1 end \
+         redis.call('ZADD', KEYS[1], string.format('%d', expiry), ARGV[1]) \
          redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now)) \
-         if redis.call('PTTL', KEYS[1]) < life then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+         if redis.call('PTTL', KEYS[1]) < expiry - now then \
+             redis.call('PEXPIRE', KEYS[1], string.format('%d', expiry - now)) end \
          return 1"
     )
 });
