@@ -845,6 +845,22 @@ mod tests {
     }
 
     #[test]
+    fn a_key_recorded_again_keeps_its_entry_whatever_its_new_life() {
+        // An invalidation lists the set, then forgets what it listed; a computation records
+        // the key again in between, within the same millisecond or with a shorter life (a
+        // smaller TTL): the entry must survive the forgetting, or the next tag invalidation
+        // would miss the key. (With `max` of the old and new expiry it did not.)
+        let s = MemoryStore::new(100);
+        block_on(s.tag_add(B, "t", "k", HOUR)).unwrap();
+        let listed = block_on(s.tag_members(B, "t")).unwrap();
+        block_on(s.tag_add(B, "t", "k", Duration::from_millis(10))).unwrap();
+        block_on(s.tag_forget(B, "t", &listed)).unwrap();
+        let left = block_on(s.tag_members(B, "t")).unwrap();
+        assert_eq!(left.len(), 1, "the key recorded again stays");
+        assert!(left[0].1.parse::<u64>().unwrap() > listed[0].1.parse::<u64>().unwrap());
+    }
+
+    #[test]
     fn delete_counts_only_live_keys() {
         let s = MemoryStore::new(100);
         set(&s, "short", b"1", Duration::from_millis(10));
