@@ -176,6 +176,8 @@ struct Primary {
     addr: Addr,
     breaker: Arc<Breaker>,
     link: Arc<Link>,
+    /// How many replicas the cluster listed for it (failed ones are not listed).
+    replicas: usize,
 }
 
 /// A node's own multiplexed connection: the async fast path for one-key commands, sent
@@ -196,6 +198,7 @@ struct Target {
     addr: Addr,
     breaker: Arc<Breaker>,
     link: Arc<Link>,
+    replicas: usize,
 }
 
 /// A way to one primary for a pattern operation.
@@ -306,6 +309,58 @@ fn parse_slots(
         out.push((start, end, nodes));
     }
     Ok(out)
+}
+
+/// How many live replicas each primary has, from a `CLUSTER NODES` reply (`None` if it
+/// is not one). `CLUSTER SLOTS` does not tell: it leaves out a replica whose replication
+/// offset its node has not heard of yet, as in a cluster that has had no write.
+fn replica_census(value: Value, default_host: &str) -> Option<HashMap<Addr, usize>> {
+    let text = match value {
+        Value::BulkString(b) => String::from_utf8(b).ok()?,
+        Value::VerbatimString { text, .. } => text,
+        Value::SimpleString(s) => s,
+        _ => return None,
+    };
+    let mut primaries: HashMap<&str, Addr> = HashMap::new();
+    let mut replicas: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() < 8 {
+            continue;
+        }
+        let flags = f[2];
+        if ["fail", "handshake", "noaddr"]
+            .iter()
+            .any(|bad| flags.contains(bad))
+        {
+            continue;
+        }
+        if flags.contains("master") {
+            let hostport = f[1].split(['@', ',']).next().unwrap_or("");
+            let Some(mut addr) = Addr::parse(hostport) else {
+                continue;
+            };
+            if addr.host.is_empty() {
+                addr.host = default_host.to_owned();
+            }
+            primaries.insert(f[0], addr);
+        } else if flags.contains("slave") || flags.contains("replica") {
+            replicas.push(f[3]);
+        }
+    }
+    let mut census: HashMap<Addr, usize> = primaries.values().map(|a| (a.clone(), 0)).collect();
+    for master in replicas {
+        if let Some(addr) = primaries.get(master) {
+            *census.entry(addr.clone()).or_default() += 1;
+        }
+    }
+    Some(census)
+}
+
+fn nodes_cmd() -> Cmd {
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("NODES");
+    cmd
 }
 
 fn slots_cmd() -> Cmd {
@@ -668,7 +723,14 @@ impl Inner {
     }
 
     /// Builds a slot map from a `CLUSTER SLOTS` reply and puts it in place.
-    fn install(&self, value: Value, default_host: &str) -> Result<Arc<Topology>> {
+    fn install(
+        &self,
+        value: Value,
+        census: Option<Value>,
+        default_host: &str,
+    ) -> Result<Arc<Topology>> {
+        let census = census.and_then(|v| replica_census(v, default_host));
+
         let ranges = parse_slots(value, default_host)
             .map_err(|why| Error::new(ErrorKind::Store, format!("redis cluster: {why}")))?;
         let mut owner = vec![NONE; SLOTS];
@@ -684,10 +746,18 @@ impl Inner {
                         addr: primary.clone(),
                         breaker,
                         link,
+                        replicas: 0,
                     });
                     primaries.len() - 1
                 }
             };
+            let listed = match &census {
+                // A primary the census names differently (announced hostnames): what
+                // `CLUSTER SLOTS` listed.
+                Some(census) => census.get(primary).copied().unwrap_or(nodes.len() - 1),
+                None => nodes.len() - 1,
+            };
+            primaries[i].replicas = primaries[i].replicas.max(listed);
             for s in start..=end {
                 owner[usize::from(s)] = i as u16;
             }
@@ -727,26 +797,25 @@ impl Inner {
         self.last_refresh.store(self.now_ms(), Ordering::Relaxed);
         let read = match mode {
             Mode::Blocking => self.with_sync(|con, _| {
-                con.route_command(
-                    &slots_cmd(),
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-                )
+                let any = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+                let slots = con.route_command(&slots_cmd(), any.clone())?;
+                Ok((slots, con.route_command(&nodes_cmd(), any).ok()))
             }),
             Mode::Async => {
                 let attempt = async {
                     let mut con = self.connection().await?;
-                    con.route_command(
-                        slots_cmd(),
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-                    )
-                    .await
-                    .and_then(Value::extract_error)
-                    .map_err(Error::from_redis)
+                    let any = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+                    let slots = con
+                        .route_command(slots_cmd(), any.clone())
+                        .await
+                        .and_then(Value::extract_error)
+                        .map_err(Error::from_redis)?;
+                    Ok((slots, con.route_command(nodes_cmd(), any).await.ok()))
                 };
                 self.bounded(attempt).await
             }
         };
-        let out = read.and_then(|v| self.install(v, &self.seed_host()));
+        let out = read.and_then(|(v, census)| self.install(v, census, &self.seed_host()));
         self.unknown.record(&out);
         out
     }
@@ -807,7 +876,13 @@ impl Inner {
             let ask = con.route_command(slots_cmd(), addr.route());
             match crate::rt::timeout(self.op_timeout, ask).await {
                 Some(Ok(v)) => match v.extract_error() {
-                    Ok(v) => return self.install(v, &addr.host).map(drop),
+                    Ok(v) => {
+                        let census = con.route_command(nodes_cmd(), addr.route());
+                        let census = crate::rt::timeout(self.op_timeout, census).await;
+                        return self
+                            .install(v, census.and_then(|c| c.ok()), &addr.host)
+                            .map(drop);
+                    }
                     Err(e) => last = Some(Error::from_redis(e)),
                 },
                 Some(Err(e)) => last = Some(Error::from_redis(e)),
@@ -822,7 +897,7 @@ impl Inner {
         match crate::rt::timeout(self.op_timeout, any).await {
             Some(Ok(v)) => {
                 let v = v.extract_error().map_err(Error::from_redis)?;
-                self.install(v, &self.seed_host()).map(drop)
+                self.install(v, None, &self.seed_host()).map(drop)
             }
             Some(Err(e)) => Err(Error::from_redis(e)),
             None => Err(last.unwrap_or_else(|| Error::timeout("CLUSTER SLOTS", self.op_timeout))),
@@ -1077,6 +1152,7 @@ impl Inner {
             addr: p.addr.clone(),
             breaker: p.breaker.clone(),
             link: p.link.clone(),
+            replicas: p.replicas,
         };
         Ok(
             match pattern_slot(pattern).and_then(|slot| topology.primary(slot)) {
@@ -1084,6 +1160,47 @@ impl Inner {
                 None => topology.primaries.iter().map(target).collect(),
             },
         )
+    }
+
+    /// `WAIT 1 t`: the deletions sent before it on the connection reached a replica, so
+    /// that a failover (which promotes a replica) cannot bring the deleted values back.
+    /// Redis replicates asynchronously: without it, a primary killed just after
+    /// acknowledging an invalidation's `UNLINK` could lose it (the 10-minute soak saw 2
+    /// stale reads in 20 failovers). `t` is half the operation timeout (1 ms to 1 s).
+    fn wait_cmd(&self) -> Cmd {
+        let ms = (self.op_timeout / 2)
+            .clamp(Duration::from_millis(1), Duration::from_secs(1))
+            .as_millis();
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(1).arg(ms as u64);
+        cmd
+    }
+
+    /// The reply of [`wait_cmd`](Self::wait_cmd) on `node`: an error when no replica
+    /// acknowledged the deletions in time, so that the invalidation is retried and, if it
+    /// keeps failing, reported rather than taken as done (the slot map is read again: the
+    /// replica may have gone).
+    fn replicated(self: &Arc<Self>, reply: Value, node: &dyn std::fmt::Display) -> Result<()> {
+        match parse::<i64>(reply.extract_error().map_err(Error::from_redis)?)? {
+            0 => {
+                self.mark_dirty();
+                Err(Error::new(
+                    ErrorKind::Store,
+                    format!(
+                        "redis cluster: no replica of {node} acknowledged a deletion within {} ms (WAIT); a failover now could bring the deleted values back",
+                        (self.op_timeout / 2).as_millis()
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The replicas listed for the primary of `slot`, as last read.
+    fn replicas_of(&self, slot: u16) -> usize {
+        self.current()
+            .and_then(|t| t.primary(slot).map(|p| p.replicas))
+            .unwrap_or(0)
     }
 
     fn scan_cmd(&self, cursor: u64, pattern: &str) -> Cmd {
@@ -1157,16 +1274,28 @@ impl Inner {
 
     /// Deletes every key matching `pattern` on one primary: each page's keys by `UNLINK`s
     /// of one slot each, sent with the next page's `SCAN` in one pipeline.
-    async fn delete_on(&self, target: &Target, pattern: &str) -> Result<u64> {
+    async fn delete_on(self: &Arc<Self>, target: &Target, pattern: &str) -> Result<u64> {
         let mut way = self.way(target).await?;
+        let deleted = self.unlink_matching(&mut way, pattern).await?;
+        if target.replicas > 0 {
+            let mut pipe = redis::pipe();
+            pipe.add_command(self.wait_cmd());
+            let acked = self.node_round_trip(&mut way, pipe).await?.pop();
+            self.replicated(acked.unwrap_or(Value::Nil), &target.addr)?;
+        }
+        Ok(deleted)
+    }
+
+    /// The pages of [`delete_on`](Self::delete_on), on one way to a primary.
+    async fn unlink_matching(&self, way: &mut Way, pattern: &str) -> Result<u64> {
         let mut deleted = 0u64;
-        let (mut cursor, mut keys) = self.scan_page(&mut way, 0, pattern).await?;
+        let (mut cursor, mut keys) = self.scan_page(way, 0, pattern).await?;
         loop {
             if keys.is_empty() {
                 if cursor == 0 {
                     return Ok(deleted);
                 }
-                (cursor, keys) = self.scan_page(&mut way, cursor, pattern).await?;
+                (cursor, keys) = self.scan_page(way, cursor, pattern).await?;
                 continue;
             }
             let groups = by_slot(std::mem::take(&mut keys));
@@ -1177,7 +1306,7 @@ impl Inner {
             if cursor != 0 {
                 pipe.add_command(self.scan_cmd(cursor, pattern));
             }
-            let mut replies = self.node_round_trip(&mut way, pipe).await?;
+            let mut replies = self.node_round_trip(way, pipe).await?;
             let page = if cursor != 0 { replies.pop() } else { None };
             for ((slot, group), reply) in groups.into_iter().zip(replies) {
                 match reply.extract_error() {
@@ -1306,7 +1435,18 @@ impl Store for ClusterStore {
                 .inner
                 .run_on_slot(mode, slot, Op::Cmd(unlink_cmd(&group)), false)
                 .await?;
-            deleted += parse::<u64>(v)?;
+            let n = parse::<u64>(v)?;
+            deleted += n;
+            // On the same connection as the `UNLINK` (same slot, same route); also when it
+            // found nothing, which may be because an earlier attempt (whose `WAIT` failed)
+            // deleted the keys: their deletion must reach a replica too.
+            if self.inner.replicas_of(slot) > 0 {
+                let acked = self
+                    .inner
+                    .run_on_slot(mode, slot, Op::Cmd(self.inner.wait_cmd()), false)
+                    .await?;
+                self.inner.replicated(acked, &format_args!("slot {slot}"))?;
+            }
         }
         Ok(deleted)
     }
@@ -1455,6 +1595,34 @@ impl Store for ClusterStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_census_counts_live_replicas_per_primary() {
+        let nodes = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host-4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383
+6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave,fail 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 connected
+824fe116063bc5fcf9f4ffd895bc17aee7731ac3 127.0.0.1:30006@31006 slave 292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 0 1426238317741 6 connected
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca :30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        let census = replica_census(Value::BulkString(nodes.into()), "10.0.0.9").unwrap();
+        let at = |host: &str, port| {
+            census[&Addr {
+                host: host.into(),
+                port,
+            }]
+        };
+        assert_eq!(
+            at("10.0.0.9", 30001),
+            1,
+            "the answering node's empty host is the default"
+        );
+        assert_eq!(at("127.0.0.1", 30002), 0, "a failed replica does not count");
+        assert_eq!(at("127.0.0.1", 30003), 1);
+        assert_eq!(census.len(), 3);
+        assert!(replica_census(Value::Int(1), "h").is_none());
+    }
 
     #[test]
     fn crc16_is_xmodem() {
