@@ -133,6 +133,81 @@ fn cluster() {
     });
 }
 
+/// `cmdstat_<name>` calls so far on a server.
+#[cfg(feature = "redis")]
+fn command_calls(server: &support::RedisServer, name: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut server.client())
+        .unwrap();
+    let prefix = format!("cmdstat_{name}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// While one caller refreshes a key early, the other callers of the process read the
+/// current value without asking the store for the refresh lock again: one `SET NX` per
+/// refresh and process, not one per hit (which put a round trip on most hits near the
+/// expiry of a hot key).
+#[cfg(feature = "redis")]
+#[test]
+fn a_process_asks_for_a_refresh_lock_once_per_refresh() {
+    let server = support::RedisServer::start();
+    let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("claim")).unwrap();
+    let computed = AtomicUsize::new(0);
+    let read = |slow: bool| {
+        Cacheable::new("q:<<id>>")
+            .ttl(10)
+            .early_refresh(1e9)
+            .on(&cache)
+            .run(ctx! { id = 1 }, || {
+                let n = computed.fetch_add(1, Ordering::SeqCst) + 1;
+                std::thread::sleep(Duration::from_millis(if slow { 500 } else { 20 }));
+                n
+            })
+    };
+    assert_eq!(read(false), 1, "a miss computes; δ is learnt");
+    std::thread::sleep(Duration::from_millis(150));
+    let before = command_calls(&server, "set");
+    let hits = std::thread::scope(|s| {
+        let refresher = s.spawn(|| read(true));
+        while computed.load(Ordering::SeqCst) < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..40)
+                        .map(|_| {
+                            let v = read(false);
+                            std::thread::sleep(Duration::from_millis(5));
+                            v
+                        })
+                        .filter(|v| *v == 1)
+                        .count()
+                })
+            })
+            .collect();
+        let hits: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+        assert_eq!(refresher.join().unwrap(), 2);
+        hits
+    });
+    let locks = command_calls(&server, "set") - before;
+    assert!(
+        hits >= 8,
+        "the readers read the current value meanwhile: {hits}"
+    );
+    // The refresher's lock, and at most a lock per refresh that came after it (the readers
+    // go on reading once the refreshed value is in).
+    assert!(
+        locks <= cache.stats().early_refreshes + 1,
+        "{locks} SET commands for {} early refreshes and {hits} hits during the first",
+        cache.stats().early_refreshes
+    );
+}
+
 fn orders(cache: &Cache, user_id: &str, page: u32, computed: &AtomicUsize) -> String {
     Cacheable::new("orders:<<user_id>>:<<page>>")
         .tags(["user:<<user_id>>"])
@@ -499,7 +574,7 @@ fn early_refresh_keeps_a_hot_key_from_expiring(b: &Backend) {
     let read = || {
         Cacheable::new("hot:<<id>>")
             .ttl(Duration::from_millis(600))
-            .early_refresh(3.0)
+            .early_refresh(10.0)
             .on(&cache)
             .run(ctx! { id = 1 }, || {
                 std::thread::sleep(Duration::from_millis(30));
