@@ -264,6 +264,10 @@ pub(crate) struct Refresh {
 /// fails as long as the value refreshed was older than twice this.
 const AGING_SLACK: Duration = Duration::from_millis(5);
 
+/// How long a refresh claim outlives a refresh, or a lock found held elsewhere, for a
+/// template whose computation time this process has not seen.
+const DEFAULT_DELTA: Duration = Duration::from_millis(50);
+
 /// Added to an early refresh's lead over the expiry: see [`Core::early`].
 const REFRESH_SLACK: Duration = Duration::from_millis(10);
 
@@ -1063,10 +1067,10 @@ impl Core {
     }
 
     /// Whether this caller may try the refresh lock of `key`: not while another caller of
-    /// this process holds it or lately found it held elsewhere. A claim lasts a lease time
-    /// (given back early by [`finish_refresh`](Self::finish_refresh)); one that found the
-    /// lock held elsewhere lasts the template's δ (50 ms if none was seen), after which the
-    /// lock is worth another look.
+    /// this process holds it or lately found it held elsewhere. A claim lasts a lease time,
+    /// cut by [`finish_refresh`](Self::finish_refresh) to the template's δ (50 ms if none
+    /// was seen) after the write; one that found the lock held elsewhere lasts δ, after
+    /// which the lock is worth another look.
     fn claim_refresh(&self, call: &Call<'_>) -> bool {
         let now = Instant::now();
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
@@ -1126,16 +1130,10 @@ impl Core {
                 })
             }
             Ok(false) => {
-                let delta = self
-                    .deltas
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(call.template)
-                    .copied()
-                    .unwrap_or(Duration::from_millis(50));
+                let hold = self.delta(call).unwrap_or(DEFAULT_DELTA);
                 self.end_claim(
                     &call.key,
-                    Some(Instant::now() + delta.min(self.config.lease_ttl)),
+                    Some(Instant::now() + hold.min(self.config.lease_ttl)),
                 );
                 None
             }
@@ -1185,7 +1183,23 @@ impl Core {
         {
             self.report_fault("cache refresh lock", call.template, &refresh.lock, &e);
         }
-        self.end_claim(&call.key, None);
+        // Held a moment more: a caller that read the old value just before the write would
+        // otherwise draw, lock and compute a refresh whose write is refused (the value
+        // changed); it reads the old value it has instead.
+        let hold = self.delta(call).unwrap_or(DEFAULT_DELTA);
+        self.end_claim(
+            &call.key,
+            Some(Instant::now() + hold.min(self.config.lease_ttl)),
+        );
+    }
+
+    /// The template's δ in this process, if one was learnt.
+    fn delta(&self, call: &Call<'_>) -> Option<Duration> {
+        self.deltas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(call.template)
+            .copied()
     }
 
     /// An early refresh's write: see [`finish_refresh`](Self::finish_refresh).
