@@ -1682,9 +1682,10 @@ async fn crate_sliding_hit_async(cache: &Cache, user_id: i64) -> Profile {
         .await
 }
 
-/// Benchmark 11: a sliding hit (one script: `GET`, then `PEXPIRE` for a value) against a
-/// plain hit (`GET`), same keys, same cache, sync and async, in interleaved rounds.
-fn sliding(b: &mut Bench, cache: &Cache) {
+/// Benchmark 11: a sliding hit (`PTTL` + `GETEX … PX` in one round trip) against a plain hit
+/// (`GET`), same keys, same cache, sync and async, in interleaved rounds; and the server's
+/// own floor: a bare `GETEX … PX` against a bare `GET` on a blocking connection.
+fn sliding(b: &mut Bench, server: &RedisServer, cache: &Cache) {
     for id in 0..HOT_KEYS {
         // Benchmark 10 overwrites a key behind the cache's back: a forced refresh puts the
         // source's value back first.
@@ -1756,6 +1757,37 @@ fn sliding(b: &mut Bench, cache: &Cache) {
         slid as usize,
         2 * ops * rounds,
         "every sliding call was a sliding hit"
+    );
+    let mut con = server.client();
+    let ttl_ms = TTL_SECS * 1000;
+    let mut samples = [Samples::default(), Samples::default()];
+    for r in 0..rounds {
+        for v in order(r) {
+            for n in 0..ops {
+                let key = bare_key(n as i64 % HOT_KEYS);
+                let t = Instant::now();
+                let bytes: Option<Vec<u8>> = match v {
+                    0 => redis::cmd("GETEX")
+                        .arg(&key)
+                        .arg("PX")
+                        .arg(ttl_ms)
+                        .query(&mut con),
+                    _ => redis::cmd("GET").arg(&key).query(&mut con),
+                }
+                .expect("bare read");
+                samples[v].push(t.elapsed());
+                assert!(bytes.is_some());
+            }
+        }
+    }
+    let (m0, m1) = (samples[0].quantile(0.5), samples[1].quantile(0.5));
+    b.row(
+        "11",
+        "… the server's floor: bare `GETEX … PX` vs bare `GET`, blocking, median",
+        us(m0),
+        us(m1),
+        m0 / m1,
+        "report",
     );
 }
 
@@ -2063,7 +2095,7 @@ fn main() {
         near(&mut b, &server, &cache);
     }
     if wanted("11") {
-        sliding(&mut b, &cache);
+        sliding(&mut b, &server, &cache);
     }
     if wanted("14") {
         #[cfg(all(feature = "msgpack", feature = "compress"))]

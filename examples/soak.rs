@@ -399,11 +399,13 @@ fn main() {
         if s % 10 == 0 {
             let calls = shared.tally.calls.load(Relaxed);
             println!(
-                "[{:>4} s] {} calls in the last 10 s, {} stale, {} failures, stats {:?}",
+                "[{:>4} s] {} calls in the last 10 s, {} stale, {} failures, resident {} KiB, maps {:?}, stats {:?}",
                 started.elapsed().as_secs(),
                 calls - last_calls,
                 shared.tally.stale.load(Relaxed),
                 shared.tally.failures.load(Relaxed),
+                rss_kib(),
+                shared.cache.internal_sizes_for_tests(),
                 shared.cache.stats()
             );
             last_calls = calls;
