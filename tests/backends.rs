@@ -9,66 +9,17 @@
 
 mod support;
 
-use cacheable::{ctx, Cache, Cacheable, Config, Invalidate, KeyTtl};
+use cacheable::{ctx, Cache, Cacheable, Invalidate, KeyTtl};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A store to run the suite on.
-struct Backend {
-    name: &'static str,
-    /// A configuration for this store; `None` for the embedded store, whose caches never
-    /// share entries (each `Cache` has its own).
-    url: Option<String>,
-}
-
-impl Backend {
-    fn config(&self) -> Config {
-        match &self.url {
-            Some(url) => Config::from_url(url).unwrap(),
-            None => Config::memory(),
-        }
-    }
-
-    /// A cache with the case's own prefix.
-    fn cache(&self, prefix: &str) -> Cache {
-        Cache::new(self.config().prefix(prefix)).unwrap()
-    }
-
-    /// A second cache on the same entries, as another process would have, when the store
-    /// is shared; the same cache otherwise.
-    fn peer(&self, cache: &Cache) -> Cache {
-        match &self.url {
-            Some(_) => Cache::new(cache.config().clone()).unwrap(),
-            None => cache.clone(),
-        }
-    }
-}
+use support::{suite, Backend};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        fn run_suite(backend: &Backend) {
-            $(
-                let started = Instant::now();
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $case(backend)));
-                if let Err(panic) = run {
-                    eprintln!("{}: case `{}` failed", backend.name, stringify!($case));
-                    std::panic::resume_unwind(panic);
-                }
-                println!("{}: {} ok in {:?}", backend.name, stringify!($case), started.elapsed());
-            )*
-        }
-    };
+    support::runtime(2)
 }
 
 suite![
@@ -91,30 +42,21 @@ suite![
 
 #[test]
 fn memory() {
-    run_suite(&Backend {
-        name: "memory",
-        url: None,
-    });
+    run_suite(&Backend::new("memory", None));
 }
 
 #[cfg(feature = "redis")]
 #[test]
 fn redis() {
     let server = support::RedisServer::start();
-    run_suite(&Backend {
-        name: "redis",
-        url: Some(server.url()),
-    });
+    run_suite(&Backend::new("redis", Some(server.url())));
 }
 
 #[cfg(feature = "cluster")]
 #[test]
 fn cluster() {
     let cluster = support::RedisCluster::start();
-    run_suite(&Backend {
-        name: "cluster",
-        url: Some(cluster.url()),
-    });
+    run_suite(&Backend::new("cluster", Some(cluster.url())));
 }
 
 #[cfg(feature = "sentinel")]
@@ -122,10 +64,7 @@ fn cluster() {
 fn sentinel() {
     let setup = support::RedisSentinel::start();
     let primary = setup.primary_port().expect("the Sentinels name a primary");
-    let backend = Backend {
-        name: "sentinel",
-        url: Some(setup.url()),
-    };
+    let backend = Backend::new("sentinel", Some(setup.url()));
     run_suite(&backend);
     // The suite's keys went to the primary (and reached its replica), not elsewhere.
     let on_primary = setup.node_cli(primary, &["DBSIZE"]);

@@ -19,56 +19,11 @@
 
 mod support;
 
-use cacheable::{ctx, Cache, Cacheable, Config, Invalidate, KeyTtl};
+use cacheable::{ctx, Cache, Cacheable, Invalidate, KeyTtl};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A store to run the suite on, and a way to look at a tag set behind the crate's back.
-struct Backend {
-    name: &'static str,
-    url: Option<String>,
-    /// `ZCARD` of a full key, on the node that holds it.
-    zcard: Option<Zcard>,
-}
-
-type Zcard = Box<dyn Fn(&str) -> i64>;
-
-impl Backend {
-    fn config(&self) -> Config {
-        match &self.url {
-            Some(url) => Config::from_url(url).unwrap(),
-            None => Config::memory(),
-        }
-    }
-
-    fn cache(&self, prefix: &str) -> Cache {
-        Cache::new(self.config().prefix(prefix)).unwrap()
-    }
-
-    /// A second cache on the same entries (another process), when the store is shared.
-    fn peer(&self, cache: &Cache) -> Cache {
-        match &self.url {
-            Some(_) => Cache::new(cache.config().clone()).unwrap(),
-            None => cache.clone(),
-        }
-    }
-}
-
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        fn run_suite(backend: &Backend) {
-            $(
-                let started = Instant::now();
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $case(backend)));
-                if let Err(panic) = run {
-                    eprintln!("{}: case `{}` failed", backend.name, stringify!($case));
-                    std::panic::resume_unwind(panic);
-                }
-                println!("{}: {} ok in {:?}", backend.name, stringify!($case), started.elapsed());
-            )*
-        }
-    };
-}
+use support::{suite, Backend};
 
 suite![
     tags_delete_their_keys_and_only_theirs,
@@ -88,11 +43,7 @@ suite![
 
 #[test]
 fn memory() {
-    run_suite(&Backend {
-        name: "memory",
-        url: None,
-        zcard: None,
-    });
+    run_suite(&Backend::new("memory", None));
 }
 
 #[cfg(feature = "redis")]
@@ -100,17 +51,13 @@ fn memory() {
 fn redis() {
     let server = support::RedisServer::start();
     let url = server.url();
-    let zcard = Box::new(move |key: &str| -> i64 {
+    let zcard = move |key: &str| -> i64 {
         redis::cmd("ZCARD")
             .arg(key)
             .query(&mut server.client())
             .unwrap()
-    });
-    run_suite(&Backend {
-        name: "redis",
-        url: Some(url),
-        zcard: Some(zcard),
-    });
+    };
+    run_suite(&Backend::new("redis", Some(url)).with_zcard(zcard));
 }
 
 #[cfg(feature = "cluster")]
@@ -119,18 +66,14 @@ fn cluster() {
     let cluster = std::sync::Arc::new(support::RedisCluster::start());
     let url = cluster.url();
     let c = cluster.clone();
-    let zcard = Box::new(move |key: &str| -> i64 {
+    let zcard = move |key: &str| -> i64 {
         let port = c.primary_of(key);
         redis::cmd("ZCARD")
             .arg(key)
             .query(&mut c.node(port).client())
             .unwrap()
-    });
-    run_suite(&Backend {
-        name: "cluster",
-        url: Some(url),
-        zcard: Some(zcard),
-    });
+    };
+    run_suite(&Backend::new("cluster", Some(url)).with_zcard(zcard));
 }
 
 /// `cmdstat_<name>` calls so far on a server.
@@ -155,7 +98,8 @@ fn command_calls(server: &support::RedisServer, name: &str) -> u64 {
 #[test]
 fn a_process_asks_for_a_refresh_lock_once_per_refresh() {
     let server = support::RedisServer::start();
-    let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("claim")).unwrap();
+    let config = cacheable::Config::from_url(&server.url()).unwrap();
+    let cache = Cache::new(config.prefix("claim")).unwrap();
     let computed = AtomicUsize::new(0);
     let read = |slow: bool| {
         Cacheable::new("q:<<id>>")

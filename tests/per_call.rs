@@ -10,65 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A store to run the suite on.
-struct Backend {
-    name: &'static str,
-    url: Option<String>,
-    near: bool,
-}
-
-impl Backend {
-    fn config(&self) -> Config {
-        let config = match &self.url {
-            Some(url) => Config::from_url(url).unwrap(),
-            None => Config::memory(),
-        };
-        if self.near {
-            config.near_cache(10_000)
-        } else {
-            config
-        }
-    }
-
-    fn cache(&self, prefix: &str) -> Cache {
-        Cache::new(self.config().prefix(format!("{}-{prefix}", self.name))).unwrap()
-    }
-
-    /// A second cache on the same entries, as another process would have, when the store
-    /// is shared; the same cache otherwise.
-    fn peer(&self, cache: &Cache) -> Cache {
-        match &self.url {
-            Some(_) => Cache::new(cache.config().clone()).unwrap(),
-            None => cache.clone(),
-        }
-    }
-}
+use support::{suite, Backend};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap()
+    support::runtime(4)
 }
 
 const WAIT: Duration = Duration::from_secs(10);
-
-macro_rules! suite {
-    ($($case:ident),* $(,)?) => {
-        fn run_suite(backend: &Backend) {
-            $(
-                let started = Instant::now();
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $case(backend)));
-                if let Err(panic) = run {
-                    eprintln!("{}: case `{}` failed", backend.name, stringify!($case));
-                    std::panic::resume_unwind(panic);
-                }
-                println!("{}: {} ok in {:?}", backend.name, stringify!($case), started.elapsed());
-            )*
-        }
-    };
-}
 
 suite![
     refresh_while_eight_callers_read_sync,
@@ -90,53 +38,33 @@ suite![
 
 #[test]
 fn memory() {
-    run_suite(&Backend {
-        name: "memory",
-        url: None,
-        near: false,
-    });
+    run_suite(&Backend::new("memory", None));
 }
 
 #[test]
 fn memory_near() {
-    run_suite(&Backend {
-        name: "memory-near",
-        url: None,
-        near: true,
-    });
+    run_suite(&Backend::new("memory-near", None).near());
 }
 
 #[cfg(feature = "redis")]
 #[test]
 fn redis() {
     let server = support::RedisServer::start();
-    run_suite(&Backend {
-        name: "redis",
-        url: Some(server.url()),
-        near: false,
-    });
+    run_suite(&Backend::new("redis", Some(server.url())));
 }
 
 #[cfg(feature = "redis")]
 #[test]
 fn redis_near() {
     let server = support::RedisServer::start();
-    run_suite(&Backend {
-        name: "redis-near",
-        url: Some(server.url()),
-        near: true,
-    });
+    run_suite(&Backend::new("redis-near", Some(server.url())).near());
 }
 
 #[cfg(feature = "cluster")]
 #[test]
 fn cluster() {
     let cluster = support::RedisCluster::start();
-    run_suite(&Backend {
-        name: "cluster",
-        url: Some(cluster.url()),
-        near: false,
-    });
+    run_suite(&Backend::new("cluster", Some(cluster.url())));
 }
 
 /// A call that must be served from the cache: its computation fails the test. A near

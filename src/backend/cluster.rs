@@ -484,6 +484,10 @@ struct Inner {
     dirty: AtomicBool,
     /// When the slot map was last read, or tried, in ms since `epoch`.
     last_refresh: AtomicU64,
+    /// Invalidations whose deletions no replica acknowledged in time, and when that was
+    /// last logged (ms).
+    unreplicated: AtomicU64,
+    unreplicated_logged: AtomicU64,
     epoch: Instant,
     /// The first seed node's host: the node that answered `CLUSTER SLOTS` when a node's
     /// address comes back empty and the answering node is not known.
@@ -575,6 +579,8 @@ impl ClusterStore {
                 refreshing: AtomicBool::new(false),
                 dirty: AtomicBool::new(false),
                 last_refresh: AtomicU64::new(0),
+                unreplicated: AtomicU64::new(0),
+                unreplicated_logged: AtomicU64::new(0),
                 epoch,
                 seed_host,
             }),
@@ -1163,7 +1169,7 @@ impl Inner {
     }
 
     /// `WAIT 1 t`: the deletions sent before it on the connection reached a replica, so
-    /// that a failover (which promotes a replica) cannot bring the deleted values back.
+    /// that a failover (which promotes a replica) does not bring the deleted values back.
     /// Redis replicates asynchronously: without it, a primary killed just after
     /// acknowledging an invalidation's `UNLINK` could lose it (the 10-minute soak saw 2
     /// stale reads in 20 failovers). `t` is half the operation timeout (1 ms to 1 s).
@@ -1176,24 +1182,27 @@ impl Inner {
         cmd
     }
 
-    /// The reply of [`wait_cmd`](Self::wait_cmd) on `node`: an error when no replica
-    /// acknowledged the deletions in time, so that the invalidation is retried and, if it
-    /// keeps failing, reported rather than taken as done (the slot map is read again: the
-    /// replica may have gone).
+    /// The reply of [`wait_cmd`](Self::wait_cmd) on `node`. When no replica acknowledged
+    /// the deletions in time (a replica frozen, resyncing, or gone; a slot migrating), the
+    /// deletions stand on the primary, so the invalidation is not failed: the case is
+    /// counted and logged (a line a second at most), and the slot map read again.
     fn replicated(self: &Arc<Self>, reply: Value, node: &dyn std::fmt::Display) -> Result<()> {
-        match parse::<i64>(reply.extract_error().map_err(Error::from_redis)?)? {
-            0 => {
-                self.mark_dirty();
-                Err(Error::new(
-                    ErrorKind::Store,
-                    format!(
-                        "redis cluster: no replica of {node} acknowledged a deletion within {} ms (WAIT); a failover now could bring the deleted values back",
-                        (self.op_timeout / 2).as_millis()
-                    ),
-                ))
-            }
-            _ => Ok(()),
+        if parse::<i64>(reply.extract_error().map_err(Error::from_redis)?)? > 0 {
+            return Ok(());
         }
+        self.mark_dirty();
+        let count = self.unreplicated.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.now_ms();
+        let last = self.unreplicated_logged.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .unreplicated_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(target: "cacheable", "redis cluster: no replica of {node} acknowledged an invalidation's deletions within {} ms (WAIT); they stand on the primary, but a failover now could bring the deleted values back ({count} such invalidations so far)", (self.op_timeout / 2).as_millis());
+        }
+        Ok(())
     }
 
     /// The replicas listed for the primary of `slot`, as last read.

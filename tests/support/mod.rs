@@ -1,6 +1,6 @@
 //! A private `redis-server` per test: started on a free port, killed on drop, never the
 //! shared server on 6379.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -320,20 +320,36 @@ impl RedisCluster {
 
     fn ready(&self) -> Result<(), String> {
         let live: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.pid().is_some()).collect();
+        let mut replicas = 0;
         for node in &live {
             let info = cli_quiet(node.port, &["CLUSTER", "INFO"]);
             if !info.contains("cluster_state:ok") {
                 return Err(format!("{} is not ok", node.port));
             }
             let replication = cli_quiet(node.port, &["INFO", "replication"]);
-            if replication.contains("role:slave") && !replication.contains("master_link_status:up")
-            {
-                return Err(format!("replica {} is not in sync", node.port));
+            if replication.contains("role:slave") {
+                if !replication.contains("master_link_status:up") {
+                    return Err(format!("replica {} is not in sync", node.port));
+                }
+                replicas += 1;
+            } else if replication.lines().any(|l| {
+                l.starts_with("slave") && l.contains("state=") && !l.contains("state=online")
+            }) {
+                // A replica still loading its first copy acknowledges no write (`WAIT`).
+                return Err(format!("a replica of {} is not online yet", node.port));
             }
         }
         let primaries = self.primaries();
         if primaries.len() != 3 || primaries.iter().any(|p| !live.iter().any(|n| n.port == *p)) {
             return Err(format!("primaries {primaries:?}"));
+        }
+        // Every live node that is no primary has become a replica (a new cluster's nodes
+        // take their roles over a moment).
+        if replicas + primaries.len() != live.len() {
+            return Err(format!(
+                "{replicas} replicas in sync among {} live nodes",
+                live.len()
+            ));
         }
         Ok(())
     }
@@ -787,3 +803,93 @@ impl RedisSentinel {
         cli_quiet(port, &with)
     }
 }
+
+/// A store for a suite of cases that runs on every store (`tests/backends.rs`,
+/// `tests/freshness.rs`, `tests/per_call.rs`): the embedded one (`url: None`), one server,
+/// a cluster or Sentinel, with or without the near cache; and, where a suite looks at a tag
+/// set behind the crate's back, a `ZCARD` of a full key on the node that holds it.
+pub struct Backend {
+    pub name: &'static str,
+    pub url: Option<String>,
+    pub near: bool,
+    pub zcard: Option<Zcard>,
+}
+
+/// `ZCARD` of a full key, behind the crate's back.
+pub type Zcard = Box<dyn Fn(&str) -> i64>;
+
+impl Backend {
+    pub fn new(name: &'static str, url: Option<String>) -> Backend {
+        Backend {
+            name,
+            url,
+            near: false,
+            zcard: None,
+        }
+    }
+
+    /// The same store with the near cache on.
+    pub fn near(mut self) -> Backend {
+        self.near = true;
+        self
+    }
+
+    pub fn with_zcard(mut self, zcard: impl Fn(&str) -> i64 + 'static) -> Backend {
+        self.zcard = Some(Box::new(zcard));
+        self
+    }
+
+    pub fn config(&self) -> cacheable::Config {
+        let config = match &self.url {
+            Some(url) => cacheable::Config::from_url(url).unwrap(),
+            None => cacheable::Config::memory(),
+        };
+        if self.near {
+            config.near_cache(10_000)
+        } else {
+            config
+        }
+    }
+
+    /// A cache with the case's own prefix.
+    pub fn cache(&self, prefix: &str) -> cacheable::Cache {
+        cacheable::Cache::new(self.config().prefix(prefix)).unwrap()
+    }
+
+    /// A second cache on the same entries, as another process would have, when the store
+    /// is shared; the same cache otherwise (the embedded store's caches never share).
+    pub fn peer(&self, cache: &cacheable::Cache) -> cacheable::Cache {
+        match &self.url {
+            Some(_) => cacheable::Cache::new(cache.config().clone()).unwrap(),
+            None => cache.clone(),
+        }
+    }
+}
+
+/// A multi-thread tokio runtime of `workers` threads.
+pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `suite![case, …]` defines `run_suite(&Backend)`, which runs each case in order on the
+/// backend; a failing case names itself and the backend.
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        fn run_suite(backend: &support::Backend) {
+            $(
+                let started = std::time::Instant::now();
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $case(backend)));
+                if let Err(panic) = run {
+                    eprintln!("{}: case `{}` failed", backend.name, stringify!($case));
+                    std::panic::resume_unwind(panic);
+                }
+                println!("{}: {} ok in {:?}", backend.name, stringify!($case), started.elapsed());
+            )*
+        }
+    };
+}
+pub(crate) use suite;
