@@ -351,6 +351,24 @@ impl RedisCluster {
                 live.len()
             ));
         }
+        // And every live node has heard of them (gossip): the crate counts a primary's
+        // replicas from one node's `CLUSTER NODES`.
+        for node in &live {
+            let listed = cli_quiet(node.port, &["CLUSTER", "NODES"]);
+            let seen = listed
+                .lines()
+                .filter(|l| {
+                    let flags = l.split(' ').nth(2).unwrap_or("");
+                    flags.contains("slave") && !flags.contains("fail")
+                })
+                .count();
+            if seen != replicas {
+                return Err(format!(
+                    "{} lists {seen} of the {replicas} replicas",
+                    node.port
+                ));
+            }
+        }
         Ok(())
     }
 
