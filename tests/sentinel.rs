@@ -166,7 +166,10 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
         "{} calls; slowest sync call {slow_sync:?}, slowest async call {slow_async:?} (op_timeout {OP_TIMEOUT:?})",
         calls_made.load(Ordering::SeqCst)
     );
-    let bound = OP_TIMEOUT + Duration::from_millis(300);
+    // A liveness bound, not a latency claim: against the dead primary a call meets at most
+    // a read, a lease and a write, each cut at `op_timeout`, or waits on a leader that does
+    // (one CI run saw 997 ms), while the failover itself takes seconds.
+    let bound = OP_TIMEOUT * 5 + Duration::from_millis(500);
     assert!(slow_sync < bound, "slowest sync call {slow_sync:?}");
     assert!(slow_async < bound, "slowest async call {slow_async:?}");
 

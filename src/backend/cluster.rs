@@ -1003,6 +1003,25 @@ impl Inner {
 
     /// One op on `slot`, blocking, following one MOVED or ASK; true when it was MOVED.
     fn send_sync(&self, slot: u16, op: &Op<'_>) -> Result<(Value, bool)> {
+        self.send_sync_then(slot, op, None)
+            .map(|(v, moved, _)| (v, moved))
+    }
+
+    /// [`send_sync`](Self::send_sync), then `then` on the same connection and node when the
+    /// op succeeded, with its reply (or its error, as `None`).
+    fn send_sync_then(
+        &self,
+        slot: u16,
+        op: &Op<'_>,
+        then: Option<&Cmd>,
+    ) -> Result<(Value, bool, Option<Value>)> {
+        let follow = |con: &mut SyncConnection, route: RoutingInfo| {
+            then.and_then(|cmd| {
+                con.route_command(cmd, route)
+                    .and_then(Value::extract_error)
+                    .ok()
+            })
+        };
         self.with_sync(|con, keep| {
             let first = match op {
                 Op::Cmd(cmd) => con.route_command(cmd, slot_route(slot)),
@@ -1017,7 +1036,7 @@ impl Inner {
             };
             let e = match first {
                 Err(e) => e,
-                Ok(v) => return Ok((v, false)),
+                Ok(v) => return Ok((v, false, follow(con, slot_route(slot)))),
             };
             let ask = e.kind() == redis::ErrorKind::Server(ServerErrorKind::Ask);
             let Some(to) = e.redirect_node().and_then(|(node, _)| Addr::parse(node)) else {
@@ -1033,7 +1052,7 @@ impl Inner {
                 // EVAL, not EVALSHA: the node asked may not have the script yet.
                 Op::Script { .. } => con.route_command(&op.script_cmd(false), to.route()),
             };
-            again.map(|v| (v, !ask))
+            again.map(|v| (v, !ask, follow(con, to.route())))
         })
     }
 
@@ -1440,20 +1459,37 @@ impl Store for ClusterStore {
         let mut deleted = 0;
         let owned = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
         for (slot, group) in by_slot(owned) {
-            let v = self
-                .inner
-                .run_on_slot(mode, slot, Op::Cmd(unlink_cmd(&group)), false)
-                .await?;
-            let n = parse::<u64>(v)?;
-            deleted += n;
-            // On the same connection as the `UNLINK` (same slot, same route); also when it
-            // found nothing, which may be because an earlier attempt (whose `WAIT` failed)
-            // deleted the keys: their deletion must reach a replica too.
-            if self.inner.replicas_of(slot) > 0 {
-                let acked = self
-                    .inner
-                    .run_on_slot(mode, slot, Op::Cmd(self.inner.wait_cmd()), false)
-                    .await?;
+            // The `WAIT` on the same connection as the `UNLINK` (it covers that connection's
+            // writes); also when the `UNLINK` found nothing, which may be because an earlier
+            // attempt deleted the keys: their deletion must reach a replica too.
+            let wait = (self.inner.replicas_of(slot) > 0).then(|| self.inner.wait_cmd());
+            let unlink = Op::Cmd(unlink_cmd(&group));
+            let (v, acked) = match mode {
+                // Blocking connections come from a pool: both commands on the one taken.
+                Mode::Blocking if wait.is_some() => {
+                    let out = self.inner.send_sync_then(slot, &unlink, wait.as_ref());
+                    if out.as_ref().is_ok_and(|(_, moved, _)| *moved) {
+                        self.inner.mark_dirty();
+                    }
+                    let (v, _, acked) = out?;
+                    (v, Some(acked.unwrap_or(Value::Int(0))))
+                }
+                // The async path sends one slot's commands on its primary's one connection.
+                _ => {
+                    let v = self.inner.run_on_slot(mode, slot, unlink, false).await?;
+                    let acked = match wait {
+                        Some(wait) => Some(
+                            self.inner
+                                .run_on_slot(mode, slot, Op::Cmd(wait), false)
+                                .await?,
+                        ),
+                        None => None,
+                    };
+                    (v, acked)
+                }
+            };
+            deleted += parse::<u64>(v)?;
+            if let Some(acked) = acked {
                 self.inner.replicated(acked, &format_args!("slot {slot}"))?;
             }
         }
