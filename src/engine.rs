@@ -1051,11 +1051,7 @@ impl Core {
         if left + AGING_SLACK * 2 >= call.store_ttl() {
             return None;
         }
-        let delta = *self
-            .deltas
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(call.template)?;
+        let delta = self.delta(call)?;
         let expires_ms =
             process_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
         let draw = -version_draw(&call.key, expires_ms).ln();
