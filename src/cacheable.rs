@@ -599,7 +599,9 @@ impl<'a> Cacheable<'a> {
     ///
     /// Any executor can drive it (a tokio runtime of any flavour, with or without its IO
     /// and time drivers, or another executor): store calls and timers run on the crate's
-    /// own IO thread, and the caller awaits their handles.
+    /// own IO thread, and the caller awaits their handles. On one Redis server, a tokio
+    /// runtime with an IO driver sends on a connection of its own instead, once its first
+    /// call has started it.
     pub async fn run_async<T, F, Fut>(self, ctx: Context, compute: F) -> T
     where
         T: CacheValue,

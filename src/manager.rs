@@ -26,7 +26,9 @@ use std::time::Duration;
 /// [`Cacheable::on`](crate::Cacheable::on).
 ///
 /// On Redis, async calls share one multiplexed connection that lives on the crate's own
-/// IO thread, so they work from any runtime or executor, whichever made the first call.
+/// IO thread, so they work from any runtime or executor, whichever made the first call
+/// (on one server, a tokio runtime with an IO driver also drives a connection of its own,
+/// which spares its calls the hop to that thread).
 /// Blocking calls use a small pool of their own connections and need no runtime. On a
 /// Redis Cluster, the same holds with cluster connections: one multiplexed async cluster
 /// connection, a pool of blocking ones, and pattern operations on every primary at once.

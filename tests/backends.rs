@@ -10,13 +10,11 @@
 mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Invalidate, KeyTtl};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use support::{suite, Backend};
+use support::{park_on, suite, Backend};
 
 fn runtime() -> tokio::runtime::Runtime {
     support::runtime(2)
@@ -534,25 +532,6 @@ fn invalidation_race(b: &Backend) {
         }
     }
     assert_eq!(stale, 0, "stale values in {rounds} rounds");
-}
-
-/// A minimal executor that is not tokio: it parks the thread until woken.
-fn park_on<F: Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
 }
 
 /// The first async call of a cache (which connects) and the next ones, from runtimes

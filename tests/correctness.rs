@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
-use support::RedisServer;
+use support::{park_on, RedisServer};
 
 /// The embedded store and a private Redis, each behind a cache with default lease settings.
 fn backends(prefix: &str) -> (RedisServer, Vec<(&'static str, Cache)>) {
@@ -401,25 +400,6 @@ fn a_computation_that_asks_for_its_own_key_computes_at_once() {
         assert!(took < Duration::from_secs(2), "{store}: took {took:?}");
         // The outermost value is cached as usual.
         assert_eq!(cache.get::<u32>("rec").unwrap(), Some(3), "{store}");
-    }
-}
-
-/// A minimal executor that is not tokio: it parks the thread until woken.
-fn park_on<F: Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
     }
 }
 

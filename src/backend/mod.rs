@@ -8,6 +8,8 @@
 
 #[cfg(feature = "cluster")]
 pub(crate) mod cluster;
+#[cfg(feature = "redis")]
+pub(crate) mod local;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;

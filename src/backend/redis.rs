@@ -1,7 +1,8 @@
 //! One Redis server: async through one multiplexed connection whose driver lives on the
 //! crate's own IO thread (callers send on it from any executor, and it is rebuilt when it
-//! breaks), sync through a small pool of blocking connections; every round trip bounded by
-//! the operation timeout.
+//! breaks), or on a fixed server through a connection of the caller's own tokio runtime when
+//! it has one (`local.rs`); sync through a small pool of blocking connections; every round
+//! trip bounded by the operation timeout.
 
 use super::{KeyTtl, Mode, Store};
 use crate::config::Config;
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 pub(crate) struct RedisStore {
     target: Target,
     async_con: AsyncConn,
+    /// On a fixed server, the connections that tokio callers' own runtimes drive, which
+    /// save an async request the hops to the IO thread and back.
+    callers: Option<std::sync::Arc<super::local::CallerConns>>,
     /// Idle blocking connections, each with the generation of the primary it was made for
     /// (always 0 on a fixed server).
     pool: Mutex<Vec<(u64, redis::Connection)>>,
@@ -192,9 +196,18 @@ impl RedisStore {
     }
 
     fn with_target(target: Target, config: &Config, what: String) -> RedisStore {
+        let callers = match &target {
+            Target::Server { client, .. } => Some(super::local::CallerConns::new(
+                client.clone(),
+                config.connect_timeout,
+            )),
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(_) => None,
+        };
         RedisStore {
             target,
             async_con: AsyncConn::default(),
+            callers,
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
             op_timeout: config.op_timeout,
@@ -408,7 +421,20 @@ impl RedisStore {
         match mode {
             Mode::Blocking => self.with_conn(|con| req.query(con)),
             Mode::Async => {
+                let local = self
+                    .callers
+                    .as_ref()
+                    .and_then(|c| c.for_caller().map(|(id, con)| (c, id, con)));
+                let tried_local = local.as_ref().map(|(c, id, _)| (*c, *id));
                 let attempts = async {
+                    if let Some((callers, id, mut con)) = local {
+                        match req.query_async(&mut con).await {
+                            // The runtime shut down (and its driver with it), or the server
+                            // closed the connection: the IO thread's connection retries.
+                            Err(e) if dropped(&e) => callers.forget(id),
+                            other => return other.map_err(Error::from_redis),
+                        }
+                    }
                     let (generation, mut con) = self.connection().await?;
                     match req.query_async(&mut con).await {
                         Err(e) if dropped(&e) => {
@@ -425,7 +451,12 @@ impl RedisStore {
                 };
                 match crate::rt::timeout(self.op_timeout, attempts).await {
                     Some(result) => result,
-                    None => Err(Error::timeout("redis request", self.op_timeout)),
+                    None => {
+                        if let Some((callers, id)) = tried_local {
+                            callers.shun(id);
+                        }
+                        Err(Error::timeout("redis request", self.op_timeout))
+                    }
                 }
             }
         }
