@@ -13,26 +13,17 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "common/memory.rs"]
+mod memory;
 
 use cacheable::{ctx, Cache, Cacheable, Config};
 use std::time::{Duration, Instant};
+use memory::rss_kib;
 use support::RedisServer;
 
 const THREADS: u64 = 4;
 const NEAR_ENTRIES: u64 = 10_000;
 const MEMORY_ENTRIES: usize = 100_000;
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn touch(cache: &Cache, id: u64) {
     let get = Cacheable::new("user:<<id>>:profile").ttl(600).on(cache);

@@ -25,6 +25,8 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "common/memory.rs"]
+mod memory;
 
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use memory::rss_kib;
 use support::{RedisCluster, RedisServer, Rng};
 
 const KEYS: u64 = 500;
@@ -122,18 +125,6 @@ struct Shared {
     latency: Latency,
     stop: AtomicBool,
     first_stale: Mutex<Option<String>>,
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn item(shared: &Shared, id: u64) -> Record {
@@ -354,7 +345,12 @@ fn main() {
         if near { "near cache on" } else { "near cache off" },
     );
     let rss_start = rss_kib();
-    println!("resident memory at start: {} KiB", rss_start);
+    let heap_start = memory::heap_in_use_kib();
+    println!(
+        "resident memory at start: {} KiB{}",
+        rss_start,
+        memory::heap_note()
+    );
 
     let mut threads = Vec::new();
     for i in 0..SYNC_READERS {
@@ -378,6 +374,7 @@ fn main() {
 
     let started = Instant::now();
     let mut rss_minute = None;
+    let mut heap_minute = None;
     let mut last_calls = 0;
     for s in 1..=seconds {
         let due = started + Duration::from_secs(s);
@@ -391,20 +388,23 @@ fn main() {
         }
         if s == 60 {
             rss_minute = Some(rss_kib());
+            heap_minute = memory::heap_in_use_kib();
             println!(
-                "resident memory after the first minute: {} KiB",
-                rss_minute.unwrap()
+                "resident memory after the first minute: {} KiB{}",
+                rss_minute.unwrap(),
+                memory::heap_note()
             );
         }
         if s % 10 == 0 {
             let calls = shared.tally.calls.load(Relaxed);
             println!(
-                "[{:>4} s] {} calls in the last 10 s, {} stale, {} failures, resident {} KiB, maps {:?}, stats {:?}",
+                "[{:>4} s] {} calls in the last 10 s, {} stale, {} failures, resident {} KiB{}, maps {:?}, stats {:?}",
                 started.elapsed().as_secs(),
                 calls - last_calls,
                 shared.tally.stale.load(Relaxed),
                 shared.tally.failures.load(Relaxed),
                 rss_kib(),
+                memory::heap_note(),
                 shared.cache.internal_sizes_for_tests(),
                 shared.cache.stats()
             );
@@ -423,6 +423,7 @@ fn main() {
         }
     }
     let rss_end = rss_kib();
+    let heap_end = memory::heap_in_use_kib();
     let elapsed = started.elapsed();
     let t = &shared.tally;
     let (calls, failures, stale) = (
@@ -453,6 +454,10 @@ fn main() {
         format!("{m} KiB")
     });
     println!("resident memory: start {rss_start} KiB, after 1 min {minute}, end {rss_end} KiB");
+    if let (Some(start), Some(end)) = (heap_start, heap_end) {
+        let minute = heap_minute.map_or("n/a".to_string(), |m| format!("{m} KiB"));
+        println!("heap in use: start {start} KiB, after 1 min {minute}, end {end} KiB");
+    }
     let mut ok = failures == 0 && stale == 0;
     if let Some(first) = shared.first_stale.lock().unwrap().as_ref() {
         println!("first stale read: {first}");
