@@ -11,14 +11,14 @@
 //! Exits non-zero if a map is over its bound, or if resident memory grew more than 10 %
 //! between half the keys and all of them.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
 #[path = "common/memory.rs"]
 mod memory;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config};
-use std::time::{Duration, Instant};
 use memory::rss_kib;
+use std::time::{Duration, Instant};
 use support::RedisServer;
 
 const THREADS: u64 = 4;

@@ -23,18 +23,18 @@
 //! stale read or a caller-visible failure, or (runs of 2 minutes or more) when resident
 //! memory at the end is over 110 % of its value after the first minute.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
 #[path = "common/memory.rs"]
 mod memory;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
+use memory::rss_kib;
 use serde::{Deserialize, Serialize};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use memory::rss_kib;
 use support::{RedisCluster, RedisServer, Rng};
 
 const KEYS: u64 = 500;

@@ -1460,6 +1460,13 @@ impl Core {
             }
             let expiry = match backend.get(mode, &call.key).await {
                 Ok(raw) => match Stored::classify(raw) {
+                    Stored::Value(json) if self.oversized(call, &json) => {
+                        // The holder (another process, with another bound or none) wrote
+                        // more than this cache serves: take the key over and replace it,
+                        // as a caller that read it first would.
+                        stale = Some(json);
+                        None
+                    }
                     Stored::Value(json) => return Ok(Acquired::Found(json)),
                     Stored::Failed(_) if seen.is_some() => return Ok(Acquired::Failed),
                     Stored::Failed(marker) => {

@@ -308,3 +308,38 @@ fn a_value_far_larger_than_expected_is_not_served_nor_stored() {
     assert_eq!(big.len(), 3 << 20);
     assert_eq!(open.stats().sets, 1);
 }
+
+#[test]
+fn a_caller_waiting_on_another_process_does_not_take_its_oversized_value() {
+    let server = RedisServer::start();
+    // Two processes sharing keys: one with no bound on values, one with a bound of 1 KiB.
+    let unbounded = cache_on(&server.url(), "wait");
+    let bounded = Cache::new(
+        Config::from_url(&format!("{}?max_value_bytes=1024", server.url()))
+            .unwrap()
+            .prefix("wait")
+            .op_timeout(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let holder = std::thread::spawn(move || {
+        Cacheable::new("report").on(&unbounded).run(ctx! {}, || {
+            std::thread::sleep(Duration::from_millis(300));
+            "x".repeat(5000)
+        })
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    // The bounded cache finds the lease, waits for its holder, then finds 5,000 bytes:
+    // over its bound, so not served; it computes and replaces them.
+    let errors = bounded.stats().errors;
+    let mine = Cacheable::new("report")
+        .on(&bounded)
+        .run(ctx! {}, || "small".to_string());
+    assert!(mine == "small", "served the holder's {} bytes", mine.len());
+    assert_eq!(holder.join().unwrap().len(), 5000);
+    assert_eq!(bounded.stats().errors, errors + 1, "{:?}", bounded.stats());
+    let stored: String = redis::cmd("GET")
+        .arg("wait:report")
+        .query(&mut server.client())
+        .unwrap();
+    assert_eq!(stored, "\"small\"");
+}
