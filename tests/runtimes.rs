@@ -71,6 +71,27 @@ async fn hits(cache: &Cache, n: u32) {
     }
 }
 
+/// A current-thread runtime with an IO driver whose calls (through `cache`, on `server`,
+/// where the IO thread's connection is the only one) started its own connection: its first
+/// call goes through the IO thread, its later ones use its own once it is up.
+fn runtime_with_its_own_connection(server: &RedisServer, cache: &Cache) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        hits(cache, 5).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+    let both = wait_for_clients(server, 2);
+    assert_eq!(
+        both.len(),
+        2,
+        "the IO thread's connection and the runtime's: {both:?}"
+    );
+    runtime
+}
+
 #[test]
 fn a_runtime_with_an_io_driver_sends_on_a_connection_of_its_own() {
     let server = RedisServer::start();
@@ -100,18 +121,8 @@ fn a_runtime_with_an_io_driver_sends_on_a_connection_of_its_own() {
     // the panic hook.
     assert_eq!(panics.load(Ordering::SeqCst), 0);
 
-    // A runtime with one: its first call goes through the IO thread and starts the
-    // runtime's own connection, which its later calls use once it is up.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        hits(&cache, 5).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    });
-    let both = wait_for_clients(&server, 2);
-    assert_eq!(both.len(), 2, "{both:?}");
+    // A runtime with one: its own connection comes up beside the IO thread's.
+    let runtime = runtime_with_its_own_connection(&server, &cache);
     // Kill the IO thread's connection: the runtime's calls do not need it, so it is not
     // made again.
     server.cli(&["CLIENT", "KILL", "ID", &io_thread[0].to_string()]);
@@ -144,15 +155,7 @@ fn a_runtime_that_does_not_drive_its_connection_costs_one_timeout_then_uses_the_
             .op_timeout(op_timeout),
     )
     .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        hits(&cache, 5).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    });
-    assert_eq!(wait_for_clients(&server, 2).len(), 2);
+    let runtime = runtime_with_its_own_connection(&server, &cache);
     // A task that blocks its runtime's only thread on a cached future (another executor):
     // the runtime cannot drive its own connection meanwhile. The first call waits out the
     // operation timeout and fails open; the next ones go through the crate's IO thread.
