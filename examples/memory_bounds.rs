@@ -58,7 +58,10 @@ fn touch(cache: &Cache, id: u64) {
 fn run(name: &str, cache: &Cache, keys: u64) -> (u64, u64) {
     let before = rss_kib();
     println!("\n== {name}: {keys} distinct keys, {THREADS} threads");
-    println!("resident memory before: {before} KiB");
+    println!(
+        "resident memory before: {before} KiB{}",
+        memory::heap_note()
+    );
     let started = Instant::now();
     let mut half = 0;
     for (from, to, label) in [(0, keys / 2, "half"), (keys / 2, keys, "all")] {
@@ -78,9 +81,10 @@ fn run(name: &str, cache: &Cache, keys: u64) -> (u64, u64) {
             half = rss;
         }
         println!(
-            "after {label} the keys ({:.1} s): resident memory {rss} KiB ({:+} KiB)",
+            "after {label} the keys ({:.1} s): resident memory {rss} KiB ({:+} KiB){}",
             started.elapsed().as_secs_f64(),
-            rss as i64 - before as i64
+            rss as i64 - before as i64,
+            memory::heap_note()
         );
     }
     // The lease keeper's give-backs settle within a lease time at most.
