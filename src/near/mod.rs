@@ -15,47 +15,22 @@
 //!   raced a change never inserts its older value (an epoch per bucket of keys);
 //! - an entry never outlives the TTL the store gave the key.
 
+mod entries;
 #[cfg(feature = "redis")]
 pub(crate) mod tracking;
 
-use std::any::Any;
+use entries::Entries;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Buckets of keys that share an invalidation epoch: a change of one key holds back the
 /// insertion of the others in its bucket for the length of one read, no more.
 const BUCKETS: usize = 4096;
 
-/// A decoded value and when it expires.
-#[derive(Clone)]
-struct Entry {
-    value: Arc<dyn Any + Send + Sync>,
-    expires: Instant,
-}
-
-struct Expiry;
-
-impl moka::Expiry<Arc<str>, Entry> for Expiry {
-    fn expire_after_create(&self, _: &Arc<str>, entry: &Entry, now: Instant) -> Option<Duration> {
-        Some(entry.expires.saturating_duration_since(now))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Arc<str>,
-        entry: &Entry,
-        now: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.expires.saturating_duration_since(now))
-    }
-}
-
 /// One cache's near tier.
 pub(crate) struct NearCache {
-    entries: moka::sync::Cache<Arc<str>, Entry>,
+    entries: Entries,
     /// Whether entries may be served and inserted: false until tracking is confirmed, and
     /// from the moment it is lost until it is confirmed again.
     trusted: AtomicBool,
@@ -79,10 +54,7 @@ impl NearCache {
     /// but this process can change the store (the embedded store).
     pub(crate) fn new(max_entries: u64, trusted: bool) -> NearCache {
         NearCache {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(max_entries)
-                .expire_after(Expiry)
-                .build(),
+            entries: Entries::new(max_entries),
             trusted: AtomicBool::new(trusted),
             flushes: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
@@ -99,8 +71,7 @@ impl NearCache {
         if !self.trusted.load(Ordering::Acquire) {
             return None;
         }
-        let entry = self.entries.get(key)?;
-        entry.value.downcast_ref::<T>().cloned()
+        self.entries.get::<T>(key)
     }
 
     /// Taken before a read is sent to the store.
@@ -131,46 +102,33 @@ impl NearCache {
         if ttl.is_zero() || !self.still(ticket) {
             return;
         }
-        let key: Arc<str> = Arc::from(key);
-        self.entries.insert(
-            key.clone(),
-            Entry {
-                value: Arc::new(value),
-                expires: Instant::now() + ttl,
-            },
-        );
+        self.entries
+            .insert(key, Box::new(value), Instant::now() + ttl);
         // An invalidation between the check above and the insertion bumped the epoch
         // before it evicted: take the entry back out.
         if !self.still(ticket) {
-            self.entries.invalidate(&key);
+            self.entries.remove(key);
         }
     }
 
     /// `key` changed in the store.
     pub(crate) fn invalidate(&self, key: &str) {
         self.buckets[self.bucket(key)].fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate(key);
+        self.entries.remove(key);
     }
 
     /// Every key matching the Redis glob `pattern` changed.
     pub(crate) fn invalidate_pattern(&self, pattern: &str) {
         // Bumped first, for every bucket: a read in flight for any key may have raced it.
         self.flushes.fetch_add(1, Ordering::AcqRel);
-        let matching: Vec<Arc<Arc<str>>> = self
-            .entries
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| crate::glob::matches(pattern.as_bytes(), k.as_bytes()))
-            .collect();
-        for key in matching {
-            self.entries.invalidate(&**key);
-        }
+        self.entries
+            .remove_if(|k| crate::glob::matches(pattern.as_bytes(), k.as_bytes()));
     }
 
     /// Everything may have changed (a `FLUSHDB`): drop it all, stay trusted.
     pub(crate) fn flush(&self) {
         self.flushes.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
     /// Invalidations can no longer be trusted to arrive: drop it all and serve nothing
@@ -189,10 +147,9 @@ impl NearCache {
         self.trusted.store(true, Ordering::Release);
     }
 
-    /// How many entries it holds, once moka's pending bookkeeping has run.
+    /// How many entries it holds.
     pub(crate) fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        self.entries.len()
     }
 }
 

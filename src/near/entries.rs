@@ -1,0 +1,272 @@
+//! The near cache's map: decoded values by key, in shards behind read-write locks, with a
+//! per-entry expiry and CLOCK eviction (a "used" bit per entry, set by hits and cleared by
+//! the eviction scan).
+//!
+//! A hit hashes the key once, takes its shard's read lock, checks the expiry and clones
+//! the value under the lock: no reference count, no read log, no maintenance. (moka, which
+//! this replaces here, records every read for its TinyLFU policy, and at 64 tasks on two
+//! cores that bookkeeping cost more than the clone of a 1 KB value.) A near cache holds
+//! copies of what Redis holds, so a simpler policy costs little: a miss is one round trip.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+/// At most this many shards; fewer for small bounds, so that each holds a fair number.
+const MAX_SHARDS: usize = 64;
+/// The fewest entries a shard is made for (when the bound allows more than one shard).
+const MIN_PER_SHARD: u64 = 16;
+
+struct Slot {
+    key: Box<str>,
+    value: Box<dyn Any + Send + Sync>,
+    expires: Instant,
+    used: AtomicBool,
+}
+
+/// Keys by their hash (computed once, with the map's random seed), each with the few
+/// entries whose keys share it (nearly always one).
+type Buckets = HashMap<u64, Vec<Slot>, BuildHasherDefault<Prehashed>>;
+
+/// The map's hasher: the key was hashed already, so its hash is used as it is.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached (only `u64`s are hashed); FNV-1a, so that it still hashes.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+#[repr(align(64))]
+struct Shard {
+    buckets: RwLock<Buckets>,
+    /// Its share of the bound.
+    cap: usize,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+pub(crate) struct Entries {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+}
+
+impl Entries {
+    /// A map of at most `max_entries` entries.
+    pub(crate) fn new(max_entries: u64) -> Entries {
+        let wanted = (max_entries / MIN_PER_SHARD).clamp(1, MAX_SHARDS as u64) as usize;
+        // A power of two, so that a shard is a mask of the hash.
+        let n = if wanted.is_power_of_two() {
+            wanted
+        } else {
+            wanted.next_power_of_two() / 2
+        };
+        let total = usize::try_from(max_entries).unwrap_or(usize::MAX);
+        let shards = (0..n)
+            .map(|i| Shard {
+                buckets: RwLock::new(Buckets::default()),
+                cap: total / n + usize::from(i < total % n),
+                len: Default::default(),
+            })
+            .collect();
+        Entries {
+            shards,
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn locate(&self, key: &str) -> (u64, &Shard) {
+        let hash = self.hasher.hash_one(key);
+        // The shard from bits the map itself does not use first (it places by the low
+        // bits and tags by the top seven).
+        let shard = (hash >> 32) as usize & (self.shards.len() - 1);
+        (hash, &self.shards[shard])
+    }
+
+    /// The value at `key`, if one of type `T` is there and has not expired.
+    pub(crate) fn get<T: Clone + 'static>(&self, key: &str) -> Option<T> {
+        let (hash, shard) = self.locate(key);
+        let buckets = read(shard);
+        let slot = buckets.get(&hash)?.iter().find(|s| &*s.key == key)?;
+        if slot.expires <= Instant::now() {
+            return None;
+        }
+        if !slot.used.load(Relaxed) {
+            slot.used.store(true, Relaxed);
+        }
+        slot.value.downcast_ref::<T>().cloned()
+    }
+
+    /// Puts `value` at `key` until `expires`, making room in its shard if it is full.
+    pub(crate) fn insert(&self, key: &str, value: Box<dyn Any + Send + Sync>, expires: Instant) {
+        let (hash, shard) = self.locate(key);
+        let mut buckets = write(shard);
+        let slot = Slot {
+            key: key.into(),
+            value,
+            expires,
+            used: AtomicBool::new(false),
+        };
+        if let Some(bucket) = buckets.get_mut(&hash) {
+            if let Some(old) = bucket.iter_mut().find(|s| s.key == slot.key) {
+                *old = slot;
+                return;
+            }
+        }
+        if shard.len.load(Relaxed) >= shard.cap {
+            if shard.cap == 0 {
+                return;
+            }
+            evict_one(&mut buckets, shard);
+        }
+        buckets.entry(hash).or_default().push(slot);
+        shard.len.fetch_add(1, Relaxed);
+    }
+
+    /// Drops `key`.
+    pub(crate) fn remove(&self, key: &str) {
+        let (hash, shard) = self.locate(key);
+        let mut buckets = write(shard);
+        if let Some(bucket) = buckets.get_mut(&hash) {
+            let before = bucket.len();
+            bucket.retain(|s| &*s.key != key);
+            shard.len.fetch_sub(before - bucket.len(), Relaxed);
+            if bucket.is_empty() {
+                buckets.remove(&hash);
+            }
+        }
+    }
+
+    /// Drops every key for which `doomed` holds.
+    pub(crate) fn remove_if(&self, doomed: impl Fn(&str) -> bool) {
+        for shard in self.shards.iter() {
+            let mut buckets = write(shard);
+            let mut removed = 0;
+            buckets.retain(|_, bucket| {
+                let before = bucket.len();
+                bucket.retain(|s| !doomed(&s.key));
+                removed += before - bucket.len();
+                !bucket.is_empty()
+            });
+            shard.len.fetch_sub(removed, Relaxed);
+        }
+    }
+
+    /// Drops everything.
+    pub(crate) fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut buckets = write(shard);
+            buckets.clear();
+            shard.len.store(0, Relaxed);
+        }
+    }
+
+    /// How many entries it holds (expired ones not yet dropped included).
+    pub(crate) fn len(&self) -> u64 {
+        self.shards.iter().map(|s| s.len.load(Relaxed) as u64).sum()
+    }
+}
+
+fn read(shard: &Shard) -> RwLockReadGuard<'_, Buckets> {
+    shard.buckets.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(shard: &Shard) -> RwLockWriteGuard<'_, Buckets> {
+    shard.buckets.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops one entry of a full shard: an expired one, or else the first not used since the
+/// scan last passed it (clearing the used bits it passes: a second chance).
+fn evict_one(buckets: &mut Buckets, shard: &Shard) {
+    let now = Instant::now();
+    let mut victim = None;
+    'scan: for _pass in 0..2 {
+        for (hash, bucket) in buckets.iter() {
+            for (i, slot) in bucket.iter().enumerate() {
+                if slot.expires <= now || !slot.used.swap(false, Relaxed) {
+                    victim = Some((*hash, i));
+                    break 'scan;
+                }
+            }
+        }
+    }
+    // After two passes every bit was cleared on the first: there is always a victim.
+    if let Some((hash, i)) = victim {
+        let bucket = buckets.get_mut(&hash).expect("the victim's bucket");
+        bucket.swap_remove(i);
+        if bucket.is_empty() {
+            buckets.remove(&hash);
+        }
+        shard.len.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn holds_its_bound_and_keeps_what_is_used() {
+        for bound in [1u64, 10, 100, 1_000, 10_000] {
+            let e = Entries::new(bound);
+            e.insert("hot", Box::new(0u64), far());
+            for i in 0..bound * 3 {
+                // Read before each insertion: never the one evicted (but with room for one).
+                assert!(e.get::<u64>("hot").is_some() || bound == 1, "{bound}, {i}");
+                e.insert(&format!("k{i}"), Box::new(i), far());
+                assert!(e.len() <= bound, "{bound}: {}", e.len());
+            }
+            assert_eq!(e.len(), bound);
+        }
+    }
+
+    #[test]
+    fn replaces_removes_and_clears() {
+        let e = Entries::new(100);
+        e.insert("a:1", Box::new(1u8), far());
+        e.insert("a:1", Box::new(2u8), far());
+        e.insert("b:1", Box::new(3u8), far());
+        assert_eq!(e.len(), 2);
+        assert_eq!(e.get::<u8>("a:1"), Some(2));
+        assert_eq!(e.get::<u16>("a:1"), None, "another type");
+        e.remove_if(|k| k.starts_with("a:"));
+        assert_eq!((e.get::<u8>("a:1"), e.len()), (None, 1));
+        e.remove("b:1");
+        assert_eq!((e.get::<u8>("b:1"), e.len()), (None, 0));
+        e.insert("c", Box::new(4u8), far());
+        e.clear();
+        assert_eq!((e.get::<u8>("c"), e.len()), (None, 0));
+    }
+
+    #[test]
+    fn expired_entries_are_not_served_and_go_first() {
+        let e = Entries::new(2);
+        e.insert("old", Box::new(1u8), Instant::now());
+        e.insert("used", Box::new(2u8), far());
+        assert_eq!(e.get::<u8>("old"), None);
+        assert_eq!(e.get::<u8>("used"), Some(2));
+        e.insert("new", Box::new(3u8), far());
+        assert_eq!(e.get::<u8>("used"), Some(2));
+        assert_eq!(e.get::<u8>("new"), Some(3));
+        assert_eq!(e.len(), 2);
+    }
+}
