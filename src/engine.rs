@@ -1746,25 +1746,6 @@ where
             return Ok(Ok(v));
         }
     }
-    // The rest, whose state is large (the store's requests, a lease, the write: about 8 KB
-    // with a 1 KB value), in a box of its own: a call that the near cache answers then
-    // builds and moves a future of a few hundred bytes, and one that goes to the store pays
-    // an allocation beside its round trip.
-    Box::pin(read_through_store(core, call, skip, compute)).await
-}
-
-/// [`read_through_async`] past the near cache.
-async fn read_through_store<T, E, F, Fut>(
-    core: &Arc<Core>,
-    call: &Call<'_>,
-    skip: bool,
-    compute: F,
-) -> Result<Result<T, E>>
-where
-    T: CacheValue,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();
