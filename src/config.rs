@@ -667,6 +667,9 @@ impl Config {
     /// lost tracking connection drops every entry, and the near cache is bypassed until
     /// tracking is back. An entry never outlives the key's TTL in Redis. The embedded store
     /// always keeps its values decoded this way; this setting does not change it.
+    ///
+    /// When full, it drops an expired entry or one not read since its last eviction scan
+    /// (CLOCK, per shard of the map), and never holds more than `max_entries`.
     pub fn near_cache(mut self, max_entries: u64) -> Config {
         self.near_cache = Some(max_entries.max(1));
         self
