@@ -11,7 +11,9 @@
 //!   when a task blocks its thread on a future), goes through the IO thread, the latter
 //!   for [`SHUNNED`];
 //! - a connection that fails (the runtime shut down and took its driver, the server went
-//!   away) is forgotten, and its request retried through the IO thread.
+//!   away) is forgotten, and its request retried through the IO thread;
+//! - under load (from [`BUSY`] requests in flight on these connections), requests go
+//!   through the IO thread, whose one connection batches them.
 //!
 //! The request's timeout stays the crate's own timer, so a runtime without a time driver
 //! needs none.
@@ -20,6 +22,7 @@ use crate::rt;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, Id};
@@ -39,11 +42,32 @@ enum State {
     Skip(Option<Instant>),
 }
 
+/// From this many requests in flight on callers' connections, more go through the IO
+/// thread: under load its connection batches the requests of every worker into fewer
+/// writes and reads (at 64 tasks on 2 cores: 0.98–1.02× a bare connection's throughput,
+/// against 0.87–0.93× with every request on the runtime's own), while one at a time, the
+/// runtime's own saves the hop.
+const BUSY: usize = 4;
+
 /// One store's connections on its callers' runtimes.
 pub(crate) struct CallerConns {
     client: redis::Client,
     connect_timeout: Duration,
     runtimes: Mutex<Vec<(Id, State)>>,
+    in_flight: AtomicUsize,
+}
+
+/// A request's use of its runtime's connection, counted while it lasts.
+pub(crate) struct Local<'a> {
+    conns: &'a CallerConns,
+    pub(crate) id: Id,
+    pub(crate) con: MultiplexedConnection,
+}
+
+impl Drop for Local<'_> {
+    fn drop(&mut self) {
+        self.conns.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 impl CallerConns {
@@ -52,18 +76,30 @@ impl CallerConns {
             client,
             connect_timeout,
             runtimes: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
-    /// The connection of the caller's runtime, if it has one ready; otherwise `None`, and
-    /// the first time, a connection is started on it when it can drive one.
-    pub(crate) fn for_caller(self: &Arc<Self>) -> Option<(Id, MultiplexedConnection)> {
+    /// The connection of the caller's runtime, if it has one ready and few requests are in
+    /// flight on such connections; otherwise `None`, and the first time, a connection is
+    /// started on the runtime when it can drive one.
+    pub(crate) fn for_caller(self: &Arc<Self>) -> Option<Local<'_>> {
+        if self.in_flight.load(Relaxed) >= BUSY {
+            return None;
+        }
         let handle = Handle::try_current().ok()?;
         let id = handle.id();
         let now = Instant::now();
         let mut runtimes = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
         match runtimes.iter_mut().find(|(i, _)| *i == id) {
-            Some((_, State::Ready(con))) => return Some((id, con.clone())),
+            Some((_, State::Ready(con))) => {
+                self.in_flight.fetch_add(1, Relaxed);
+                return Some(Local {
+                    conns: self,
+                    id,
+                    con: con.clone(),
+                });
+            }
             Some((_, State::Skip(None))) => return None,
             Some((_, State::Skip(Some(until)))) if now < *until => return None,
             Some((_, State::Connecting(since))) if now < *since + RETRY_CONNECT => return None,

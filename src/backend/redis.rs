@@ -424,14 +424,14 @@ impl RedisStore {
                 let local = self
                     .callers
                     .as_ref()
-                    .and_then(|c| c.for_caller().map(|(id, con)| (c, id, con)));
-                let tried_local = local.as_ref().map(|(c, id, _)| (*c, *id));
+                    .and_then(|c| c.for_caller().map(|l| (c, l)));
+                let tried_local = local.as_ref().map(|(c, l)| (*c, l.id));
                 let attempts = async {
-                    if let Some((callers, id, mut con)) = local {
-                        match req.query_async(&mut con).await {
+                    if let Some((callers, mut local)) = local {
+                        match req.query_async(&mut local.con).await {
                             // The runtime shut down (and its driver with it), or the server
                             // closed the connection: the IO thread's connection retries.
-                            Err(e) if dropped(&e) => callers.forget(id),
+                            Err(e) if dropped(&e) => callers.forget(local.id),
                             other => return other.map_err(Error::from_redis),
                         }
                     }
