@@ -3,6 +3,9 @@
 use crate::keyvalue::{to_key_value, KeyValue};
 use serde::Serialize;
 use std::borrow::Cow;
+use std::fmt;
+
+type Entry = (Cow<'static, str>, Result<KeyValue, String>);
 
 /// The named values that fill a template's placeholders, each in its serde form.
 ///
@@ -11,9 +14,26 @@ use std::borrow::Cow;
 /// the cached or invalidating closure ran. The serialized form keeps what tells values
 /// apart (NaN from `None`, `Some(None)` from `None`), and a `HashSet` is put in a
 /// canonical order, so that equal sets give one key.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Context {
-    entries: Vec<(Cow<'static, str>, Result<KeyValue, String>)>,
+    // The first entry is held inline, so that the common one-placeholder context (a user
+    // id, an order id) costs no allocation beyond its value; the rest follow in order.
+    first: Option<Entry>,
+    rest: Vec<Entry>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Entries<'a>(&'a Context);
+        impl fmt::Debug for Entries<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.entries()).finish()
+            }
+        }
+        f.debug_struct("Context")
+            .field("entries", &Entries(self))
+            .finish()
+    }
 }
 
 impl Context {
@@ -33,9 +53,16 @@ impl Context {
     ) -> &mut Self {
         let name = name.into();
         let value = to_key_value(value);
-        match self.entries.iter_mut().find(|(n, _)| *n == name) {
+        let empty = self.first.is_none();
+        let found = self
+            .first
+            .iter_mut()
+            .chain(self.rest.iter_mut())
+            .find(|(n, _)| *n == name);
+        match found {
             Some(slot) => slot.1 = value,
-            None => self.entries.push((name, value)),
+            None if empty => self.first = Some((name, value)),
+            None => self.rest.push((name, value)),
         }
         self
     }
@@ -53,24 +80,28 @@ impl Context {
 
     /// The value of `name`: `None` when absent, `Some(Err)` when it failed to serialize.
     pub(crate) fn get(&self, name: &str) -> Option<Result<&KeyValue, &str>> {
-        self.entries
-            .iter()
+        self.entries()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_ref().map_err(String::as_str))
     }
 
     /// The names it holds, in insertion order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|(n, _)| n.as_ref())
+        self.entries().map(|(n, _)| n.as_ref())
     }
 
     /// How many names it holds.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 
     /// True when it holds no names.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.first.is_none()
+    }
+
+    /// Its entries, in insertion order.
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.first.iter().chain(self.rest.iter())
     }
 }
