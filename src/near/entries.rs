@@ -29,7 +29,76 @@ struct Slot {
 
 /// Keys by their hash (computed once, with the map's random seed), each with the few
 /// entries whose keys share it (nearly always one).
-type Buckets = HashMap<u64, Vec<Slot>, BuildHasherDefault<Prehashed>>;
+type Buckets = HashMap<u64, Bucket, BuildHasherDefault<Prehashed>>;
+
+/// The entries of one hash: nearly always one, held inline (no allocation of its own);
+/// a `Vec` only when two keys share a 64-bit hash. Empty is `Many` of nothing.
+enum Bucket {
+    One(Slot),
+    Many(Vec<Slot>),
+}
+
+impl Default for Bucket {
+    fn default() -> Bucket {
+        Bucket::Many(Vec::new())
+    }
+}
+
+impl Bucket {
+    fn slots(&self) -> &[Slot] {
+        match self {
+            Bucket::One(slot) => std::slice::from_ref(slot),
+            Bucket::Many(slots) => slots,
+        }
+    }
+
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        match self {
+            Bucket::One(slot) => std::slice::from_mut(slot),
+            Bucket::Many(slots) => slots,
+        }
+    }
+
+    fn push(&mut self, slot: Slot) {
+        match std::mem::take(self) {
+            Bucket::Many(slots) if slots.is_empty() => *self = Bucket::One(slot),
+            Bucket::Many(mut slots) => {
+                slots.push(slot);
+                *self = Bucket::Many(slots);
+            }
+            Bucket::One(first) => *self = Bucket::Many(vec![first, slot]),
+        }
+    }
+
+    /// Keeps the slots for which `keep` holds; returns how many it dropped.
+    fn retain(&mut self, mut keep: impl FnMut(&Slot) -> bool) -> usize {
+        match self {
+            Bucket::One(slot) if keep(slot) => 0,
+            Bucket::One(_) => {
+                *self = Bucket::default();
+                1
+            }
+            Bucket::Many(slots) => {
+                let before = slots.len();
+                slots.retain(|s| keep(s));
+                before - slots.len()
+            }
+        }
+    }
+
+    fn swap_remove(&mut self, i: usize) {
+        match self {
+            Bucket::One(_) => *self = Bucket::default(),
+            Bucket::Many(slots) => {
+                slots.swap_remove(i);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Bucket::Many(slots) if slots.is_empty())
+    }
+}
 
 /// The map's hasher: the key was hashed already, so its hash is used as it is.
 #[derive(Default)]
@@ -101,7 +170,11 @@ impl Entries {
     pub(crate) fn get<T: Clone + 'static>(&self, key: &str) -> Option<T> {
         let (hash, shard) = self.locate(key);
         let buckets = read(shard);
-        let slot = buckets.get(&hash)?.iter().find(|s| &*s.key == key)?;
+        let slot = buckets
+            .get(&hash)?
+            .slots()
+            .iter()
+            .find(|s| &*s.key == key)?;
         if slot.expires <= Instant::now() {
             return None;
         }
@@ -122,7 +195,7 @@ impl Entries {
             used: AtomicBool::new(false),
         };
         if let Some(bucket) = buckets.get_mut(&hash) {
-            if let Some(old) = bucket.iter_mut().find(|s| s.key == slot.key) {
+            if let Some(old) = bucket.slots_mut().iter_mut().find(|s| s.key == slot.key) {
                 *old = slot;
                 return;
             }
@@ -142,9 +215,8 @@ impl Entries {
         let (hash, shard) = self.locate(key);
         let mut buckets = write(shard);
         if let Some(bucket) = buckets.get_mut(&hash) {
-            let before = bucket.len();
-            bucket.retain(|s| &*s.key != key);
-            shard.len.fetch_sub(before - bucket.len(), Relaxed);
+            let removed = bucket.retain(|s| &*s.key != key);
+            shard.len.fetch_sub(removed, Relaxed);
             if bucket.is_empty() {
                 buckets.remove(&hash);
             }
@@ -157,9 +229,7 @@ impl Entries {
             let mut buckets = write(shard);
             let mut removed = 0;
             buckets.retain(|_, bucket| {
-                let before = bucket.len();
-                bucket.retain(|s| !doomed(&s.key));
-                removed += before - bucket.len();
+                removed += bucket.retain(|s| !doomed(&s.key));
                 !bucket.is_empty()
             });
             shard.len.fetch_sub(removed, Relaxed);
@@ -196,7 +266,7 @@ fn evict_one(buckets: &mut Buckets, shard: &Shard) {
     let mut victim = None;
     'scan: for _pass in 0..2 {
         for (hash, bucket) in buckets.iter() {
-            for (i, slot) in bucket.iter().enumerate() {
+            for (i, slot) in bucket.slots().iter().enumerate() {
                 if slot.expires <= now || !slot.used.swap(false, Relaxed) {
                     victim = Some((*hash, i));
                     break 'scan;
@@ -255,6 +325,40 @@ mod tests {
         e.insert("c", Box::new(4u8), far());
         e.clear();
         assert_eq!((e.get::<u8>("c"), e.len()), (None, 0));
+    }
+
+    #[test]
+    fn a_bucket_holds_keys_that_share_a_hash() {
+        // Two keys in one 64-bit hash are too rare to reach through the map: the bucket
+        // is driven directly.
+        let slot = |key: &str| Slot {
+            key: key.into(),
+            value: Box::new(key.len()),
+            expires: far(),
+            used: AtomicBool::new(false),
+        };
+        let keys = |b: &Bucket| {
+            b.slots()
+                .iter()
+                .map(|s| s.key.to_string())
+                .collect::<Vec<_>>()
+        };
+        let mut b = Bucket::default();
+        assert!(b.is_empty());
+        b.push(slot("a"));
+        assert!(matches!(b, Bucket::One(_)));
+        b.push(slot("b"));
+        b.push(slot("c"));
+        assert_eq!(keys(&b), ["a", "b", "c"]);
+        assert_eq!(b.retain(|s| &*s.key != "b"), 1);
+        b.swap_remove(0);
+        assert_eq!(keys(&b), ["c"]);
+        assert_eq!(b.retain(|_| false), 1);
+        assert!(b.is_empty());
+        b.push(slot("d"));
+        assert_eq!(b.retain(|_| true), 0);
+        b.swap_remove(0);
+        assert!(b.is_empty());
     }
 
     #[test]
