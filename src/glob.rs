@@ -157,4 +157,16 @@ mod tests {
         assert!(!m("a\\*b", "axb"));
         assert!(m("[\\]]", "]"));
     }
+
+    #[test]
+    fn class_ranges_compare_signed_bytes_as_redis_does() {
+        // The `glob_match` fuzz target's find for a planted unsigned comparison: Redis
+        // reads `\xff` as -1, so `[\xff-\x01` (unclosed: it ends the pattern) holds NUL.
+        assert!(matches(b"[\xff-\x01", b"\0"));
+        assert!(!matches(b"[\x01-\x7f]", b"\xff"));
+        assert!(matches(b"[\x80-\x01]", b"\xff"));
+        // In UTF-8 text: `\u{e9}` is 0xC3 0xA9, and 0xA9-`b` spans -87..=98, so `a`.
+        assert!(m("[\u{e9}-b]", "a"));
+        assert!(!m("[\u{e9}-b]", "c"));
+    }
 }

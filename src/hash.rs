@@ -46,6 +46,29 @@ mod tests {
     }
 
     #[test]
+    fn a_map_hashes_alike_in_any_order_it_was_written() {
+        // The `json_hash` fuzz target's find for a planted shortcut (sorting only when the
+        // first key is past the last): `a, c, b` must hash as `a, b, c` does.
+        struct Written(&'static [(&'static str, i32)]);
+        impl serde::Serialize for Written {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+            }
+        }
+        let h = |w: &Written| hash_value(&to_key_value(w).unwrap(), 40);
+        let sorted = h(&Written(&[("a", 1), ("b", 2), ("c", 3)]));
+        for order in [
+            &[("a", 1), ("c", 3), ("b", 2)],
+            &[("b", 2), ("a", 1), ("c", 3)],
+            &[("c", 3), ("b", 2), ("a", 1)],
+        ] {
+            assert_eq!(h(&Written(order)), sorted, "{order:?}");
+        }
+        let json = to_key_value(&json!({"c": 3, "a": 1, "b": 2})).unwrap();
+        assert_eq!(sorted, hash_value(&json, 40));
+    }
+
+    #[test]
     fn neighbouring_floats_hash_apart() {
         // Found by the `json_hash` fuzz target: serde_json (without `float_roundtrip`) read
         // 911111115555555555511111118.825 as a float one step from what its own output

@@ -617,6 +617,13 @@ mod tests {
             render("k:<<v>>", &none, &[]).unwrap(),
             render("k:<<v>>", &null_string, &[]).unwrap()
         );
+        // The `pattern_escape` fuzz target's find for a planted escape that tested each
+        // char's low byte: U+035D ends in 0x5D, the byte of `]`, and must stay itself.
+        let bracket = render("wallets:<<v>>:balance", &Context::new().with("v", "]"), &[]);
+        let combining = Context::new().with("v", "\u{35d}");
+        let combining = render("wallets:<<v>>:balance", &combining, &[]);
+        assert_eq!(bracket.unwrap(), "wallets:%5D:balance");
+        assert_eq!(combining.unwrap(), "wallets:\u{35d}:balance");
     }
 
     #[test]

@@ -329,6 +329,10 @@ mod tests {
             assert!(matches!(all(bad), Err(Malformed::BadName { .. })), "{bad}");
         }
         assert!(all("a:<<x.12>>").is_ok());
+        // The `template_parse` fuzz target's find for a planted off-by-one (reading one
+        // byte past the end when `>` ends the input): refused, no panic.
+        assert_eq!(all("<<{>"), Err(Malformed::Unclosed { open: 0 }));
+        assert_eq!(all("a:<<x>"), Err(Malformed::Unclosed { open: 2 }));
     }
 
     #[test]
