@@ -502,7 +502,7 @@ impl Core {
     fn count(&self, call: &Call<'_>, state: &mut CallState, hit: bool) {
         if !std::mem::replace(&mut state.counted, true) {
             let c = &self.counters;
-            Counters::add(if hit { &c.hits } else { &c.misses }, 1);
+            Counters::add(if hit { &c.store_hits } else { &c.misses }, 1);
             if hit {
                 telemetry::hits(call.template, 1);
             } else {
@@ -515,7 +515,6 @@ impl Core {
     fn near_hit<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
         let v = self.near.as_ref()?.get::<T>(&call.key)?;
         let c = &self.counters;
-        Counters::add(&c.hits, 1);
         Counters::add(&c.near_hits, 1);
         telemetry::hits(call.template, 1);
         telemetry::near_hits(call.template, 1);

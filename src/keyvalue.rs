@@ -146,8 +146,10 @@ impl KeyValue {
                     break;
                 }
             }
-            // ASCII digits only.
-            out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+            out.reserve(digits.len() - i);
+            for &d in &digits[i..] {
+                out.push(char::from(d));
+            }
         }
         // In place: a `to_string` here would allocate on every render of an id.
         match self {

@@ -225,7 +225,7 @@ impl Cache {
             }
             Stored::Value(bytes) => match codec::decode(&bytes) {
                 Ok(v) => {
-                    Counters::add(&c.hits, 1);
+                    Counters::add(&c.store_hits, 1);
                     telemetry::hits(MANUAL, 1);
                     Ok(Some(v))
                 }

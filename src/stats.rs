@@ -102,7 +102,9 @@ impl Counter {
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub hits: Counter,
+    /// Hits answered by the store (Redis or the embedded store). A near hit bumps only
+    /// `near_hits`, one atomic add on the hottest path; the snapshot sums the two.
+    pub store_hits: Counter,
     pub near_hits: Counter,
     pub misses: Counter,
     pub sets: Counter,
@@ -127,9 +129,10 @@ impl Counters {
     }
 
     pub fn snapshot(&self) -> Stats {
+        let near_hits = self.near_hits.get();
         Stats {
-            hits: self.hits.get(),
-            near_hits: self.near_hits.get(),
+            hits: self.store_hits.get() + near_hits,
+            near_hits,
             misses: self.misses.get(),
             sets: self.sets.get(),
             invalidated: self.invalidated.get(),
