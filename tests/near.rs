@@ -77,6 +77,39 @@ fn near_hits_send_nothing_to_the_server() {
     assert!(sent <= 5, "{sent} commands for 1,000 near hits");
 }
 
+/// A value cached as `Arc<T>` (serde's `rc` feature) is stored in Redis as `T` is, and the
+/// near cache hands out the one `Arc` it holds: a hit costs a reference count, not a copy.
+#[test]
+fn arc_values_are_shared_by_near_hits_not_copied() {
+    use std::sync::Arc;
+    let server = RedisServer::start();
+    let cache = near(&server, "n9");
+    let read = || {
+        Cacheable::new("list:<<id>>")
+            .on(&cache)
+            .run(ctx! { id = 1 }, || Arc::new(vec![String::from("a"); 100]))
+    };
+    let computed = read();
+    assert_eq!(
+        server.cli(&["GET", "n9:list:1"]).trim(),
+        serde_json::to_string(&*computed).unwrap(),
+        "stored as the plain value"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let held = loop {
+        let before = cache.stats().near_hits;
+        let v = read();
+        if cache.stats().near_hits > before {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no near hit");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let again = read();
+    assert!(Arc::ptr_eq(&held, &again), "two near hits, two copies");
+    assert_eq!(*again, *computed);
+}
+
 #[test]
 fn async_near_hits_too() {
     let server = RedisServer::start();
