@@ -88,6 +88,34 @@ pub(crate) struct Call<'a> {
     pub served: ServedCell,
 }
 
+thread_local! {
+    /// The key buffer of this thread's last finished call, kept for its next one: a hit
+    /// from process memory then allocates nothing for its key.
+    static SPARE_KEY: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
+}
+
+/// An empty `String` for a call's key: the thread's spare, or a new one.
+pub(crate) fn key_buffer(capacity: usize) -> String {
+    match SPARE_KEY.try_with(std::cell::Cell::take).ok().flatten() {
+        Some(mut key) => {
+            key.clear();
+            key.reserve(capacity);
+            key
+        }
+        None => String::with_capacity(capacity),
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        // Short keys only: a rare long one is not kept for the thread's life.
+        if self.key.capacity() <= 256 {
+            let key = std::mem::take(&mut self.key);
+            let _ = SPARE_KEY.try_with(|spare| spare.set(Some(key)));
+        }
+    }
+}
+
 /// Whether a computed value is stored (`Some(false)`: not stored), given as `&dyn Any` so
 /// that the core stays one copy for every value type; `None` when the value is not of the
 /// type the predicate takes.
