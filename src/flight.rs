@@ -191,7 +191,7 @@ impl Flight {
                 notified.await;
             }
         };
-        crate::rt::timeout(timeout, wait).await
+        crate::rt::timeout(timeout, std::pin::pin!(wait)).await
     }
 }
 

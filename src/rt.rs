@@ -52,8 +52,11 @@ pub(crate) fn sleep(d: Duration) -> Deadline {
 }
 
 /// `fut`, or `None` once `d` has passed, without needing a timer in the caller's runtime.
-pub(crate) async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
+///
+/// `fut` comes pinned by the caller (`std::pin::pin!`), so that the caller's future holds
+/// it once: taken by value, it would be held twice (as this future's argument and as the
+/// pinned local), which doubled the size of every request's future.
+pub(crate) async fn timeout<F: Future>(d: Duration, mut fut: Pin<&mut F>) -> Option<F::Output> {
     let mut deadline = Deadline::after(d);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {

@@ -880,11 +880,13 @@ impl Inner {
         let mut last = None;
         for addr in &candidates {
             let ask = con.route_command(slots_cmd(), addr.route());
-            match crate::rt::timeout(self.op_timeout, ask).await {
+            let asked = crate::rt::timeout(self.op_timeout, std::pin::pin!(ask)).await;
+            match asked {
                 Some(Ok(v)) => match v.extract_error() {
                     Ok(v) => {
                         let census = con.route_command(nodes_cmd(), addr.route());
-                        let census = crate::rt::timeout(self.op_timeout, census).await;
+                        let census =
+                            crate::rt::timeout(self.op_timeout, std::pin::pin!(census)).await;
                         return self
                             .install(v, census.and_then(|c| c.ok()), &addr.host)
                             .map(drop);
@@ -900,7 +902,8 @@ impl Inner {
             slots_cmd(),
             RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
         );
-        match crate::rt::timeout(self.op_timeout, any).await {
+        let answered = crate::rt::timeout(self.op_timeout, std::pin::pin!(any)).await;
+        match answered {
             Some(Ok(v)) => {
                 let v = v.extract_error().map_err(Error::from_redis)?;
                 self.install(v, None, &self.seed_host()).map(drop)
@@ -911,7 +914,7 @@ impl Inner {
     }
 
     async fn bounded<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        match crate::rt::timeout(self.op_timeout, fut).await {
+        match crate::rt::timeout(self.op_timeout, std::pin::pin!(fut)).await {
             Some(out) => out,
             None => Err(Error::timeout("redis cluster request", self.op_timeout)),
         }

@@ -125,7 +125,7 @@ impl CallerConns {
             let connecting = this
                 .client
                 .get_multiplexed_async_connection_with_config(&config);
-            let state = match rt::timeout(this.connect_timeout, connecting).await {
+            let state = match rt::timeout(this.connect_timeout, std::pin::pin!(connecting)).await {
                 Some(Ok(con)) => State::Ready(con),
                 _ => State::Skip(Some(Instant::now() + RETRY_CONNECT)),
             };

@@ -382,10 +382,13 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
+        // Connecting, and asking the Sentinels, are boxed: each request's future holds this
+        // one inline, and every cached call's future holds a request's.
         match &self.target {
-            Target::Server { client, .. } => {
-                self.async_con.get(client, 0, self.connect_timeout).await
-            }
+            Target::Server { client, .. } => match self.async_con.current_for(0) {
+                Some(con) => Ok(con),
+                None => Box::pin(self.async_con.get(client, 0, self.connect_timeout)).await,
+            },
             #[cfg(feature = "sentinel")]
             Target::Sentinel(p) => {
                 if !p.is_suspect() {
@@ -393,10 +396,13 @@ impl RedisStore {
                         return Ok(con);
                     }
                 }
-                let resolved = p.resolve().await?;
-                self.async_con
-                    .get(&resolved.client, resolved.generation, self.connect_timeout)
-                    .await
+                Box::pin(async {
+                    let resolved = p.resolve().await?;
+                    self.async_con
+                        .get(&resolved.client, resolved.generation, self.connect_timeout)
+                        .await
+                })
+                .await
             }
         }
     }
@@ -449,7 +455,7 @@ impl RedisStore {
                         other => other.map_err(Error::from_redis),
                     }
                 };
-                match crate::rt::timeout(self.op_timeout, attempts).await {
+                match crate::rt::timeout(self.op_timeout, std::pin::pin!(attempts)).await {
                     Some(result) => result,
                     None => {
                         if let Some((callers, id)) = tried_local {
