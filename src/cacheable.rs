@@ -604,38 +604,70 @@ impl<'a> Cacheable<'a> {
     /// own IO thread, and the caller awaits their handles. On one Redis server, a tokio
     /// runtime with an IO driver sends on a connection of its own instead, once its first
     /// call has started it.
-    pub async fn run_async<T, F, Fut>(self, ctx: Context, compute: F) -> T
+    ///
+    /// A plain `fn` returning the future, rather than an `async fn`: its arguments are
+    /// then held once, not twice, in a future that a near hit builds and moves.
+    pub fn run_async<T, F, Fut>(
+        self,
+        ctx: Context,
+        compute: F,
+    ) -> impl Future<Output = T> + use<'a, T, F, Fut>
     where
         T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let out = self
-            .try_run_async(ctx, || async { Ok::<T, Infallible>(compute().await) })
-            .await;
-        match out {
-            Ok(v) => v,
-            Err(never) => match never {},
-        }
+        self.drive_async(
+            ctx,
+            move || async move { Ok::<T, Infallible>(compute().await) },
+            |out| match out {
+                Ok(v) => v,
+                Err(never) => match never {},
+            },
+        )
     }
 
     /// Async twin of [`try_run`](Self::try_run).
-    pub async fn try_run_async<T, E, F, Fut>(mut self, ctx: Context, compute: F) -> Result<T, E>
+    pub fn try_run_async<T, E, F, Fut>(
+        self,
+        ctx: Context,
+        compute: F,
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
     where
         T: CacheValue,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let slot = self.per_call.outcome.take();
-        let Some((cache, call)) = self.plan(&ctx) else {
-            report(slot, Outcome::Unavailable);
-            return compute().await;
-        };
-        let out = read_through_async(cache.core(), &call, compute)
-            .await
-            .expect("fail-open calls report faults rather than return them");
-        report(slot, call.served.get());
-        out
+        self.drive_async(ctx, compute, std::convert::identity)
+    }
+
+    /// The one async call path: an `async move` block, whose captures are not copied
+    /// again into locals as an `async fn`'s arguments are.
+    // Not an `async fn` on purpose (see above): clippy's suggestion would double the captures.
+    #[allow(clippy::manual_async_fn)]
+    fn drive_async<T, E, F, Fut, R>(
+        mut self,
+        ctx: Context,
+        compute: F,
+        finish: fn(Result<T, E>) -> R,
+    ) -> impl Future<Output = R> + use<'a, T, E, F, Fut, R>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        async move {
+            let slot = self.per_call.outcome.take();
+            let Some((cache, call)) = self.plan(&ctx) else {
+                report(slot, Outcome::Unavailable);
+                return finish(compute().await);
+            };
+            let out = read_through_async(cache.core(), &call, compute)
+                .await
+                .expect("fail-open calls report faults rather than return them");
+            report(slot, call.served.get());
+            finish(out)
+        }
     }
 }
 

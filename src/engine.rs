@@ -790,7 +790,9 @@ impl Core {
                     call.served.set(Served::Miss);
                     call.debug(format_args!("MISS for {}", call.key));
                     let stale = state.stale.take();
-                    let begun = self.lead(mode, call, leader, store_ok, stale).await?;
+                    // Boxed, as the write after a computation is: a miss's paths stay off
+                    // the future that every hit builds and moves.
+                    let begun = Box::pin(self.lead(mode, call, leader, store_ok, stale)).await?;
                     return Ok(match begun {
                         Begin::Lead(mut ticket) => {
                             ticket.restore = state.fallback.clone();
@@ -1812,6 +1814,7 @@ where
     }
     let outcome = encoded(core, call, &mut begun, &out);
     let out = answer(core, call, &state, &begun, out);
-    core.settle(Mode::Async, call, begun, outcome).await?;
+    // Boxed: a miss's write, kept off the future that every hit builds and moves.
+    Box::pin(core.settle(Mode::Async, call, begun, outcome)).await?;
     Ok(out)
 }
