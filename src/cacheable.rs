@@ -543,9 +543,7 @@ impl<'a> Cacheable<'a> {
             hash: &self.hash,
             hash_len: cache.config().hash_len,
         };
-        let mut key = cache.key_start_in(crate::engine::key_buffer(
-            cache.config().prefix.len() + template.as_str().len() + 16,
-        ));
+        let mut key = cache.key_start_in(crate::engine::key_buffer(), template.as_str().len() + 16);
         let mut shown = debug_enabled(debug).then(serde_json::Map::new);
         template.render_into(ctx, &opts, &mut key, shown.as_mut())?;
         if let Some(shown) = shown {

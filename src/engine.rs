@@ -95,15 +95,14 @@ thread_local! {
 }
 
 /// An empty `String` for a call's key: the thread's spare, or a new one.
-pub(crate) fn key_buffer(capacity: usize) -> String {
-    match SPARE_KEY.try_with(std::cell::Cell::take).ok().flatten() {
-        Some(mut key) => {
-            key.clear();
-            key.reserve(capacity);
-            key
-        }
-        None => String::with_capacity(capacity),
-    }
+pub(crate) fn key_buffer() -> String {
+    let mut key = SPARE_KEY
+        .try_with(std::cell::Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    key.clear();
+    key
 }
 
 impl Drop for Call<'_> {

@@ -175,13 +175,12 @@ impl Cache {
 
     /// An empty key with the prefix and its `:` written, ready for the rest.
     pub(crate) fn key_start(&self, capacity: usize) -> String {
-        self.key_start_in(String::with_capacity(
-            self.inner.key_prefix.len() + capacity,
-        ))
+        self.key_start_in(String::new(), capacity)
     }
 
     /// Like [`key_start`](Self::key_start), in an empty buffer the caller has.
-    pub(crate) fn key_start_in(&self, mut out: String) -> String {
+    pub(crate) fn key_start_in(&self, mut out: String, capacity: usize) -> String {
+        out.reserve(self.inner.key_prefix.len() + capacity);
         out.push_str(&self.inner.key_prefix);
         out
     }

@@ -42,12 +42,17 @@ fn commands(server: &RedisServer) -> u64 {
 
 /// Waits until the near cache serves a key without Redis (its tracking is confirmed).
 fn until_near_hit(cache: &Cache, id: u32) {
+    first_near_hit(cache, || read(cache, id));
+}
+
+/// Calls `read` until one call is answered by the near cache, and returns that answer.
+fn first_near_hit<T>(cache: &Cache, mut read: impl FnMut() -> T) -> T {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let before = cache.stats().near_hits;
-        read(cache, id);
+        let v = read();
         if cache.stats().near_hits > before {
-            return;
+            return v;
         }
         assert!(
             Instant::now() < deadline,
@@ -95,16 +100,7 @@ fn arc_values_are_shared_by_near_hits_not_copied() {
         serde_json::to_string(&*computed).unwrap(),
         "stored as the plain value"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let held = loop {
-        let before = cache.stats().near_hits;
-        let v = read();
-        if cache.stats().near_hits > before {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "no near hit");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let held = first_near_hit(&cache, read);
     let again = read();
     assert!(Arc::ptr_eq(&held, &again), "two near hits, two copies");
     assert_eq!(*again, *computed);
