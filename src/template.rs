@@ -125,11 +125,23 @@ impl Template {
             // Each thread's own copy of the look-ups it made: no lock, no shared counter
             // touched on the hot path.
             static LOCAL: std::cell::RefCell<Parsed> = std::cell::RefCell::new(Parsed::default());
+            // The thread's last look-up found here: a function called in a loop finds its
+            // template without hashing.
+            static LAST: std::cell::Cell<Option<(usize, usize, &'static Template)>> =
+                const { std::cell::Cell::new(None) };
         }
         // Keyed by address: a `'static` str never moves or dies, and two equal literals
         // at different addresses only cost one more parse.
         let id = (source.as_ptr() as usize, source.len());
+        if let Some((ptr, len, template)) = LAST.with(std::cell::Cell::get) {
+            if (ptr, len) == id {
+                return Ok(TemplateRef::Static(template));
+            }
+        }
         if let Some(found) = LOCAL.with(|l| l.borrow().get(&id).cloned()) {
+            if let Ok(template) = found {
+                LAST.with(|last| last.set(Some((id.0, id.1, template))));
+            }
             return found.map(TemplateRef::Static);
         }
         let found = CACHE
