@@ -1328,24 +1328,29 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
     // 10b: 64 tasks, `run_async`, against `cached`'s client-side cache; and the same with
     // the value cached as `Arc<Profile>`, which a near hit hands out by a reference count
     // instead of a deep clone of 15 allocations (`cached` decodes on every hit whatever the
-    // type, so its one row is its best). Three-way rotations.
+    // type, so its one row is its best). And, as the ceiling of any cache that hands out
+    // owned copies, a bare clone of the value from a table, with no cache at all. Four-way
+    // rotations.
     let rt = multi_thread();
     let rounds = b.rounds(b.rounds);
-    let [mut ours, mut shared, mut theirs] = rt.block_on(async {
+    let table: std::sync::Arc<Vec<Profile>> =
+        std::sync::Arc::new((0..HOT_KEYS).map(source).collect());
+    let [mut ours, mut shared, mut theirs, mut bare] = rt.block_on(async {
         for id in 0..HOT_KEYS {
             assert_eq!(cached_csc_hit(id).await.unwrap(), source(id));
             assert_eq!(cached_csc_hit(id).await.unwrap(), source(id));
             assert_eq!(*crate_hit_shared(&near, id).await, source(id));
             assert_eq!(*crate_hit_shared(&near, id).await, source(id));
         }
-        let mut tput: [Vec<f64>; 3] = Default::default();
+        let mut tput: [Vec<f64>; 4] = Default::default();
         for r in 0..rounds {
-            for k in 0..3 {
-                let v = (r + k) % 3;
+            for k in 0..4 {
+                let v = (r + k) % 4;
                 let start = Instant::now();
                 let mut handles = Vec::with_capacity(TASKS);
                 for task in 0..TASKS {
                     let near = near.clone();
+                    let table = table.clone();
                     handles.push(tokio::spawn(async move {
                         for n in 0..NEAR_OPS / TASKS * 4 {
                             let id = ((task * 1000 + n) as i64) % HOT_KEYS;
@@ -1356,8 +1361,11 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
                                 1 => {
                                     black_box(crate_hit_shared(&near, id).await);
                                 }
-                                _ => {
+                                2 => {
                                     black_box(cached_csc_hit(id).await.unwrap());
+                                }
+                                _ => {
+                                    black_box(table[id as usize].clone());
                                 }
                             }
                         }
@@ -1371,7 +1379,12 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
         }
         tput
     });
-    let (o, a, t) = (median(&mut ours), median(&mut shared), median(&mut theirs));
+    let (o, a, t, c) = (
+        median(&mut ours),
+        median(&mut shared),
+        median(&mut theirs),
+        median(&mut bare),
+    );
     b.row(
         "10",
         "Near hits, 64 tasks, throughput vs `cached`'s client-side cache",
@@ -1382,6 +1395,14 @@ fn near(b: &mut Bench, server: &RedisServer, cache: &Cache) {
         ),
         o / t,
         "≥ 5.0",
+    );
+    b.row(
+        "10",
+        "… no cache: a bare `Profile::clone` from a table (the ceiling for owned copies)",
+        per_sec(c),
+        format!("{} `cached`, the same rounds", per_sec(t)),
+        c / t,
+        "report",
     );
     b.row(
         "10",
