@@ -65,6 +65,7 @@ pub struct Config {
     pub(crate) debug: bool,
     pub(crate) strict: bool,
     pub(crate) near_cache: Option<u64>,
+    pub(crate) near_cache_bytes: Option<u64>,
     pub(crate) near_ignores_invalidations: bool,
     pub(crate) invalidate_retries: u32,
     pub(crate) scan_count: usize,
@@ -119,6 +120,7 @@ impl std::fmt::Debug for Config {
             .field("debug", &self.debug)
             .field("strict", &self.strict)
             .field("near_cache", &self.near_cache)
+            .field("near_cache_bytes", &self.near_cache_bytes)
             .field("invalidate_retries", &self.invalidate_retries)
             .field("scan_count", &self.scan_count)
             .field("pool_size", &self.pool_size)
@@ -171,6 +173,7 @@ impl Config {
             debug: false,
             strict: false,
             near_cache: None,
+            near_cache_bytes: None,
             near_ignores_invalidations: false,
             invalidate_retries: 3,
             scan_count: 1000,
@@ -672,6 +675,19 @@ impl Config {
     /// (CLOCK, per shard of the map), and never holds more than `max_entries`.
     pub fn near_cache(mut self, max_entries: u64) -> Config {
         self.near_cache = Some(max_entries.max(1));
+        self
+    }
+
+    /// A bound on the near cache's size besides its number of entries (none by default):
+    /// it holds at most `max_bytes`, counted as each entry's key and the bytes its value
+    /// takes in Redis (after the codec and compression; the decoded value's own size is
+    /// not known to the crate, and is usually of the same order for JSON). When full, it
+    /// drops entries as [`near_cache`](Config::near_cache) does; a value larger than a
+    /// shard's share of the bound (the bound over up to 64 shards, by the entry bound) is
+    /// served from Redis and not kept. Only with `near_cache`; the embedded store's bound
+    /// is its `max_entries`.
+    pub fn near_cache_max_bytes(mut self, max_bytes: u64) -> Config {
+        self.near_cache_bytes = Some(max_bytes);
         self
     }
 

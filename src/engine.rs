@@ -1730,7 +1730,7 @@ where
                     core.hit(call, &mut state, source);
                     if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
                     {
-                        near.insert(ticket, &call.key, v.clone(), left);
+                        near.insert(ticket, &call.key, v.clone(), bytes.len(), left);
                     }
                     return Ok(Ok(v));
                 }
@@ -1787,7 +1787,7 @@ where
                     core.hit(call, &mut state, source);
                     if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
                     {
-                        near.insert(ticket, &call.key, v.clone(), left);
+                        near.insert(ticket, &call.key, v.clone(), bytes.len(), left);
                     }
                     return Ok(Ok(v));
                 }

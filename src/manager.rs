@@ -93,7 +93,12 @@ impl Cache {
             #[allow(unreachable_patterns)]
             _ => config.near_cache,
         };
-        let near = near_entries.map(|n| Arc::new(NearCache::new(n, false)));
+        let near_bytes = match &config.store {
+            crate::config::StoreConfig::Memory { .. } => None,
+            #[allow(unreachable_patterns)]
+            _ => config.near_cache_bytes,
+        };
+        let near = near_entries.map(|n| Arc::new(NearCache::new(n, near_bytes, false)));
         if let Some(near) = &near {
             backend.track(near, &key_prefix, &config);
         }

@@ -385,3 +385,44 @@ fn lease_markers_never_enter_the_near_cache() {
     );
     assert_eq!(a.stats().near_hits, 0);
 }
+
+#[test]
+fn the_byte_bound_holds_and_a_value_over_it_is_served_from_redis() {
+    let server = RedisServer::start();
+    // 16 entries make one shard, so the 5,000 bytes are one bound: four of the ~1 KB
+    // entries below (1,002 bytes of JSON and a 15-byte key each) fit, a fifth does not.
+    let a = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("bytes")
+            .near_cache(16)
+            .near_cache_max_bytes(5_000),
+    )
+    .unwrap();
+    let text = |id: u32, len: usize| {
+        Cacheable::new("t:<<id>>:<<len>>")
+            .on(&a)
+            .run(ctx! { id, len }, || format!("{id:0len$}"))
+    };
+    // Tracking confirmed (the first key held), then twelve keys read through Redis.
+    first_near_hit(&a, || text(0, 1_000));
+    for id in 0..12 {
+        assert_eq!(text(id, 1_000).len(), 1_000);
+    }
+    let before = a.stats().near_hits;
+    for id in 0..12 {
+        assert_eq!(text(id, 1_000), format!("{id:01000}"));
+    }
+    let held = a.stats().near_hits - before;
+    assert!((1..=4).contains(&held), "{held} of 12 served near");
+    // A 6,000-byte value is over the whole bound: never kept, always right.
+    let before = a.stats().near_hits;
+    for _ in 0..5 {
+        assert_eq!(text(99, 6_000).len(), 6_000);
+    }
+    assert_eq!(
+        a.stats().near_hits,
+        before,
+        "a value over the bound was kept"
+    );
+}

@@ -25,6 +25,8 @@ struct Slot {
     value: Box<dyn Any + Send + Sync>,
     expires: Instant,
     used: AtomicBool,
+    /// What it counts against the shard's byte bound: its key and its stored bytes.
+    weight: usize,
 }
 
 /// Keys by their hash (computed once, with the map's random seed), each with the few
@@ -48,13 +50,6 @@ impl Bucket {
     fn slots(&self) -> &[Slot] {
         match self {
             Bucket::One(slot) => std::slice::from_ref(slot),
-            Bucket::Many(slots) => slots,
-        }
-    }
-
-    fn slots_mut(&mut self) -> &mut [Slot] {
-        match self {
-            Bucket::One(slot) => std::slice::from_mut(slot),
             Bucket::Many(slots) => slots,
         }
     }
@@ -127,6 +122,10 @@ struct Shard {
     /// Its share of the bound.
     cap: usize,
     len: std::sync::atomic::AtomicUsize,
+    /// Its share of the byte bound (`usize::MAX` without one).
+    byte_cap: usize,
+    /// The weights of its entries; changed under the write lock.
+    bytes: std::sync::atomic::AtomicUsize,
 }
 
 pub(crate) struct Entries {
@@ -146,8 +145,8 @@ fn random_seed() -> u64 {
 }
 
 impl Entries {
-    /// A map of at most `max_entries` entries.
-    pub(crate) fn new(max_entries: u64) -> Entries {
+    /// A map of at most `max_entries` entries, weighing at most `max_bytes` in all.
+    pub(crate) fn new(max_entries: u64, max_bytes: Option<u64>) -> Entries {
         let wanted = (max_entries / MIN_PER_SHARD).clamp(1, MAX_SHARDS as u64) as usize;
         // A power of two, so that a shard is a mask of the hash.
         let n = if wanted.is_power_of_two() {
@@ -156,11 +155,14 @@ impl Entries {
             wanted.next_power_of_two() / 2
         };
         let total = usize::try_from(max_entries).unwrap_or(usize::MAX);
+        let total_bytes = max_bytes.map(|b| usize::try_from(b).unwrap_or(usize::MAX));
         let shards = (0..n)
             .map(|i| Shard {
                 buckets: RwLock::new(Buckets::default()),
                 cap: total / n + usize::from(i < total % n),
                 len: Default::default(),
+                byte_cap: total_bytes.map_or(usize::MAX, |b| b / n + usize::from(i < b % n)),
+                bytes: Default::default(),
             })
             .collect();
         Entries {
@@ -199,55 +201,65 @@ impl Entries {
         slot.value.downcast_ref::<T>().cloned()
     }
 
-    /// Puts `value` at `key` until `expires`, making room in its shard if it is full.
-    pub(crate) fn insert(&self, key: &str, value: Box<dyn Any + Send + Sync>, expires: Instant) {
+    /// Puts `value` at `key` until `expires`, making room in its shard if it is full. Its
+    /// `stored` bytes and the key's count against the byte bound; a value over the shard's
+    /// share of it is not kept (and whatever `key` held goes).
+    pub(crate) fn insert(
+        &self,
+        key: &str,
+        value: Box<dyn Any + Send + Sync>,
+        stored: usize,
+        expires: Instant,
+    ) {
         let (hash, shard) = self.locate(key);
         let mut buckets = write(shard);
-        let slot = Slot {
+        // The older value goes first, whether or not the new one is kept.
+        remove_locked(&mut buckets, shard, hash, key);
+        let weight = key.len().saturating_add(stored);
+        if shard.cap == 0 || weight > shard.byte_cap {
+            return;
+        }
+        while shard.len.load(Relaxed) >= shard.cap
+            || shard.bytes.load(Relaxed).saturating_add(weight) > shard.byte_cap
+        {
+            if !evict_one(&mut buckets, shard) {
+                break;
+            }
+        }
+        buckets.entry(hash).or_default().push(Slot {
             key: key.into(),
             value,
             expires,
             used: AtomicBool::new(false),
-        };
-        if let Some(bucket) = buckets.get_mut(&hash) {
-            if let Some(old) = bucket.slots_mut().iter_mut().find(|s| s.key == slot.key) {
-                *old = slot;
-                return;
-            }
-        }
-        if shard.len.load(Relaxed) >= shard.cap {
-            if shard.cap == 0 {
-                return;
-            }
-            evict_one(&mut buckets, shard);
-        }
-        buckets.entry(hash).or_default().push(slot);
+            weight,
+        });
         shard.len.fetch_add(1, Relaxed);
+        shard.bytes.fetch_add(weight, Relaxed);
     }
 
     /// Drops `key`.
     pub(crate) fn remove(&self, key: &str) {
         let (hash, shard) = self.locate(key);
-        let mut buckets = write(shard);
-        if let Some(bucket) = buckets.get_mut(&hash) {
-            let removed = bucket.retain(|s| &*s.key != key);
-            shard.len.fetch_sub(removed, Relaxed);
-            if bucket.is_empty() {
-                buckets.remove(&hash);
-            }
-        }
+        remove_locked(&mut write(shard), shard, hash, key);
     }
 
     /// Drops every key for which `doomed` holds.
     pub(crate) fn remove_if(&self, doomed: impl Fn(&str) -> bool) {
         for shard in self.shards.iter() {
             let mut buckets = write(shard);
-            let mut removed = 0;
+            let (mut removed, mut freed) = (0, 0);
             buckets.retain(|_, bucket| {
-                removed += bucket.retain(|s| !doomed(&s.key));
+                removed += bucket.retain(|s| {
+                    let keep = !doomed(&s.key);
+                    if !keep {
+                        freed += s.weight;
+                    }
+                    keep
+                });
                 !bucket.is_empty()
             });
             shard.len.fetch_sub(removed, Relaxed);
+            shard.bytes.fetch_sub(freed, Relaxed);
         }
     }
 
@@ -257,12 +269,38 @@ impl Entries {
             let mut buckets = write(shard);
             buckets.clear();
             shard.len.store(0, Relaxed);
+            shard.bytes.store(0, Relaxed);
         }
+    }
+
+    /// The weight of its entries (expired ones not yet dropped included).
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.bytes.load(Relaxed)).sum()
     }
 
     /// How many entries it holds (expired ones not yet dropped included).
     pub(crate) fn len(&self) -> u64 {
         self.shards.iter().map(|s| s.len.load(Relaxed) as u64).sum()
+    }
+}
+
+/// Drops `key` from its shard, whose write lock the caller holds.
+fn remove_locked(buckets: &mut Buckets, shard: &Shard, hash: u64, key: &str) {
+    if let Some(bucket) = buckets.get_mut(&hash) {
+        let mut freed = 0;
+        let removed = bucket.retain(|s| {
+            let keep = &*s.key != key;
+            if !keep {
+                freed += s.weight;
+            }
+            keep
+        });
+        shard.len.fetch_sub(removed, Relaxed);
+        shard.bytes.fetch_sub(freed, Relaxed);
+        if bucket.is_empty() {
+            buckets.remove(&hash);
+        }
     }
 }
 
@@ -275,8 +313,9 @@ fn write(shard: &Shard) -> RwLockWriteGuard<'_, Buckets> {
 }
 
 /// Drops one entry of a full shard: an expired one, or else the first not used since the
-/// scan last passed it (clearing the used bits it passes: a second chance).
-fn evict_one(buckets: &mut Buckets, shard: &Shard) {
+/// scan last passed it (clearing the used bits it passes: a second chance). False when the
+/// shard is empty.
+fn evict_one(buckets: &mut Buckets, shard: &Shard) -> bool {
     let now = Instant::now();
     let mut victim = None;
     'scan: for _pass in 0..2 {
@@ -289,15 +328,19 @@ fn evict_one(buckets: &mut Buckets, shard: &Shard) {
             }
         }
     }
-    // After two passes every bit was cleared on the first: there is always a victim.
-    if let Some((hash, i)) = victim {
-        let bucket = buckets.get_mut(&hash).expect("the victim's bucket");
-        bucket.swap_remove(i);
-        if bucket.is_empty() {
-            buckets.remove(&hash);
-        }
-        shard.len.fetch_sub(1, Relaxed);
+    // After two passes every bit was cleared on the first: there is always a victim in a
+    // shard that holds anything.
+    let Some((hash, i)) = victim else {
+        return false;
+    };
+    let bucket = buckets.get_mut(&hash).expect("the victim's bucket");
+    shard.bytes.fetch_sub(bucket.slots()[i].weight, Relaxed);
+    bucket.swap_remove(i);
+    if bucket.is_empty() {
+        buckets.remove(&hash);
     }
+    shard.len.fetch_sub(1, Relaxed);
+    true
 }
 
 #[cfg(test)]
@@ -312,12 +355,12 @@ mod tests {
     #[test]
     fn holds_its_bound_and_keeps_what_is_used() {
         for bound in [1u64, 10, 100, 1_000, 10_000] {
-            let e = Entries::new(bound);
-            e.insert("hot", Box::new(0u64), far());
+            let e = Entries::new(bound, None);
+            e.insert("hot", Box::new(0u64), 0, far());
             for i in 0..bound * 3 {
                 // Read before each insertion: never the one evicted (but with room for one).
                 assert!(e.get::<u64>("hot").is_some() || bound == 1, "{bound}, {i}");
-                e.insert(&format!("k{i}"), Box::new(i), far());
+                e.insert(&format!("k{i}"), Box::new(i), 0, far());
                 assert!(e.len() <= bound, "{bound}: {}", e.len());
             }
             assert_eq!(e.len(), bound);
@@ -326,10 +369,10 @@ mod tests {
 
     #[test]
     fn replaces_removes_and_clears() {
-        let e = Entries::new(100);
-        e.insert("a:1", Box::new(1u8), far());
-        e.insert("a:1", Box::new(2u8), far());
-        e.insert("b:1", Box::new(3u8), far());
+        let e = Entries::new(100, None);
+        e.insert("a:1", Box::new(1u8), 0, far());
+        e.insert("a:1", Box::new(2u8), 0, far());
+        e.insert("b:1", Box::new(3u8), 0, far());
         assert_eq!(e.len(), 2);
         assert_eq!(e.get::<u8>("a:1"), Some(2));
         assert_eq!(e.get::<u16>("a:1"), None, "another type");
@@ -337,7 +380,7 @@ mod tests {
         assert_eq!((e.get::<u8>("a:1"), e.len()), (None, 1));
         e.remove("b:1");
         assert_eq!((e.get::<u8>("b:1"), e.len()), (None, 0));
-        e.insert("c", Box::new(4u8), far());
+        e.insert("c", Box::new(4u8), 0, far());
         e.clear();
         assert_eq!((e.get::<u8>("c"), e.len()), (None, 0));
     }
@@ -351,6 +394,7 @@ mod tests {
             value: Box::new(key.len()),
             expires: far(),
             used: AtomicBool::new(false),
+            weight: 0,
         };
         let keys = |b: &Bucket| {
             b.slots()
@@ -377,13 +421,40 @@ mod tests {
     }
 
     #[test]
+    fn holds_its_byte_bound() {
+        // One shard (a bound of 16 entries or fewer): 1,000 bytes in all.
+        let e = Entries::new(16, Some(1_000));
+        for i in 0..50u32 {
+            e.insert(&format!("k{i:02}"), Box::new(i), 197, far());
+            assert!(e.bytes() <= 1_000, "{i}: {}", e.bytes());
+        }
+        // Five of 200 bytes (3 of key, 197 stored) fill it.
+        assert_eq!((e.len(), e.bytes()), (5, 1_000));
+        // A value over the bound is not kept, and the key's older value goes.
+        e.insert("k49", Box::new(0u32), 2_000, far());
+        assert_eq!((e.get::<u32>("k49"), e.len(), e.bytes()), (None, 4, 800));
+        e.clear();
+        assert_eq!((e.len(), e.bytes()), (0, 0));
+        // A replaced value weighs what the new one does; removals give their weight back.
+        e.insert("a", Box::new(1u32), 199, far());
+        e.insert("a", Box::new(2u32), 99, far());
+        assert_eq!((e.get::<u32>("a"), e.len(), e.bytes()), (Some(2), 1, 100));
+        e.insert("b", Box::new(3u32), 199, far());
+        assert_eq!((e.len(), e.bytes()), (2, 300));
+        e.remove_if(|k| k == "a");
+        assert_eq!((e.len(), e.bytes()), (1, 200));
+        e.remove("b");
+        assert_eq!((e.len(), e.bytes()), (0, 0));
+    }
+
+    #[test]
     fn expired_entries_are_not_served_and_go_first() {
-        let e = Entries::new(2);
-        e.insert("old", Box::new(1u8), Instant::now());
-        e.insert("used", Box::new(2u8), far());
+        let e = Entries::new(2, None);
+        e.insert("old", Box::new(1u8), 0, Instant::now());
+        e.insert("used", Box::new(2u8), 0, far());
         assert_eq!(e.get::<u8>("old"), None);
         assert_eq!(e.get::<u8>("used"), Some(2));
-        e.insert("new", Box::new(3u8), far());
+        e.insert("new", Box::new(3u8), 0, far());
         assert_eq!(e.get::<u8>("used"), Some(2));
         assert_eq!(e.get::<u8>("new"), Some(3));
         assert_eq!(e.len(), 2);

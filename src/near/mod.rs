@@ -50,11 +50,12 @@ pub(crate) struct Ticket {
 }
 
 impl NearCache {
-    /// A near cache of at most `max_entries` entries; `trusted` from the start when nothing
-    /// but this process can change the store (the embedded store).
-    pub(crate) fn new(max_entries: u64, trusted: bool) -> NearCache {
+    /// A near cache of at most `max_entries` entries weighing at most `max_bytes` (keys and
+    /// stored bytes); `trusted` from the start when nothing but this process can change the
+    /// store (the embedded store).
+    pub(crate) fn new(max_entries: u64, max_bytes: Option<u64>, trusted: bool) -> NearCache {
         NearCache {
-            entries: Entries::new(max_entries),
+            entries: Entries::new(max_entries, max_bytes),
             trusted: AtomicBool::new(trusted),
             flushes: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
@@ -90,20 +91,21 @@ impl NearCache {
             && self.buckets[ticket.bucket].load(Ordering::Acquire) == ticket.epoch
     }
 
-    /// Inserts a value read from the store after `ticket` was taken, for at most `ttl`,
-    /// unless an invalidation of its key or a flush came in between.
+    /// Inserts a value read from the store (`stored` bytes there) after `ticket` was taken,
+    /// for at most `ttl`, unless an invalidation of its key or a flush came in between.
     pub(crate) fn insert<T: Send + Sync + 'static>(
         &self,
         ticket: Ticket,
         key: &str,
         value: T,
+        stored: usize,
         ttl: Duration,
     ) {
         if ttl.is_zero() || !self.still(ticket) {
             return;
         }
         self.entries
-            .insert(key, Box::new(value), Instant::now() + ttl);
+            .insert(key, Box::new(value), stored, Instant::now() + ttl);
         // An invalidation between the check above and the insertion bumped the epoch
         // before it evicted: take the entry back out.
         if !self.still(ticket) {
@@ -161,9 +163,9 @@ mod tests {
 
     #[test]
     fn serves_what_was_inserted_as_its_own_type() {
-        let near = NearCache::new(100, true);
+        let near = NearCache::new(100, None, true);
         let t = near.ticket("k");
-        near.insert(t, "k", vec![1u32, 2], LONG);
+        near.insert(t, "k", vec![1u32, 2], 0, LONG);
         assert_eq!(near.get::<Vec<u32>>("k"), Some(vec![1, 2]));
         assert_eq!(near.get::<String>("k"), None, "another type is a miss");
         assert_eq!(near.get::<Vec<u32>>("other"), None);
@@ -171,30 +173,30 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_an_invalidation_is_not_inserted() {
-        let near = NearCache::new(100, true);
+        let near = NearCache::new(100, None, true);
         let t = near.ticket("k");
         near.invalidate("k");
-        near.insert(t, "k", 1u8, LONG);
+        near.insert(t, "k", 1u8, 0, LONG);
         assert_eq!(near.get::<u8>("k"), None);
         let t = near.ticket("k");
         near.invalidate_pattern("x:*");
-        near.insert(t, "k", 1u8, LONG);
+        near.insert(t, "k", 1u8, 0, LONG);
         assert_eq!(
             near.get::<u8>("k"),
             None,
             "a pattern invalidation holds back all"
         );
         let t = near.ticket("k");
-        near.insert(t, "k", 2u8, LONG);
+        near.insert(t, "k", 2u8, 0, LONG);
         assert_eq!(near.get::<u8>("k"), Some(2));
     }
 
     #[test]
     fn invalidations_evict_keys_and_patterns() {
-        let near = NearCache::new(100, true);
+        let near = NearCache::new(100, None, true);
         for k in ["w:42:a", "w:42:b", "w:420:a"] {
             let t = near.ticket(k);
-            near.insert(t, k, 1u8, LONG);
+            near.insert(t, k, 1u8, 0, LONG);
         }
         near.invalidate_pattern("w:42:*");
         assert_eq!(near.get::<u8>("w:42:a"), None);
@@ -206,13 +208,13 @@ mod tests {
 
     #[test]
     fn nothing_is_served_or_inserted_while_distrusted() {
-        let near = NearCache::new(100, true);
+        let near = NearCache::new(100, None, true);
         let t = near.ticket("k");
-        near.insert(t, "k", 1u8, LONG);
+        near.insert(t, "k", 1u8, 0, LONG);
         near.distrust();
         assert_eq!(near.get::<u8>("k"), None);
         let t = near.ticket("k");
-        near.insert(t, "k", 2u8, LONG);
+        near.insert(t, "k", 2u8, 0, LONG);
         near.trust();
         assert_eq!(near.get::<u8>("k"), None, "dropped when trust was lost");
         assert_eq!(near.len(), 0);
@@ -220,9 +222,9 @@ mod tests {
 
     #[test]
     fn entries_never_outlive_their_ttl() {
-        let near = NearCache::new(100, true);
+        let near = NearCache::new(100, None, true);
         let t = near.ticket("k");
-        near.insert(t, "k", 1u8, Duration::from_millis(30));
+        near.insert(t, "k", 1u8, 0, Duration::from_millis(30));
         assert_eq!(near.get::<u8>("k"), Some(1));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(near.get::<u8>("k"), None);
@@ -230,11 +232,11 @@ mod tests {
 
     #[test]
     fn the_bound_holds() {
-        let near = NearCache::new(10, true);
+        let near = NearCache::new(10, None, true);
         for i in 0..100 {
             let k = format!("k{i}");
             let t = near.ticket(&k);
-            near.insert(t, &k, i, LONG);
+            near.insert(t, &k, i, 0, LONG);
         }
         assert!(near.len() <= 10, "{}", near.len());
     }
