@@ -334,12 +334,15 @@ fn evict_one(buckets: &mut Buckets, shard: &Shard) -> bool {
         return false;
     };
     let bucket = buckets.get_mut(&hash).expect("the victim's bucket");
-    shard.bytes.fetch_sub(bucket.slots()[i].weight, Relaxed);
+    let weight = bucket.slots()[i].weight;
+    shard.len.fetch_sub(1, Relaxed);
+    shard.bytes.fetch_sub(weight, Relaxed);
+    // Counted out before the value is dropped, so that a value whose drop panics leaves
+    // the two counts in step.
     bucket.swap_remove(i);
     if bucket.is_empty() {
         buckets.remove(&hash);
     }
-    shard.len.fetch_sub(1, Relaxed);
     true
 }
 
