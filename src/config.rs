@@ -683,11 +683,10 @@ impl Config {
     /// takes in Redis, after the codec and any compression (the decoded value's own size is
     /// not known to the crate; for uncompressed JSON it is usually of the same order, and
     /// with `Config::compress_over` (feature `compress`) a compressible value weighs far
-    /// less than it takes in memory). When full, it
-    /// drops entries as [`near_cache`](Config::near_cache) does; a value larger than a
-    /// shard's share of the bound (the bound over up to 64 shards, by the entry bound) is
-    /// served from Redis and not kept. Only with `near_cache`; the embedded store's bound
-    /// is its `max_entries`.
+    /// less than it takes in memory). When full, it drops entries as
+    /// [`near_cache`](Config::near_cache) does; a value larger than a shard's share of the
+    /// bound (the bound over up to 64 shards, by the entry bound) is served from Redis and
+    /// not kept. Only with `near_cache`; the embedded store's bound is its `max_entries`.
     pub fn near_cache_max_bytes(mut self, max_bytes: u64) -> Config {
         self.near_cache_bytes = Some(max_bytes);
         self
