@@ -88,15 +88,10 @@ impl Cache {
         let mut pattern_prefix = String::with_capacity(key_prefix.len() + 2);
         glob_escape_into(&key_prefix, &mut pattern_prefix);
         // The embedded store keeps its values decoded too, bounded like the store itself.
-        let near_entries = match &config.store {
-            crate::config::StoreConfig::Memory { max_entries } => Some(*max_entries as u64),
+        let (near_entries, near_bytes) = match &config.store {
+            crate::config::StoreConfig::Memory { max_entries } => (Some(*max_entries as u64), None),
             #[allow(unreachable_patterns)]
-            _ => config.near_cache,
-        };
-        let near_bytes = match &config.store {
-            crate::config::StoreConfig::Memory { .. } => None,
-            #[allow(unreachable_patterns)]
-            _ => config.near_cache_bytes,
+            _ => (config.near_cache, config.near_cache_bytes),
         };
         let near = near_entries.map(|n| Arc::new(NearCache::new(n, near_bytes, false)));
         if let Some(near) = &near {
