@@ -9,18 +9,17 @@ use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
 use std::time::{Duration, Instant};
 use support::RedisServer;
 
+/// The private server's configuration under `prefix`, for the tests to add to.
+fn config(server: &RedisServer, prefix: &str) -> Config {
+    Config::from_url(&server.url()).unwrap().prefix(prefix)
+}
+
 fn near(server: &RedisServer, prefix: &str) -> Cache {
-    Cache::new(
-        Config::from_url(&server.url())
-            .unwrap()
-            .prefix(prefix)
-            .near_cache(10_000),
-    )
-    .unwrap()
+    Cache::new(config(server, prefix).near_cache(10_000)).unwrap()
 }
 
 fn plain(server: &RedisServer, prefix: &str) -> Cache {
-    Cache::new(Config::from_url(&server.url()).unwrap().prefix(prefix)).unwrap()
+    Cache::new(config(server, prefix)).unwrap()
 }
 
 /// Reads `key` through `cache`: the cached value, or -1 when it had to compute.
@@ -255,9 +254,7 @@ fn another_process_changes_reach_the_near_cache_at_once() {
 fn without_the_invalidation_messages_the_same_test_finds_stale_reads() {
     let server = RedisServer::start();
     let a = Cache::new(
-        Config::from_url(&server.url())
-            .unwrap()
-            .prefix("y")
+        config(&server, "y")
             .near_cache(10_000)
             .near_cache_ignores_invalidations_for_tests(true),
     )
@@ -392,9 +389,7 @@ fn the_byte_bound_holds_and_a_value_over_it_is_served_from_redis() {
     // 16 entries make one shard, so the 5,000 bytes are one bound: four of the ~1 KB
     // entries below (1,002 bytes of JSON and a 15-byte key each) fit, a fifth does not.
     let a = Cache::new(
-        Config::from_url(&server.url())
-            .unwrap()
-            .prefix("bytes")
+        config(&server, "bytes")
             .near_cache(16)
             .near_cache_max_bytes(5_000),
     )
