@@ -65,18 +65,26 @@ impl Bucket {
         }
     }
 
-    /// Keeps the slots for which `keep` holds; returns how many it dropped.
-    fn retain(&mut self, mut keep: impl FnMut(&Slot) -> bool) -> usize {
+    /// Keeps the slots for which `keep` holds; returns how many it dropped and their
+    /// weight.
+    fn retain(&mut self, mut keep: impl FnMut(&Slot) -> bool) -> (usize, usize) {
         match self {
-            Bucket::One(slot) if keep(slot) => 0,
-            Bucket::One(_) => {
+            Bucket::One(slot) if keep(slot) => (0, 0),
+            Bucket::One(slot) => {
+                let weight = slot.weight;
                 *self = Bucket::default();
-                1
+                (1, weight)
             }
             Bucket::Many(slots) => {
-                let before = slots.len();
-                slots.retain(|s| keep(s));
-                before - slots.len()
+                let (before, mut freed) = (slots.len(), 0);
+                slots.retain(|s| {
+                    let kept = keep(s);
+                    if !kept {
+                        freed += s.weight;
+                    }
+                    kept
+                });
+                (before - slots.len(), freed)
             }
         }
     }
@@ -249,13 +257,9 @@ impl Entries {
             let mut buckets = write(shard);
             let (mut removed, mut freed) = (0, 0);
             buckets.retain(|_, bucket| {
-                removed += bucket.retain(|s| {
-                    let keep = !doomed(&s.key);
-                    if !keep {
-                        freed += s.weight;
-                    }
-                    keep
-                });
+                let (count, weight) = bucket.retain(|s| !doomed(&s.key));
+                removed += count;
+                freed += weight;
                 !bucket.is_empty()
             });
             shard.len.fetch_sub(removed, Relaxed);
@@ -288,14 +292,7 @@ impl Entries {
 /// Drops `key` from its shard, whose write lock the caller holds.
 fn remove_locked(buckets: &mut Buckets, shard: &Shard, hash: u64, key: &str) {
     if let Some(bucket) = buckets.get_mut(&hash) {
-        let mut freed = 0;
-        let removed = bucket.retain(|s| {
-            let keep = &*s.key != key;
-            if !keep {
-                freed += s.weight;
-            }
-            keep
-        });
+        let (removed, freed) = bucket.retain(|s| &*s.key != key);
         shard.len.fetch_sub(removed, Relaxed);
         shard.bytes.fetch_sub(freed, Relaxed);
         if bucket.is_empty() {
@@ -412,13 +409,13 @@ mod tests {
         b.push(slot("b"));
         b.push(slot("c"));
         assert_eq!(keys(&b), ["a", "b", "c"]);
-        assert_eq!(b.retain(|s| &*s.key != "b"), 1);
+        assert_eq!(b.retain(|s| &*s.key != "b"), (1, 0));
         b.swap_remove(0);
         assert_eq!(keys(&b), ["c"]);
-        assert_eq!(b.retain(|_| false), 1);
+        assert_eq!(b.retain(|_| false), (1, 0));
         assert!(b.is_empty());
         b.push(slot("d"));
-        assert_eq!(b.retain(|_| true), 0);
+        assert_eq!(b.retain(|_| true), (0, 0));
         b.swap_remove(0);
         assert!(b.is_empty());
     }
