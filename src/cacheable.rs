@@ -3,7 +3,9 @@
 use crate::codec::CacheValue;
 use crate::config::IntoTtl;
 use crate::context::Context;
-use crate::engine::{read_through, read_through_async, Call, Control, Freshness, StoreIf, TtlFrom};
+use crate::engine::{
+    near_read, read_through, read_through_async, Call, Control, Freshness, StoreIf, TtlFrom,
+};
 use crate::error::{Error, Result};
 use crate::manager::{Cache, CacheManager};
 use crate::outcome::Outcome;
@@ -579,6 +581,7 @@ impl<'a> Cacheable<'a> {
 
     /// Like [`run`](Self::run) for a fallible computation: an `Err` is returned and never
     /// cached.
+    #[inline]
     pub fn try_run<T, E, F>(mut self, ctx: Context, compute: F) -> Result<T, E>
     where
         T: CacheValue,
@@ -589,6 +592,10 @@ impl<'a> Cacheable<'a> {
             report(slot, Outcome::Unavailable);
             return compute();
         };
+        if let Some(v) = near_read::<T>(cache.core(), &call) {
+            report(slot, Outcome::NearHit);
+            return Ok(v);
+        }
         let out = read_through(cache.core(), &call, compute)
             .expect("fail-open calls report faults rather than return them");
         report(slot, call.served.get());
@@ -660,6 +667,10 @@ impl<'a> Cacheable<'a> {
                 report(slot, Outcome::Unavailable);
                 return finish(compute().await);
             };
+            if let Some(v) = near_read::<T>(cache.core(), &call) {
+                report(slot, Outcome::NearHit);
+                return finish(Ok(v));
+            }
             let out = read_through_async(cache.core(), &call, compute)
                 .await
                 .expect("fail-open calls report faults rather than return them");

@@ -29,7 +29,7 @@ use crate::flight::{Done, Flights, Leader, Role, SharedValue};
 use crate::lease::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
 use crate::near::NearCache;
 use crate::outcome::Outcome as Served;
-use crate::report::{chain, debug_line, format_ttl, Throttle};
+use crate::report::{chain, debug_enabled, debug_line, format_ttl, Throttle};
 use crate::stats::Counters;
 use crate::telemetry;
 use std::any::Any;
@@ -539,14 +539,34 @@ impl Core {
     }
 
     /// The decoded value the near cache holds for the call's key, counted.
+    ///
+    /// Cloned, counted and marked as the call's outcome under the shard's read lock: the
+    /// clone then lands where the caller returns it. A call that writes a debug line or
+    /// records metrics (a logger's or a recorder's code) clones, lets the lock go, and then
+    /// does those.
+    #[inline(always)]
     fn near_hit<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
-        let v = self.near.as_ref()?.get::<T>(&call.key)?;
-        let c = &self.counters;
-        Counters::add(&c.near_hits, 1);
+        let near = self.near.as_ref()?;
+        if cfg!(feature = "metrics") || debug_enabled(call.debug) {
+            return self.near_hit_told(call);
+        }
+        near.with::<T, T>(&call.key, |v| {
+            Counters::add(&self.counters.near_hits, 1);
+            call.served.set(Served::NearHit);
+            v.clone()
+        })
+    }
+
+    /// [`near_hit`](Self::near_hit), with its debug line and metrics written after the
+    /// shard's lock is let go.
+    #[inline(never)]
+    fn near_hit_told<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
+        let v = self.near.as_ref()?.with::<T, T>(&call.key, T::clone)?;
+        Counters::add(&self.counters.near_hits, 1);
+        call.served.set(Served::NearHit);
         telemetry::hits(call.template, 1);
         telemetry::near_hits(call.template, 1);
         call.debug(format_args!("NEAR HIT for {}", call.key));
-        call.served.set(Served::NearHit);
         Some(v)
     }
 
@@ -1671,9 +1691,21 @@ fn answer<T: CacheValue, E>(
 /// The near cache's value for the call, unless the call must go to the store: a forced
 /// refresh reads the stored bytes it will replace, a sliding read pushes the expiry kept
 /// there (a near hit makes no round trip, so it could not), and early refresh draws on
-/// every read of the store, where the expiry is.
-fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
-    if call.control.refresh || call.control.sliding || call.fresh.early_refresh > 0.0 {
+/// every read of the store, where the expiry is. Nor for a call that skips the cache (its
+/// [`Core::skips`] counts it in [`read_through`]).
+///
+/// Every read-through's first step, taken by its callers rather than by [`read_through`]
+/// itself, and inlined into them: the value is then cloned near where the caller returns
+/// it, not copied out through each layer. Three fewer copies of a 192-byte value per hit
+/// took the embedded store from 0.97× to 1.03–1.05× `moka`'s hits (benchmark 7).
+#[inline(always)]
+pub(crate) fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
+    if call.control.refresh
+        || call.control.sliding
+        || call.control.bypass
+        || call.fresh.early_refresh > 0.0
+        || !core.is_enabled()
+    {
         return None;
     }
     core.near_hit::<T>(call)
@@ -1702,7 +1734,8 @@ fn encoded<T: CacheValue, E>(
 }
 
 /// Read-through, blocking: the cached value, or `compute`'s, stored unless an invalidation
-/// ran while it was computed. The outer `Err` only comes in strict mode.
+/// ran while it was computed. The outer `Err` only comes in strict mode. Its callers try
+/// [`near_read`] first.
 pub(crate) fn read_through<T, E>(
     core: &Arc<Core>,
     call: &Call<'_>,
@@ -1712,11 +1745,6 @@ where
     T: CacheValue,
 {
     let skip = core.skips(call);
-    if !skip {
-        if let Some(v) = near_read::<T>(core, call) {
-            return Ok(Ok(v));
-        }
-    }
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();
@@ -1769,11 +1797,6 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let skip = core.skips(call);
-    if !skip {
-        if let Some(v) = near_read::<T>(core, call) {
-            return Ok(Ok(v));
-        }
-    }
     // Taken before the store is read: a change that comes after holds the value back.
     let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
     let mut state = CallState::default();

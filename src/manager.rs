@@ -4,7 +4,7 @@ use crate::backend::{block_on, Backend, KeyTtl, Mode, Stored};
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::{Config, IntoTtl};
-use crate::engine::{read_through, read_through_async, Call, Core};
+use crate::engine::{near_read, read_through, read_through_async, Call, Core};
 use crate::error::{Error, ErrorKind, Result};
 use crate::near::NearCache;
 use crate::stats::{Counters, Stats};
@@ -477,6 +477,9 @@ impl Cache {
         F: FnOnce() -> T,
     {
         let call = self.strict_call(key, ttl)?;
+        if let Some(v) = near_read::<T>(self.core(), &call) {
+            return Ok(v);
+        }
         let out = read_through(self.core(), &call, || {
             Ok::<T, std::convert::Infallible>(compute())
         })?;
@@ -496,6 +499,9 @@ impl Cache {
         Fut: Future<Output = T>,
     {
         let call = self.strict_call(key, ttl)?;
+        if let Some(v) = near_read::<T>(self.core(), &call) {
+            return Ok(v);
+        }
         let out = read_through_async(self.core(), &call, || async {
             Ok::<T, std::convert::Infallible>(compute().await)
         })

@@ -191,8 +191,10 @@ impl Entries {
         (hash, &self.shards[shard])
     }
 
-    /// The value at `key`, if one of type `T` is there and has not expired.
-    pub(crate) fn get<T: Clone + 'static>(&self, key: &str) -> Option<T> {
+    /// `found` of the value at `key`, called under its shard's read lock, if one of type `T`
+    /// is there and has not expired.
+    #[inline(always)]
+    pub(crate) fn with<T: 'static, R>(&self, key: &str, found: impl FnOnce(&T) -> R) -> Option<R> {
         let (hash, shard) = self.locate(key);
         let buckets = read(shard);
         let slot = buckets
@@ -206,7 +208,14 @@ impl Entries {
         if !slot.used.load(Relaxed) {
             slot.used.store(true, Relaxed);
         }
-        slot.value.downcast_ref::<T>().cloned()
+        let value = slot.value.downcast_ref::<T>()?;
+        Some(found(value))
+    }
+
+    /// A clone of the value at `key`, if it holds one of type `T`.
+    #[cfg(test)]
+    pub(crate) fn get<T: Clone + 'static>(&self, key: &str) -> Option<T> {
+        self.with(key, T::clone)
     }
 
     /// Puts `value` at `key` until `expires`, making room in its shard if it is full. Its

@@ -67,12 +67,20 @@ impl NearCache {
         self.hasher.hash_one(key) as usize % BUCKETS
     }
 
-    /// The value at `key`, if this tier holds one of type `T`.
-    pub(crate) fn get<T: Clone + 'static>(&self, key: &str) -> Option<T> {
+    /// `found` of the value at `key` (called under a lock: keep it short), if this tier
+    /// holds one of type `T`.
+    #[inline(always)]
+    pub(crate) fn with<T: 'static, R>(&self, key: &str, found: impl FnOnce(&T) -> R) -> Option<R> {
         if !self.trusted.load(Ordering::Acquire) {
             return None;
         }
-        self.entries.get::<T>(key)
+        self.entries.with::<T, R>(key, found)
+    }
+
+    /// A clone of the value at `key`, if it holds one of type `T`.
+    #[cfg(test)]
+    pub(crate) fn get<T: Clone + 'static>(&self, key: &str) -> Option<T> {
+        self.with(key, T::clone)
     }
 
     /// Taken before a read is sent to the store.
