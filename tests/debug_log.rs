@@ -101,4 +101,39 @@ fn debug_lines_match_the_seed() {
         .on(&cache)
         .run(ctx! { user_id }, || 1);
     assert!(take_lines().is_empty());
+
+    // A near hit says so, and is counted as one. (The near cache takes a value read back
+    // from Redis once tracking is confirmed: read until a hit comes from it.)
+    let near = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("paycore")
+            .near_cache(100),
+    )
+    .unwrap();
+    let read = || {
+        Cacheable::new("user:<<user_id>>:profile")
+            .debug(true)
+            .on(&near)
+            .run(ctx! { user_id }, || "computed".to_string())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while near.stats().near_hits == 0 {
+        assert!(std::time::Instant::now() < deadline, "no near hit");
+        read();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    take_lines();
+    assert_eq!(read(), "computed");
+    assert_eq!(near.stats().near_hits, 2);
+    assert_eq!(
+        take_lines(),
+        [
+            "[Cache Debug] Function: user:<<user_id>>:profile",
+            "[Cache Debug] Key Template: user:<<user_id>>:profile",
+            "[Cache Debug] Resolved Key: paycore:user:123:profile",
+            "[Cache Debug] Context: {\"user_id\":123}",
+            "[Cache Debug] NEAR HIT for paycore:user:123:profile",
+        ]
+    );
 }
