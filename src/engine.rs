@@ -1697,7 +1697,7 @@ fn answer<T: CacheValue, E>(
 /// Every read-through's first step, taken by its callers rather than by [`read_through`]
 /// itself, and inlined into them: the value is then cloned near where the caller returns
 /// it, not copied out through each layer. Three fewer copies of a 192-byte value per hit
-/// took the embedded store from 0.97× to 1.03–1.05× `moka`'s hits (benchmark 7).
+/// took the embedded store from 0.97× to 1.02–1.05× `moka`'s hits (benchmark 7, five runs).
 #[inline(always)]
 pub(crate) fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
     if call.control.refresh
