@@ -540,10 +540,10 @@ impl Core {
 
     /// The decoded value the near cache holds for the call's key, counted.
     ///
-    /// Cloned, counted and marked as the call's outcome under the shard's read lock: the
-    /// clone then lands where the caller returns it. A call that writes a debug line or
-    /// records metrics (a logger's or a recorder's code) clones, lets the lock go, and then
-    /// does those.
+    /// Counted, marked as the call's outcome and cloned under the shard's read lock (the
+    /// clone last, so that it lands where the caller returns it; a `Clone` that panics has
+    /// been counted). A call that writes a debug line or records metrics (a logger's or a
+    /// recorder's code) clones, lets the lock go, and then does those.
     #[inline(always)]
     fn near_hit<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
         let near = self.near.as_ref()?;
@@ -1339,25 +1339,36 @@ impl Core {
     /// off. Counted, logged and recorded as the call's outcome. Such a call neither reads
     /// nor writes: no tag entry, no lease, no early refresh.
     fn skips(&self, call: &Call<'_>) -> bool {
+        let Some(skip) = self.skip(call) else {
+            return false;
+        };
         let c = &self.counters;
-        if !self.is_enabled() {
+        if skip == Served::Disabled {
             Counters::add(&c.disabled_calls, 1);
-            call.served.set(Served::Disabled);
             call.debug(format_args!(
                 "Cache disabled: computing {} without reading or writing it",
                 call.key
             ));
-            true
-        } else if call.control.bypass {
+        } else {
             Counters::add(&c.bypasses, 1);
-            call.served.set(Served::Bypassed);
             call.debug(format_args!(
                 "BYPASS for {}: computing without reading or writing the cache",
                 call.key
             ));
-            true
+        }
+        call.served.set(skip);
+        true
+    }
+
+    /// Why the call computes without the cache, if it does (`Disabled` or `Bypassed`):
+    /// [`skips`](Self::skips)' conditions, uncounted.
+    fn skip(&self, call: &Call<'_>) -> Option<Served> {
+        if !self.is_enabled() {
+            Some(Served::Disabled)
+        } else if call.control.bypass {
+            Some(Served::Bypassed)
         } else {
-            false
+            None
         }
     }
 
@@ -1691,20 +1702,19 @@ fn answer<T: CacheValue, E>(
 /// The near cache's value for the call, unless the call must go to the store: a forced
 /// refresh reads the stored bytes it will replace, a sliding read pushes the expiry kept
 /// there (a near hit makes no round trip, so it could not), and early refresh draws on
-/// every read of the store, where the expiry is. Nor for a call that skips the cache (its
-/// [`Core::skips`] counts it in [`read_through`]).
+/// every read of the store, where the expiry is. Nor for a call that skips the cache
+/// ([`Core::skips`] counts it, in [`read_through`]).
 ///
 /// Every read-through's first step, taken by its callers rather than by [`read_through`]
 /// itself, and inlined into them: the value is then cloned near where the caller returns
-/// it, not copied out through each layer. Three fewer copies of a 192-byte value per hit
-/// took the embedded store from 0.97× to 1.02–1.05× `moka`'s hits (benchmark 7, five runs).
+/// it, not copied out through each layer (three copies of the value fewer per hit:
+/// BENCHMARKS.md, benchmark 7, 2026-12-07).
 #[inline(always)]
 pub(crate) fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
     if call.control.refresh
         || call.control.sliding
-        || call.control.bypass
         || call.fresh.early_refresh > 0.0
-        || !core.is_enabled()
+        || core.skip(call).is_some()
     {
         return None;
     }

@@ -67,8 +67,9 @@ impl NearCache {
         self.hasher.hash_one(key) as usize % BUCKETS
     }
 
-    /// `found` of the value at `key` (called under a lock: keep it short), if this tier
-    /// holds one of type `T`.
+    /// `found` of the value at `key`, if this tier holds one of type `T`. It runs under
+    /// the shard's read lock: keep it short, and never call into the cache from it (a
+    /// writer queued behind the lock would block it).
     #[inline(always)]
     pub(crate) fn with<T: 'static, R>(&self, key: &str, found: impl FnOnce(&T) -> R) -> Option<R> {
         if !self.trusted.load(Ordering::Acquire) {
