@@ -64,8 +64,11 @@ fn first_near_hit<T>(cache: &Cache, mut read: impl FnMut() -> T) -> T {
 #[test]
 fn near_hits_send_nothing_to_the_server() {
     let server = RedisServer::start();
-    let cache = near(&server, "n1");
+    // Written before the cache (and its tracking connection) exists: a `SET` after it
+    // sends an invalidation that, late on a loaded machine, could evict the entry during
+    // the 1,000 reads (as it should) and make one of them a Redis hit.
     server.cli(&["SET", "n1:v:1", "41", "EX", "600"]);
+    let cache = near(&server, "n1");
     assert_eq!(read(&cache, 1), 41, "read through Redis");
     until_near_hit(&cache, 1);
     let before = commands(&server);
@@ -108,8 +111,9 @@ fn arc_values_are_shared_by_near_hits_not_copied() {
 #[test]
 fn async_near_hits_too() {
     let server = RedisServer::start();
-    let cache = near(&server, "n2");
+    // Before the cache exists, as in `near_hits_send_nothing_to_the_server`.
     server.cli(&["SET", "n2:v:2", "7", "EX", "600"]);
+    let cache = near(&server, "n2");
     until_near_hit(&cache, 2);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

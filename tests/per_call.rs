@@ -823,15 +823,25 @@ fn near_hits_are_hits(b: &Backend) {
         assert_eq!(seen.last(), Some(&Outcome::NearHit));
         assert_eq!(Outcome::NearHit.as_str(), "nearhit");
         assert!(near_hits >= 1);
-        let mut outcome = Outcome::Miss;
-        let v: String = runtime().block_on(
-            Cacheable::new("item:<<id>>")
-                .ttl(60)
-                .on(&cache)
-                .outcome(&mut outcome)
-                .run_async(ctx! { id = 1 }, || async { "computed".to_string() }),
-        );
-        assert_eq!((v.as_str(), outcome), ("v", Outcome::NearHit));
+        // Async too. Read until a near hit: the seed's own write sends an invalidation
+        // that, late on a loaded machine, may evict the entry once more (as it should).
+        loop {
+            let mut outcome = Outcome::Miss;
+            let v: String = runtime().block_on(
+                Cacheable::new("item:<<id>>")
+                    .ttl(60)
+                    .on(&cache)
+                    .outcome(&mut outcome)
+                    .run_async(ctx! { id = 1 }, || async { "computed".to_string() }),
+            );
+            assert_eq!(v, "v");
+            assert!(outcome.is_hit(), "{outcome:?}");
+            if outcome == Outcome::NearHit {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no async near hit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     } else {
         assert!(seen.iter().all(|o| *o == Outcome::Hit), "{seen:?}");
         assert_eq!(near_hits, 0);
