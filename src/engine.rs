@@ -548,11 +548,10 @@ impl Core {
     fn near_hit<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
         let near = self.near.as_ref()?;
         if cfg!(feature = "metrics") || debug_enabled(call.debug) {
-            return self.near_hit_told(call);
+            return self.near_hit_told(near, call);
         }
         near.with::<T, T>(&call.key, |v| {
-            Counters::add(&self.counters.near_hits, 1);
-            call.served.set(Served::NearHit);
+            self.mark_near_hit(call);
             v.clone()
         })
     }
@@ -560,14 +559,20 @@ impl Core {
     /// [`near_hit`](Self::near_hit), with its debug line and metrics written after the
     /// shard's lock is let go.
     #[inline(never)]
-    fn near_hit_told<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
-        let v = self.near.as_ref()?.with::<T, T>(&call.key, T::clone)?;
-        Counters::add(&self.counters.near_hits, 1);
-        call.served.set(Served::NearHit);
+    fn near_hit_told<T: CacheValue>(&self, near: &NearCache, call: &Call<'_>) -> Option<T> {
+        let v = near.with::<T, T>(&call.key, T::clone)?;
+        self.mark_near_hit(call);
         telemetry::hits(call.template, 1);
         telemetry::near_hits(call.template, 1);
         call.debug(format_args!("NEAR HIT for {}", call.key));
         Some(v)
+    }
+
+    /// A near hit, counted and recorded as the call's outcome.
+    #[inline(always)]
+    fn mark_near_hit(&self, call: &Call<'_>) {
+        Counters::add(&self.counters.near_hits, 1);
+        call.served.set(Served::NearHit);
     }
 
     /// `key` was written or deleted by this process: the near cache drops it now, rather
