@@ -303,12 +303,9 @@ mod on_redis {
             let calls = Cell::new(0);
             assert_eq!(read(&near, name, &large, &calls), large);
             // Tracking is confirmed asynchronously: read until a hit comes from memory.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while near.stats().near_hits == 0 {
+            support::first_near_hit(&near, std::time::Duration::from_secs(5), || {
                 assert_eq!(read(&near, name, &large, &calls), large, "{name}");
-                assert!(std::time::Instant::now() < deadline, "{name}: no near hit");
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
+            });
             assert_eq!(calls.get(), 1, "{name}");
             assert_eq!(near.stats().decode_errors, 0, "{name}");
         }

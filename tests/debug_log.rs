@@ -117,12 +117,7 @@ fn debug_lines_match_the_seed() {
             .on(&near)
             .run(ctx! { user_id }, || "computed".to_string())
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while near.stats().near_hits == 0 {
-        assert!(std::time::Instant::now() < deadline, "no near hit");
-        read();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    support::first_near_hit(&near, std::time::Duration::from_secs(5), read);
     take_lines();
     assert_eq!(read(), "computed");
     assert_eq!(near.stats().near_hits, 2);

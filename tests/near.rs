@@ -7,7 +7,7 @@ mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
 use std::time::{Duration, Instant};
-use support::RedisServer;
+use support::{first_near_hit, RedisServer};
 
 /// The private server's configuration under `prefix`, for the tests to add to.
 fn config(server: &RedisServer, prefix: &str) -> Config {
@@ -41,25 +41,11 @@ fn commands(server: &RedisServer) -> u64 {
 
 /// Waits until the near cache serves a key without Redis (its tracking is confirmed).
 fn until_near_hit(cache: &Cache, id: u32) {
-    first_near_hit(cache, || read(cache, id));
+    first_near_hit(cache, WITHIN, || read(cache, id));
 }
 
-/// Calls `read` until one call is answered by the near cache, and returns that answer.
-fn first_near_hit<T>(cache: &Cache, mut read: impl FnMut() -> T) -> T {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let before = cache.stats().near_hits;
-        let v = read();
-        if cache.stats().near_hits > before {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the near cache never served a hit"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+/// How long a near cache may take to serve its first hit.
+const WITHIN: Duration = Duration::from_secs(5);
 
 #[test]
 fn near_hits_send_nothing_to_the_server() {
@@ -102,7 +88,7 @@ fn arc_values_are_shared_by_near_hits_not_copied() {
         serde_json::to_string(&*computed).unwrap(),
         "stored as the plain value"
     );
-    let held = first_near_hit(&cache, read);
+    let held = first_near_hit(&cache, WITHIN, read);
     let again = read();
     assert!(Arc::ptr_eq(&held, &again), "two near hits, two copies");
     assert_eq!(*again, *computed);
@@ -406,7 +392,7 @@ fn the_byte_bound_holds_and_a_value_over_it_is_served_from_redis() {
     // Tracking confirmed (the first key held). A miss computes and writes (nothing enters
     // the near cache); the next read, a Redis hit, offers each value to it; the third read
     // finds what the bound let it keep.
-    first_near_hit(&a, || text(0, 1_000));
+    first_near_hit(&a, WITHIN, || text(0, 1_000));
     for _ in 0..2 {
         for id in 0..12 {
             assert_eq!(text(id, 1_000), format!("{id:01000}"));
@@ -423,7 +409,7 @@ fn the_byte_bound_holds_and_a_value_over_it_is_served_from_redis() {
     );
     // Still a working near cache under its bound.
     assert_eq!(
-        first_near_hit(&a, || text(5, 1_000)),
+        first_near_hit(&a, WITHIN, || text(5, 1_000)),
         format!("{:01000}", 5)
     );
     // A 6,000-byte value is over the whole bound: never kept, always right.

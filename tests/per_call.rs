@@ -292,12 +292,7 @@ fn bypass_neither_reads_nor_writes(b: &Backend) {
     // Held near first, where there is a near tier (the near cache, or the embedded
     // store's decoded copies): a bypass is not served from it either.
     if b.near || b.url.is_none() {
-        let deadline = Instant::now() + WAIT;
-        while cache.stats().near_hits == 0 {
-            assert!(Instant::now() < deadline, "item 1 was never held near");
-            read(&cache, 1);
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        support::first_near_hit(&cache, WAIT, || read(&cache, 1));
     }
     let computed = AtomicUsize::new(0);
     let bypass = |id: u32, outcome: &mut Outcome| {

@@ -8,6 +8,29 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// Calls `read` until one call is answered by `cache`'s near tier (a near cache takes a
+/// value read back from Redis once its tracking is confirmed, asynchronously), and returns
+/// that answer. Fails the test after `within`.
+pub fn first_near_hit<T>(
+    cache: &cacheable::Cache,
+    within: Duration,
+    mut read: impl FnMut() -> T,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let before = cache.stats().near_hits;
+        let v = read();
+        if cache.stats().near_hits > before {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the near cache never served a hit"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
