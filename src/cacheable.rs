@@ -662,6 +662,9 @@ impl<'a> Cacheable<'a> {
         Fut: Future<Output = Result<T, E>>,
     {
         async move {
+            // A near hit is ready at once: it counts against the task's budget as a store
+            // call does (`rt::cooperate`).
+            crate::rt::cooperate().await;
             let slot = self.per_call.outcome.take();
             let Some((cache, call)) = self.plan(&ctx) else {
                 report(slot, Outcome::Unavailable);

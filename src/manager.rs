@@ -498,6 +498,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
+        crate::rt::cooperate().await;
         let call = self.strict_call(key, ttl)?;
         if let Some(v) = near_read::<T>(self.core(), &call) {
             return Ok(v);

@@ -51,6 +51,18 @@ pub(crate) fn sleep(d: Duration) -> Deadline {
     Deadline::after(d)
 }
 
+/// One unit of the calling tokio task's budget (tokio's cooperative scheduling), as a
+/// channel receive or a socket read takes: an async call that is ready at once (a near
+/// hit, the embedded store, a call that fails fast while Redis is down) would otherwise
+/// never hand its worker back, and a loop of such calls would starve the tasks queued
+/// behind it on that worker (one CI run saw a task wait out a whole Sentinel failover,
+/// 2.26 s, behind a loop whose calls all failed fast). Once the budget is spent, the call
+/// yields once first. Ready at once outside a tokio runtime, and never in blocking mode.
+#[inline]
+pub(crate) async fn cooperate() {
+    tokio::task::coop::consume_budget().await
+}
+
 /// `fut`, or `None` once `d` has passed, without needing a timer in the caller's runtime.
 ///
 /// `fut` comes pinned by the caller (`std::pin::pin!`), so that the caller's future holds

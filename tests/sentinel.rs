@@ -126,6 +126,9 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
                         let mut s = slowest.lock().unwrap();
                         s.1 = s.1.max(took);
                     }
+                    // Blocks the worker, as careless callers do: while calls fail fast, only
+                    // the calls' own yields (tests/cooperative.rs) let the other task, woken
+                    // onto this worker by this one's flight, run.
                     std::thread::sleep(Duration::from_micros(500));
                 }
             });

@@ -309,19 +309,24 @@ impl Backend {
 
 /// Forwards each `Store` method to the configured store.
 macro_rules! dispatch {
-    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+    ($(fn $name:ident(&self, $mode:ident: Mode $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         impl Backend {$(
-            pub(crate) async fn $name(&self $(, $arg: $ty)*) -> $ret {
+            pub(crate) async fn $name(&self, $mode: Mode $(, $arg: $ty)*) -> $ret {
+                // Async store calls count against the caller's tokio budget: the embedded
+                // store, and a store that fails fast, answer without ever pending.
+                if $mode == Mode::Async {
+                    crate::rt::cooperate().await;
+                }
                 match self {
-                    Backend::Memory(s) => s.$name($($arg),*).await,
+                    Backend::Memory(s) => s.$name($mode $(, $arg)*).await,
                     #[cfg(feature = "redis")]
-                    Backend::Redis(s) => s.$name($($arg),*).await,
+                    Backend::Redis(s) => s.$name($mode $(, $arg)*).await,
                     // Boxed: a cluster command's future is about 5 KB (redis-rs's cluster
                     // routing), and each of these is held inline by every cached call's
                     // future, which a near hit moves several times. One allocation per
                     // cluster command, against a network round trip.
                     #[cfg(feature = "cluster")]
-                    Backend::Cluster(s) => Box::pin(s.$name($($arg),*)).await,
+                    Backend::Cluster(s) => Box::pin(s.$name($mode $(, $arg)*)).await,
                 }
             }
         )*}

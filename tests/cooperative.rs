@@ -1,0 +1,136 @@
+//! An async call that is ready at once (a near hit, the embedded store, a call that fails
+//! fast while Redis is down) takes a unit of the tokio task's budget, as a channel receive
+//! does: a loop of such calls hands its worker back now and then, and the tasks queued
+//! behind it run. Without that, a task woken onto a worker whose running task loops over
+//! ready calls waits until the loop ends (one CI run of tests/sentinel.rs saw an async
+//! call wait out the whole failover, 2.26 s, behind a loop whose calls all failed fast).
+
+#[cfg(feature = "redis")]
+mod support;
+
+use cacheable::{ctx, Cache, Cacheable, Config};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const CALLS: usize = 10_000;
+
+/// Awaits `call` up to [`CALLS`] times in a current-thread runtime's main future, with a
+/// task spawned beside it on the same thread; returns how many calls had been made when the
+/// task had run, or `None` if it never ran during the loop.
+fn calls_before_a_queued_task_runs<F, Fut>(call: F) -> Option<usize>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+        for i in 0..CALLS {
+            call(i).await;
+            if ran.load(Ordering::SeqCst) {
+                return Some(i + 1);
+            }
+        }
+        None
+    })
+}
+
+#[test]
+fn a_loop_of_near_hits_lets_the_other_tasks_run() {
+    let cache = Cache::new(Config::memory().prefix("coop")).unwrap();
+    cache.set("warm", &7u32, 60).unwrap();
+    let builder = calls_before_a_queued_task_runs(|_| {
+        let cache = &cache;
+        async move {
+            let v: u32 = Cacheable::new("item:<<id>>")
+                .on(cache)
+                .run_async(ctx! { id = 1 }, || async { 7 })
+                .await;
+            assert_eq!(v, 7);
+        }
+    });
+    println!("run_async: the queued task ran after {builder:?} of {CALLS} calls");
+    assert!(
+        builder.is_some(),
+        "the queued task never ran during {CALLS} near hits"
+    );
+    assert!(cache.stats().near_hits > 0, "{:?}", cache.stats());
+
+    let get_or_set = calls_before_a_queued_task_runs(|_| {
+        let cache = &cache;
+        async move {
+            let v: u32 = cache
+                .get_or_set_async("warm", || async { 0 }, 60)
+                .await
+                .unwrap();
+            assert_eq!(v, 7);
+        }
+    });
+    println!("get_or_set_async: the queued task ran after {get_or_set:?} of {CALLS} calls");
+    assert!(get_or_set.is_some(), "the queued task never ran");
+
+    let store = calls_before_a_queued_task_runs(|i| {
+        let cache = &cache;
+        async move {
+            cache
+                .set_async(&format!("k{}", i % 10), &i, 60)
+                .await
+                .unwrap();
+        }
+    });
+    println!("set_async: the queued task ran after {store:?} of {CALLS} calls");
+    assert!(store.is_some(), "the queued task never ran");
+}
+
+/// Redis is down and the breaker open: every call fails fast, computes, and answers
+/// without ever pending.
+#[cfg(feature = "redis")]
+#[test]
+fn a_loop_of_calls_failing_fast_lets_the_other_tasks_run() {
+    use std::time::Duration;
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let cache = Cache::new(
+        Config::from_url(&format!("redis://127.0.0.1:{port}"))
+            .unwrap()
+            .prefix("coop")
+            .op_timeout(Duration::from_millis(100))
+            .connect_timeout(Duration::from_millis(100))
+            // Open for the whole test: no probe (which would pend) during the loop.
+            .breaker(2, Duration::from_secs(600)),
+    )
+    .unwrap();
+    let read = |id: u32| {
+        Cacheable::new("item:<<id>>")
+            .on(&cache)
+            .run_async(ctx! { id }, move || async move { id * 2 })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // The first calls wait on the refused connection; then the breaker opens.
+    rt.block_on(async {
+        for id in 0..5 {
+            assert_eq!(read(id).await, id * 2);
+        }
+    });
+    let errors = cache.stats().errors;
+    assert!(errors > 0, "{:?}", cache.stats());
+    let ran = calls_before_a_queued_task_runs(|i| {
+        let id = i as u32;
+        let read = &read;
+        async move { assert_eq!(read(id).await, id * 2) }
+    });
+    println!("Redis down: the queued task ran after {ran:?} of {CALLS} calls");
+    assert!(
+        ran.is_some(),
+        "the queued task never ran during {CALLS} calls that failed fast"
+    );
+}
