@@ -610,6 +610,11 @@ impl<'a> Cacheable<'a> {
     /// runtime with an IO driver sends on a connection of its own instead, once its first
     /// call has started it.
     ///
+    /// Under tokio, each call takes a unit of the task's cooperative budget, as a channel
+    /// receive does: a loop of calls that answer at once (near hits, the embedded store,
+    /// calls failing fast while Redis is down) yields now and then, so the tasks queued
+    /// behind it on the same worker still run.
+    ///
     /// A plain `fn` returning the future, rather than an `async fn`: its arguments are
     /// then held once, not twice, in a future that a near hit builds and moves.
     pub fn run_async<T, F, Fut>(
