@@ -134,3 +134,90 @@ fn a_loop_of_calls_failing_fast_lets_the_other_tasks_run() {
         "the queued task never ran during {CALLS} calls that failed fast"
     );
 }
+
+/// The CI failure's shape, on two workers: task B leads a flight that task A (on the other
+/// worker) follows; B's flight ends on B's worker, which puts A in that worker's LIFO slot
+/// (no other worker steals from it); then B loops over near hits for a second. A must not
+/// wait for B's loop to end.
+#[test]
+fn a_follower_woken_onto_a_looping_worker_runs_before_the_loop_ends() {
+    use std::sync::atomic::AtomicU64;
+    use std::time::{Duration, Instant};
+    const LOOP: Duration = Duration::from_secs(1);
+    let cache = Arc::new(Cache::new(Config::memory().prefix("coop-lifo")).unwrap());
+    cache.set("warm", &7u32, 60).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let b_computing = Arc::new(AtomicBool::new(false));
+    let a_waiting = Arc::new(AtomicBool::new(false));
+    // When A got its value, in µs after B's flight ended (u64::MAX: not yet).
+    let a_done_after = Arc::new(AtomicU64::new(u64::MAX));
+    let b_ended = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let b = {
+        let (cache, b_computing, a_waiting, b_ended) = (
+            cache.clone(),
+            b_computing.clone(),
+            a_waiting.clone(),
+            b_ended.clone(),
+        );
+        rt.spawn(async move {
+            let v: u32 = Cacheable::new("lifo:<<id>>")
+                .on(&cache)
+                .run_async(ctx! { id = 1 }, || async {
+                    b_computing.store(true, Ordering::SeqCst);
+                    while !a_waiting.load(Ordering::SeqCst) {
+                        tokio::task::yield_now().await;
+                    }
+                    // A joins the flight meanwhile, on the other worker.
+                    std::thread::sleep(Duration::from_millis(50));
+                    11
+                })
+                .await;
+            assert_eq!(v, 11);
+            *b_ended.lock().unwrap() = Some(Instant::now());
+            let started = Instant::now();
+            let mut hits = 0u64;
+            while started.elapsed() < LOOP {
+                let v: u32 = cache
+                    .get_or_set_async("warm", || async { 0 }, 60)
+                    .await
+                    .unwrap();
+                assert_eq!(v, 7);
+                hits += 1;
+            }
+            hits
+        })
+    };
+    let a = {
+        let (cache, b_computing, a_waiting, a_done_after, b_ended) = (
+            cache.clone(),
+            b_computing.clone(),
+            a_waiting.clone(),
+            a_done_after.clone(),
+            b_ended.clone(),
+        );
+        rt.spawn(async move {
+            while !b_computing.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            a_waiting.store(true, Ordering::SeqCst);
+            let v: u32 = Cacheable::new("lifo:<<id>>")
+                .on(&cache)
+                .run_async(ctx! { id = 1 }, || async { 12 })
+                .await;
+            let ended = b_ended.lock().unwrap().expect("B's flight ended first");
+            a_done_after.store(ended.elapsed().as_micros() as u64, Ordering::SeqCst);
+            v
+        })
+    };
+    let (hits, v) = rt.block_on(async { (b.await.unwrap(), a.await.unwrap()) });
+    let waited = Duration::from_micros(a_done_after.load(Ordering::SeqCst));
+    println!("A got {v} {waited:?} after B's flight ended; B made {hits} hits in {LOOP:?}");
+    assert_eq!(v, 11, "A followed B's flight");
+    assert!(
+        waited < LOOP / 2,
+        "A waited {waited:?} for B's loop of {LOOP:?} to end"
+    );
+}
