@@ -2,8 +2,9 @@
 //! fast while Redis is down) takes a unit of the tokio task's budget, as a channel receive
 //! does: a loop of such calls hands its worker back now and then, and the tasks queued
 //! behind it run. Without that, a task woken onto a worker whose running task loops over
-//! ready calls waits until the loop ends (one CI run of tests/sentinel.rs saw an async
-//! call wait out the whole failover, 2.26 s, behind a loop whose calls all failed fast).
+//! ready calls waits until the loop ends: the last test here reproduces the shape of one
+//! CI run of tests/sentinel.rs, where an async call waited out the whole failover, 2.26 s,
+//! beside a loop whose calls all failed fast.
 
 #[cfg(feature = "redis")]
 mod support;
