@@ -52,15 +52,13 @@ pub(crate) fn sleep(d: Duration) -> Deadline {
 }
 
 /// One unit of the calling tokio task's budget (tokio's cooperative scheduling), as a
-/// channel receive or a socket read takes: an async call that is ready at once (a near
-/// hit, the embedded store, a call that fails fast while Redis is down) would otherwise
-/// never hand its worker back, and a loop of such calls would starve the tasks queued
-/// behind it on that worker: a task woken from that worker goes into its LIFO slot, which
-/// no other worker steals (`tests/cooperative.rs` reproduces it: the follower of a flight
-/// waited out the whole 1 s loop of near hits of the task whose flight it followed; one CI
-/// run saw an async call wait out a whole Sentinel failover, 2.26 s, beside a loop whose
-/// calls all failed fast). Once the budget is spent, the call yields once first. Ready at once outside a tokio runtime; callers
-/// use it in async mode only, since a blocking step must never pend.
+/// channel receive or a socket read takes. An async call that is ready at once (a near hit,
+/// the embedded store, a call failing fast while Redis is down) would otherwise never hand
+/// its worker back, and a task woken from that worker waits in its LIFO slot, which no
+/// other worker steals, until the loop ends: `tests/cooperative.rs` reproduces it, and one
+/// CI run saw an async call wait out a whole Sentinel failover (2.26 s) that way. Once the
+/// budget is spent, the call yields once first. Ready at once outside a tokio runtime;
+/// callers use it in async mode only, since a blocking step must never pend.
 #[inline]
 pub(crate) async fn cooperate() {
     tokio::task::coop::consume_budget().await
