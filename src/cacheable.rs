@@ -518,9 +518,29 @@ impl<'a> Cacheable<'a> {
             ..Freshness::default()
         };
         for tag in &self.fresh.tags {
+            if !self.checked {
+                self.check_tag(tag)?;
+            }
             fresh.tags.push(render_tag(cache, tag, ctx)?);
         }
         Ok(fresh)
+    }
+
+    /// The rule `cache_fn!` checks at compile time: a tag's placeholders are the key's, so
+    /// that a key sits in the same tags whichever call wrote it.
+    fn check_tag(&self, tag: &Result<TemplateRef>) -> Result<()> {
+        let (Ok(key), Ok(tag)) = (&self.template, tag) else {
+            return Ok(());
+        };
+        let root = |path: &str| path.split('.').next().unwrap_or(path).to_owned();
+        for name in tag.placeholders().map(root) {
+            if !key.placeholders().any(|p| root(p) == name) {
+                return Err(Error::template(format!(
+                    "cache tag `{tag}`: placeholder `{name}` is not a placeholder of key `{key}`; a tag renders from the values the key names"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn template_str(&self) -> &str {

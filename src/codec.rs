@@ -15,8 +15,11 @@
 //!   JSON text never starts with a NUL byte, and the lease and failure markers
 //!   (`\0cacheable-…`) have `c` where this has `0xCB`. The format byte's low four bits name
 //!   the codec (0 JSON, 1 MessagePack), its bit `0x10` says the body is an LZ4 block with
-//!   its decoded length before it (4 bytes, little-endian); other bits are refused, so a
-//!   value written by a later format is a counted miss, never a wrong value.
+//!   its decoded length before it (4 bytes, little-endian), its bit `0x20` that a deadline
+//!   comes first (8 bytes, little-endian, milliseconds since the Unix epoch: the end of the
+//!   life [`Cacheable::ttl_from`](crate::Cacheable::ttl_from) gave the value, which no
+//!   sliding read extends); other bits are refused, so a value written by a later format is
+//!   a counted miss, never a wrong value.
 
 use crate::error::{Error, ErrorKind};
 use serde::de::DeserializeOwned;
@@ -115,6 +118,60 @@ pub(crate) const MARKER: &[u8] = b"\0\xCB";
 
 /// The format byte's bit for an LZ4-compressed body.
 const LZ4: u8 = 0x10;
+
+/// The format byte's bit for a deadline before the body.
+const DEADLINE: u8 = 0x20;
+
+/// `bytes` (a stored form) carrying `deadline_ms` (ms since the Unix epoch), in place of any
+/// deadline they had.
+pub(crate) fn with_deadline(bytes: &[u8], deadline_ms: u64) -> Vec<u8> {
+    let (format_byte, body) = match bytes.strip_prefix(MARKER) {
+        Some([format_byte, rest @ ..]) if format_byte & DEADLINE != 0 && rest.len() >= 8 => {
+            (*format_byte, &rest[8..])
+        }
+        Some([format_byte, rest @ ..]) => (*format_byte | DEADLINE, rest),
+        // Plain JSON text (or, never written, a bare marker): JSON behind the marker.
+        _ => (Codec::Json.id() | DEADLINE, bytes),
+    };
+    let mut out = Vec::with_capacity(MARKER.len() + 9 + body.len());
+    out.extend_from_slice(MARKER);
+    out.push(format_byte);
+    out.extend_from_slice(&deadline_ms.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The deadline a stored form carries, if any (see [`with_deadline`]).
+pub(crate) fn deadline(bytes: &[u8]) -> Option<u64> {
+    match bytes.strip_prefix(MARKER)? {
+        [format_byte, rest @ ..] if format_byte & DEADLINE != 0 => {
+            Some(u64::from_le_bytes(rest.get(..8)?.try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// About how many bytes the decoded value of a stored form takes in memory: the length of
+/// its uncompressed encoding (a compressed one counts what it decompresses to), which a
+/// value decoded from it holds about as much of. The near cache weighs its entries by it.
+pub(crate) fn weight(bytes: &[u8]) -> usize {
+    let Some([format_byte, rest @ ..]) = bytes.strip_prefix(MARKER) else {
+        return bytes.len();
+    };
+    let body = if format_byte & DEADLINE != 0 {
+        rest.get(8..).unwrap_or_default()
+    } else {
+        rest
+    };
+    if format_byte & LZ4 != 0 {
+        if let Some(claimed) = body.get(..4) {
+            let claimed = u32::from_le_bytes(claimed.try_into().unwrap_or_default()) as usize;
+            // As `decompress` bounds it: a larger claim is corrupt and never decoded.
+            return claimed.min(body.len().saturating_mul(255).saturating_add(64));
+        }
+    }
+    body.len()
+}
 
 /// The value's stored form under `format`, or an error when it would not read back equal.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, format: Format) -> Result<Vec<u8>, Error> {
@@ -216,11 +273,17 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError
     let (&format_byte, body) = rest
         .split_first()
         .ok_or_else(|| DecodeError("a marked value without its format byte".into()))?;
-    if format_byte & !(LZ4 | 0x0F) != 0 {
+    if format_byte & !(LZ4 | DEADLINE | 0x0F) != 0 {
         return Err(DecodeError(format!(
             "unknown value format 0x{format_byte:02x} (written by a later version?)"
         )));
     }
+    let body = if format_byte & DEADLINE != 0 {
+        body.get(8..)
+            .ok_or_else(|| DecodeError("a value with a deadline too short to hold it".into()))?
+    } else {
+        body
+    };
     let unpacked;
     let body = if format_byte & LZ4 != 0 {
         unpacked = decompress(body)?;

@@ -679,11 +679,11 @@ impl Config {
     }
 
     /// A bound on the near cache's size besides its number of entries (none by default):
-    /// it holds at most `max_bytes`, counted as each entry's key and the bytes its value
-    /// takes in Redis, after the codec and any compression (the decoded value's own size is
-    /// not known to the crate; for uncompressed JSON it is usually of the same order, and
-    /// with `Config::compress_over` (feature `compress`) a compressible value weighs far
-    /// less than it takes in memory). When full, it drops entries as
+    /// it holds at most `max_bytes`, each entry weighing its key, the size of its value's
+    /// type, and the length of the value's encoding before any compression (a compressed
+    /// value weighs what it decompresses to). The decoded value's heap size is not known to
+    /// the crate; its uncompressed encoding is of the same order for most values (a
+    /// `String` or a `Vec<u8>` holds about its JSON's length). When full, it drops entries as
     /// [`near_cache`](Config::near_cache) does; a value larger than a shard's share of the
     /// bound (the bound over up to 64 shards, by the entry bound) is served from Redis and
     /// not kept. Only with `near_cache`; the embedded store's bound is its `max_entries`.

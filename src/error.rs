@@ -21,10 +21,15 @@ pub enum ErrorKind {
     /// The store is taken as down after failed calls in a row (see
     /// [`Config::breaker`](crate::Config::breaker)): the call was not sent.
     Unavailable,
-    /// A value could not be serialized to JSON.
+    /// A value could not be serialized in the cache's codec.
     Serialize,
     /// A stored value could not be deserialized into the requested type.
     Deserialize,
+    /// An invalidation could not reach the store (down, frozen, or held back by the breaker)
+    /// and was queued: it is retried in the background until it lands, and until then no
+    /// cache of this process on that store and prefix serves what it names. Other processes
+    /// may serve the old values meanwhile. Its source is the store fault.
+    Queued,
 }
 
 /// The error of the cache's own operations.
@@ -124,12 +129,19 @@ impl Error {
     }
 
     /// True when the fault is in reaching the store (down, refused, timed out, or taken as
-    /// down).
+    /// down), an invalidation queued because of one included.
     pub fn is_store_error(&self) -> bool {
         matches!(
             self.inner.kind,
-            ErrorKind::Store | ErrorKind::Timeout | ErrorKind::Unavailable
+            ErrorKind::Store | ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Queued
         )
+    }
+
+    /// True for an invalidation that could not reach the store and was queued
+    /// ([`ErrorKind::Queued`]): it will land by itself; this process already serves none
+    /// of what it names.
+    pub fn is_queued(&self) -> bool {
+        self.inner.kind == ErrorKind::Queued
     }
 }
 

@@ -105,6 +105,21 @@ impl Flights {
         }
     }
 
+    /// [`invalidated`](Self::invalidated) for each of `keys` (exact keys), the map locked
+    /// once.
+    pub(crate) fn invalidated_keys(&self, keys: &[&str]) {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.is_empty() {
+            return;
+        }
+        let keys: std::collections::HashSet<&str> = keys.iter().copied().collect();
+        for (key, flight) in map.iter() {
+            if keys.contains(key.as_str()) {
+                flight.invalidations.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
     /// How many keys have a computation in flight.
     pub(crate) fn in_flight(&self) -> usize {
         self.map.lock().unwrap().len()

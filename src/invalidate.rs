@@ -6,11 +6,11 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manager::Cache;
 use crate::report::{chain, debug_line};
+use crate::siblings;
 use crate::telemetry;
 use crate::template::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Deletes what a set of templates names: an exact key (`user:<<user_id>>:profile`) or
 /// every key matching a Redis glob (`wallets:<<user_id>>:*`), by `SCAN` and `UNLINK`.
@@ -45,6 +45,8 @@ pub struct Invalidate<'a> {
     checked: bool,
     /// Tag templates whose keys go too ([`tags`](Self::tags)).
     tags: Vec<Result<TemplateRef>>,
+    /// Where to write what the invalidation did ([`outcome`](Self::outcome)).
+    outcome: Option<&'a mut Invalidation>,
 }
 
 /// One rendered pattern, or the error that kept it from rendering.
@@ -67,6 +69,7 @@ impl<'a> Invalidate<'a> {
             cache: None,
             checked: false,
             tags: Vec::new(),
+            outcome: None,
         }
     }
 
@@ -112,6 +115,7 @@ impl<'a> Invalidate<'a> {
             cache: None,
             checked: false,
             tags: Vec::new(),
+            outcome: None,
         }
     }
 
@@ -174,37 +178,26 @@ impl<'a> Invalidate<'a> {
         }
     }
 
-    fn finish(&self, debug: bool, total: u64, failures: Vec<Error>) -> Result<u64> {
-        debug_line(
-            debug,
-            format_args!(
-                "Total deleted: {total} keys for function: {}",
-                self.function_name()
-            ),
-        );
-        match failures.into_iter().next() {
-            None => Ok(total),
-            Some(first) => Err(first),
-        }
-    }
-
-    fn failed(cache: &Cache, target: &str, attempts: u32, e: Error) -> Error {
+    /// Counts a failure that nothing will retry (a template that does not render) and logs
+    /// it.
+    fn failed(cache: &Cache, what: &str, e: Error) -> Error {
         cache.count_failed_invalidation();
-        log::error!(target: "cacheable", "invalidation of {target} failed after {attempts} attempts; stale values may be served until their TTL ends: {}", chain(&e));
+        log::error!(target: "cacheable", "invalidation of {what} failed; stale values may be served until their TTL ends: {}", chain(&e));
         e
-    }
-
-    fn backoff(attempt: u32) -> Duration {
-        Duration::from_millis(20 << attempt.min(6))
     }
 
     /// Invalidates now; returns how many keys went.
     ///
     /// # Errors
-    /// The first failure (a pattern that does not render, a store fault that outlived the
-    /// retries); the other patterns are still invalidated.
+    /// - [`ErrorKind::Queued`](crate::ErrorKind::Queued) ([`Error::is_queued`]) when a
+    ///   pattern, key or tag could not reach the store within its retries: it was queued and
+    ///   is retried in the background until it lands; until then this process serves none of
+    ///   what it names, and other processes may serve the old values.
+    /// - A template that does not render: nothing is queued for it.
+    ///
+    /// Either way the other patterns, keys and tags are still invalidated.
     pub fn now(&self, ctx: Context) -> Result<u64> {
-        block_on(self.invalidate(Mode::Blocking, &ctx))
+        block_on(self.invalidate(Mode::Blocking, &ctx)).into_result()
     }
 
     /// Async twin of [`now`](Self::now).
@@ -212,15 +205,50 @@ impl<'a> Invalidate<'a> {
     /// # Errors
     /// As [`now`](Self::now).
     pub async fn now_async(&self, ctx: Context) -> Result<u64> {
-        self.invalidate(Mode::Async, &ctx).await
+        self.invalidate(Mode::Async, &ctx).await.into_result()
     }
 
-    async fn invalidate(&self, mode: Mode, ctx: &Context) -> Result<u64> {
-        let cache = resolve(self.cache).inspect_err(no_cache)?;
+    /// Where to write what the invalidation did, for the finishers that return the
+    /// mutation's value ([`run`](Self::run), [`try_run`](Self::try_run) and their async
+    /// twins): done, queued (the store could not be reached), failed, or not run (the
+    /// mutation returned `Err`).
+    ///
+    /// ```
+    /// use cacheable::{ctx, Cache, Config, Invalidate, Invalidation};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// cache.set("user:7:profile", &"old", 60)?;
+    /// let mut done = Invalidation::default();
+    /// let saved: Result<u32, String> = Invalidate::new(["user:<<user_id>>:profile"])
+    ///     .on(&cache)
+    ///     .outcome(&mut done)
+    ///     .try_run(ctx! { user_id = 7 }, || Ok(1));
+    /// assert_eq!(saved, Ok(1));
+    /// assert!(matches!(done, Invalidation::Done(1)));
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn outcome(mut self, slot: &'a mut Invalidation) -> Self {
+        self.outcome = Some(slot);
+        self
+    }
+
+    async fn invalidate(&self, mode: Mode, ctx: &Context) -> Invalidation {
+        let cache = match resolve(self.cache) {
+            Ok(cache) => cache,
+            Err(e) => {
+                no_cache(&e);
+                return Invalidation::Failed {
+                    deleted: 0,
+                    error: e,
+                };
+            }
+        };
         let debug = self.debug_on(cache);
-        let (mut total, mut failures) = (0, Vec::new());
+        let mut total = 0;
+        let (mut queued, mut failed) = (None, None);
         // Once a store fault outlives the retries, the store is most likely down: the other
-        // patterns get one attempt each rather than a full round of retries.
+        // targets get one attempt each rather than a full round of retries (they are queued
+        // just the same).
         let mut retries = cache.config().invalidate_retries;
         for name in self.hash.iter().filter(|_| !self.checked) {
             let known = self
@@ -232,131 +260,181 @@ impl<'a> Invalidate<'a> {
                 let e = Error::template(format!(
                     "hash entry `{name}` names no placeholder of the invalidation patterns"
                 ));
-                failures.push(Self::failed(cache, "the patterns", 0, e));
+                failed.get_or_insert(Self::failed(cache, "the patterns", e));
             }
         }
-        // `targets` renders the patterns in order, one each: zipped, for the metrics' label.
-        for (template, target) in self.patterns.iter().zip(self.targets(cache, ctx)) {
+        let patterns = self.patterns.iter().zip(self.targets(cache, ctx));
+        let tags = self.tags.iter().map(|tag| {
+            let set = render_tag(cache, tag, ctx).map(|set| Target {
+                text: set,
+                glob: false,
+            });
+            (tag, set)
+        });
+        let tag_count = self.tags.len();
+        let all: Vec<_> = patterns.chain(tags).collect();
+        let first_tag = all.len() - tag_count;
+        for (i, (template, target)) in all.into_iter().enumerate() {
+            let is_tag = i >= first_tag;
             let target = match target {
                 Ok(t) => t,
                 Err(e) if cache.config().strict => {
                     panic!("cacheable (strict mode): {}", chain(&e));
                 }
                 Err(e) => {
-                    failures.push(Self::failed(cache, "a pattern", 0, e));
+                    let what = if is_tag { "a tag" } else { "a pattern" };
+                    failed.get_or_insert(Self::failed(cache, what, e));
                     continue;
                 }
             };
-            debug_line(debug, format_args!("Invalidating pattern: {}", target.text));
-            let mut attempt = 0;
-            let result = loop {
-                match cache.delete_full(mode, &target.text, target.glob).await {
-                    Err(e) if attempt < retries && e.is_store_error() => {
-                        mode.sleep(Self::backoff(attempt)).await;
-                        attempt += 1;
-                    }
-                    other => break other,
-                }
+            let (shown, target) = match (is_tag, target.glob) {
+                (true, _) => ("tag", siblings::Target::Tag(target.text)),
+                (false, true) => ("pattern", siblings::Target::Pattern(target.text)),
+                (false, false) => ("pattern", siblings::Target::Key(target.text)),
             };
-            match result {
-                Ok(n) => {
-                    total += n;
-                    if let Ok(template) = template {
-                        telemetry::invalidated(template.as_str(), n);
-                    }
-                    debug_line(
-                        debug,
-                        format_args!("Deleted {n} keys for pattern: {}", target.text),
-                    );
+            let text = match &target {
+                siblings::Target::Key(t)
+                | siblings::Target::Pattern(t)
+                | siblings::Target::Tag(t) => t.clone(),
+            };
+            debug_line(debug, format_args!("Invalidating {shown}: {text}"));
+            let done = cache.core().invalidate(mode, &target, retries).await;
+            total += done.deleted;
+            if let Ok(template) = template {
+                telemetry::invalidated(template.as_str(), done.deleted);
+            }
+            match done.failed {
+                None => debug_line(
+                    debug,
+                    format_args!("Deleted {} keys for {shown}: {text}", done.deleted),
+                ),
+                Some((e, attempts)) if e.is_store_error() => {
+                    retries = 0;
+                    let e = cache.core().queue(target, e, attempts);
+                    queued.get_or_insert(e);
                 }
-                Err(e) => {
-                    if e.is_store_error() {
-                        retries = 0;
-                    }
-                    failures.push(Self::failed(cache, &target.text, attempt + 1, e));
+                Some((e, _)) => {
+                    failed.get_or_insert(Self::failed(cache, &text, e));
                 }
             }
         }
-        for tag in &self.tags {
-            let set = match render_tag(cache, tag, ctx) {
-                Ok(set) => set,
-                Err(e) if cache.config().strict => {
-                    panic!("cacheable (strict mode): {}", chain(&e));
-                }
-                Err(e) => {
-                    failures.push(Self::failed(cache, "a tag", 0, e));
-                    continue;
-                }
-            };
-            debug_line(debug, format_args!("Invalidating tag: {set}"));
-            let mut attempt = 0;
-            let result = loop {
-                match cache.delete_tag(mode, &set).await {
-                    Err(e) if attempt < retries && e.is_store_error() => {
-                        mode.sleep(Self::backoff(attempt)).await;
-                        attempt += 1;
-                    }
-                    other => break other,
-                }
-            };
-            match result {
-                Ok(n) => {
-                    total += n;
-                    if let Ok(template) = tag {
-                        telemetry::invalidated(template.as_str(), n);
-                    }
-                    debug_line(debug, format_args!("Deleted {n} keys for tag: {set}"));
-                }
-                Err(e) => {
-                    if e.is_store_error() {
-                        retries = 0;
-                    }
-                    failures.push(Self::failed(cache, &set, attempt + 1, e));
-                }
-            }
+        debug_line(
+            debug,
+            format_args!(
+                "Total deleted: {total} keys for function: {}",
+                self.function_name()
+            ),
+        );
+        match (failed, queued) {
+            (Some(error), _) => Invalidation::Failed {
+                deleted: total,
+                error,
+            },
+            (None, Some(error)) => Invalidation::Queued {
+                deleted: total,
+                error,
+            },
+            (None, None) => Invalidation::Done(total),
         }
-        self.finish(debug, total, failures)
     }
 
-    /// Runs `mutation`, then invalidates. A failed invalidation is logged and counted; the
-    /// mutation's value is returned either way.
-    pub fn run<T, F: FnOnce() -> T>(self, ctx: Context, mutation: F) -> T {
+    /// Writes what the invalidation did where [`outcome`](Self::outcome) asked.
+    fn report(&mut self, done: Invalidation) {
+        if let Some(slot) = self.outcome.take() {
+            *slot = done;
+        }
+    }
+
+    /// Runs `mutation`, then invalidates. A failed invalidation is logged and counted (and,
+    /// when the store could not be reached, queued); the mutation's value is returned
+    /// either way: see [`outcome`](Self::outcome) for what the invalidation did.
+    pub fn run<T, F: FnOnce() -> T>(mut self, ctx: Context, mutation: F) -> T {
         let out = mutation();
-        let _ = self.now(ctx);
+        let done = block_on(self.invalidate(Mode::Blocking, &ctx));
+        self.report(done);
         out
     }
 
     /// Runs `mutation` and invalidates only when it returns `Ok`.
     pub fn try_run<T, E, F: FnOnce() -> Result<T, E>>(
-        self,
+        mut self,
         ctx: Context,
         mutation: F,
     ) -> Result<T, E> {
         let out = mutation()?;
-        let _ = self.now(ctx);
+        let done = block_on(self.invalidate(Mode::Blocking, &ctx));
+        self.report(done);
         Ok(out)
     }
 
     /// Async twin of [`run`](Self::run).
-    pub async fn run_async<T, F, Fut>(self, ctx: Context, mutation: F) -> T
+    pub async fn run_async<T, F, Fut>(mut self, ctx: Context, mutation: F) -> T
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
         let out = mutation().await;
-        let _ = self.now_async(ctx).await;
+        let done = self.invalidate(Mode::Async, &ctx).await;
+        self.report(done);
         out
     }
 
     /// Async twin of [`try_run`](Self::try_run).
-    pub async fn try_run_async<T, E, F, Fut>(self, ctx: Context, mutation: F) -> Result<T, E>
+    pub async fn try_run_async<T, E, F, Fut>(mut self, ctx: Context, mutation: F) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let out = mutation().await?;
-        let _ = self.now_async(ctx).await;
+        let done = self.invalidate(Mode::Async, &ctx).await;
+        self.report(done);
         Ok(out)
+    }
+}
+
+/// What an [`Invalidate`] did ([`Invalidate::outcome`]).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// Nothing was invalidated: the mutation returned `Err`, or nothing ran yet.
+    #[default]
+    NotRun,
+    /// Every pattern, key and tag was invalidated; this many keys went.
+    Done(u64),
+    /// At least one could not reach the store and was queued
+    /// ([`ErrorKind::Queued`](crate::ErrorKind::Queued)): it lands by itself, and until then
+    /// this process serves nothing it names. `deleted` keys went meanwhile.
+    Queued {
+        /// Keys deleted by the others (and the pages of a tag that landed).
+        deleted: u64,
+        /// The first queued one's error.
+        error: Error,
+    },
+    /// At least one failed and was not queued (a template that did not render).
+    Failed {
+        /// Keys deleted by the others.
+        deleted: u64,
+        /// The first failure.
+        error: Error,
+    },
+}
+
+impl Invalidation {
+    /// The keys deleted, whatever else happened.
+    pub fn deleted(&self) -> u64 {
+        match self {
+            Invalidation::NotRun => 0,
+            Invalidation::Done(n) => *n,
+            Invalidation::Queued { deleted, .. } | Invalidation::Failed { deleted, .. } => *deleted,
+        }
+    }
+
+    fn into_result(self) -> Result<u64> {
+        match self {
+            Invalidation::NotRun => Ok(0),
+            Invalidation::Done(n) => Ok(n),
+            Invalidation::Queued { error, .. } | Invalidation::Failed { error, .. } => Err(error),
+        }
     }
 }
 
@@ -381,6 +459,7 @@ impl Invalidate<'_> {
             cache: None,
             checked: true,
             tags: Vec::new(),
+            outcome: None,
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::config::{Config, IntoTtl};
 use crate::engine::{near_read, read_through, read_through_async, Call, Core};
 use crate::error::{Error, ErrorKind, Result};
 use crate::near::NearCache;
+use crate::siblings::{Siblings, Target};
 use crate::stats::{Counters, Stats};
 use crate::telemetry::{self, MANUAL};
 use crate::template::glob_escape_into;
@@ -44,9 +45,6 @@ pub struct Cache {
 
 /// What tag sets' keys start with after the prefix.
 pub(crate) const TAG_MARK: &str = "[tag]:";
-
-/// How many keys of a tag go in one `UNLINK`.
-const TAG_DELETE_CHUNK: usize = 1000;
 
 struct Inner {
     core: Arc<Core>,
@@ -97,9 +95,14 @@ impl Cache {
         if let Some(near) = &near {
             backend.track(near, &key_prefix, &config);
         }
+        let all = format!("{pattern_prefix}*");
+        let siblings = match Backend::identity(&config) {
+            Some(store) => Siblings::join(format!("{store} prefix {key_prefix}"), all),
+            None => Siblings::alone(all),
+        };
         Ok(Cache {
             inner: Arc::new(Inner {
-                core: Arc::new(Core::new(config, backend, near)),
+                core: Core::new(config, backend, near, siblings),
                 key_prefix,
                 pattern_prefix,
             }),
@@ -117,7 +120,9 @@ impl Cache {
 
     /// The counters since it was built.
     pub fn stats(&self) -> Stats {
-        self.inner.core.counters.snapshot()
+        let mut stats = self.inner.core.counters.snapshot();
+        stats.pending_invalidations = self.inner.core.siblings.pending.len() as u64;
+        stats
     }
 
     /// Not public API: the sizes of the cache's in-process maps (flights, log throttles, the
@@ -272,13 +277,6 @@ impl Cache {
         }
     }
 
-    fn counted_delete(&self, raw: Result<u64>) -> Result<u64> {
-        if let Ok(n) = raw {
-            Counters::add(&self.counters().invalidated, n);
-        }
-        raw
-    }
-
     fn counted_error<T>(&self, raw: Result<T>) -> Result<T> {
         if let Err(e) = &raw {
             if e.is_store_error() {
@@ -306,6 +304,11 @@ impl Cache {
     async fn get_in<T: DeserializeOwned>(&self, mode: Mode, key: &str) -> Result<Option<T>> {
         let key = self.full_key(key);
         let raw = self.counted_error(self.backend().get(mode, &key).await)?;
+        if self.inner.core.held_back(&key, &[]) {
+            // A queued invalidation names it: what the store holds may be what it deletes.
+            Counters::add(&self.counters().held_back, 1);
+            return Ok(None);
+        }
         self.found(&key, raw)
     }
 
@@ -354,7 +357,7 @@ impl Cache {
         {
             // Not stored: the older value goes too, so that no read serves it in place of
             // the one the caller asked for.
-            self.delete_full(mode, &key, false).await?;
+            self.invalidate_now(mode, Target::Key(key.clone())).await?;
             return Err(Error::new(
                 ErrorKind::Serialize,
                 format!(
@@ -365,29 +368,24 @@ impl Cache {
         }
         let raw = self.backend().set(mode, &key, &bytes, ttl).await;
         self.inner.core.changed(&key, false);
+        if raw.is_ok() {
+            // Asked for after it: a queued invalidation of the key must not delete it later.
+            self.inner.core.siblings.pending.written(&key);
+        }
         self.counted_error(self.counted_set(raw))
     }
 
-    /// Deletes a full key, or every key matching a full glob pattern; counted.
-    pub(crate) async fn delete_full(&self, mode: Mode, target: &str, glob: bool) -> Result<u64> {
-        // Counted before the deletion: a computation of a key it covers that started
-        // earlier can no longer hand its value to callers who arrive from now on.
-        self.inner.core.flights.invalidated(target, glob);
-        let b = self.backend();
-        let raw = if glob {
-            b.delete_pattern(mode, target).await
-        } else {
-            b.delete(mode, &[target]).await
+    /// Invalidates `target` now, in one attempt per request; a store fault queues it (the
+    /// error says so: [`Error::is_queued`]).
+    pub(crate) async fn invalidate_now(&self, mode: Mode, target: Target) -> Result<u64> {
+        let done = self.inner.core.invalidate(mode, &target, 0).await;
+        let deleted = match done.failed {
+            None => Ok(done.deleted),
+            Some((e, attempts)) if e.is_store_error() => {
+                Err(self.inner.core.queue(target, e, attempts))
+            }
+            Some((e, _)) => Err(e),
         };
-        // Before the invalidation returns, whatever Redis's tracking does.
-        self.inner.core.changed(target, glob);
-        self.counted_error(self.counted_delete(raw))
-    }
-
-    /// [`delete_full`](Self::delete_full) for the manual operations: the keys it deletes are
-    /// reported to the `metrics` feature under the label `(manual)`.
-    async fn delete_manual(&self, mode: Mode, target: &str, glob: bool) -> Result<u64> {
-        let deleted = self.delete_full(mode, target, glob).await;
         if let Ok(n) = deleted {
             telemetry::invalidated(MANUAL, n);
         }
@@ -402,46 +400,21 @@ impl Cache {
         out
     }
 
-    /// Deletes every key recorded in the tag set `set` (a full key); counted. The set is
-    /// read, the flights of its keys counted as invalidated, the keys deleted, and only then
-    /// their entries removed (each only if not re-added meanwhile): a computation that took
-    /// its lease after the read recorded itself first, and keeps its entry.
-    pub(crate) async fn delete_tag(&self, mode: Mode, set: &str) -> Result<u64> {
-        let b = self.backend();
-        let entries = self.counted_error(b.tag_members(mode, set).await)?;
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let core = &self.inner.core;
-        for (key, _) in &entries {
-            core.flights.invalidated(key, false);
-        }
-        let mut deleted = 0;
-        for chunk in entries.chunks(TAG_DELETE_CHUNK) {
-            let keys: Vec<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
-            let raw = b.delete(mode, &keys).await;
-            for key in &keys {
-                core.changed(key, false);
-            }
-            deleted += self.counted_error(self.counted_delete(raw))?;
-        }
-        self.counted_error(b.tag_forget(mode, set, &entries).await)?;
-        Ok(deleted)
-    }
-
     /// Deletes `key`; true when it existed.
     ///
     /// # Errors
     /// A store fault.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        block_on(self.delete_manual(Mode::Blocking, &self.full_key(key), false)).map(|n| n > 0)
+        let target = Target::Key(self.full_key(key));
+        block_on(self.invalidate_now(Mode::Blocking, target)).map(|n| n > 0)
     }
 
     /// Async twin of [`delete`](Self::delete).
     pub async fn delete_async(&self, key: &str) -> Result<bool> {
-        let key = self.full_key(key);
-        let deleted = self.delete_manual(Mode::Async, &key, false).await;
-        deleted.map(|n| n > 0)
+        let target = Target::Key(self.full_key(key));
+        self.invalidate_now(Mode::Async, target)
+            .await
+            .map(|n| n > 0)
     }
 
     /// Deletes every key matching the Redis glob `pattern` (`user:123:*`), by `SCAN` and
@@ -451,13 +424,14 @@ impl Cache {
     /// # Errors
     /// A store fault. Keys deleted before it stay deleted.
     pub fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        block_on(self.delete_manual(Mode::Blocking, &self.full_pattern(pattern), true))
+        let target = Target::Pattern(self.full_pattern(pattern));
+        block_on(self.invalidate_now(Mode::Blocking, target))
     }
 
     /// Async twin of [`delete_pattern`](Self::delete_pattern).
     pub async fn delete_pattern_async(&self, pattern: &str) -> Result<u64> {
-        self.delete_manual(Mode::Async, &self.full_pattern(pattern), true)
-            .await
+        let target = Target::Pattern(self.full_pattern(pattern));
+        self.invalidate_now(Mode::Async, target).await
     }
 
     /// The value at `key`, or `compute()`'s value, stored for `ttl`, when there is none.

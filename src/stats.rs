@@ -23,8 +23,19 @@ pub struct Stats {
     pub errors: u64,
     /// Stored values that no longer deserialized into the requested type.
     pub decode_errors: u64,
-    /// Invalidations that still failed after their retries.
+    /// Invalidations that could not be done at once: they still failed after their retries
+    /// (a store fault, then [queued](Self::queued_invalidations); or a template that did not
+    /// render).
     pub failed_invalidations: u64,
+    /// Invalidations that could not reach the store and were queued, to be retried in the
+    /// background until they land ([`ErrorKind::Queued`](crate::ErrorKind::Queued)).
+    pub queued_invalidations: u64,
+    /// Queued invalidations that have not landed yet (a gauge, not a count since start):
+    /// while one is, no cache of the process on this store and prefix serves what it names.
+    pub pending_invalidations: u64,
+    /// Calls answered without the cache because a queued invalidation named their key or
+    /// one of their tags.
+    pub held_back: u64,
     /// Computed values that were returned but not stored, because they would not read
     /// back equal (a `NaN`, `Some(None)`) or did not serialize.
     pub unstorable: u64,
@@ -112,6 +123,8 @@ pub(crate) struct Counters {
     pub errors: Counter,
     pub decode_errors: Counter,
     pub failed_invalidations: Counter,
+    pub queued_invalidations: Counter,
+    pub held_back: Counter,
     pub unstorable: Counter,
     pub stale_if_error: Counter,
     pub early_refreshes: Counter,
@@ -139,6 +152,9 @@ impl Counters {
             errors: self.errors.get(),
             decode_errors: self.decode_errors.get(),
             failed_invalidations: self.failed_invalidations.get(),
+            queued_invalidations: self.queued_invalidations.get(),
+            pending_invalidations: 0,
+            held_back: self.held_back.get(),
             unstorable: self.unstorable.get(),
             stale_if_error: self.stale_if_error.get(),
             early_refreshes: self.early_refreshes.get(),

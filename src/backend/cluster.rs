@@ -24,10 +24,10 @@ use super::redis::{
     GET_SLIDING_LUA, RENEW_IF, RENEW_IF_LUA, SET_IF, SET_IF_LUA,
 };
 use super::redis::{
-    forget_args, pairs, SET_IF_AGING, SET_IF_AGING_LUA, TAG_ADD, TAG_ADD_LUA, TAG_FORGET,
-    TAG_FORGET_LUA, TAG_MEMBERS, TAG_MEMBERS_LUA,
+    forget_args, tag_add_args, tag_page_cmd, tag_page_of, SET_IF_AGING, SET_IF_AGING_LUA, TAG_ADD,
+    TAG_ADD_LUA, TAG_FORGET, TAG_FORGET_LUA,
 };
-use super::{KeyTtl, Mode, Store};
+use super::{KeyTtl, Mode, Store, TagCursor, TagPage};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::redact::SecretUrl;
@@ -1604,25 +1604,26 @@ impl Store for ClusterStore {
     // A tag set is one key on one slot (its own hash tag, if the tag has one): each tag
     // operation is one script on that slot; the members' deletions go slot by slot.
     async fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()> {
-        let ms = ttl_ms(life).to_string();
-        let args: &[&[u8]] = &[member.as_bytes(), ms.as_bytes()];
+        let args = tag_add_args(member, life);
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let op = Op::Script {
             script: &TAG_ADD,
-            lua: TAG_ADD_LUA.as_str(),
+            lua: TAG_ADD_LUA,
             key: set,
-            args,
+            args: &args,
         };
         parse::<i64>(self.inner.run(mode, set, op, true).await?).map(drop)
     }
 
-    async fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>> {
-        let op = Op::Script {
-            script: &TAG_MEMBERS,
-            lua: TAG_MEMBERS_LUA.as_str(),
-            key: set,
-            args: &[],
-        };
-        parse::<Vec<String>>(self.inner.run(mode, set, op, false).await?).map(pairs)
+    async fn tag_page(
+        &self,
+        mode: Mode,
+        set: &str,
+        from: TagCursor,
+        count: usize,
+    ) -> Result<TagPage> {
+        let op = Op::Cmd(tag_page_cmd(set, &from, count));
+        parse(self.inner.run(mode, set, op, false).await?).map(tag_page_of)
     }
 
     async fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()> {

@@ -37,14 +37,15 @@
 //! by its value sees one or the other, never neither.
 
 use super::{is_marker, Mode};
-use super::{KeyTtl, Store};
+use super::{KeyTtl, Store, TagCursor, TagPage};
 use crate::error::Result;
 use crate::glob;
 use moka::ops::compute::{CompResult, Op};
 use moka::Expiry;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -64,14 +65,15 @@ pub(crate) struct MemoryStore {
 /// tags never touched again do not keep their expired entries.
 #[derive(Default)]
 struct TagSets {
-    sets: HashMap<String, HashMap<String, u64>>,
+    /// Ordered, so that a walk through a set can resume after the last member it listed.
+    sets: HashMap<String, BTreeMap<String, u64>>,
     adds: u64,
 }
 
 const TAG_SWEEP_EVERY: u64 = 1024;
 
 impl TagSets {
-    fn prune(set: &mut HashMap<String, u64>, now: u64) {
+    fn prune(set: &mut BTreeMap<String, u64>, now: u64) {
         set.retain(|_, until| *until >= now);
     }
 
@@ -476,17 +478,40 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn tag_members(&self, _mode: Mode, set: &str) -> Result<Vec<(String, String)>> {
+    async fn tag_page(
+        &self,
+        _mode: Mode,
+        set: &str,
+        from: TagCursor,
+        count: usize,
+    ) -> Result<TagPage> {
         let now = self.now_ms();
         let mut tags = self.tag_sets();
         let Some(entries) = tags.sets.get_mut(set) else {
-            return Ok(Vec::new());
+            return Ok(TagPage::default());
         };
-        TagSets::prune(entries, now);
-        Ok(entries
-            .iter()
+        if from == TagCursor::Start {
+            TagSets::prune(entries, now);
+        }
+        let after = match &from {
+            TagCursor::After(last) => Bound::Excluded(last.clone()),
+            TagCursor::Start | TagCursor::Scan(_) => Bound::Unbounded,
+        };
+        let mut page: Vec<(String, String)> = entries
+            .range((after, Bound::Unbounded))
+            .take(count.max(1) + 1)
             .map(|(m, until)| (m.clone(), until.to_string()))
-            .collect())
+            .collect();
+        let next = if page.len() > count.max(1) {
+            page.pop();
+            page.last().map(|(m, _)| TagCursor::After(m.clone()))
+        } else {
+            None
+        };
+        Ok(TagPage {
+            entries: page,
+            next,
+        })
     }
 
     async fn tag_forget(&self, _mode: Mode, set: &str, gone: &[(String, String)]) -> Result<()> {
@@ -513,6 +538,20 @@ mod tests {
 
     const B: Mode = Mode::Blocking;
     const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Every entry of a tag set, page by page (pages of 2, to walk several).
+    fn tag_members(s: &MemoryStore, set: &str) -> Vec<(String, String)> {
+        let mut all = Vec::new();
+        let mut from = TagCursor::Start;
+        loop {
+            let page = block_on(s.tag_page(B, set, from, 2)).unwrap();
+            all.extend(page.entries);
+            match page.next {
+                Some(next) => from = next,
+                None => return all,
+            }
+        }
+    }
 
     fn lease(n: usize) -> Vec<u8> {
         [LEASE_PREFIX, format!("holder-{n}").as_bytes()].concat()
@@ -819,10 +858,10 @@ mod tests {
         let ms = Duration::from_millis;
         block_on(s.tag_add(B, "t", "a", ms(30))).unwrap();
         block_on(s.tag_add(B, "t", "b", HOUR)).unwrap();
-        let listed = block_on(s.tag_members(B, "t")).unwrap();
+        let listed = tag_members(&s, "t");
         assert_eq!(listed.len(), 2);
         std::thread::sleep(ms(60));
-        let mut left = block_on(s.tag_members(B, "t")).unwrap();
+        let mut left = tag_members(&s, "t");
         assert_eq!(left.len(), 1, "a expired and was pruned");
         assert_eq!(left[0].0, "b");
         // b is re-added (a new computation) after the listing: forgetting the listed entry
@@ -830,10 +869,10 @@ mod tests {
         std::thread::sleep(ms(2));
         block_on(s.tag_add(B, "t", "b", HOUR * 2)).unwrap();
         block_on(s.tag_forget(B, "t", &left)).unwrap();
-        left = block_on(s.tag_members(B, "t")).unwrap();
+        left = tag_members(&s, "t");
         assert_eq!(left.len(), 1, "the re-added entry stays");
         block_on(s.tag_forget(B, "t", &left)).unwrap();
-        assert!(block_on(s.tag_members(B, "t")).unwrap().is_empty());
+        assert!(tag_members(&s, "t").is_empty());
         assert!(s.tag_sets().sets.is_empty(), "an empty set goes");
         // Sets never touched again are swept on later additions.
         block_on(s.tag_add(B, "old", "x", ms(1))).unwrap();
@@ -852,10 +891,10 @@ mod tests {
         // would miss the key. (With `max` of the old and new expiry it did not.)
         let s = MemoryStore::new(100);
         block_on(s.tag_add(B, "t", "k", HOUR)).unwrap();
-        let listed = block_on(s.tag_members(B, "t")).unwrap();
+        let listed = tag_members(&s, "t");
         block_on(s.tag_add(B, "t", "k", Duration::from_millis(10))).unwrap();
         block_on(s.tag_forget(B, "t", &listed)).unwrap();
-        let left = block_on(s.tag_members(B, "t")).unwrap();
+        let left = tag_members(&s, "t");
         assert_eq!(left.len(), 1, "the key recorded again stays");
         assert!(left[0].1.parse::<u64>().unwrap() > listed[0].1.parse::<u64>().unwrap());
     }

@@ -213,11 +213,12 @@ pub(crate) trait Store: Send + Sync {
 
     // ---- Tags (`Cacheable::tags`): a tag set is a sorted set of full keys scored by the
     // instant (ms) after which the entry may be pruned; the set itself expires with its
-    // last entry. Every operation touches the one tag-set key only (slot-safe on a cluster).
+    // last entry. Every operation touches the one tag-set key only (slot-safe on a cluster)
+    // and costs what one page costs, whatever the set's size.
 
     /// Records `member` in the tag set `set` for `life` from now (keeping a later expiry it
-    /// already has), prunes entries past their expiry, and extends the set's TTL to cover
-    /// the entry.
+    /// already has, always with a new score), prunes a bounded number of entries past their
+    /// expiry, and extends the set's TTL to cover the entry.
     fn tag_add(
         &self,
         mode: Mode,
@@ -225,13 +226,17 @@ pub(crate) trait Store: Send + Sync {
         member: &str,
         life: Duration,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Prunes expired entries, then lists the live ones with their scores (as the store
-    /// writes them, for [`tag_forget`](Self::tag_forget)).
-    fn tag_members(
+    /// One page of about `count` entries of the tag set with their scores (as the store
+    /// writes them, for [`tag_forget`](Self::tag_forget)), and where the next page starts
+    /// (`None`: this was the last). An entry present for the whole walk is listed at least
+    /// once; one added during it may or may not be.
+    fn tag_page(
         &self,
         mode: Mode,
         set: &str,
-    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+        from: TagCursor,
+        count: usize,
+    ) -> impl Future<Output = Result<TagPage>> + Send;
     /// Removes each entry that still has the score it was listed with (one re-added since,
     /// by a new computation, stays); deletes the set when it is left empty.
     fn tag_forget(
@@ -240,6 +245,37 @@ pub(crate) trait Store: Send + Sync {
         set: &str,
         entries: &[(String, String)],
     ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Where a walk through a tag set stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TagCursor {
+    Start,
+    /// Redis's `ZSCAN` cursor.
+    Scan(u64),
+    /// The embedded store's: the last member listed (its sets are ordered).
+    After(String),
+}
+
+/// One page of a tag set: entries (full key, score) and the next page's start.
+#[derive(Debug, Default)]
+pub(crate) struct TagPage {
+    pub entries: Vec<(String, String)>,
+    pub next: Option<TagCursor>,
+}
+
+/// How long after its expiry a tag entry is pruned. Entries are scored by the clock of the
+/// process that wrote them (no `TIME` in the scripts: it is not in the ACL categories a
+/// cache user is given), so processes whose clocks disagree by less than this never prune
+/// an entry whose key still lives.
+pub(crate) const TAG_CLOCK_SLACK: Duration = Duration::from_secs(60);
+
+/// Milliseconds since the Unix epoch on this process's clock: the scores of tag entries and
+/// the deadlines in stored values.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 pub(crate) enum Backend {
@@ -296,6 +332,43 @@ impl Backend {
         let _ = (prefix, config);
     }
 
+    /// What tells this store from another in the process: the server (or the Sentinels'
+    /// service, or the cluster's seed nodes) and the database, never a password. `None` for
+    /// the embedded store, which no other cache shares.
+    pub(crate) fn identity(config: &Config) -> Option<String> {
+        #[cfg(feature = "redis")]
+        fn addr(url: &crate::redact::SecretUrl) -> String {
+            use ::redis::IntoConnectionInfo;
+            match url.expose().into_connection_info() {
+                Ok(info) => format!("{}/{}", info.addr(), info.redis_settings().db()),
+                Err(_) => url.to_string(),
+            }
+        }
+        match &config.store {
+            StoreConfig::Memory { .. } => None,
+            #[cfg(feature = "redis")]
+            StoreConfig::Redis { url } => Some(format!("redis {}", addr(url))),
+            #[cfg(feature = "cluster")]
+            StoreConfig::Cluster { nodes } => {
+                let mut seeds: Vec<String> = nodes.iter().map(addr).collect();
+                seeds.sort();
+                Some(format!("cluster {}", seeds.join(",")))
+            }
+            #[cfg(feature = "sentinel")]
+            StoreConfig::Sentinel(s) => {
+                let mut sentinels: Vec<String> = s.sentinels.iter().map(addr).collect();
+                sentinels.sort();
+                let db = s.node.expose().rsplit_once('/').map_or("", |(_, db)| db);
+                let db = db.split('?').next().unwrap_or_default();
+                Some(format!(
+                    "sentinel {} {} db {db}",
+                    s.service,
+                    sentinels.join(",")
+                ))
+            }
+        }
+    }
+
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Backend::Memory(_) => "memory",
@@ -348,6 +421,6 @@ dispatch! {
     fn renew_if(&self, mode: Mode, key: &str, expected: &[u8], ttl: Duration) -> Result<bool>;
     fn set_if_aging(&self, mode: Mode, key: &str, expected: &[u8], max_left: Duration, value: &[u8], ttl: Duration) -> Result<bool>;
     fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()>;
-    fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>>;
+    fn tag_page(&self, mode: Mode, set: &str, from: TagCursor, count: usize) -> Result<TagPage>;
     fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()>;
 }

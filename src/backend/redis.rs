@@ -751,46 +751,64 @@ pub(crate) const SET_IF_AGING_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV
         redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) return 1 \
      end return 0";
 
-/// The server's clock in milliseconds, in a script: every process scores tag entries by
-/// the one clock that also expires the keys.
-const LUA_NOW: &str = "local t = redis.call('TIME') \
-     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
+/// Records ARGV[1] in the tag set KEYS[1] until ARGV[2] (ms since the Unix epoch, on the
+/// writer's clock), always with a score other than the one it had (a later expiry it has is
+/// kept, plus 1 ms): an invalidation that read the old score then forgets the entry only if
+/// nobody recorded the key again meanwhile, even within the same millisecond. Prunes at most
+/// 64 entries scored before ARGV[4] (each addition prunes more than it adds, so a set never
+/// piles up dead entries, and no call does unbounded work), and stretches the set's TTL to
+/// ARGV[3] ms (the entry's life) if it had less: the set never outlives its last live entry
+/// by more than that entry's life.
+pub(crate) static TAG_ADD: Lazy<Script> = Lazy::new(|| Script::new(TAG_ADD_LUA));
+pub(crate) const TAG_ADD_LUA: &str = "local expiry = tonumber(ARGV[2]) \
+     local cur = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
+     if cur and tonumber(cur) >= expiry then expiry = tonumber(cur) + 1 end \
+     redis.call('ZADD', KEYS[1], string.format('%d', expiry), ARGV[1]) \
+     local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4], 'LIMIT', 0, 64) \
+     if #old > 0 then redis.call('ZREM', KEYS[1], unpack(old)) end \
+     if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then \
+         redis.call('PEXPIRE', KEYS[1], ARGV[3]) end \
+     return 1";
 
-/// Records ARGV[1] in the tag set KEYS[1] until now + ARGV[2] ms, always with a score
-/// other than the one it had (a later expiry it has is kept, plus 1 ms): an invalidation
-/// that read the old score then forgets the entry only if nobody recorded the key again
-/// meanwhile, even within the same millisecond. Prunes entries already past, and stretches
-/// the set's TTL to cover the new entry: the set never outlives its last live entry by more
-/// than that entry's life, and never grows past the keys tagged within one entry life.
-pub(crate) static TAG_ADD: Lazy<Script> = Lazy::new(|| Script::new(&TAG_ADD_LUA));
-pub(crate) static TAG_ADD_LUA: Lazy<String> = Lazy::new(|| {
-    format!(
-        "{LUA_NOW} local expiry = now + tonumber(ARGV[2]) \
-         local cur = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
-         if cur and tonumber(cur) >= expiry then expiry = tonumber(cur) + 1 end \
-         redis.call('ZADD', KEYS[1], string.format('%d', expiry), ARGV[1]) \
-         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now)) \
-         if redis.call('PTTL', KEYS[1]) < expiry - now then \
-             redis.call('PEXPIRE', KEYS[1], string.format('%d', expiry - now)) end \
-         return 1"
-    )
-});
+/// The arguments of [`TAG_ADD`] for an entry of `member` that lives `life` from now.
+pub(crate) fn tag_add_args(member: &str, life: Duration) -> [Vec<u8>; 4] {
+    let now = super::unix_ms();
+    let expiry = now.saturating_add(ttl_ms(life));
+    let cutoff = now.saturating_sub(ttl_ms(super::TAG_CLOCK_SLACK));
+    [
+        member.as_bytes().to_vec(),
+        expiry.to_string().into_bytes(),
+        ttl_ms(life).to_string().into_bytes(),
+        cutoff.to_string().into_bytes(),
+    ]
+}
 
-/// Prunes the tag set KEYS[1] of entries past their expiry and lists the rest with their
-/// scores.
-pub(crate) static TAG_MEMBERS: Lazy<Script> = Lazy::new(|| Script::new(&TAG_MEMBERS_LUA));
-pub(crate) static TAG_MEMBERS_LUA: Lazy<String> = Lazy::new(|| {
-    format!(
-        "{LUA_NOW} redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now)) \
-         return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')"
-    )
-});
+/// `ZSCAN set cursor COUNT count`: one page of a tag set.
+pub(crate) fn tag_page_cmd(set: &str, from: &super::TagCursor, count: usize) -> Cmd {
+    let cursor = match from {
+        super::TagCursor::Scan(c) => *c,
+        super::TagCursor::Start | super::TagCursor::After(_) => 0,
+    };
+    let mut cmd = redis::cmd("ZSCAN");
+    cmd.arg(set).arg(cursor).arg("COUNT").arg(count);
+    cmd
+}
 
-/// Removes from the tag set KEYS[1] each member ARGV[i] whose score is still ARGV[i+1]: an
-/// entry re-added since (by a computation that began after the listing) stays.
+/// A `ZSCAN` reply as a page.
+pub(crate) fn tag_page_of((cursor, flat): (u64, Vec<String>)) -> super::TagPage {
+    super::TagPage {
+        entries: pairs(flat),
+        next: (cursor != 0).then_some(super::TagCursor::Scan(cursor)),
+    }
+}
+
+/// Removes from the tag set KEYS[1] each member ARGV[i] whose score is still ARGV[i+1] (as
+/// numbers: `ZSCAN` and `ZSCORE` need not write a score alike): an entry re-added since (by
+/// a computation that began after the listing) stays.
 pub(crate) static TAG_FORGET: Lazy<Script> = Lazy::new(|| Script::new(TAG_FORGET_LUA));
 pub(crate) const TAG_FORGET_LUA: &str = "for i = 1, #ARGV, 2 do \
-        if redis.call('ZSCORE', KEYS[1], ARGV[i]) == ARGV[i + 1] then \
+        local cur = redis.call('ZSCORE', KEYS[1], ARGV[i]) \
+        if cur and tonumber(cur) == tonumber(ARGV[i + 1]) then \
             redis.call('ZREM', KEYS[1], ARGV[i]) \
         end \
      end return 1";
@@ -991,17 +1009,22 @@ impl Store for RedisStore {
 
     async fn tag_add(&self, mode: Mode, set: &str, member: &str, life: Duration) -> Result<()> {
         self.breaker.check()?;
-        let ms = ttl_ms(life).to_string();
-        let _: i64 = self
-            .script(mode, &TAG_ADD, set, &[member.as_bytes(), ms.as_bytes()])
-            .await?;
+        let args = tag_add_args(member, life);
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let _: i64 = self.script(mode, &TAG_ADD, set, &args).await?;
         Ok(())
     }
 
-    async fn tag_members(&self, mode: Mode, set: &str) -> Result<Vec<(String, String)>> {
+    async fn tag_page(
+        &self,
+        mode: Mode,
+        set: &str,
+        from: super::TagCursor,
+        count: usize,
+    ) -> Result<super::TagPage> {
         // An invalidation: never held back by the breaker.
-        let flat: Vec<String> = self.script(mode, &TAG_MEMBERS, set, &[]).await?;
-        Ok(pairs(flat))
+        let reply = self.cmd(mode, tag_page_cmd(set, &from, count)).await?;
+        Ok(tag_page_of(reply))
     }
 
     async fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()> {

@@ -25,7 +25,7 @@ struct Slot {
     value: Box<dyn Any + Send + Sync>,
     expires: Instant,
     used: AtomicBool,
-    /// What it counts against the shard's byte bound: its key and its stored bytes.
+    /// What it counts against the shard's byte bound: its key and its value's weight.
     weight: usize,
 }
 
@@ -219,20 +219,20 @@ impl Entries {
     }
 
     /// Puts `value` at `key` until `expires`, making room in its shard if it is full. Its
-    /// `stored` bytes and the key's count against the byte bound; a value over the shard's
-    /// share of it is not kept (and whatever `key` held goes).
+    /// `value_weight` and the key's length count against the byte bound; a value over the
+    /// shard's share of it is not kept (and whatever `key` held goes).
     pub(crate) fn insert(
         &self,
         key: &str,
         value: Box<dyn Any + Send + Sync>,
-        stored: usize,
+        value_weight: usize,
         expires: Instant,
     ) {
         let (hash, shard) = self.locate(key);
         let mut buckets = write(shard);
         // The older value goes first, whether or not the new one is kept.
         remove_locked(&mut buckets, shard, hash, key);
-        let weight = key.len().saturating_add(stored);
+        let weight = key.len().saturating_add(value_weight);
         if shard.cap == 0 || weight > shard.byte_cap {
             return;
         }

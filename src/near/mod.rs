@@ -51,7 +51,7 @@ pub(crate) struct Ticket {
 
 impl NearCache {
     /// A near cache of at most `max_entries` entries weighing at most `max_bytes` (keys and
-    /// stored bytes); `trusted` from the start when nothing but this process can change the
+    /// each value's weight, see `codec::weight`); `trusted` from the start when nothing but this process can change the
     /// store (the embedded store).
     pub(crate) fn new(max_entries: u64, max_bytes: Option<u64>, trusted: bool) -> NearCache {
         NearCache {
@@ -100,21 +100,22 @@ impl NearCache {
             && self.buckets[ticket.bucket].load(Ordering::Acquire) == ticket.epoch
     }
 
-    /// Inserts a value read from the store (`stored` bytes there) after `ticket` was taken,
-    /// for at most `ttl`, unless an invalidation of its key or a flush came in between.
+    /// Inserts a value read from the store (weighing `weight` bytes) after `ticket` was
+    /// taken, for at most `ttl`, unless an invalidation of its key or a flush came in
+    /// between.
     pub(crate) fn insert<T: Send + Sync + 'static>(
         &self,
         ticket: Ticket,
         key: &str,
         value: T,
-        stored: usize,
+        weight: usize,
         ttl: Duration,
     ) {
         if ttl.is_zero() || !self.still(ticket) {
             return;
         }
         self.entries
-            .insert(key, Box::new(value), stored, Instant::now() + ttl);
+            .insert(key, Box::new(value), weight, Instant::now() + ttl);
         // An invalidation between the check above and the insertion bumped the epoch
         // before it evicted: take the entry back out.
         if !self.still(ticket) {

@@ -20,6 +20,8 @@
 //! - a sync caller that finds an async caller computing its key computes too rather than
 //!   park a thread that the async caller's runtime may need.
 
+mod invalidate;
+
 use crate::backend::{block_on, failed_marker, Backend, Mode, Stored, FAILED_TTL, LEASE_PREFIX};
 use crate::codec;
 use crate::codec::CacheValue;
@@ -30,6 +32,7 @@ use crate::lease::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
 use crate::near::NearCache;
 use crate::outcome::Outcome as Served;
 use crate::report::{chain, debug_enabled, debug_line, format_ttl, Throttle};
+use crate::siblings::{Member, Siblings};
 use crate::stats::Counters;
 use crate::telemetry;
 use std::any::Any;
@@ -58,7 +61,8 @@ pub(crate) struct Core {
     faults: Throttle,
     /// Unstorable values and recursions: a line a minute per key template.
     rare: Throttle,
-    /// Early refresh: each key template's recent computation time (δ), in this process.
+    /// Early refresh: each key template's recent computation time (δ), in this process; at
+    /// most [`MAX_DELTAS`] templates (runtime templates may be countless).
     deltas: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
     /// Keys whose refresh lock a caller of this process tried lately, and until when the
     /// others leave it alone: one `SET NX` per refresh and process, not one per hit.
@@ -66,7 +70,14 @@ pub(crate) struct Core {
     /// The run-time switch ([`Cache::disable`](crate::Cache::disable)): while off, cached
     /// calls compute and neither read nor write.
     pub(crate) enabled: AtomicBool,
+    /// The caches of the process on the same store and prefix (this one included), and the
+    /// invalidations they could not send yet.
+    pub(crate) siblings: Arc<Siblings<Core>>,
 }
+
+/// Most key templates whose computation time early refresh remembers; past it, one is
+/// forgotten for each new one (it is learnt again on its next computation).
+const MAX_DELTAS: usize = 4096;
 
 /// One read-through call: the full key and the settings in force.
 pub(crate) struct Call<'a> {
@@ -400,6 +411,10 @@ impl Outcome {
                 return Outcome::Declined(bytes.clone());
             }
             *ttl = Some(d);
+            // The value carries the end of its life, so that no sliding read extends it.
+            let deadline = crate::backend::unix_ms()
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            return Outcome::Value(codec::with_deadline(bytes, deadline));
         }
         self
     }
@@ -471,6 +486,20 @@ fn in_computation(core: &Core, key: &str) -> bool {
     COMPUTING.with(|c| c.borrow().iter().any(|(c, k)| *c == id && k == key))
 }
 
+impl Member for Core {
+    fn invalidating(&self, target: &str, glob: bool) {
+        self.flights.invalidated(target, glob);
+    }
+
+    fn changed(&self, target: &str, glob: bool) {
+        self.evict(target, glob);
+    }
+
+    fn invalidating_keys(&self, keys: &[&str]) {
+        self.flights.invalidated_keys(keys);
+    }
+}
+
 impl LeaseHost for Core {
     fn backend(&self) -> &Backend {
         &self.backend
@@ -483,8 +512,14 @@ impl LeaseHost for Core {
 }
 
 impl Core {
-    pub(crate) fn new(config: Config, backend: Backend, near: Option<Arc<NearCache>>) -> Core {
-        Core {
+    /// A core in its group of siblings (it joins the group).
+    pub(crate) fn new(
+        config: Config,
+        backend: Backend,
+        near: Option<Arc<NearCache>>,
+        siblings: Arc<Siblings<Core>>,
+    ) -> Arc<Core> {
+        let core = Arc::new(Core {
             config,
             backend,
             counters: Counters::default(),
@@ -495,7 +530,10 @@ impl Core {
             deltas: Default::default(),
             claims: Default::default(),
             enabled: AtomicBool::new(true),
-        }
+            siblings,
+        });
+        core.siblings.add(Arc::downgrade(&core));
+        core
     }
 
     /// Counts a fault met on a fail-open path and logs it, at most one line a second for
@@ -575,14 +613,20 @@ impl Core {
         call.served.set(Served::NearHit);
     }
 
-    /// `key` was written or deleted by this process: the near cache drops it now, rather
-    /// than when Redis's invalidation arrives.
+    /// `key` was written or deleted by this process: the near caches of every cache of the
+    /// process on this store and prefix drop it now, rather than when Redis's invalidation
+    /// arrives.
     pub(crate) fn changed(&self, key: &str, glob: bool) {
+        self.siblings.changed(key, glob);
+    }
+
+    /// This cache's own near cache drops what `target` names.
+    fn evict(&self, target: &str, glob: bool) {
         if let Some(near) = &self.near {
             if glob {
-                near.invalidate_pattern(key);
+                near.invalidate_pattern(target);
             } else {
-                near.invalidate(key);
+                near.invalidate(target);
             }
         }
     }
@@ -691,18 +735,25 @@ impl Core {
             let stale = state.stale.take();
             state.stale_hit = false;
             let windows = !call.fresh.window().is_zero();
-            let read = if call.control.sliding && !windows {
+            // A sliding read pushes the key's expiry: its tag entries are pushed first, so
+            // that they outlive it (a store that failed there keeps the expiry where it is).
+            let covered = !call.control.sliding || self.index(mode, call, call.store_ttl()).await?;
+            let read = if !covered {
+                None
+            } else if call.control.sliding && !windows {
                 // Pushed to a full TTL just now, if a value. (With a stale window, the
                 // expiry is read and a fresh value's pushed after, below.)
                 let read = self.backend.get_sliding(mode, &call.key, call.ttl).await;
-                read.map(|b| (b, Some(call.ttl)))
+                Some(read.map(|b| (b, Some(call.ttl))))
             } else if self.near.is_some() || windows || call.fresh.early_refresh > 0.0 {
-                self.backend.get_with_ttl(mode, &call.key).await
+                Some(self.backend.get_with_ttl(mode, &call.key).await)
             } else {
-                self.backend.get(mode, &call.key).await.map(|b| (b, None))
+                Some(self.backend.get(mode, &call.key).await.map(|b| (b, None)))
             };
             let store_ok = match read {
-                Ok((raw, left)) => match Stored::classify(raw) {
+                // The tag entries could not be pushed (reported): computed without the cache.
+                None => false,
+                Some(Ok((raw, left))) => match Stored::classify(raw) {
                     Stored::Value(b) if self.oversized(call, &b) => {
                         // Not served: computed again, and replaced like a stale value.
                         state.stale = Some(b);
@@ -745,8 +796,8 @@ impl Core {
                             return Ok(Begin::Refresh(b, refresh));
                         }
                         let mut left = left.map(|l| l.saturating_sub(call.fresh.window()));
-                        if call.control.sliding && windows {
-                            left = self.slide(mode, call, &b).await?.or(left);
+                        if call.control.sliding {
+                            left = self.slide(mode, call, &b, !windows).await?.or(left);
                         }
                         return Ok(Begin::Hit(b, Source::Store, left));
                     }
@@ -762,7 +813,7 @@ impl Core {
                     }
                     Stored::Missing | Stored::Leased(_) => true,
                 },
-                Err(e) => {
+                Some(Err(e)) => {
                     self.fault(call, "cache read", e)?;
                     false
                 }
@@ -829,18 +880,45 @@ impl Core {
         }
     }
 
-    /// Sliding expiry for a call with a stale window: the value was read with its `PTTL`
-    /// and is within its TTL, so its expiry goes back to the TTL and the window after it,
-    /// only while the key still holds these bytes (a second round trip: `GETEX` cannot
-    /// tell a value within its TTL from one kept for its window). The call's TTL when
-    /// pushed.
-    async fn slide(&self, mode: Mode, call: &Call<'_>, bytes: &[u8]) -> Result<Option<Duration>> {
+    /// Sliding expiry of a value read within its TTL: its expiry goes back to the call's TTL
+    /// and the stale window after it, never past the life [`Control::ttl_from`] gave the
+    /// value (the deadline its stored form carries). Without a window the read's `GETEX`
+    /// pushed it already (`pushed`), and only a value with a nearer deadline is pulled back;
+    /// with one, the read was a `GET` and `PTTL` (`GETEX` cannot tell a value within its TTL
+    /// from one kept for its window), and this pushes it. Both by a compare-and-set
+    /// `PEXPIRE`, only while the key still holds these bytes. The time the value has left
+    /// within its TTL once slid, when known.
+    async fn slide(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        bytes: &[u8],
+        pushed: bool,
+    ) -> Result<Option<Duration>> {
+        let (physical, fresh) = match codec::deadline(bytes) {
+            Some(deadline) => {
+                let left =
+                    Duration::from_millis(deadline.saturating_sub(crate::backend::unix_ms()));
+                if left >= call.ttl {
+                    (call.store_ttl(), call.ttl)
+                } else {
+                    (left + call.fresh.window(), left)
+                }
+            }
+            None => (call.store_ttl(), call.ttl),
+        };
+        if pushed && physical >= call.store_ttl() {
+            return Ok(Some(call.ttl));
+        }
+        let physical = physical.max(Duration::from_millis(1));
         match self
             .backend
-            .renew_if(mode, &call.key, bytes, call.store_ttl())
+            .renew_if(mode, &call.key, bytes, physical)
             .await
         {
-            Ok(pushed) => Ok(pushed.then_some(call.ttl)),
+            Ok(true) => Ok(Some(fresh)),
+            // Changed since the read: its expiry is whatever the new bytes were given.
+            Ok(false) => Ok(None),
             Err(e) => {
                 self.fault(call, "cache read", e)?;
                 Ok(None)
@@ -857,7 +935,7 @@ impl Core {
         stale: Option<Vec<u8>>,
     ) -> Result<Begin<'c>> {
         let before_acquire = leader.invalidations();
-        let store_ok = store_ok && self.index(mode, call).await?;
+        let store_ok = store_ok && self.index(mode, call, call.store_ttl()).await?;
         let lease = if !store_ok {
             Lease::Unavailable
         } else if self.config.leases {
@@ -996,6 +1074,24 @@ impl Core {
             fresh_as_of: computed_from,
             written: false,
         };
+        // Not written while an invalidation that names the key is queued (the lease it could
+        // not delete would not stop the write), nor before the tag entries cover a value whose
+        // TTL `ttl_from` chose longer than the call's.
+        if matches!(lease, Lease::Held(_) | Lease::Off) {
+            let covered = if self.held_back(&call.key, &call.fresh.tags) {
+                Ok(false)
+            } else if ttl.is_some_and(|d| d > call.ttl) {
+                self.index(mode, call, store_ttl).await
+            } else {
+                Ok(true)
+            };
+            if !matches!(covered, Ok(true)) {
+                leader.share(unverified(json));
+                // Dropped unfinished: the keeper gives the lease back.
+                drop(guard);
+                return covered.map(drop);
+            }
+        }
         let checked = !self.config.unchecked_lease_writes;
         let written = match &lease {
             Lease::Held(token) if checked => {
@@ -1069,6 +1165,12 @@ impl Core {
         match deltas.get_mut(call.template) {
             Some(d) => *d = (*d * 7 + took) / 8,
             None => {
+                if deltas.len() >= MAX_DELTAS {
+                    // Any one: a template forgotten is learnt again on its next computation.
+                    if let Some(gone) = deltas.keys().next().cloned() {
+                        deltas.remove(&gone);
+                    }
+                }
                 deltas.insert(call.template.to_owned(), took);
             }
         }
@@ -1262,8 +1364,12 @@ impl Core {
         store_ttl: Duration,
     ) {
         {
-            // The tag entries first, as before a lease: they outlive the new value.
-            if let Ok(true) = self.index(mode, call).await {
+            // The tag entries first, as before a lease: they outlive the new value. Nothing
+            // while an invalidation that names the key is queued.
+            if self.held_back(&call.key, &call.fresh.tags) {
+                return;
+            }
+            if let Ok(true) = self.index(mode, call, store_ttl).await {
                 let max_left = refresh.left.saturating_sub(refresh.read_at.elapsed()) + AGING_SLACK;
                 let written = if self.config.unchecked_lease_writes {
                     // The tests' negative control: a plain write.
@@ -1340,15 +1446,22 @@ impl Core {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// True when the call computes without the cache: bypassed, or the cache is switched
-    /// off. Counted, logged and recorded as the call's outcome. Such a call neither reads
-    /// nor writes: no tag entry, no lease, no early refresh.
+    /// True when the call computes without the cache: bypassed, the cache switched off, or
+    /// held back by a queued invalidation. Counted, logged and recorded as the call's
+    /// outcome. Such a call neither reads nor writes: no tag entry, no lease, no early
+    /// refresh.
     fn skips(&self, call: &Call<'_>) -> bool {
         let Some(skip) = self.skip(call) else {
             return false;
         };
         let c = &self.counters;
-        if skip == Served::Disabled {
+        if skip == Served::Unavailable {
+            Counters::add(&c.held_back, 1);
+            call.debug(format_args!(
+                "Computing {} without the cache: an invalidation that names it is queued",
+                call.key
+            ));
+        } else if skip == Served::Disabled {
             Counters::add(&c.disabled_calls, 1);
             call.debug(format_args!(
                 "Cache disabled: computing {} without reading or writing it",
@@ -1365,13 +1478,16 @@ impl Core {
         true
     }
 
-    /// Why the call computes without the cache, if it does (`Disabled` or `Bypassed`):
-    /// [`skips`](Self::skips)' conditions, uncounted.
+    /// Why the call computes without the cache, if it does (`Disabled`, `Bypassed`, or
+    /// `Unavailable` while an invalidation that names it is queued): [`skips`](Self::skips)'
+    /// conditions, uncounted.
     fn skip(&self, call: &Call<'_>) -> Option<Served> {
         if !self.is_enabled() {
             Some(Served::Disabled)
         } else if call.control.bypass {
             Some(Served::Bypassed)
+        } else if self.held_back(&call.key, &call.fresh.tags) {
+            Some(Served::Unavailable)
         } else {
             None
         }
@@ -1409,9 +1525,11 @@ impl Core {
             }
             Outcome::Value(_) | Outcome::Failed => return Ok(()),
         };
-        // The tag entries first, as before a lease: they outlive the new value. A store
-        // that failed here (reported) keeps the value out: a tag would not find it.
-        if !self.index(mode, call).await? {
+        // Not while an invalidation that names the key is queued. The tag entries first, as
+        // before a lease: they outlive the new value. A store that failed here (reported)
+        // keeps the value out: a tag would not find it.
+        if self.held_back(&call.key, &call.fresh.tags) || !self.index(mode, call, store_ttl).await?
+        {
             return Ok(());
         }
         match self
@@ -1438,18 +1556,21 @@ impl Core {
         Ok(())
     }
 
-    /// Records the key in its tag sets, before the lease is asked for: a tag invalidation
-    /// that begins once the lease is held finds the key and deletes the lease with it, so
-    /// the holder's compare-and-set fails, as after a key invalidation. An entry lives as
-    /// long as the value can: the lease wait, the longest a lease is held, then the TTL.
-    /// False (reported) when the store failed: the value must then not be written, since a
-    /// tag invalidation would not find it.
-    async fn index(&self, mode: Mode, call: &Call<'_>) -> Result<bool> {
+    /// Records the key in its tag sets for a value that lives `store_ttl` in the store:
+    /// before the lease is asked for, so that a tag invalidation that begins once the lease
+    /// is held finds the key and deletes the lease with it (the holder's compare-and-set
+    /// then fails, as after a key invalidation); again before a value whose TTL
+    /// [`Control::ttl_from`] chose longer is written, and before a sliding read pushes the
+    /// key's expiry. An entry lives as long as the value can: the lease wait, the longest a
+    /// lease is held, then `store_ttl` (an entry already there with a later expiry keeps
+    /// it). False (reported) when the store failed: the value must then not be written, nor
+    /// its expiry pushed, since a tag invalidation would not find it.
+    async fn index(&self, mode: Mode, call: &Call<'_>, store_ttl: Duration) -> Result<bool> {
         if call.fresh.tags.is_empty() {
             return Ok(true);
         }
         let c = &self.config;
-        let life = c.lease_wait + c.lease_ttl.saturating_mul(MAX_HOLD) + call.store_ttl();
+        let life = c.lease_wait + c.lease_ttl.saturating_mul(MAX_HOLD) + store_ttl;
         for set in &call.fresh.tags {
             if let Err(e) = self.backend.tag_add(mode, set, &call.key, life).await {
                 self.fault(call, "cache tag", e)?;
@@ -1600,6 +1721,11 @@ impl Core {
                 self.claims.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
             ),
             ("lease keeper (all caches)", crate::lease::kept()),
+            (
+                "early refresh timings",
+                self.deltas.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
+            ),
+            ("queued invalidations", self.siblings.pending.len() as u64),
         ];
         if let Some(near) = &self.near {
             sizes.push(("near cache", near.len()));
@@ -1726,6 +1852,11 @@ pub(crate) fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T
     core.near_hit::<T>(call)
 }
 
+/// What a value decoded from `bytes` weighs in the near cache: see [`codec::weight`].
+fn weight<T>(bytes: &[u8]) -> usize {
+    codec::weight(bytes) + std::mem::size_of::<T>()
+}
+
 /// The computed value, for the call's conditions.
 fn as_any<T: CacheValue, E>(out: &Result<T, E>) -> Option<&dyn Any> {
     out.as_ref().ok().map(|v| v as &dyn Any)
@@ -1773,7 +1904,7 @@ where
                     core.hit(call, &mut state, source);
                     if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
                     {
-                        near.insert(ticket, &call.key, v.clone(), bytes.len(), left);
+                        near.insert(ticket, &call.key, v.clone(), weight::<T>(&bytes), left);
                     }
                     return Ok(Ok(v));
                 }
@@ -1825,7 +1956,7 @@ where
                     core.hit(call, &mut state, source);
                     if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
                     {
-                        near.insert(ticket, &call.key, v.clone(), bytes.len(), left);
+                        near.insert(ticket, &call.key, v.clone(), weight::<T>(&bytes), left);
                     }
                     return Ok(Ok(v));
                 }
