@@ -221,3 +221,246 @@ fn a_tag_placeholder_the_key_lacks_is_refused(b: &Backend) {
     );
     assert_eq!(cache.stats().errors, errors + 1, "{}: counted", b.name);
 }
+
+/// `SLOWLOG`'s slowest command since the last `SLOWLOG RESET`, in microseconds.
+#[cfg(feature = "redis")]
+fn slowest_us(con: &mut redis::Connection) -> (i64, String) {
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1000)
+        .query(con)
+        .unwrap();
+    let mut slowest = (0, String::new());
+    for entry in entries {
+        let redis::Value::Array(fields) = entry else {
+            continue;
+        };
+        let us: i64 = redis::from_redis_value(fields[2].clone()).unwrap();
+        if us > slowest.0 {
+            let args: Vec<String> = redis::from_redis_value(fields[3].clone()).unwrap_or_default();
+            slowest = (us, args.into_iter().take(2).collect::<Vec<_>>().join(" "));
+        }
+    }
+    slowest
+}
+
+/// 200,000 keys under one tag: the set was read and forgotten by two O(n) scripts under one
+/// operation timeout (182 ms of Redis for the read alone), which timed out and deleted
+/// nothing. Now page by page: every key goes, the count is the count deleted, and no Redis
+/// command takes long (a liveness bound here; BENCHMARKS.md has the figures for 1,000,000).
+#[cfg(feature = "redis")]
+#[test]
+fn a_tag_of_200_000_keys_goes_whole_page_by_page() {
+    const N: usize = 200_000;
+    let server = support::RedisServer::start_with(&["--slowlog-log-slower-than", "0"]);
+    let cache = Cache::new(
+        cacheable::Config::from_url(&server.url())
+            .unwrap()
+            .prefix("big"),
+    )
+    .unwrap();
+    // Written behind the crate's back, as its own writes lay them out: the values, and the
+    // tag set scored by expiry (ms since the epoch).
+    let mut con = server.client();
+    let set = cache.full_key("[tag]:shelf:1");
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 3_600_000;
+    for chunk in (0..N).collect::<Vec<_>>().chunks(10_000) {
+        let mut pipe = redis::pipe();
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(&set);
+        for i in chunk {
+            let key = cache.full_key(&format!("item:1:{i}"));
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(*i)
+                .arg("EX")
+                .arg(3600)
+                .ignore();
+            zadd.arg(expiry).arg(key);
+        }
+        pipe.add_command(zadd).ignore();
+        let () = pipe.query(&mut con).unwrap();
+    }
+    let () = redis::cmd("SLOWLOG").arg("RESET").query(&mut con).unwrap();
+    let started = Instant::now();
+    let deleted = Invalidate::tags(["shelf:<<shelf>>"])
+        .on(&cache)
+        .now(ctx! { shelf = 1 })
+        .unwrap();
+    let took = started.elapsed();
+    let (slowest, command) = slowest_us(&mut con);
+    assert_eq!(deleted, N as u64, "the count is the count deleted");
+    let left: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert_eq!(left, 0, "every key and the set went");
+    println!("{N} keys in {took:?}; slowest Redis command {slowest} µs ({command})");
+    assert!(
+        slowest < 100_000,
+        "one command took {slowest} µs ({command}): the tag must go in pages"
+    );
+}
+
+/// A tag whose keys sit on every primary of a cluster: deleted node by node, all of them.
+#[cfg(feature = "cluster")]
+#[test]
+fn a_tag_over_every_primary_goes_whole() {
+    let cluster = support::RedisCluster::start();
+    let cache = Cache::new(
+        cacheable::Config::from_url(&cluster.url())
+            .unwrap()
+            .prefix("spread"),
+    )
+    .unwrap();
+    let n = 3000u64;
+    for i in 0..n {
+        Cacheable::new("item:<<shelf>>:<<i>>")
+            .tags(["shelf:<<shelf>>"])
+            .on(&cache)
+            .run(ctx! { shelf = 2, i }, || i);
+    }
+    let on_each: Vec<usize> = cluster
+        .primaries()
+        .iter()
+        .map(|p| cluster.keys_on(*p, "spread:item:*").len())
+        .collect();
+    assert!(on_each.iter().all(|&k| k > 0), "{on_each:?}");
+    let deleted = Invalidate::tags(["shelf:<<shelf>>"])
+        .on(&cache)
+        .now(ctx! { shelf = 2 })
+        .unwrap();
+    assert_eq!(deleted, n);
+    assert_eq!(cache.count("item:*").unwrap(), 0);
+}
+
+/// An invalidation that cannot reach Redis (frozen) was logged, counted and lost: the
+/// mutation's caller was told nothing, and once Redis came back the old value was served
+/// until its TTL. Now it is queued: `now` says so, this process serves nothing it names
+/// meanwhile (near cache, store, a second cache of the process), and it lands once Redis
+/// answers again.
+#[cfg(feature = "redis")]
+#[test]
+fn an_invalidation_that_cannot_land_is_queued_and_held_back_until_it_does() {
+    let server = support::RedisServer::start();
+    let config = cacheable::Config::from_url(&server.url())
+        .unwrap()
+        .prefix("queued")
+        .near_cache(1000)
+        .op_timeout(Duration::from_millis(200));
+    let cache = Cache::new(config.clone()).unwrap();
+    let other = Cache::new(config).unwrap();
+    let version = AtomicU64::new(1);
+    let read = |cache: &Cache, outcome: &mut Outcome| {
+        Cacheable::new("wallet:<<id>>")
+            .ttl(600)
+            .tags(["user:<<id>>"])
+            .outcome(outcome)
+            .on(cache)
+            .run(ctx! { id = 9 }, || version.load(Ordering::SeqCst))
+    };
+    let mut outcome = Outcome::default();
+    assert_eq!(read(&cache, &mut outcome), 1);
+    support::first_near_hit(&cache, Duration::from_secs(5), || {
+        read(&cache, &mut Outcome::default())
+    });
+    assert_eq!(read(&other, &mut outcome), 1);
+
+    server.pause();
+    version.store(2, Ordering::SeqCst);
+    let mut done = cacheable::Invalidation::default();
+    let saved: Result<u8, ()> = Invalidate::new(["wallet:<<id>>"])
+        .on(&cache)
+        .outcome(&mut done)
+        .try_run(ctx! { id = 9 }, || Ok(7));
+    assert_eq!(saved, Ok(7), "the mutation's value comes back");
+    let cacheable::Invalidation::Queued { error, .. } = &done else {
+        panic!("the caller is told the invalidation was queued: {done:?}");
+    };
+    assert!(error.is_queued(), "{error:#}");
+    let err = Invalidate::tags(["user:<<id>>"])
+        .on(&other)
+        .now(ctx! { id = 9 })
+        .unwrap_err();
+    assert!(err.is_queued(), "{err:#}");
+    assert!(cache.stats().pending_invalidations >= 1);
+    // Held back in this process, from every tier and both caches, though the near caches
+    // still hold version 1 and Redis will, once thawed.
+    for c in [&cache, &other] {
+        assert_eq!(read(c, &mut outcome), 2);
+        assert_eq!(outcome, Outcome::Unavailable);
+    }
+    server.resume();
+    for c in [&cache, &other] {
+        assert_eq!(read(c, &mut outcome), 2, "held back until it lands");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.stats().pending_invalidations > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the queued invalidation never landed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut con = server.client();
+    let left: Option<String> = redis::cmd("GET")
+        .arg(cache.full_key("wallet:9"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(left, None, "it landed: the old value is gone from Redis");
+    for c in [&cache, &other] {
+        assert_eq!(read(c, &mut outcome), 2);
+    }
+    assert!(cache.stats().held_back >= 2, "{:?}", cache.stats());
+    assert_eq!(cache.stats().queued_invalidations, 1);
+}
+
+/// A manual delete that cannot land is queued too (here the user may not `UNLINK`, so it
+/// lands only once it may), its key is held back meanwhile though Redis still holds it, and
+/// a later write of the key supersedes it: its late landing must not delete the new value.
+#[cfg(feature = "redis")]
+#[test]
+fn a_queued_delete_holds_back_its_key_and_a_later_write_supersedes_it() {
+    let server = support::RedisServer::start();
+    server.cli(&[
+        "ACL", "SETUSER", "app", "on", ">pw", "~qdel:*", "+@all", "-unlink",
+    ]);
+    let cache = Cache::new(
+        cacheable::Config::from_url(&format!("redis://app:pw@127.0.0.1:{}/", server.port))
+            .unwrap()
+            .prefix("qdel"),
+    )
+    .unwrap();
+    cache.set("a", &1, 600).unwrap();
+    cache.set("b", &1, 600).unwrap();
+    let err = cache.delete("a").unwrap_err();
+    assert!(err.is_queued(), "{err:#}");
+    assert!(cache.delete("b").unwrap_err().is_queued());
+    assert_eq!(cache.stats().pending_invalidations, 2);
+    assert_eq!(
+        cache.get::<i32>("a").unwrap(),
+        None,
+        "held back, though Redis holds it"
+    );
+    cache.set("b", &2, 600).unwrap();
+    assert_eq!(
+        cache.stats().pending_invalidations,
+        1,
+        "the write superseded b's"
+    );
+    assert_eq!(cache.get::<i32>("b").unwrap(), Some(2));
+    server.cli(&["ACL", "SETUSER", "app", "+unlink"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.stats().pending_invalidations > 0 {
+        assert!(Instant::now() < deadline, "never landed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let a = server.cli(&["EXISTS", "qdel:a"]);
+    assert_eq!(a.trim(), "0", "it landed");
+    assert_eq!(
+        cache.get::<i32>("b").unwrap(),
+        Some(2),
+        "the later write stays"
+    );
+}

@@ -1343,18 +1343,7 @@ impl Inner {
                 match reply.extract_error() {
                     Ok(n) => deleted += parse::<u64>(n)?,
                     // The slot moved away meanwhile: delete by slot, following redirections.
-                    Err(_) => {
-                        let n = self
-                            .bounded(async {
-                                let mut con = self.connection().await?;
-                                con.route_command(unlink_cmd(&group), slot_route(slot))
-                                    .await
-                                    .and_then(Value::extract_error)
-                                    .map_err(Error::from_redis)
-                            })
-                            .await?;
-                        deleted += parse::<u64>(n)?;
-                    }
+                    Err(_) => deleted += self.unlink_slot(slot, &group).await?,
                 }
             }
             match page {
@@ -1364,6 +1353,108 @@ impl Inner {
                 None => return Ok(deleted),
             }
         }
+    }
+
+    /// Deletes `keys` from every primary that owns some of them, all at once: to each, one
+    /// pipeline of one `UNLINK` per slot (never a multi-key command across slots), then its
+    /// `WAIT`. A slot that moved meanwhile is deleted by slot, following redirections.
+    async fn delete_many_async(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<u64> {
+        let topology = self.topology(Mode::Async).await?;
+        let mut by_node: HashMap<usize, Vec<(u16, Vec<Vec<u8>>)>> = HashMap::new();
+        let mut unowned = Vec::new();
+        for (slot, group) in by_slot(keys) {
+            match topology.owner[usize::from(slot)] {
+                NONE => unowned.push((slot, group)),
+                i => by_node
+                    .entry(usize::from(i))
+                    .or_default()
+                    .push((slot, group)),
+            }
+        }
+        let runs = by_node.into_iter().map(|(i, groups)| {
+            let p = &topology.primaries[i];
+            let target = Target {
+                addr: p.addr.clone(),
+                breaker: p.breaker.clone(),
+                link: p.link.clone(),
+                replicas: p.replicas,
+            };
+            let this = &self;
+            async move {
+                let out = this.unlink_on(&target, groups).await;
+                target.breaker.record(&out);
+                out
+            }
+        });
+        let mut deleted = 0;
+        let mut failed = None;
+        for out in join_all(runs.collect()).await {
+            match out {
+                Ok(n) => deleted += n,
+                Err(e) => failed = Some(e),
+            }
+        }
+        for (slot, group) in unowned {
+            match self.unlink_slot(slot, &group).await {
+                Ok(n) => deleted += n,
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) => {
+                if topology_fault(&e) {
+                    self.mark_dirty();
+                }
+                Err(e)
+            }
+            None => Ok(deleted),
+        }
+    }
+
+    /// One primary's part of [`delete_many_async`](Self::delete_many_async): one round trip.
+    async fn unlink_on(
+        self: &Arc<Self>,
+        target: &Target,
+        groups: Vec<(u16, Vec<Vec<u8>>)>,
+    ) -> Result<u64> {
+        let mut way = self.way(target).await?;
+        let mut pipe = redis::pipe();
+        for (_, group) in &groups {
+            pipe.add_command(unlink_cmd(group));
+        }
+        let wait = target.replicas > 0;
+        if wait {
+            pipe.add_command(self.wait_cmd());
+        }
+        let mut replies = self.node_round_trip(&mut way, pipe).await?;
+        let acked = if wait { replies.pop() } else { None };
+        let mut deleted = 0;
+        for ((slot, group), reply) in groups.into_iter().zip(replies) {
+            deleted += match reply.extract_error() {
+                Ok(n) => parse::<u64>(n)?,
+                // The slot moved away meanwhile: delete by slot, following redirections.
+                Err(_) => self.unlink_slot(slot, &group).await?,
+            };
+        }
+        if let Some(acked) = acked {
+            self.replicated(acked, &target.addr)?;
+        }
+        Ok(deleted)
+    }
+
+    /// `UNLINK` of one slot's keys through the cluster connection, which follows
+    /// redirections.
+    async fn unlink_slot(&self, slot: u16, group: &[Vec<u8>]) -> Result<u64> {
+        let n = self
+            .bounded(async {
+                let mut con = self.connection().await?;
+                con.route_command(unlink_cmd(group), slot_route(slot))
+                    .await
+                    .and_then(Value::extract_error)
+                    .map_err(Error::from_redis)
+            })
+            .await?;
+        parse::<u64>(n)
     }
 
     async fn delete_pattern_async(self: Arc<Self>, pattern: String) -> Result<u64> {
@@ -1459,6 +1550,15 @@ impl Store for ClusterStore {
     }
 
     async fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64> {
+        if keys.len() > 1 {
+            // Many keys (a tag's page, a batch): every primary at once, one round trip each.
+            let owned = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+            let run = self.inner.clone().delete_many_async(owned);
+            return match mode {
+                Mode::Blocking => on_io_thread(run),
+                Mode::Async => run.await,
+            };
+        }
         let mut deleted = 0;
         let owned = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
         for (slot, group) in by_slot(owned) {
