@@ -668,8 +668,11 @@ fn parse<T: FromRedisValue>(v: Value) -> Result<T> {
     redis::from_redis_value(v).map_err(|e| Error::from_redis(e.into()))
 }
 
+/// A hash slot and keys of it.
+type SlotKeys = (u16, Vec<Vec<u8>>);
+
 /// Keys grouped by hash slot, in the order their slots first appear.
-fn by_slot(keys: Vec<Vec<u8>>) -> Vec<(u16, Vec<Vec<u8>>)> {
+fn by_slot(keys: Vec<Vec<u8>>) -> Vec<SlotKeys> {
     let mut groups: Vec<(u16, Vec<Vec<u8>>)> = Vec::new();
     let mut index: HashMap<u16, usize> = HashMap::new();
     for key in keys {
@@ -1360,7 +1363,7 @@ impl Inner {
     /// `WAIT`. A slot that moved meanwhile is deleted by slot, following redirections.
     async fn delete_many_async(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<u64> {
         let topology = self.topology(Mode::Async).await?;
-        let mut by_node: HashMap<usize, Vec<(u16, Vec<Vec<u8>>)>> = HashMap::new();
+        let mut by_node: HashMap<usize, Vec<SlotKeys>> = HashMap::new();
         let mut unowned = Vec::new();
         for (slot, group) in by_slot(keys) {
             match topology.owner[usize::from(slot)] {
@@ -1415,7 +1418,7 @@ impl Inner {
     async fn unlink_on(
         self: &Arc<Self>,
         target: &Target,
-        groups: Vec<(u16, Vec<Vec<u8>>)>,
+        groups: Vec<SlotKeys>,
     ) -> Result<u64> {
         let mut way = self.way(target).await?;
         let mut pipe = redis::pipe();
