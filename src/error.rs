@@ -170,9 +170,28 @@ impl Error {
     pub(crate) fn from_redis(e: redis::RedisError) -> Self {
         if e.is_timeout() {
             Error::with_source(ErrorKind::Timeout, "redis did not answer in time", e)
+        } else if e.code() == Some("NOPERM") {
+            let message = no_permission(e.detail().unwrap_or_default());
+            Error::with_source(ErrorKind::Store, message, e)
         } else {
             Error::with_source(ErrorKind::Store, "redis error", e)
         }
+    }
+}
+
+/// What a `NOPERM` reply means and what to grant: the command it names, or the keys.
+#[cfg(feature = "redis")]
+fn no_permission(detail: &str) -> String {
+    const LINE: &str = "cacheable's README (Least privilege) gives the ACL line for each topology";
+    let named = detail.split('\'').nth(1).filter(|c| !c.is_empty());
+    match named {
+        Some(command) if detail.contains("command") => format!(
+            "the Redis user may not run `{command}`: grant it (`ACL SETUSER <user> +{command}`); {LINE}"
+        ),
+        _ if detail.contains("key") => format!(
+            "the Redis user may not touch a key under this cache's prefix: grant `~<prefix>:*`; {LINE}"
+        ),
+        _ => format!("the Redis user lacks a permission: {LINE}"),
     }
 }
 
@@ -238,6 +257,20 @@ mod tests {
         assert_eq!(crate::report::chain(&e), format!("{e:#}"));
         // The Redis error stays within reach of the crate.
         assert!(e.redis_error().is_some_and(redis::RedisError::is_io_error));
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn a_permission_error_names_the_command_and_the_grant() {
+        let e = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm),
+            "NOPERM",
+            "User app has no permissions to run the 'time' command".to_string(),
+        ));
+        let e = Error::from_redis(e);
+        let text = format!("{e:#}");
+        assert!(text.contains("may not run `time`"), "{text}");
+        assert!(text.contains("ACL SETUSER <user> +time"), "{text}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::codec::CacheValue;
 use crate::config::{Config, IntoTtl};
 use crate::engine::{near_read, read_through, read_through_async, Call, Core};
 use crate::error::{Error, ErrorKind, Result};
+use crate::health::{Health, NearCacheHealth};
 use crate::near::NearCache;
 use crate::siblings::{Siblings, Target};
 use crate::stats::{Counters, Stats};
@@ -123,6 +124,43 @@ impl Cache {
         let mut stats = self.inner.core.counters.snapshot();
         stats.pending_invalidations = self.inner.core.siblings.pending.len() as u64;
         stats
+    }
+
+    /// The cache's state for a readiness probe: one `PING` to the store (every primary on
+    /// a cluster) within the operation timeout, whatever the breaker says, and what this
+    /// process knows (the breaker, the near cache's tracking, queued invalidations).
+    ///
+    /// Blocks the thread for the round trip: in async code, use
+    /// [`health_async`](Self::health_async).
+    pub fn health(&self) -> Health {
+        block_on(self.health_in(Mode::Blocking))
+    }
+
+    /// Async twin of [`health`](Self::health).
+    pub async fn health_async(&self) -> Health {
+        self.health_in(Mode::Async).await
+    }
+
+    async fn health_in(&self, mode: Mode) -> Health {
+        let core = &self.inner.core;
+        let started = std::time::Instant::now();
+        let store = core.backend.ping(mode).await.map(|()| started.elapsed());
+        let near_cache = match &core.near {
+            None => NearCacheHealth::Off,
+            Some(near) if near.is_trusted() => NearCacheHealth::Serving {
+                entries: near.len(),
+            },
+            Some(near) => NearCacheHealth::NotServing {
+                reason: near.failure(),
+            },
+        };
+        Health {
+            store,
+            breaker_open: core.backend.breaker_open(),
+            near_cache,
+            pending_invalidations: core.siblings.pending.len() as u64,
+            enabled: core.is_enabled(),
+        }
     }
 
     /// Not public API: the sizes of the cache's in-process maps (flights, log throttles, the
@@ -706,6 +744,22 @@ impl CacheManager {
     /// The global cache's counters (all zero when it cannot be built).
     pub fn stats() -> Stats {
         Self::cache().map(Cache::stats).unwrap_or_default()
+    }
+
+    /// [`Cache::health`] of the global cache.
+    ///
+    /// # Errors
+    /// The global cache's configuration error.
+    pub fn health() -> Result<Health> {
+        Self::cache().map(Cache::health)
+    }
+
+    /// [`Cache::health_async`] of the global cache.
+    ///
+    /// # Errors
+    /// The global cache's configuration error.
+    pub async fn health_async() -> Result<Health> {
+        Ok(Self::cache()?.health_async().await)
     }
 
     /// [`Cache::disable`] on the global cache: the kill switch.

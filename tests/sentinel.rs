@@ -586,3 +586,88 @@ fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over
     }
     setup.node(old).resume();
 }
+
+/// After `SENTINEL FAILOVER`, the near cache kept serving what the old primary held for
+/// tens to hundreds of milliseconds (843, 64 and 28 ms in three runs), until its tracking's
+/// periodic check saw the new primary: a value changed on the new primary meanwhile was
+/// served from process memory. Now the `+switch-master` announcement (and any sign of doubt)
+/// stops the near cache at once, and it serves again once its tracking runs on the new
+/// primary.
+#[test]
+fn the_near_cache_stops_serving_at_the_switch() {
+    let setup = RedisSentinel::start();
+    let near = Arc::new(Cache::new(config(&setup, "doubt").near_cache(10_000)).unwrap());
+    let old = setup.primary_port().unwrap();
+    setup.node_cli(old, &["SET", "doubt:k", "1", "EX", "600"]);
+    let read = |cache: &Cache| {
+        let mut outcome = cacheable::Outcome::default();
+        let v = Cacheable::new("k")
+            .outcome(&mut outcome)
+            .on(cache)
+            .run(ctx! {}, || -1i64);
+        (v, outcome)
+    };
+    support::first_near_hit(&near, Duration::from_secs(10), || read(&near));
+    // The test hears the switch as the crate does, from a Sentinel.
+    let sentinel = setup.sentinels[0].port;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{sentinel}/")).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let mut pubsub = con.as_pubsub();
+        pubsub.subscribe("+switch-master").unwrap();
+        let _ = tx.send(Instant::now());
+        let _ = pubsub.get_message();
+        let _ = tx.send(Instant::now());
+    });
+    rx.recv().unwrap();
+    let stop = AtomicBool::new(false);
+    // Reads as they happen: when each began, its value, whether from process memory.
+    let reads = Mutex::new(Vec::new());
+    let switched = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let began = Instant::now();
+                let (v, outcome) = read(&near);
+                reads.lock().unwrap().push((began, v, outcome));
+            }
+        });
+        setup.sentinel_cli(sentinel, &["SENTINEL", "FAILOVER", "cacheable"]);
+        let switched = rx.recv_timeout(Duration::from_secs(30)).expect("a switch");
+        let new = setup
+            .wait_failover(old, Duration::from_secs(30))
+            .expect("the replica promoted");
+        setup.node_cli(new, &["SET", "doubt:k", "2", "EX", "600"]);
+        // It serves again once its tracking runs on the new primary.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let fresh = reads
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(_, v, o)| *v == 2 && *o == cacheable::Outcome::NearHit);
+            if fresh {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never served near again");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::SeqCst);
+        switched
+    });
+    let reads = reads.into_inner().unwrap();
+    let late: Vec<_> = reads
+        .iter()
+        .filter(|(began, v, o)| {
+            *began > switched + Duration::from_millis(200)
+                && *v == 1
+                && *o == cacheable::Outcome::NearHit
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} near hits of the old primary's value began more than 200 ms after the switch (the last {:?} after it)",
+        late.len(),
+        late.last().map(|(b, _, _)| b.duration_since(switched))
+    );
+}

@@ -495,6 +495,15 @@ struct Inner {
 }
 
 impl ClusterStore {
+    /// Whether calls to some primary (or while no slot map is known) fail fast.
+    pub(crate) fn breaker_open(&self) -> bool {
+        let inner = &self.inner;
+        inner.unknown.check().is_err()
+            || inner
+                .current()
+                .is_some_and(|t| t.primaries.iter().any(|p| p.breaker.check().is_err()))
+    }
+
     pub(crate) fn new(nodes: &[SecretUrl], config: &Config) -> Result<Self> {
         let shown = nodes
             .iter()
@@ -1415,11 +1424,7 @@ impl Inner {
     }
 
     /// One primary's part of [`delete_many_async`](Self::delete_many_async): one round trip.
-    async fn unlink_on(
-        self: &Arc<Self>,
-        target: &Target,
-        groups: Vec<SlotKeys>,
-    ) -> Result<u64> {
+    async fn unlink_on(self: &Arc<Self>, target: &Target, groups: Vec<SlotKeys>) -> Result<u64> {
         let mut way = self.way(target).await?;
         let mut pipe = redis::pipe();
         for (_, group) in &groups {
@@ -1458,6 +1463,26 @@ impl Inner {
             })
             .await?;
         parse::<u64>(n)
+    }
+
+    /// `PING` on every primary at once.
+    async fn ping_all(self: Arc<Self>) -> Result<()> {
+        let targets = self.targets("*").await?;
+        let runs = targets.iter().map(|target| {
+            let this = &self;
+            async move {
+                let mut way = this.way(target).await?;
+                let mut pipe = redis::pipe();
+                pipe.add_command(redis::cmd("PING"));
+                let reply = this.node_round_trip(&mut way, pipe).await?.pop();
+                reply
+                    .unwrap_or(Value::Nil)
+                    .extract_error()
+                    .map(drop)
+                    .map_err(Error::from_redis)
+            }
+        });
+        join_all(runs.collect()).await.into_iter().collect()
     }
 
     async fn delete_pattern_async(self: Arc<Self>, pattern: String) -> Result<u64> {
@@ -1606,6 +1631,14 @@ impl Store for ClusterStore {
         let run = self.inner.clone().delete_pattern_async(pattern.to_owned());
         match mode {
             // All primaries at once, on the IO thread, the caller's thread waiting.
+            Mode::Blocking => on_io_thread(run),
+            Mode::Async => run.await,
+        }
+    }
+
+    async fn ping(&self, mode: Mode) -> Result<()> {
+        let run = self.inner.clone().ping_all();
+        match mode {
             Mode::Blocking => on_io_thread(run),
             Mode::Async => run.await,
         }

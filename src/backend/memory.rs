@@ -421,6 +421,10 @@ impl Store for MemoryStore {
         Ok(n)
     }
 
+    async fn ping(&self, _mode: Mode) -> Result<()> {
+        Ok(())
+    }
+
     async fn ttl(&self, _mode: Mode, key: &str) -> Result<KeyTtl> {
         let now = Instant::now();
         let stripe = self.lock(key);

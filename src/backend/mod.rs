@@ -162,6 +162,8 @@ pub(crate) trait Store: Send + Sync {
     /// Deletes every key matching a Redis glob; returns how many went.
     fn delete_pattern(&self, mode: Mode, pattern: &str)
         -> impl Future<Output = Result<u64>> + Send;
+    /// One round trip to every server the store uses (`PING`), whatever the breaker says.
+    fn ping(&self, mode: Mode) -> impl Future<Output = Result<()>> + Send;
     fn ttl(&self, mode: Mode, key: &str) -> impl Future<Output = Result<KeyTtl>> + Send;
     /// Every key matching a Redis glob, each once.
     fn keys(&self, mode: Mode, pattern: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
@@ -369,6 +371,17 @@ impl Backend {
         }
     }
 
+    /// Whether calls fail fast because the store (or, on a cluster, a primary) looked down.
+    pub(crate) fn breaker_open(&self) -> bool {
+        match self {
+            Backend::Memory(_) => false,
+            #[cfg(feature = "redis")]
+            Backend::Redis(s) => s.breaker_open(),
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(s) => s.breaker_open(),
+        }
+    }
+
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             Backend::Memory(_) => "memory",
@@ -413,6 +426,7 @@ dispatch! {
     fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64>;
     fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64>;
+    fn ping(&self, mode: Mode) -> Result<()>;
     fn ttl(&self, mode: Mode, key: &str) -> Result<KeyTtl>;
     fn keys(&self, mode: Mode, pattern: &str) -> Result<Vec<String>>;
     fn set_nx(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<bool>;

@@ -219,6 +219,11 @@ impl RedisStore {
         }
     }
 
+    /// Whether calls fail fast because the server looked down.
+    pub(crate) fn breaker_open(&self) -> bool {
+        self.breaker.check().is_err()
+    }
+
     /// `redis`, or `sentinel` when the server is the primary that Sentinel names.
     pub(crate) fn kind(&self) -> &'static str {
         match self.target {
@@ -290,13 +295,27 @@ impl RedisStore {
             }
             // The primary's tracking connection; a new primary (a new generation) reconnects
             // it, and the near cache drops everything it held meanwhile.
+            // While the primary is in doubt, none: the near cache serves nothing until the
+            // Sentinels' answer is in and tracking runs there. The epoch changes with the
+            // primary and with every doubt, which drops a connection made before it.
             #[cfg(feature = "sentinel")]
             Target::Sentinel(p) => {
+                let doubted = std::sync::Arc::downgrade(near);
+                p.on_doubt(Box::new(move || {
+                    if let Some(near) = doubted.upgrade() {
+                        near.distrust();
+                    }
+                }));
                 let primary = std::sync::Arc::downgrade(p);
                 Box::new(move || {
                     let p = primary.upgrade()?;
+                    if p.is_suspect() {
+                        return None;
+                    }
                     match p.current() {
-                        Some(r) => Some((r.generation, vec![r.tracking.clone()])),
+                        Some(r) => {
+                            Some(((r.generation << 32) ^ p.doubts(), vec![r.tracking.clone()]))
+                        }
                         // Nothing asked the Sentinels yet: ask, and look again later.
                         None => {
                             p.suspect();
@@ -484,13 +503,38 @@ impl RedisStore {
             .await
     }
 
-    /// The step of a pattern delete after a page that found keys: their `UNLINK` and the
-    /// next page's `SCAN` in one pipeline, so a page costs one round trip, not two.
-    fn unlink_then_scan(&self, keys: &[Vec<u8>], cursor: u64, pattern: &str) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        pipe.add_command(unlink_cmd(keys))
-            .add_command(self.scan_cmd(cursor, pattern));
-        pipe
+    /// `WAIT 1 t` after an invalidation's deletions, on Sentinel while the primary has a
+    /// replica: a failover promotes a replica, and Redis replicates asynchronously, so a
+    /// primary killed just after acknowledging an `UNLINK` could take it along. `t` is half
+    /// the operation timeout (1 ms to 1 s). `None` on a fixed server, and while the
+    /// Sentinels know no replica of the primary (there is nothing to fail over to).
+    fn wait_cmd(&self) -> Option<Cmd> {
+        match &self.target {
+            Target::Server { .. } => None,
+            #[cfg(feature = "sentinel")]
+            Target::Sentinel(p) => (p.replicas() > 0).then(|| {
+                let ms = (self.op_timeout / 2)
+                    .clamp(Duration::from_millis(1), Duration::from_secs(1))
+                    .as_millis() as u64;
+                let mut cmd = redis::cmd("WAIT");
+                cmd.arg(1).arg(ms);
+                cmd
+            }),
+        }
+    }
+
+    /// The reply of a [`wait_cmd`](Self::wait_cmd): when no replica acknowledged the
+    /// deletions in time (a replica frozen, resyncing or gone), they stand on the primary,
+    /// so the invalidation is not failed; the case is counted and logged (a line a second
+    /// at most), and a failover before the replica catches up is covered by the replay of
+    /// recent invalidations to the new primary.
+    fn replicated(&self, acked: i64) {
+        #[cfg(feature = "sentinel")]
+        if let (Target::Sentinel(p), true) = (&self.target, acked <= 0) {
+            p.unreplicated(self.op_timeout / 2);
+        }
+        #[cfg(not(feature = "sentinel"))]
+        let _ = acked;
     }
 
     fn scan_cmd(&self, cursor: u64, pattern: &str) -> Cmd {
@@ -813,6 +857,13 @@ pub(crate) const TAG_FORGET_LUA: &str = "for i = 1, #ARGV, 2 do \
         end \
      end return 1";
 
+/// One reply of a pipeline, parsed (an error reply is the error).
+fn parse_reply<T: FromRedisValue>(reply: Option<redis::Value>) -> Result<T> {
+    let reply = reply.ok_or_else(|| Error::new(ErrorKind::Store, "a pipeline reply is missing"))?;
+    let reply = reply.extract_error().map_err(Error::from_redis)?;
+    redis::from_redis_value(reply).map_err(|e| Error::from_redis(e.into()))
+}
+
 /// Pairs a flat `member, score, member, score…` reply.
 pub(crate) fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(flat.len() / 2);
@@ -901,7 +952,18 @@ impl Store for RedisStore {
                 keys.iter().map(|k| (*k).to_owned()).collect(),
             ));
         }
-        self.cmd(mode, unlink_cmd(keys)).await
+        match self.wait_cmd() {
+            // Also when the `UNLINK` finds nothing: an earlier attempt may have deleted the
+            // keys, and their deletion must reach a replica too.
+            Some(wait) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(unlink_cmd(keys)).add_command(wait);
+                let (n, acked): (u64, i64) = self.run(mode, Request::Pipe(pipe)).await?;
+                self.replicated(acked);
+                Ok(n)
+            }
+            None => self.cmd(mode, unlink_cmd(keys)).await,
+        }
     }
 
     async fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64> {
@@ -910,22 +972,53 @@ impl Store for RedisStore {
             p.record(super::sentinel::Replay::Pattern(pattern.to_owned()));
         }
         let mut deleted = 0u64;
+        let mut waited = false;
         let (mut cursor, mut keys): ScanPage = self.cmd(mode, self.scan_cmd(0, pattern)).await?;
         loop {
             if keys.is_empty() {
                 if cursor == 0 {
-                    return Ok(deleted);
+                    break;
                 }
                 (cursor, keys) = self.cmd(mode, self.scan_cmd(cursor, pattern)).await?;
-            } else if cursor == 0 {
-                return Ok(deleted + self.cmd::<u64>(mode, unlink_cmd(&keys)).await?);
-            } else {
-                let pipe = self.unlink_then_scan(&keys, cursor, pattern);
-                let (n, page): (u64, ScanPage) = self.run(mode, Request::Pipe(pipe)).await?;
-                deleted += n;
-                (cursor, keys) = page;
+                continue;
+            }
+            // Each page's `UNLINK` with its `WAIT` (when there are replicas to wait for) on
+            // one connection, and the next page's `SCAN`: one round trip a page.
+            let mut pipe = redis::pipe();
+            pipe.add_command(unlink_cmd(&keys));
+            let wait = self.wait_cmd();
+            let waits = wait.is_some();
+            waited |= waits;
+            if let Some(wait) = wait {
+                pipe.add_command(wait);
+            }
+            let last = cursor == 0;
+            if !last {
+                pipe.add_command(self.scan_cmd(cursor, pattern));
+            }
+            let mut replies: Vec<redis::Value> = self.run(mode, Request::Pipe(pipe)).await?;
+            let page = if last { None } else { replies.pop() };
+            let acked = if waits { replies.pop() } else { None };
+            deleted += parse_reply::<u64>(replies.pop())?;
+            if let Some(acked) = acked {
+                self.replicated(parse_reply(Some(acked))?);
+            }
+            match page {
+                Some(page) => (cursor, keys) = parse_reply(Some(page))?,
+                None => break,
             }
         }
+        // Nothing found, perhaps because an earlier attempt deleted it: that must reach a
+        // replica too.
+        if let (false, Some(wait)) = (waited, self.wait_cmd()) {
+            let acked: i64 = self.cmd(mode, wait).await?;
+            self.replicated(acked);
+        }
+        Ok(deleted)
+    }
+
+    async fn ping(&self, mode: Mode) -> Result<()> {
+        self.cmd(mode, redis::cmd("PING")).await
     }
 
     async fn ttl(&self, mode: Mode, key: &str) -> Result<KeyTtl> {

@@ -25,7 +25,7 @@ use crate::config::{Config, SentinelConfig, PRIMARY_HOST};
 use crate::error::{Error, ErrorKind, Result};
 use crate::redact::SecretUrl;
 use redis::{AsyncConnectionConfig, PushKind, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,18 @@ pub(crate) struct Primary {
     /// and this process's switch, may be missing on the new primary; they are sent again
     /// there before any call reads from it.
     recent: Mutex<Recent>,
+    /// How many replicas the Sentinels list for the primary and take as up, as last asked
+    /// (`usize::MAX` before the first answer): invalidations wait for one while any is.
+    replicas: AtomicUsize,
+    /// Invalidations whose deletions no replica acknowledged in time, and when that was
+    /// last logged (ms since `epoch`).
+    unreplicated: AtomicU64,
+    unreplicated_logged: AtomicU64,
+    epoch: Instant,
+    /// Bumped each time the primary comes into doubt (see [`doubt`](Primary::doubt)).
+    doubts: AtomicU64,
+    /// Called on each doubt: the near caches on this primary stop serving at once.
+    on_doubt: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Primary {
@@ -125,6 +137,12 @@ impl Primary {
             resolving: tokio::sync::Mutex::new(None),
             failed: Mutex::new(None),
             recent: Mutex::new(Recent::default()),
+            replicas: AtomicUsize::new(usize::MAX),
+            unreplicated: AtomicU64::new(0),
+            unreplicated_logged: AtomicU64::new(0),
+            epoch: Instant::now(),
+            doubts: AtomicU64::new(0),
+            on_doubt: Mutex::new(Vec::new()),
         });
         crate::rt::handle().spawn(watch(Arc::downgrade(&primary)));
         Ok(primary)
@@ -218,6 +236,27 @@ impl Primary {
         Ok(next)
     }
 
+    /// How many replicas of the primary the Sentinels take as up (as last asked).
+    pub(crate) fn replicas(&self) -> usize {
+        self.replicas.load(Ordering::Relaxed)
+    }
+
+    /// No replica acknowledged an invalidation's deletions within `waited`: counted, and
+    /// logged at most once a second.
+    pub(crate) fn unreplicated(&self, waited: Duration) {
+        let count = self.unreplicated.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.epoch.elapsed().as_millis() as u64 + 1000;
+        let last = self.unreplicated_logged.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .unreplicated_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(target: "cacheable", "{}: no replica acknowledged an invalidation's deletions within {} ms (WAIT); they stand on the primary, and a failover now sends them again to the new one ({count} such invalidations so far)", self.describe(), waited.as_millis());
+        }
+    }
+
     /// What is down, for the breaker's messages.
     pub(crate) fn describe(&self) -> String {
         format!("the redis primary of Sentinel service `{}`", self.service)
@@ -240,9 +279,41 @@ impl Primary {
             .clone()
     }
 
+    /// Calls `f` each time the primary comes into doubt.
+    pub(crate) fn on_doubt(&self, f: Box<dyn Fn() + Send + Sync>) {
+        self.on_doubt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f);
+    }
+
+    /// How many times the primary came into doubt: a tracking connection made before the
+    /// last doubt is not to be trusted.
+    pub(crate) fn doubts(&self) -> u64 {
+        self.doubts.load(Ordering::Acquire)
+    }
+
+    /// The primary may have changed (a `+switch-master`, a failed or refused call, a
+    /// `READONLY` reply, a new address from the Sentinels): the near caches stop serving now,
+    /// before anything else, and resume once their tracking runs on whichever server the
+    /// Sentinels name (the count goes up first, so a tracking connection confirmed meanwhile
+    /// sees it and is not trusted).
+    fn doubt(&self) {
+        self.doubts.fetch_add(1, Ordering::AcqRel);
+        for f in self
+            .on_doubt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            f();
+        }
+    }
+
     /// A call saw a sign that the primary may have changed: look again, now in the
     /// background, and before the next connection.
     pub(crate) fn suspect(self: &Arc<Self>) {
+        self.doubt();
         if !self.suspect.swap(true, Ordering::Relaxed) {
             let primary = self.clone();
             crate::rt::handle().spawn(async move {
@@ -329,6 +400,9 @@ impl Primary {
                 return Err(e);
             }
         };
+        if let Some((_, con)) = sentinel.as_mut() {
+            self.count_replicas(con).await;
+        }
         let current = self.current();
         if let Some(current) = &current {
             if current.addr == addr && !suspect {
@@ -369,6 +443,11 @@ impl Primary {
             client,
             tracking: (self.client_for)(&url, &self.config, true)?,
         });
+        if current.is_some() {
+            // A new primary seen by a look-up (the periodic one, perhaps): the old one's
+            // tracking no longer tells its near caches anything.
+            self.doubt();
+        }
         let previous = {
             let mut slot = self.current.lock().unwrap_or_else(|e| e.into_inner());
             let previous = slot.replace(resolved.clone());
@@ -456,7 +535,32 @@ impl Primary {
         ))
     }
 
-    /// A connection to the server at `client`, unless it does not report the `master` role.
+    /// Asks the Sentinel on `con` how many replicas of the primary it takes as up (`SENTINEL
+    /// REPLICAS`, flags without `s_down`, `o_down` or `disconnected`). A Sentinel that does
+    /// not answer leaves the count as it was (before any answer: taken as some, so that
+    /// invalidations wait for a replica).
+    async fn count_replicas(&self, con: &mut redis::aio::MultiplexedConnection) {
+        let reply: redis::RedisResult<Vec<std::collections::HashMap<String, String>>> =
+            redis::cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg(&self.service)
+                .query_async(con)
+                .await;
+        if let Ok(replicas) = reply {
+            let up = replicas
+                .iter()
+                .filter(|r| {
+                    r.get("flags").is_some_and(|f| {
+                        !f.split(',')
+                            .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+                    })
+                })
+                .count();
+            self.replicas.store(up, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection to the server at `client`, unless it is not a primary.
     async fn check_role(
         &self,
         client: &redis::Client,
@@ -466,16 +570,17 @@ impl Primary {
             .get_multiplexed_async_connection_with_config(&self.connection_config())
             .await
             .map_err(Error::from_redis)?;
-        let role: Vec<Value> = redis::cmd("ROLE")
-            .query_async(&mut con)
-            .await
-            .map_err(Error::from_redis)?;
-        let is = |want: &[u8]| match role.first() {
-            Some(Value::BulkString(b)) => b == want,
-            Some(Value::SimpleString(s)) => s.as_bytes() == want,
-            _ => false,
+        // `WAIT 0 0` answers at once on a primary and is refused by a replica ("WAIT cannot
+        // be used with replica instances"); unlike `ROLE` or `INFO`, it is in `@connection`,
+        // so a user without `@dangerous` commands may run it.
+        let reply: redis::RedisResult<i64> =
+            redis::cmd("WAIT").arg(0).arg(0).query_async(&mut con).await;
+        let replica = match reply {
+            Ok(_) => false,
+            Err(e) if e.detail().is_some_and(|d| d.contains("replica")) => true,
+            Err(e) => return Err(Error::from_redis(e)),
         };
-        if is(b"master") {
+        if !replica {
             Ok(con)
         } else {
             Err(Error::new(
@@ -550,6 +655,7 @@ async fn watch(primary: Weak<Primary>) {
             let announced = tokio::time::timeout(POLL, changed.notified()).await.is_ok();
             let Some(p) = primary.upgrade() else { return };
             if announced && !lost.load(Ordering::Relaxed) {
+                p.doubt();
                 p.suspect.store(true, Ordering::Relaxed);
             }
             if p.current().is_some() || announced {

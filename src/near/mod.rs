@@ -39,6 +39,8 @@ pub(crate) struct NearCache {
     /// Bumped by every invalidation of a key in the bucket.
     buckets: Box<[AtomicU64]>,
     hasher: RandomState,
+    /// Why tracking last failed to start, while it is not running (for `health()`).
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 /// The epochs a read saw before it was sent; its value is inserted only if they held.
@@ -60,6 +62,7 @@ impl NearCache {
             flushes: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             hasher: RandomState::new(),
+            failure: std::sync::Mutex::new(None),
         }
     }
 
@@ -156,7 +159,30 @@ impl NearCache {
         // Dropped again: what was read while distrusted was never inserted, but a flush
         // costs nothing here and makes the rule simple.
         self.flush();
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.trusted.store(true, Ordering::Release);
+    }
+
+    /// Whether it serves entries now (its tracking is confirmed).
+    pub(crate) fn is_trusted(&self) -> bool {
+        self.trusted.load(Ordering::Acquire)
+    }
+
+    /// Tracking could not start, for this reason.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn failed(&self, why: String) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// Why tracking last failed to start, unless it runs now.
+    pub(crate) fn failure(&self) -> Option<String> {
+        if self.is_trusted() {
+            return None;
+        }
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How many entries it holds.

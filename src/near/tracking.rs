@@ -115,6 +115,8 @@ async fn track(
     ignore_invalidations: bool,
 ) {
     let mut pause = Duration::from_millis(20);
+    // When a refusal was last logged.
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         let lost = Arc::new(tokio::sync::Notify::new());
         let tracked = match servers() {
@@ -134,7 +136,19 @@ async fn track(
                     match con {
                         Ok(con) => cons.push(con),
                         Err(e) => {
-                            log::debug!(target: "cacheable", "near cache: a tracking connection failed, retrying in {} ms: {e}", pause.as_millis());
+                            if let Some(n) = near.upgrade() {
+                                n.failed(e.to_string());
+                            }
+                            if refused(&e) {
+                                // It will not work by retrying: say so, and retry seldom.
+                                if warned.is_none_or(|at| at.elapsed() >= REFUSED_WARN_EVERY) {
+                                    warned = Some(std::time::Instant::now());
+                                    log::warn!(target: "cacheable", "near cache of prefix `{prefix}`: Redis refused to track invalidations ({e}), so the near cache serves nothing and every call reads Redis. Grant the cache's Redis user `+client|tracking` (README, Least privilege), use Redis 6 or later, or turn the near cache off (Config::near_cache, `near_cache=` in the URL). Retrying every {} s", REFUSED_RETRY.as_secs());
+                                }
+                                pause = REFUSED_RETRY;
+                            } else {
+                                log::debug!(target: "cacheable", "near cache: a tracking connection failed, retrying in {} ms: {e}", pause.as_millis());
+                            }
                             cons.clear();
                             break;
                         }
@@ -146,6 +160,12 @@ async fn track(
         if let Some((generation, mut cons)) = tracked {
             let Some(n) = near.upgrade() else { return };
             n.trust();
+            // The servers changed while connecting (a Sentinel primary came into doubt, and
+            // its doubt distrusted the near cache before this trust): not trusted after all.
+            if servers().is_none_or(|(g, _)| g != generation) {
+                n.distrust();
+                continue;
+            }
             drop(n);
             pause = Duration::from_millis(20);
             'healthy: loop {
@@ -180,6 +200,21 @@ async fn track(
             None => return,
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        pause = (pause * 2).min(Duration::from_secs(1).max(pause));
     }
+}
+
+/// How often a refused tracking connection is tried again, and logged at most.
+const REFUSED_RETRY: Duration = Duration::from_secs(30);
+const REFUSED_WARN_EVERY: Duration = Duration::from_secs(600);
+
+/// A refusal that retrying will not mend: a permission the user lacks, a command the server
+/// does not know (`CLIENT TRACKING` and `HELLO` before Redis 6, or renamed away).
+fn refused(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOPERM")
+        || e.detail().is_some_and(|d| {
+            let d = d.to_ascii_lowercase();
+            d.contains("unknown command") || d.contains("unknown subcommand")
+        })
+        || matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
 }
