@@ -43,13 +43,11 @@ service:
 load:
     bash scripts/load.sh
 
-# The 10-minute soaks (examples/soak.rs): one server, the near cache, a cluster, a cluster
-# with the near cache; each kills, restarts and freezes its own private redis-servers.
-soak:
-    cargo run --release --example soak -- --minutes 10
-    cargo run --release --example soak -- --minutes 10 --near
-    cargo run --release --example soak -- --minutes 10 --backend cluster
-    cargo run --release --example soak -- --minutes 10 --backend cluster --near
+# The 10-minute combination soaks (examples/soak.rs): one server, a cluster and Sentinel,
+# each with a cache with the near cache and one without, and another process; each kills,
+# restarts and freezes its own private servers. SEED=N replays a run's draws.
+soak SEED="":
+    for b in single cluster sentinel; do cargo run --release --example soak -- --minutes 10 --backend $b {{ if SEED != "" { "--seed " + SEED } else { "" } }} || exit 1; done
 
 # Memory bounds: 1,000,000 distinct keys on the embedded store and on Redis with the near
 # cache (examples/memory_bounds.rs).

@@ -63,10 +63,15 @@ else
   cargo test --no-default-features --lib --tests --no-fail-fast
 fi
 
-step "soak: 60 s on a private redis-server, killed, restarted and frozen under load (examples/soak.rs)"
+step "combination soak: every option in any mix, two caches and another process, faults, on each store (examples/soak.rs)"
 # Debug build (its dependencies are built for the tests already); the 10-minute runs are
-# `just soak` (release). Exits non-zero on a stale read or a caller-visible failure.
-cargo run -q --example soak -- --seconds 60 | tail -n 12
+# `just soak` (release). Each run prints its seed first and exits non-zero on a stale read
+# or a caller-visible failure.
+cargo build -q --all-features --example soak
+for run in "memory 10" "single 20" "cluster 20" "sentinel 20"; do
+  set -- $run
+  cargo run -q --all-features --example soak -- --backend "$1" --seconds "$2" | grep -E "^soak seed|^stale reads|^caller-visible|^invalidations|^PASS|^FAIL|^first stale"
+done
 
 step "quickstart example (embedded store)"
 env -u CACHE_URL RUST_LOG=warn cargo run -q --example quickstart >/dev/null
