@@ -978,6 +978,118 @@ fn tags_vs_scan(b: &mut Bench, server: &RedisServer) {
     let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
 }
 
+// ------------------------------------------------- 15: a tag of 1,000,000 keys, whole
+
+/// Writes values `{prefix}:item:1:{first..=last}` and records each in the tag set KEYS[1]
+/// with score ARGV[3] (the crate's own layout), inside the server.
+const TAG_FILL_LUA: &str = r#"
+local first, last, expiry, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+for i = first, last do
+  local key = prefix .. ':item:1:' .. i
+  redis.call('SET', key, i, 'EX', 3600)
+  redis.call('ZADD', KEYS[1], expiry, key)
+end
+return last - first + 1
+"#;
+
+/// The slowest command `SLOWLOG` kept (it keeps those over 1 ms), in µs, and its name.
+fn slowest_logged(con: &mut redis::Connection) -> (i64, String) {
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG").arg("GET").arg(-1).query(con).unwrap();
+    let mut slowest = (0, "none over 1 ms".to_string());
+    for entry in entries {
+        let redis::Value::Array(fields) = entry else {
+            continue;
+        };
+        let us: i64 = redis::from_redis_value(fields[2].clone()).unwrap();
+        if us > slowest.0 {
+            let args: Vec<String> = redis::from_redis_value(fields[3].clone()).unwrap_or_default();
+            let shown: Vec<String> = args.into_iter().take(1).collect();
+            slowest = (us, shown.join(" "));
+        }
+    }
+    slowest
+}
+
+/// Benchmark 15: `Invalidate::tags` on a tag of 1,000,000 keys on one server: all deleted,
+/// the count returned, the time taken, and the slowest Redis command meanwhile (`SLOWLOG`,
+/// which keeps every command over 1 ms here).
+fn huge_tag(b: &mut Bench, server: &RedisServer) {
+    const N: u64 = 1_000_000;
+    let mut con = server.client();
+    let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("huge")).unwrap();
+    let set = cache.full_key("[tag]:shelf:1");
+    let fill = redis::Script::new(TAG_FILL_LUA);
+    let rounds = if b.quick { 1 } else { 3 };
+    let mut times = Vec::new();
+    let mut slowest = (0i64, String::new());
+    for _ in 0..rounds {
+        let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
+        let expiry = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + 3_600_000;
+        let mut first = 0;
+        while first < N {
+            let last = (first + 100_000).min(N) - 1;
+            let _: u64 = fill
+                .key(&set)
+                .arg(first)
+                .arg(last)
+                .arg(expiry)
+                .arg("huge")
+                .invoke(&mut con)
+                .unwrap();
+            first = last + 1;
+        }
+        for (k, v) in [
+            ("slowlog-log-slower-than", "1000"),
+            ("slowlog-max-len", "100000"),
+        ] {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(k)
+                .arg(v)
+                .query(&mut con)
+                .unwrap();
+        }
+        let _: () = redis::cmd("SLOWLOG").arg("RESET").query(&mut con).unwrap();
+        let started = Instant::now();
+        let deleted = Invalidate::tags(["shelf:<<shelf>>"])
+            .on(&cache)
+            .now(ctx! { shelf = 1 })
+            .unwrap();
+        times.push(started.elapsed().as_secs_f64());
+        assert_eq!(deleted, N, "the tag's every key, counted");
+        let left: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        assert_eq!(left, 0, "nothing left, the tag set included");
+        let s = slowest_logged(&mut con);
+        if s.0 > slowest.0 {
+            slowest = s;
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("slowlog-log-slower-than")
+            .arg("10000")
+            .query(&mut con)
+            .unwrap();
+    }
+    let t = median(&mut times);
+    let slowest_ms = slowest.0 as f64 / 1000.0;
+    b.row(
+        "15",
+        "`Invalidate::tags` on a tag of 1,000,000 keys (one server): all deleted and counted; the slowest Redis command meanwhile against one operation timeout",
+        format!(
+            "slowest {slowest_ms:.1} ms ({}); whole tag in {t:.1} s ({:.0} k keys/s)",
+            slowest.1,
+            N as f64 / t / 1000.0
+        ),
+        "`op_timeout` 250 ms".into(),
+        slowest_ms / 250.0,
+        "≤ 0.02",
+    );
+}
+
 // ---------------------------------------------------------------- 9: Redis Cluster
 
 /// CRC16/XMODEM of a key's hash tag or whole key: its cluster slot, to send each fill
@@ -2168,6 +2280,9 @@ fn main() {
     }
     if wanted("13") {
         tags_vs_scan(&mut b, &server);
+    }
+    if wanted("15") {
+        huge_tag(&mut b, &server);
     }
     #[cfg(feature = "cluster")]
     if wanted("9") {

@@ -656,6 +656,15 @@ fn the_near_cache_stops_serving_at_the_switch() {
         switched
     });
     let reads = reads.into_inner().unwrap();
+    let last_old = reads
+        .iter()
+        .filter(|(_, v, o)| *v == 1 && *o == cacheable::Outcome::NearHit)
+        .map(|(began, _, _)| *began)
+        .max();
+    println!(
+        "the last near hit of the old value began {:?} after the switch was announced",
+        last_old.and_then(|b| b.checked_duration_since(switched))
+    );
     let late: Vec<_> = reads
         .iter()
         .filter(|(began, v, o)| {

@@ -848,14 +848,25 @@ pub(crate) fn tag_page_of((cursor, flat): (u64, Vec<String>)) -> super::TagPage 
 
 /// Removes from the tag set KEYS[1] each member ARGV[i] whose score is still ARGV[i+1] (as
 /// numbers: `ZSCAN` and `ZSCORE` need not write a score alike): an entry re-added since (by
-/// a computation that began after the listing) stays.
+/// a computation that began after the listing) stays. The scores are read in one
+/// `ZMSCORE` and the members removed in one `ZREM`; before Redis 6.2, one `ZSCORE` per
+/// member.
 pub(crate) static TAG_FORGET: Lazy<Script> = Lazy::new(|| Script::new(TAG_FORGET_LUA));
-pub(crate) const TAG_FORGET_LUA: &str = "for i = 1, #ARGV, 2 do \
-        local cur = redis.call('ZSCORE', KEYS[1], ARGV[i]) \
-        if cur and tonumber(cur) == tonumber(ARGV[i + 1]) then \
-            redis.call('ZREM', KEYS[1], ARGV[i]) \
-        end \
-     end return 1";
+pub(crate) const TAG_FORGET_LUA: &str = "local members = {} \
+     for i = 1, #ARGV, 2 do members[#members + 1] = ARGV[i] end \
+     if #members == 0 then return 0 end \
+     local scores = redis.pcall('ZMSCORE', KEYS[1], unpack(members)) \
+     if type(scores) ~= 'table' or scores.err then \
+         scores = {} \
+         for i, m in ipairs(members) do scores[i] = redis.call('ZSCORE', KEYS[1], m) end \
+     end \
+     local gone = {} \
+     for i, m in ipairs(members) do \
+         local cur = scores[i] \
+         if cur and tonumber(cur) == tonumber(ARGV[2 * i]) then gone[#gone + 1] = m end \
+     end \
+     if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end \
+     return #gone";
 
 /// One reply of a pipeline, parsed (an error reply is the error).
 fn parse_reply<T: FromRedisValue>(reply: Option<redis::Value>) -> Result<T> {
