@@ -24,9 +24,10 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Entries of a tag set read, deleted and forgotten per round trip: removing one from a
-/// large sorted set costs the server a few microseconds, so a page of 250 keeps each
-/// command to a few milliseconds.
-pub(crate) const TAG_PAGE: usize = 250;
+/// sorted set of a million costs the server about 7 µs, and `ZSCAN` may return twice its
+/// `COUNT`, so a page of 100 keeps each command to a few milliseconds (BENCHMARKS.md,
+/// benchmark 15).
+pub(crate) const TAG_PAGE: usize = 100;
 
 /// The pause before retry `n` (0-based) of one request: 20 ms doubling, at most 1.28 s.
 fn backoff(n: u32) -> Duration {
