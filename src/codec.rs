@@ -690,6 +690,37 @@ impl ser::Serializer for NullProbe {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_deadline_rides_along_any_stored_form_and_decodes_away() {
+        let json = encode(&vec![1u32, 2], Format::default()).unwrap();
+        assert_eq!(deadline(&json), None);
+        let framed = with_deadline(&json, 1_765_000_000_123);
+        assert_eq!(deadline(&framed), Some(1_765_000_000_123));
+        assert_eq!(decode::<Vec<u32>>(&framed).unwrap(), vec![1, 2]);
+        // Replaced, not stacked.
+        let again = with_deadline(&framed, 7);
+        assert_eq!(deadline(&again), Some(7));
+        assert_eq!(again.len(), framed.len());
+        assert_eq!(decode::<Vec<u32>>(&again).unwrap(), vec![1, 2]);
+        assert_eq!(weight(&framed), json.len(), "the deadline weighs nothing");
+    }
+
+    #[cfg(feature = "compress")]
+    #[test]
+    fn a_compressed_value_weighs_what_it_decompresses_to() {
+        let text = "a".repeat(20_000);
+        let format = Format {
+            codec: Codec::Json,
+            compress_over: Some(1024),
+        };
+        let stored = encode(&text, format).unwrap();
+        assert!(stored.len() < 1_000);
+        assert_eq!(weight(&stored), serde_json::to_vec(&text).unwrap().len());
+        let framed = with_deadline(&stored, 1);
+        assert_eq!(weight(&framed), weight(&stored));
+        assert_eq!(decode::<String>(&framed).unwrap(), text);
+    }
+
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone)]
     struct Day {
         count: u32,

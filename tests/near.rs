@@ -423,3 +423,43 @@ fn the_byte_bound_holds_and_a_value_over_it_is_served_from_redis() {
         "a value over the bound was kept"
     );
 }
+
+/// A compressible value weighed its compressed bytes: 20,000 bytes of text stored as ~100
+/// bytes of LZ4 counted as ~100 against the bound, and a near cache bounded to 5,000 bytes
+/// held values taking four times that in memory. It weighs what it decompresses to now.
+#[cfg(feature = "compress")]
+#[test]
+fn the_byte_bound_weighs_what_a_compressed_value_takes_in_memory() {
+    let server = RedisServer::start();
+    let a = Cache::new(
+        config(&server, "lz4bytes")
+            .near_cache(16)
+            .near_cache_max_bytes(5_000)
+            .compress_over(1024),
+    )
+    .unwrap();
+    let text = |id: u32, len: usize| {
+        Cacheable::new("t:<<id>>:<<len>>")
+            .on(&a)
+            .run(ctx! { id, len }, || "a".repeat(len) + &id.to_string())
+    };
+    first_near_hit(&a, WITHIN, || text(0, 10));
+    let before = a.stats().near_hits;
+    for _ in 0..5 {
+        assert_eq!(text(1, 20_000).len(), 20_001);
+    }
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(a.full_key("t:1:20000"))
+        .query(&mut server.client())
+        .unwrap();
+    assert!(
+        stored.len() < 1_000,
+        "stored compressed: {} bytes",
+        stored.len()
+    );
+    assert_eq!(
+        a.stats().near_hits,
+        before,
+        "a value of 20,000 bytes in memory was kept under a 5,000-byte bound"
+    );
+}
