@@ -85,6 +85,9 @@ struct Source {
     version: Vec<AtomicU64>,
     invalidated: Vec<AtomicU64>,
     remote: Vec<Mutex<(u64, Option<Instant>)>>,
+    /// How each record was last invalidated in this process, and when it returned: what a
+    /// stale read's report shows.
+    last: Vec<Mutex<Option<(String, Instant)>>>,
 }
 
 impl Source {
@@ -304,6 +307,15 @@ fn check(
         t.stale.fetch_add(1, Relaxed);
         let mut first = shared.first_stale.lock().unwrap();
         if first.is_none() {
+            let last = shared.source.last[draw.id as usize]
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|(how, at)| format!("{how}, {:?} ago", at.elapsed()));
+            println!(
+                "STALE: key {}: version {} < {floor} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}, refresh {}, bypass {}); last invalidated: {last:?}",
+                draw.id, got.version, if draw.near { "A" } else { "B" }, draw.ttl, draw.sliding, draw.ttl_from, draw.stale_if_error, draw.swr, draw.early, draw.refresh, draw.bypass
+            );
             *first = Some(format!(
                 "key {}: got record {} version {} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}), but version {floor} was invalidated before the read began",
                 draw.id, got.id, got.version, if draw.near { "A" } else { "B" }, draw.ttl, draw.sliding, draw.ttl_from, draw.stale_if_error, draw.swr, draw.early
@@ -427,12 +439,22 @@ fn writer(shared: Arc<Shared>, seed: u64) {
                 None => return, // the other process is gone: the run is ending
             }
         } else {
-            match invalidate(cache, how, id) {
-                Ok(()) => {}
-                Err(_) => {
-                    shared.tally.queued.fetch_add(1, Relaxed);
-                }
+            let queued = invalidate(cache, how, id).is_err();
+            if queued {
+                shared.tally.queued.fetch_add(1, Relaxed);
             }
+            let through = if std::ptr::eq(cache, &shared.a) {
+                "A"
+            } else {
+                "B"
+            };
+            *shared.source.last[id as usize].lock().unwrap() = Some((
+                format!(
+                    "{how:?} through {through} for version {version}{}",
+                    if queued { ", queued" } else { "" }
+                ),
+                Instant::now(),
+            ));
             shared.source.invalidated[id as usize].fetch_max(version, SeqCst);
         }
         shared.tally.invalidations.fetch_add(1, Relaxed);
@@ -690,6 +712,7 @@ fn main() {
             version: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
             invalidated: (0..KEYS).map(|_| AtomicU64::new(0)).collect(),
             remote: (0..KEYS).map(|_| Mutex::new((0, None))).collect(),
+            last: (0..KEYS).map(|_| Mutex::new(None)).collect(),
         },
         tally: Tally::default(),
         latency: Latency::new(),

@@ -470,3 +470,149 @@ fn a_queued_delete_holds_back_its_key_and_a_later_write_supersedes_it() {
         "the later write stays"
     );
 }
+
+/// Found by the combination soak. A computation records its key in its tags, then asks for
+/// the lease; while it waited for another holder's lease, a tag invalidation listed the
+/// entry, deleted the key (the other lease with it) and forgot the entry. The computation
+/// then took the lease, wrote its value, and the key was in no tag: the next invalidation of
+/// the tag missed it, and its value outlived a change. The key is recorded again before it
+/// is written now.
+#[cfg(feature = "redis")]
+#[test]
+fn a_value_written_after_its_tag_was_walked_stays_in_the_tag() {
+    let server = support::RedisServer::start();
+    let cache = Cache::new(
+        cacheable::Config::from_url(&server.url())
+            .unwrap()
+            .prefix("walked")
+            .lease_wait(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let mut con = server.client();
+    let key = cache.full_key("order:1");
+    let set = cache.full_key("[tag]:user:1");
+    // Another process's computation holds the key.
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(b"\0cacheable-lease:someone-else".as_slice())
+        .arg("PX")
+        .arg(5000)
+        .query(&mut con)
+        .unwrap();
+    let version = AtomicU64::new(1);
+    let read = || {
+        Cacheable::new("order:<<user>>")
+            .tags(["user:<<user>>"])
+            .on(&cache)
+            .run(ctx! { user = 1 }, || version.load(Ordering::SeqCst))
+    };
+    std::thread::scope(|s| {
+        let waiting = s.spawn(read);
+        // It recorded itself, and waits for the lease.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let score: Option<f64> = redis::cmd("ZSCORE")
+                .arg(&set)
+                .arg(&key)
+                .query(&mut con)
+                .unwrap();
+            if score.is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never recorded");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let deleted = Invalidate::tags(["user:<<user>>"])
+            .on(&cache)
+            .now(ctx! { user = 1 })
+            .unwrap();
+        assert_eq!(deleted, 1, "the other holder's lease went");
+        assert_eq!(waiting.join().unwrap(), 1);
+    });
+    // The value it wrote is in the tag: a change and its invalidation reach it.
+    version.store(2, Ordering::SeqCst);
+    let deleted = Invalidate::tags(["user:<<user>>"])
+        .on(&cache)
+        .now(ctx! { user = 1 })
+        .unwrap();
+    assert_eq!(deleted, 1, "the value written after the walk is in its tag");
+    assert_eq!(read(), 2);
+}
+
+/// Found by the combination soak. A call read a value past its TTL (kept for its
+/// stale-if-error window) and waited on another computation of the key; an invalidation
+/// deleted the key; the call then took a fresh lease, its computation failed, and it put the
+/// value it had read back in the store: the invalidated value was served again. Only a lease
+/// that took the place of that very value gives it back now.
+#[cfg(feature = "redis")]
+#[test]
+fn a_failed_computation_never_restores_a_value_invalidated_meanwhile() {
+    let server = support::RedisServer::start();
+    let cache = Cache::new(
+        cacheable::Config::from_url(&server.url())
+            .unwrap()
+            .prefix("restore"),
+    )
+    .unwrap();
+    let mut con = server.client();
+    let key = cache.full_key("rate:1");
+    let old = serde_json::to_vec(&1u64).unwrap();
+    let (go, gate) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new(gate);
+    std::thread::scope(|s| {
+        // A leader of the key in this process, whose computation waits for the test.
+        let leader = s.spawn(|| {
+            Cacheable::new("rate:<<id>>")
+                .ttl(1)
+                .on(&cache)
+                .run(ctx! { id = 1 }, || {
+                    gate.lock().unwrap().recv().unwrap();
+                    7u64
+                })
+        });
+        // Its lease is in place: the key becomes a value past its TTL (10 s to live, within
+        // a 60 s window), as if written long ago.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut con).unwrap();
+            if v.is_some_and(|v| v.starts_with(b"\0cacheable-lease:")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the leader never took its lease");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg(&old)
+            .arg("PX")
+            .arg(10_000)
+            .query(&mut con)
+            .unwrap();
+        // A caller reads it (the value past its TTL, kept to answer a failure) and waits on
+        // the leader of this process.
+        let follower = s.spawn(|| {
+            Cacheable::new("rate:<<id>>")
+                .ttl(1)
+                .stale_if_error(60)
+                .on(&cache)
+                .try_run(ctx! { id = 1 }, || Err::<u64, &str>("the source failed"))
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        // The key is invalidated; the leader's write then fails, and the follower starts
+        // over: it takes a fresh lease and its computation fails.
+        Invalidate::new(["rate:<<id>>"])
+            .on(&cache)
+            .now(ctx! { id = 1 })
+            .unwrap();
+        go.send(()).unwrap();
+        assert_eq!(leader.join().unwrap(), 7);
+        // It may answer with what it read (its call began before the invalidation).
+        let _ = follower.join().unwrap();
+    });
+    let stored: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut con).unwrap();
+    assert_ne!(
+        stored.as_deref(),
+        Some(old.as_slice()),
+        "the invalidated value was put back"
+    );
+}

@@ -341,6 +341,8 @@ pub(crate) struct Ticket<'c> {
     computed_from: u64,
     /// What a failed computation puts back in place of its lease (stale-if-error).
     restore: Option<Fallback>,
+    /// The bytes the lease was put in place of, when it took them over.
+    replaced: Option<Vec<u8>>,
     /// The TTL [`Control::ttl_from`] chose for the value, in place of the call's.
     ttl: Option<Duration>,
 }
@@ -434,6 +436,10 @@ enum Lease {
 
 enum Acquired {
     Lease(Lease),
+    /// This caller holds the lease with this marker, put in place of these bytes (a value
+    /// past its TTL, undecodable bytes, a failure marker) by a compare-and-set: nothing
+    /// changed the key between the read of those bytes and the lease.
+    Replaced(Vec<u8>, Vec<u8>),
     /// A value appeared while waiting.
     Found(Vec<u8>),
     /// The computation this caller waited on failed: compute alone.
@@ -870,7 +876,13 @@ impl Core {
                     let begun = Box::pin(self.lead(mode, call, leader, store_ok, stale)).await?;
                     return Ok(match begun {
                         Begin::Lead(mut ticket) => {
-                            ticket.restore = state.fallback.clone();
+                            // Only a lease that took the place of that very value may give
+                            // it back: a key that went meanwhile (an invalidation) stays
+                            // without it.
+                            ticket.restore = state
+                                .fallback
+                                .clone()
+                                .filter(|f| ticket.replaced.as_ref() == Some(&f.bytes));
                             Begin::Lead(ticket)
                         }
                         other => other,
@@ -935,12 +947,18 @@ impl Core {
         stale: Option<Vec<u8>>,
     ) -> Result<Begin<'c>> {
         let before_acquire = leader.invalidations();
+        // The bytes the lease took the place of, if it did.
+        let mut replaced = None;
         let store_ok = store_ok && self.index(mode, call, call.store_ttl()).await?;
         let lease = if !store_ok {
             Lease::Unavailable
         } else if self.config.leases {
             match self.acquire(mode, call, stale).await? {
                 Acquired::Lease(lease) => lease,
+                Acquired::Replaced(token, old) => {
+                    replaced = Some(old);
+                    Lease::Held(token)
+                }
                 Acquired::Found(json) => {
                     leader.share(SharedValue {
                         json: json.as_slice().into(),
@@ -982,6 +1000,7 @@ impl Core {
             guard,
             computed_from,
             restore: None,
+            replaced,
             ttl: None,
         }))
     }
@@ -1003,6 +1022,7 @@ impl Core {
             computed_from,
             restore,
             ttl,
+            ..
         } = ticket;
         let outcome = self.bounded(outcome);
         let store_ttl = call.store_ttl_for(ttl);
@@ -1075,15 +1095,16 @@ impl Core {
             written: false,
         };
         // Not written while an invalidation that names the key is queued (the lease it could
-        // not delete would not stop the write), nor before the tag entries cover a value whose
-        // TTL `ttl_from` chose longer than the call's.
+        // not delete would not stop the write), nor before the key is recorded in its tags
+        // again: a tag invalidation that listed the entry recorded before the lease, and
+        // deleted the key before the lease was taken, forgets that entry after; recorded anew
+        // (a new score), the entry outlives the forgetting, and covers a TTL that `ttl_from`
+        // chose longer than the call's.
         if matches!(lease, Lease::Held(_) | Lease::Off) {
             let covered = if self.held_back(&call.key, &call.fresh.tags) {
                 Ok(false)
-            } else if ttl.is_some_and(|d| d > call.ttl) {
-                self.index(mode, call, store_ttl).await
             } else {
-                Ok(true)
+                self.index(mode, call, store_ttl).await
             };
             if !matches!(covered, Ok(true)) {
                 leader.share(unverified(json));
@@ -1559,9 +1580,8 @@ impl Core {
     /// Records the key in its tag sets for a value that lives `store_ttl` in the store:
     /// before the lease is asked for, so that a tag invalidation that begins once the lease
     /// is held finds the key and deletes the lease with it (the holder's compare-and-set
-    /// then fails, as after a key invalidation); again before a value whose TTL
-    /// [`Control::ttl_from`] chose longer is written, and before a sliding read pushes the
-    /// key's expiry. An entry lives as long as the value can: the lease wait, the longest a
+    /// then fails, as after a key invalidation); again right before the value is written
+    /// (see [`finish`](Self::finish)), and before a sliding read pushes the key's expiry. An entry lives as long as the value can: the lease wait, the longest a
     /// lease is held, then `store_ttl` (an entry already there with a later expiry keeps
     /// it). False (reported) when the store failed: the value must then not be written, nor
     /// its expiry pushed, since a tag invalidation would not find it.
@@ -1611,10 +1631,11 @@ impl Core {
                 config.lease_ttl,
                 config.op_timeout,
             );
-            let taken = match stale.take() {
+            let old = stale.take();
+            let taken = match &old {
                 Some(old) => {
                     backend
-                        .set_if(mode, &call.key, &old, &token, config.lease_ttl)
+                        .set_if(mode, &call.key, old, &token, config.lease_ttl)
                         .await
                 }
                 None => {
@@ -1629,7 +1650,12 @@ impl Core {
                 Err(_) => drop(pending),
             }
             match taken {
-                Ok(true) => return Ok(Acquired::Lease(Lease::Held(token))),
+                Ok(true) => {
+                    return Ok(match old {
+                        Some(old) => Acquired::Replaced(token, old),
+                        None => Acquired::Lease(Lease::Held(token)),
+                    })
+                }
                 Ok(false) if taking_over => {
                     call.debug(format_args!(
                         "Computing {} without caching: the computation it waited on went away and another caller took over",
