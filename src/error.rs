@@ -25,10 +25,12 @@ pub enum ErrorKind {
     Serialize,
     /// A stored value could not be deserialized into the requested type.
     Deserialize,
-    /// An invalidation could not reach the store (down, frozen, or held back by the breaker)
-    /// and was queued: it is retried in the background until it lands, and until then no
-    /// cache of this process on that store and prefix serves what it names. Other processes
-    /// may serve the old values meanwhile. Its source is the store fault.
+    /// An invalidation could not reach the store (down, frozen, held back by the breaker, or
+    /// refused by a permission the user lacks) and was queued: it is retried in the
+    /// background until it lands, and until then no cache of this process on that store and
+    /// prefix serves what it names. Other processes may serve the old values meanwhile. Its
+    /// source is the store's error. (An error reply that asking again cannot change, such as
+    /// `WRONGTYPE`, fails the invalidation instead.)
     Queued,
 }
 
@@ -159,6 +161,20 @@ impl Error {
     }
 
     /// The Redis error underneath, if any (even when the chain skips it as a wrapper).
+    /// An error reply that asking again will not change: the key holds another type
+    /// (`WRONGTYPE`), or a script failed. Such an invalidation is failed, not queued.
+    pub(crate) fn lasts(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.redis_error().is_some_and(|r| {
+            r.code() == Some("WRONGTYPE")
+                || r.detail().is_some_and(|d| {
+                    d.contains("Error running script") || d.contains("user_script")
+                })
+        });
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     #[cfg(feature = "redis")]
     pub(crate) fn redis_error(&self) -> Option<&redis::RedisError> {
         self.inner.source.as_deref()?.downcast_ref()

@@ -30,6 +30,8 @@ pub struct Health {
     /// Invalidations that could not reach the store and wait to be retried: until they
     /// land, no cache of the process on this store and prefix serves what they name.
     pub pending_invalidations: u64,
+    /// How long the oldest of them has waited.
+    pub oldest_pending: Option<Duration>,
     /// False between [`Cache::disable`](crate::Cache::disable) and `enable`.
     pub enabled: bool,
 }

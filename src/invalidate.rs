@@ -308,7 +308,7 @@ impl<'a> Invalidate<'a> {
                     debug,
                     format_args!("Deleted {} keys for {shown}: {text}", done.deleted),
                 ),
-                Some((e, attempts)) if e.is_store_error() => {
+                Some((e, attempts)) if e.is_store_error() && !e.lasts() => {
                     retries = 0;
                     let e = cache.core().queue(target, e, attempts);
                     queued.get_or_insert(e);

@@ -53,9 +53,13 @@
 //!   checks their expansions run). They render keys and call the manager.
 //! - Manager: `manager.rs`, [`Cache`] (its key prefix and every method) and
 //!   [`CacheManager`] (the global cache).
-//! - Engine: `engine.rs`, the read-through (read, single-flight, lease, compute, write), a
-//!   non-generic core on bytes behind thin generic shims; `flight.rs`, in-process
-//!   single-flight; `lease.rs`, the thread that renews and gives back leases.
+//! - Engine: `engine/mod.rs`, the read-through (read, single-flight, lease, compute,
+//!   write), a non-generic core on bytes behind thin generic shims; `engine/invalidate.rs`,
+//!   invalidations (keys, patterns, tags page by page) and the queue of those that could
+//!   not reach the store, retried in the background; `flight.rs`, in-process
+//!   single-flight; `lease.rs`, the thread that renews and gives back leases;
+//!   `siblings.rs`, the caches of the process on one store and prefix, which every change
+//!   and every queued invalidation reaches.
 //! - Store contract: `backend/mod.rs`, the `Store` trait, the blocking or async mode of a
 //!   call, and what stored bytes are (a value, a lease, a failure marker); the stores
 //!   `backend/memory.rs` (embedded), `backend/redis.rs` (one server, at a fixed address or
@@ -72,8 +76,9 @@
 //!   `redact.rs` (passwords masked out of the URLs shown), `stats.rs` (counters),
 //!   `telemetry.rs` (the same counts and the
 //!   computation times through the `metrics` facade, with the `metrics` feature),
-//!   `report.rs` (debug lines and throttled fault logs) and `rt.rs` (the crate's own IO
-//!   thread, on which async connections and timers run).
+//!   `report.rs` (debug lines and throttled fault logs), `health.rs` (what
+//!   [`Cache::health`] reports) and `rt.rs` (the crate's own IO thread, on which async
+//!   connections and timers run).
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -159,6 +159,7 @@ impl Cache {
             breaker_open: core.backend.breaker_open(),
             near_cache,
             pending_invalidations: core.siblings.pending.len() as u64,
+            oldest_pending: core.siblings.pending.oldest(),
             enabled: core.is_enabled(),
         }
     }
@@ -325,7 +326,9 @@ impl Cache {
         raw
     }
 
-    /// The value at `key`, or `None` when there is none.
+    /// The value at `key`, or `None` when there is none, or while a queued invalidation of
+    /// the key (or a pattern over it) has not landed. A key is not known here by its tags:
+    /// a queued tag invalidation holds back the cached calls that carry the tag, not this.
     ///
     /// # Errors
     /// A store fault, or a stored value that does not deserialize into `T`
@@ -394,8 +397,9 @@ impl Cache {
             .filter(|m| bytes.len() > *m)
         {
             // Not stored: the older value goes too, so that no read serves it in place of
-            // the one the caller asked for.
-            self.invalidate_now(mode, Target::Key(key.clone())).await?;
+            // the one the caller asked for (or, if the store cannot be reached, its deletion
+            // is queued and holds it back); the caller hears why the value was not stored.
+            let _ = self.invalidate_now(mode, Target::Key(key.clone())).await;
             return Err(Error::new(
                 ErrorKind::Serialize,
                 format!(
@@ -404,11 +408,14 @@ impl Cache {
                 ),
             ));
         }
+        // Taken before the write is sent: a write supersedes the invalidations of its key
+        // queued before it (their late landing would delete what the caller asked for), not
+        // one queued while it was under way.
+        let mark = self.inner.core.siblings.pending.mark();
         let raw = self.backend().set(mode, &key, &bytes, ttl).await;
         self.inner.core.changed(&key, false);
         if raw.is_ok() {
-            // Asked for after it: a queued invalidation of the key must not delete it later.
-            self.inner.core.siblings.pending.written(&key);
+            self.inner.core.siblings.pending.written(&key, mark);
         }
         self.counted_error(self.counted_set(raw))
     }
@@ -419,7 +426,7 @@ impl Cache {
         let done = self.inner.core.invalidate(mode, &target, 0).await;
         let deleted = match done.failed {
             None => Ok(done.deleted),
-            Some((e, attempts)) if e.is_store_error() => {
+            Some((e, attempts)) if e.is_store_error() && !e.lasts() => {
                 Err(self.inner.core.queue(target, e, attempts))
             }
             Some((e, _)) => Err(e),

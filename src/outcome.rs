@@ -32,7 +32,8 @@ pub enum Outcome {
     /// computed without reading or writing it.
     Disabled = 5,
     /// The cache failed (a store fault, a key template that did not render, no cache to
-    /// use) and the call answered without it.
+    /// use), or a queued invalidation names the key or one of its tags, and the call
+    /// answered without it.
     Unavailable = 6,
     /// A value past its TTL answered the call: kept for a stale-while-revalidate window
     /// while another caller refreshes it

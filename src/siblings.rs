@@ -157,17 +157,45 @@ pub(crate) struct Pending {
     /// How many are queued: read on every cached call, so that the common case (none) costs
     /// one load.
     count: AtomicUsize,
-    state: Mutex<PendingState>,
+    /// Read by every cached call while something is queued (an outage), written by the few
+    /// invalidations: a read-write lock, and a look-up by key rather than a scan.
+    state: RwLock<PendingState>,
     /// The glob of every key under the prefix: what an overflowing queue becomes.
     all: String,
 }
 
+/// The queued targets by kind, each with its number and when it was first queued.
 #[derive(Default)]
 struct PendingState {
-    targets: HashMap<Target, (u64, Instant)>,
+    keys: HashMap<String, (u64, Instant)>,
+    patterns: HashMap<String, (u64, Instant)>,
+    tags: HashMap<String, (u64, Instant)>,
     next: u64,
-    /// Whether a task is retrying them (it ends once none is left, or with the group).
+    /// Whether a task is retrying them (it ends once none is left).
     worker: bool,
+}
+
+impl PendingState {
+    fn len(&self) -> usize {
+        self.keys.len() + self.patterns.len() + self.tags.len()
+    }
+
+    fn map(&mut self, target: &Target) -> (&mut HashMap<String, (u64, Instant)>, String) {
+        match target {
+            Target::Key(k) => (&mut self.keys, k.clone()),
+            Target::Pattern(p) => (&mut self.patterns, p.clone()),
+            Target::Tag(t) => (&mut self.tags, t.clone()),
+        }
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.keys
+            .values()
+            .chain(self.patterns.values())
+            .chain(self.tags.values())
+            .map(|(_, at)| *at)
+            .min()
+    }
 }
 
 /// What [`Pending::queue`] did.
@@ -183,13 +211,17 @@ impl Pending {
     fn new(all: String) -> Pending {
         Pending {
             count: AtomicUsize::new(0),
-            state: Mutex::new(PendingState::default()),
+            state: RwLock::new(PendingState::default()),
             all,
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, PendingState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, PendingState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, PendingState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many invalidations are waiting to land.
@@ -197,24 +229,34 @@ impl Pending {
         self.count.load(Ordering::Acquire)
     }
 
+    /// The number the next queuing will get: a write that takes it before it is sent may
+    /// supersede only what was queued before (see [`written`](Self::written)).
+    pub(crate) fn mark(&self) -> u64 {
+        self.read().next
+    }
+
     pub(crate) fn queue(&self, target: Target) -> Queued {
-        let mut st = self.state();
+        let mut st = self.write();
         let start_worker = !std::mem::replace(&mut st.worker, true);
         st.next += 1;
         let seq = st.next;
         let now = Instant::now();
         let mut dropped = 0;
-        if !st.targets.contains_key(&target) && st.targets.len() >= MAX_PENDING {
-            dropped = st.targets.len();
-            let oldest = st.targets.values().map(|(_, at)| *at).min().unwrap_or(now);
-            st.targets.clear();
-            st.targets
-                .insert(Target::Pattern(self.all.clone()), (seq, oldest));
+        let (map, name) = st.map(&target);
+        let known = map.contains_key(&name);
+        if !known && st.len() >= MAX_PENDING {
+            dropped = st.len();
+            let oldest = st.oldest().unwrap_or(now);
+            st.keys.clear();
+            st.patterns.clear();
+            st.tags.clear();
+            st.patterns.insert(self.all.clone(), (seq, oldest));
         } else {
-            let at = st.targets.get(&target).map_or(now, |(_, at)| *at);
-            st.targets.insert(target, (seq, at));
+            let (map, name) = st.map(&target);
+            let at = map.get(&name).map_or(now, |(_, at)| *at);
+            map.insert(name, (seq, at));
         }
-        self.count.store(st.targets.len(), Ordering::Release);
+        self.count.store(st.len(), Ordering::Release);
         if dropped > 0 {
             Queued::Overflowed {
                 start_worker,
@@ -225,43 +267,61 @@ impl Pending {
         }
     }
 
-    /// A write of `key` landed: a queued invalidation of that exact key is superseded (its
-    /// late landing would delete the new value).
-    pub(crate) fn written(&self, key: &str) {
+    /// A write of `key`, which took `mark` before it was sent, landed: a queued invalidation
+    /// of that exact key queued before the mark is superseded (its late landing would delete
+    /// the new value); one queued after stays.
+    pub(crate) fn written(&self, key: &str, mark: u64) {
         if self.len() == 0 {
             return;
         }
-        let mut st = self.state();
-        st.targets.remove(&Target::Key(key.to_owned()));
-        self.count.store(st.targets.len(), Ordering::Release);
+        let mut st = self.write();
+        if st.keys.get(key).is_some_and(|(seq, _)| *seq <= mark) {
+            st.keys.remove(key);
+        }
+        self.count.store(st.len(), Ordering::Release);
     }
 
-    /// What to retry now, with each entry's number.
+    /// What to retry now, with each entry's number, oldest first.
     pub(crate) fn snapshot(&self) -> Vec<(Target, u64)> {
-        let st = self.state();
+        let st = self.read();
         let mut all: Vec<(Target, u64)> = st
-            .targets
+            .keys
             .iter()
-            .map(|(t, (seq, _))| (t.clone(), *seq))
+            .map(|(k, (seq, _))| (Target::Key(k.clone()), *seq))
+            .chain(
+                st.patterns
+                    .iter()
+                    .map(|(p, (seq, _))| (Target::Pattern(p.clone()), *seq)),
+            )
+            .chain(
+                st.tags
+                    .iter()
+                    .map(|(t, (seq, _))| (Target::Tag(t.clone()), *seq)),
+            )
             .collect();
-        // Oldest first: the order they were queued in.
         all.sort_by_key(|(_, seq)| *seq);
         all
     }
 
+    /// How long the oldest queued invalidation has waited.
+    pub(crate) fn oldest(&self) -> Option<std::time::Duration> {
+        self.read().oldest().map(|at| at.elapsed())
+    }
+
     /// `target`, queued as number `seq`, landed: it goes unless queued again since.
     pub(crate) fn landed(&self, target: &Target, seq: u64) {
-        let mut st = self.state();
-        if st.targets.get(target).is_some_and(|(s, _)| *s == seq) {
-            st.targets.remove(target);
+        let mut st = self.write();
+        let (map, name) = st.map(target);
+        if map.get(&name).is_some_and(|(s, _)| *s == seq) {
+            map.remove(&name);
         }
-        self.count.store(st.targets.len(), Ordering::Release);
+        self.count.store(st.len(), Ordering::Release);
     }
 
     /// The worker stops unless something is queued; true when it must go on.
     pub(crate) fn worker_done(&self) -> bool {
-        let mut st = self.state();
-        if st.targets.is_empty() {
+        let mut st = self.write();
+        if st.len() == 0 {
             st.worker = false;
             false
         } else {
@@ -281,11 +341,13 @@ impl Pending {
 
     #[inline(never)]
     fn names(&self, key: &str, tags: &[String]) -> bool {
-        self.state().targets.keys().any(|t| match t {
-            Target::Key(k) => k == key,
-            Target::Pattern(p) => glob::matches(p.as_bytes(), key.as_bytes()),
-            Target::Tag(set) => tags.iter().any(|t| t == set),
-        })
+        let st = self.read();
+        st.keys.contains_key(key)
+            || tags.iter().any(|t| st.tags.contains_key(t))
+            || st
+                .patterns
+                .keys()
+                .any(|p| glob::matches(p.as_bytes(), key.as_bytes()))
     }
 }
 
@@ -324,8 +386,18 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert!(p.holds_back("app:k", &[]));
         assert!(p.worker_done(), "the worker goes on while one is queued");
-        p.written("app:k");
-        assert_eq!(p.len(), 0, "a write of the key supersedes it");
+        let mark = p.mark();
+        p.queue(Target::Key("app:later".into()));
+        p.written("app:k", mark);
+        p.written("app:later", mark);
+        assert_eq!(
+            p.len(),
+            1,
+            "a write supersedes what was queued before it, not after"
+        );
+        for (t, seq) in p.snapshot() {
+            p.landed(&t, seq);
+        }
         assert!(!p.worker_done());
     }
 

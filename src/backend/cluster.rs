@@ -188,6 +188,20 @@ struct Link {
     /// cluster connection only).
     client: Option<redis::Client>,
     con: AsyncConn,
+    /// A connection of its own for the invalidations that wait for a replica (`WAIT`):
+    /// Redis answers nothing else on a connection while it waits, and the node's async
+    /// calls share `con`.
+    apart: AsyncConn,
+}
+
+impl Link {
+    fn conn(&self, apart: bool) -> &AsyncConn {
+        if apart {
+            &self.apart
+        } else {
+            &self.con
+        }
+    }
 }
 
 /// A node's breaker and connection.
@@ -203,8 +217,9 @@ struct Target {
 
 /// A way to one primary for a pattern operation.
 enum Way {
-    /// Its own connection, with the generation to report it broken.
-    Direct(Arc<Link>, u64, redis::aio::MultiplexedConnection),
+    /// Its own connection (the one apart, when true), with the generation to report it
+    /// broken.
+    Direct(Arc<Link>, bool, u64, redis::aio::MultiplexedConnection),
     /// The cluster connection, routed to its address.
     Routed(AsyncConnection, Addr),
 }
@@ -734,6 +749,7 @@ impl Inner {
                 let link = Link {
                     client,
                     con: AsyncConn::default(),
+                    apart: AsyncConn::default(),
                 };
                 (Arc::new(breaker), Arc::new(link))
             })
@@ -1257,11 +1273,12 @@ impl Inner {
     }
 
     /// A way to one primary: its own connection, or the cluster connection routed to it.
-    async fn way(&self, target: &Target) -> Result<Way> {
+    async fn way(&self, target: &Target, apart: bool) -> Result<Way> {
         if let Some(client) = &target.link.client {
-            let direct = target.link.con.get(client, 0, self.config.connect_timeout);
+            let conn = target.link.conn(apart);
+            let direct = conn.get(client, 0, self.config.connect_timeout);
             if let Ok((generation, con)) = self.bounded(direct).await {
-                return Ok(Way::Direct(target.link.clone(), generation, con));
+                return Ok(Way::Direct(target.link.clone(), apart, generation, con));
             }
         }
         let con = self.bounded(self.connection()).await?;
@@ -1275,11 +1292,11 @@ impl Inner {
         let count = pipe.len();
         self.bounded(async {
             match way {
-                Way::Direct(link, generation, con) => {
+                Way::Direct(link, apart, generation, con) => {
                     let out = con.req_packed_commands(&pipe, 0, count).await;
                     if let Err(e) = &out {
                         if dropped(e) {
-                            link.con.broken(*generation);
+                            link.conn(*apart).broken(*generation);
                         }
                     }
                     out
@@ -1302,7 +1319,7 @@ impl Inner {
 
     /// Every key matching `pattern` on one primary.
     async fn keys_on(&self, target: &Target, pattern: &str) -> Result<Vec<Vec<u8>>> {
-        let mut way = self.way(target).await?;
+        let mut way = self.way(target, false).await?;
         let mut found = Vec::new();
         let mut cursor = 0;
         loop {
@@ -1318,7 +1335,7 @@ impl Inner {
     /// Deletes every key matching `pattern` on one primary: each page's keys by `UNLINK`s
     /// of one slot each, sent with the next page's `SCAN` in one pipeline.
     async fn delete_on(self: &Arc<Self>, target: &Target, pattern: &str) -> Result<u64> {
-        let mut way = self.way(target).await?;
+        let mut way = self.way(target, target.replicas > 0).await?;
         let deleted = self.unlink_matching(&mut way, pattern).await?;
         if target.replicas > 0 {
             let mut pipe = redis::pipe();
@@ -1425,17 +1442,28 @@ impl Inner {
 
     /// One primary's part of [`delete_many_async`](Self::delete_many_async): one round trip.
     async fn unlink_on(self: &Arc<Self>, target: &Target, groups: Vec<SlotKeys>) -> Result<u64> {
-        let mut way = self.way(target).await?;
+        let wait = target.replicas > 0;
+        let mut way = self.way(target, wait).await?;
         let mut pipe = redis::pipe();
         for (_, group) in &groups {
             pipe.add_command(unlink_cmd(group));
         }
-        let wait = target.replicas > 0;
         if wait {
             pipe.add_command(self.wait_cmd());
         }
         let mut replies = self.node_round_trip(&mut way, pipe).await?;
         let acked = if wait { replies.pop() } else { None };
+        if replies.len() != groups.len() {
+            return Err(Error::new(
+                ErrorKind::Store,
+                format!(
+                    "redis cluster node {} answered {} of {} deletions",
+                    target.addr,
+                    replies.len(),
+                    groups.len()
+                ),
+            ));
+        }
         let mut deleted = 0;
         for ((slot, group), reply) in groups.into_iter().zip(replies) {
             deleted += match reply.extract_error() {
@@ -1471,7 +1499,7 @@ impl Inner {
         let runs = targets.iter().map(|target| {
             let this = &self;
             async move {
-                let mut way = this.way(target).await?;
+                let mut way = this.way(target, false).await?;
                 let mut pipe = redis::pipe();
                 pipe.add_command(redis::cmd("PING"));
                 let reply = this.node_round_trip(&mut way, pipe).await?.pop();
@@ -1578,8 +1606,10 @@ impl Store for ClusterStore {
     }
 
     async fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64> {
-        if keys.len() > 1 {
+        if keys.len() > 1 || mode == Mode::Async {
             // Many keys (a tag's page, a batch): every primary at once, one round trip each.
+            // An async delete of one key goes the same way, on its primary's connection
+            // apart, so that its `WAIT` holds up no other call.
             let owned = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
             let run = self.inner.clone().delete_many_async(owned);
             return match mode {
@@ -1758,8 +1788,11 @@ impl Store for ClusterStore {
         from: TagCursor,
         count: usize,
     ) -> Result<TagPage> {
+        // A new slot map may put the set on another node, where the cursor means nothing.
+        let server = self.inner.generation.load(Ordering::Acquire);
         let op = Op::Cmd(tag_page_cmd(set, &from, count));
-        parse(self.inner.run(mode, set, op, false).await?).map(tag_page_of)
+        let reply = parse(self.inner.run(mode, set, op, false).await?)?;
+        Ok(tag_page_of(reply, server))
     }
 
     async fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()> {

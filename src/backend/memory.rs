@@ -65,21 +65,55 @@ pub(crate) struct MemoryStore {
 /// tags never touched again do not keep their expired entries.
 #[derive(Default)]
 struct TagSets {
-    /// Ordered, so that a walk through a set can resume after the last member it listed.
-    sets: HashMap<String, BTreeMap<String, u64>>,
+    sets: HashMap<String, TagSet>,
     adds: u64,
+}
+
+/// One tag set: each member's expiry (ms since `epoch`), ordered by member, so that a walk
+/// can resume after the last member it listed, and by expiry, so that pruning costs what
+/// it removes, not the set's size.
+#[derive(Default)]
+struct TagSet {
+    members: BTreeMap<String, u64>,
+    by_expiry: BTreeSet<(u64, String)>,
+}
+
+impl TagSet {
+    fn put(&mut self, member: &str, until: u64) {
+        if let Some(old) = self.members.insert(member.to_owned(), until) {
+            self.by_expiry.remove(&(old, member.to_owned()));
+        }
+        self.by_expiry.insert((until, member.to_owned()));
+    }
+
+    fn remove(&mut self, member: &str) {
+        if let Some(old) = self.members.remove(member) {
+            self.by_expiry.remove(&(old, member.to_owned()));
+        }
+    }
+
+    /// Drops the entries past `now`.
+    fn prune(&mut self, now: u64) {
+        while let Some((until, member)) = self.by_expiry.first().cloned() {
+            if until >= now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.members.remove(&member);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
 }
 
 const TAG_SWEEP_EVERY: u64 = 1024;
 
 impl TagSets {
-    fn prune(set: &mut BTreeMap<String, u64>, now: u64) {
-        set.retain(|_, until| *until >= now);
-    }
-
     fn sweep(&mut self, now: u64) {
         self.sets.retain(|_, set| {
-            Self::prune(set, now);
+            set.prune(now);
             !set.is_empty()
         });
     }
@@ -470,15 +504,14 @@ impl Store for MemoryStore {
             tags.sweep(now);
         }
         let entries = tags.sets.entry(set.to_owned()).or_default();
-        TagSets::prune(entries, now);
+        entries.prune(now);
         // Always a new score (a later one kept, plus 1 ms): an invalidation that read the
         // old one forgets the entry only if nobody recorded the key again meanwhile.
-        match entries.get_mut(member) {
-            Some(e) => *e = until.max(*e + 1),
-            None => {
-                entries.insert(member.to_owned(), until);
-            }
-        }
+        let until = match entries.members.get(member) {
+            Some(e) => until.max(*e + 1),
+            None => until,
+        };
+        entries.put(member, until);
         Ok(())
     }
 
@@ -495,13 +528,14 @@ impl Store for MemoryStore {
             return Ok(TagPage::default());
         };
         if from == TagCursor::Start {
-            TagSets::prune(entries, now);
+            entries.prune(now);
         }
         let after = match &from {
             TagCursor::After(last) => Bound::Excluded(last.clone()),
             TagCursor::Start | TagCursor::Scan(_) => Bound::Unbounded,
         };
         let mut page: Vec<(String, String)> = entries
+            .members
             .range((after, Bound::Unbounded))
             .take(count.max(1) + 1)
             .map(|(m, until)| (m.clone(), until.to_string()))
@@ -515,6 +549,7 @@ impl Store for MemoryStore {
         Ok(TagPage {
             entries: page,
             next,
+            server: 0,
         })
     }
 
@@ -522,7 +557,11 @@ impl Store for MemoryStore {
         let mut tags = self.tag_sets();
         if let Some(entries) = tags.sets.get_mut(set) {
             for (m, score) in gone {
-                if entries.get(m).is_some_and(|u| u.to_string() == *score) {
+                if entries
+                    .members
+                    .get(m)
+                    .is_some_and(|u| u.to_string() == *score)
+                {
                     entries.remove(m);
                 }
             }

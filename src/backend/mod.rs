@@ -264,6 +264,10 @@ pub(crate) enum TagCursor {
 pub(crate) struct TagPage {
     pub entries: Vec<(String, String)>,
     pub next: Option<TagCursor>,
+    /// Which server process answered, as far as the store can tell (it changes with a
+    /// failover, a new slot map, broken connections): a walk whose pages come from two
+    /// starts over, since a cursor of one means nothing to the other.
+    pub server: u64,
 }
 
 /// How long after its expiry a tag entry is pruned. Entries are scored by the clock of the

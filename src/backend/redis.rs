@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 pub(crate) struct RedisStore {
     target: Target,
     async_con: AsyncConn,
+    /// A connection of its own for the invalidations that wait for a replica (`WAIT`):
+    /// Redis answers nothing else on a connection while it waits, and every async call
+    /// shares `async_con`.
+    apart: AsyncConn,
     /// On a fixed server, the connections that tokio callers' own runtimes drive, which
     /// save an async request the hops to the IO thread and back.
     callers: Option<std::sync::Arc<super::local::CallerConns>>,
@@ -34,6 +38,10 @@ pub(crate) struct RedisStore {
     /// Set when the server answered `GETEX` with an error (Redis before 6.2): sliding
     /// reads use the `GET_SLIDING` script from then on.
     no_getex: std::sync::atomic::AtomicBool,
+    /// Bumped whenever connections to the server are found broken (a restart, a failover):
+    /// what a walk through a tag set checks, since a `ZSCAN` cursor means nothing to
+    /// another server process.
+    breaks: AtomicU64,
     /// The longest a marker lives between renewals: a bound for putting one's expiry back.
     lease_ttl: Duration,
 }
@@ -207,6 +215,7 @@ impl RedisStore {
         RedisStore {
             target,
             async_con: AsyncConn::default(),
+            apart: AsyncConn::default(),
             callers,
             pool: Mutex::new(Vec::new()),
             pool_size: config.pool_size,
@@ -215,6 +224,7 @@ impl RedisStore {
             scan_count: config.scan_count,
             breaker: Breaker::new(config, what),
             no_getex: std::sync::atomic::AtomicBool::new(false),
+            breaks: AtomicU64::new(0),
             lease_ttl: config.lease_ttl.max(super::FAILED_TTL),
         }
     }
@@ -394,30 +404,31 @@ impl RedisStore {
             Err(e) => {
                 if e.is_io_error() || e.is_unrecoverable_error() || e.is_timeout() {
                     self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    self.breaks.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(Error::from_redis(e))
             }
         }
     }
 
-    async fn connection(&self) -> Result<(u64, MultiplexedConnection)> {
+    async fn connection(&self, which: &AsyncConn) -> Result<(u64, MultiplexedConnection)> {
         // Connecting, and asking the Sentinels, are boxed: each request's future holds this
         // one inline, and every cached call's future holds a request's.
         match &self.target {
-            Target::Server { client, .. } => match self.async_con.current_for(0) {
+            Target::Server { client, .. } => match which.current_for(0) {
                 Some(con) => Ok(con),
-                None => Box::pin(self.async_con.get(client, 0, self.connect_timeout)).await,
+                None => Box::pin(which.get(client, 0, self.connect_timeout)).await,
             },
             #[cfg(feature = "sentinel")]
             Target::Sentinel(p) => {
                 if !p.is_suspect() {
-                    if let Some(con) = self.async_con.current_for(p.generation()) {
+                    if let Some(con) = which.current_for(p.generation()) {
                         return Ok(con);
                     }
                 }
                 Box::pin(async {
                     let resolved = p.resolve().await?;
-                    self.async_con
+                    which
                         .get(&resolved.client, resolved.generation, self.connect_timeout)
                         .await
                 })
@@ -430,7 +441,18 @@ impl RedisStore {
     /// connection (on the crate's IO thread) with one retry if that connection was dropped.
     /// Either way it takes at most the operation timeout.
     async fn run<T: FromRedisValue + Send + 'static>(&self, mode: Mode, req: Request) -> Result<T> {
-        let out = self.send(mode, req).await;
+        self.run_on(mode, req, false).await
+    }
+
+    /// [`run`](Self::run), on the connection kept apart for waiting invalidations when
+    /// `apart` (async calls; a blocking call has a pooled connection to itself anyway).
+    async fn run_on<T: FromRedisValue + Send + 'static>(
+        &self,
+        mode: Mode,
+        req: Request,
+        apart: bool,
+    ) -> Result<T> {
+        let out = self.send(mode, req, apart).await;
         self.breaker.record(&out);
         if let Err(e) = &out {
             self.note_failure(e);
@@ -442,13 +464,16 @@ impl RedisStore {
         &self,
         mode: Mode,
         req: Request,
+        apart: bool,
     ) -> Result<T> {
+        let which = if apart { &self.apart } else { &self.async_con };
         match mode {
             Mode::Blocking => self.with_conn(|con| req.query(con)),
             Mode::Async => {
                 let local = self
                     .callers
                     .as_ref()
+                    .filter(|_| !apart)
                     .and_then(|c| c.for_caller().map(|l| (c, l)));
                 let tried_local = local.as_ref().map(|(c, l)| (*c, l.id));
                 let attempts = async {
@@ -460,15 +485,16 @@ impl RedisStore {
                             other => return other.map_err(Error::from_redis),
                         }
                     }
-                    let (generation, mut con) = self.connection().await?;
+                    let (generation, mut con) = self.connection(which).await?;
                     match req.query_async(&mut con).await {
                         Err(e) if dropped(&e) => {
-                            self.async_con.broken(generation);
+                            which.broken(generation);
+                            self.breaks.fetch_add(1, Ordering::Relaxed);
                             // On Sentinel, a lost connection may be a failover (the
                             // Sentinels close a demoted primary's connections): the retry
                             // connects to whichever server they name now.
                             self.note_failure(&Error::from_redis(e));
-                            let (_, mut con) = self.connection().await?;
+                            let (_, mut con) = self.connection(which).await?;
                             req.query_async(&mut con).await.map_err(Error::from_redis)
                         }
                         other => other.map_err(Error::from_redis),
@@ -838,35 +864,43 @@ pub(crate) fn tag_page_cmd(set: &str, from: &super::TagCursor, count: usize) -> 
     cmd
 }
 
-/// A `ZSCAN` reply as a page.
-pub(crate) fn tag_page_of((cursor, flat): (u64, Vec<String>)) -> super::TagPage {
+/// A `ZSCAN` reply as a page, read from `server` (see [`TagPage::server`](super::TagPage)).
+pub(crate) fn tag_page_of((cursor, flat): (u64, Vec<String>), server: u64) -> super::TagPage {
     super::TagPage {
         entries: pairs(flat),
         next: (cursor != 0).then_some(super::TagCursor::Scan(cursor)),
+        server,
     }
 }
 
 /// Removes from the tag set KEYS[1] each member ARGV[i] whose score is still ARGV[i+1] (as
 /// numbers: `ZSCAN` and `ZSCORE` need not write a score alike): an entry re-added since (by
 /// a computation that began after the listing) stays. The scores are read in one
-/// `ZMSCORE` and the members removed in one `ZREM`; before Redis 6.2, one `ZSCORE` per
-/// member.
+/// `ZMSCORE` and the members removed in one `ZREM`, 500 at a time (a page is smaller, but
+/// `ZSCAN` returns a small set whole, and Lua's `unpack` takes at most ~8,000); before
+/// Redis 6.2, one `ZSCORE` per member.
 pub(crate) static TAG_FORGET: Lazy<Script> = Lazy::new(|| Script::new(TAG_FORGET_LUA));
-pub(crate) const TAG_FORGET_LUA: &str = "local members = {} \
-     for i = 1, #ARGV, 2 do members[#members + 1] = ARGV[i] end \
-     if #members == 0 then return 0 end \
-     local scores = redis.pcall('ZMSCORE', KEYS[1], unpack(members)) \
-     if type(scores) ~= 'table' or scores.err then \
-         scores = {} \
-         for i, m in ipairs(members) do scores[i] = redis.call('ZSCORE', KEYS[1], m) end \
+pub(crate) const TAG_FORGET_LUA: &str = "local n, gone = #ARGV / 2, 0 \
+     for first = 1, n, 500 do \
+         local last = math.min(first + 499, n) \
+         local members = {} \
+         for i = first, last do members[#members + 1] = ARGV[2 * i - 1] end \
+         local scores = redis.pcall('ZMSCORE', KEYS[1], unpack(members)) \
+         if type(scores) ~= 'table' or scores.err then \
+             scores = {} \
+             for i, m in ipairs(members) do scores[i] = redis.call('ZSCORE', KEYS[1], m) end \
+         end \
+         local stale = {} \
+         for i, m in ipairs(members) do \
+             local cur = scores[i] \
+             if cur and tonumber(cur) == tonumber(ARGV[2 * (first + i - 1)]) then \
+                 stale[#stale + 1] = m \
+             end \
+         end \
+         if #stale > 0 then redis.call('ZREM', KEYS[1], unpack(stale)) end \
+         gone = gone + #stale \
      end \
-     local gone = {} \
-     for i, m in ipairs(members) do \
-         local cur = scores[i] \
-         if cur and tonumber(cur) == tonumber(ARGV[2 * i]) then gone[#gone + 1] = m end \
-     end \
-     if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end \
-     return #gone";
+     return gone";
 
 /// One reply of a pipeline, parsed (an error reply is the error).
 fn parse_reply<T: FromRedisValue>(reply: Option<redis::Value>) -> Result<T> {
@@ -969,7 +1003,7 @@ impl Store for RedisStore {
             Some(wait) => {
                 let mut pipe = redis::pipe();
                 pipe.add_command(unlink_cmd(keys)).add_command(wait);
-                let (n, acked): (u64, i64) = self.run(mode, Request::Pipe(pipe)).await?;
+                let (n, acked): (u64, i64) = self.run_on(mode, Request::Pipe(pipe), true).await?;
                 self.replicated(acked);
                 Ok(n)
             }
@@ -1007,7 +1041,8 @@ impl Store for RedisStore {
             if !last {
                 pipe.add_command(self.scan_cmd(cursor, pattern));
             }
-            let mut replies: Vec<redis::Value> = self.run(mode, Request::Pipe(pipe)).await?;
+            let mut replies: Vec<redis::Value> =
+                self.run_on(mode, Request::Pipe(pipe), waits).await?;
             let page = if last { None } else { replies.pop() };
             let acked = if waits { replies.pop() } else { None };
             deleted += parse_reply::<u64>(replies.pop())?;
@@ -1022,7 +1057,7 @@ impl Store for RedisStore {
         // Nothing found, perhaps because an earlier attempt deleted it: that must reach a
         // replica too.
         if let (false, Some(wait)) = (waited, self.wait_cmd()) {
-            let acked: i64 = self.cmd(mode, wait).await?;
+            let acked: i64 = self.run_on(mode, Request::Cmd(wait), true).await?;
             self.replicated(acked);
         }
         Ok(deleted)
@@ -1127,8 +1162,9 @@ impl Store for RedisStore {
         count: usize,
     ) -> Result<super::TagPage> {
         // An invalidation: never held back by the breaker.
+        let server = (self.generation() << 32) ^ self.breaks.load(Ordering::Relaxed);
         let reply = self.cmd(mode, tag_page_cmd(set, &from, count)).await?;
-        Ok(tag_page_of(reply))
+        Ok(tag_page_of(reply, server))
     }
 
     async fn tag_forget(&self, mode: Mode, set: &str, entries: &[(String, String)]) -> Result<()> {

@@ -577,7 +577,13 @@ impl Primary {
             redis::cmd("WAIT").arg(0).arg(0).query_async(&mut con).await;
         let replica = match reply {
             Ok(_) => false,
-            Err(e) if e.detail().is_some_and(|d| d.contains("replica")) => true,
+            // "…replica instances" (Redis 5 and later), "…slave instances" before.
+            Err(e)
+                if e.detail()
+                    .is_some_and(|d| d.contains("replica") || d.contains("slave")) =>
+            {
+                true
+            }
             Err(e) => return Err(Error::from_redis(e)),
         };
         if !replica {

@@ -17,10 +17,10 @@ use super::Core;
 use crate::backend::{Mode, TagCursor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::report::chain;
-use crate::siblings::{Queued, Siblings, Target};
+use crate::siblings::{Queued, Target};
 use crate::stats::Counters;
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Entries of a tag set read, deleted and forgotten per round trip: removing one from a
@@ -133,11 +133,17 @@ impl Core {
         deleted: &mut u64,
     ) -> Result<()> {
         let mut from = TagCursor::Start;
+        let mut server = None;
         loop {
             let page = attempt(mode, retries, attempts, || {
                 self.backend.tag_page(mode, set, from.clone(), TAG_PAGE)
             })
             .await?;
+            // Another server answered than the walk began on (a failover, a restart): its
+            // cursor does not carry over, so the walk starts again there once this page is
+            // done (what earlier pages forgot stays forgotten).
+            let moved = server.is_some_and(|s| s != page.server);
+            server = Some(page.server);
             if !page.entries.is_empty() {
                 let keys: Vec<&str> = page.entries.iter().map(|(k, _)| k.as_str()).collect();
                 self.siblings.invalidating_keys(&keys);
@@ -151,6 +157,7 @@ impl Core {
                 .await?;
             }
             match page.next {
+                _ if moved => from = TagCursor::Start,
                 Some(next) => from = next,
                 None => return Ok(()),
             }
@@ -159,7 +166,7 @@ impl Core {
 
     /// Queues `target`, which could not reach the store (`cause`, after `attempts`), to be
     /// retried in the background; returns the error that tells the caller so.
-    pub(crate) fn queue(&self, target: Target, cause: Error, attempts: u32) -> Error {
+    pub(crate) fn queue(self: &Arc<Self>, target: Target, cause: Error, attempts: u32) -> Error {
         Counters::add(&self.counters.failed_invalidations, 1);
         Counters::add(&self.counters.queued_invalidations, 1);
         let shown = target.to_string();
@@ -198,9 +205,12 @@ impl Core {
     }
 
     /// Starts the task that retries this group's queued invalidations until none is left.
-    pub(crate) fn start_worker(&self) {
-        let siblings = Arc::downgrade(&self.siblings);
-        crate::rt::handle().spawn(async move { drain(siblings).await });
+    /// It holds this cache (and so its group and its connections) until then: a queued
+    /// invalidation outlives the `Cache` that queued it, and a cache built later on the
+    /// same store and prefix joins the group and holds its keys back too.
+    pub(crate) fn start_worker(self: &Arc<Self>) {
+        let core = self.clone();
+        crate::rt::handle().spawn(async move { drain(core).await });
     }
 
     /// Whether a queued invalidation names the call's key or one of its tags: the call is
@@ -211,47 +221,54 @@ impl Core {
     }
 }
 
-/// Retries the group's queued invalidations, oldest first, through each of the group's
-/// caches in turn (one may reach the store where another cannot: a wrong password, a
-/// missing permission), until none is left: after a round where none landed it waits
-/// (50 ms doubling to 1 s) and starts over. It ends with the group.
-async fn drain(siblings: Weak<Siblings<Core>>) {
+/// Retries the group's queued invalidations, oldest first, each through the cache that
+/// started the worker and then through each other cache of the group (one may reach the
+/// store where another cannot: a wrong password, a missing permission), until none is
+/// left. One that fails does not hold back the others; after a round in which some failed,
+/// it waits (50 ms doubling to 1 s) and starts over, and says once a minute which have
+/// waited how long.
+async fn drain(core: Arc<Core>) {
+    let group = core.siblings.clone();
     let mut pause = Duration::from_millis(50);
     let started = Instant::now();
     let mut landed = 0u64;
+    let mut told = Instant::now();
     loop {
-        let Some(group) = siblings.upgrade() else {
-            return;
-        };
-        let mut failed = false;
-        'cores: for core in group.members() {
-            failed = false;
-            for (target, seq) in group.pending.snapshot() {
-                let done = core.invalidate(Mode::Async, &target, 0).await;
-                match done.failed {
+        let mut failed = Vec::new();
+        for (target, seq) in group.pending.snapshot() {
+            let mut last = None;
+            let others = group.members();
+            let cores =
+                std::iter::once(&core).chain(others.iter().filter(|c| !Arc::ptr_eq(c, &core)));
+            for c in cores {
+                match c.invalidate(Mode::Async, &target, 0).await.failed {
                     None => {
+                        last = None;
                         group.pending.landed(&target, seq);
                         landed += 1;
+                        break;
                     }
-                    Some((e, _)) => {
-                        log::debug!(target: "cacheable", "a queued invalidation of {target} failed again: {}", chain(&e));
-                        failed = true;
-                        continue 'cores;
-                    }
+                    Some((e, _)) => last = Some(e),
                 }
             }
-            break;
+            if let Some(e) = last {
+                failed.push((target, e));
+            }
         }
-        if failed {
-            drop(group);
-            crate::rt::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+        if failed.is_empty() {
+            pause = Duration::from_millis(50);
+            if !group.pending.worker_done() {
+                log::warn!(target: "cacheable", "{landed} queued invalidations landed, {} ms after the first was queued: the cache serves their keys again", started.elapsed().as_millis());
+                return;
+            }
             continue;
         }
-        pause = Duration::from_millis(50);
-        if !group.pending.worker_done() {
-            log::warn!(target: "cacheable", "{landed} queued invalidations landed, {} ms after the first was queued: the cache serves their keys again", started.elapsed().as_millis());
-            return;
+        if told.elapsed() >= Duration::from_secs(60) {
+            told = Instant::now();
+            let (target, e) = &failed[0];
+            log::error!(target: "cacheable", "{} queued invalidations still cannot land after {} s (the first, of {target}: {}); their keys stay held back in this process", failed.len(), started.elapsed().as_secs(), chain(e));
         }
+        crate::rt::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }

@@ -907,6 +907,7 @@ impl Core {
         bytes: &[u8],
         pushed: bool,
     ) -> Result<Option<Duration>> {
+        let capped = codec::deadline(bytes).is_some();
         let (physical, fresh) = match codec::deadline(bytes) {
             Some(deadline) => {
                 let left =
@@ -929,11 +930,15 @@ impl Core {
             .await
         {
             Ok(true) => Ok(Some(fresh)),
-            // Changed since the read: its expiry is whatever the new bytes were given.
-            Ok(false) => Ok(None),
+            // Changed since the read: its expiry is whatever the new bytes were given; a value
+            // with a deadline is kept here no longer than its own life.
+            Ok(false) => Ok(capped.then_some(fresh)),
+            // The store failed between the read's push and the pull back to the deadline:
+            // the key may live past it in the store, up to the call's TTL (the fault is
+            // counted and logged), but the value read is never kept here past its deadline.
             Err(e) => {
                 self.fault(call, "cache read", e)?;
-                Ok(None)
+                Ok(capped.then_some(fresh))
             }
         }
     }

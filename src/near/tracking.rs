@@ -147,6 +147,8 @@ async fn track(
                                 }
                                 pause = REFUSED_RETRY;
                             } else {
+                                // Back from a refusal's long pause to the usual backoff.
+                                pause = pause.min(Duration::from_secs(1));
                                 log::debug!(target: "cacheable", "near cache: a tracking connection failed, retrying in {} ms: {e}", pause.as_millis());
                             }
                             cons.clear();
