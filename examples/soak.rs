@@ -691,7 +691,7 @@ fn main() {
         .lease_ttl(Duration::from_millis(500))
         .lease_wait(Duration::from_millis(500));
     if unchecked {
-        config = config.unchecked_lease_writes_for_tests(true);
+        config = cacheable::__private::unchecked_lease_writes(config);
     }
     let a = Cache::new(if near {
         config.clone().near_cache(10_000)
@@ -796,7 +796,7 @@ fn main() {
                 shared.tally.failures.load(Relaxed),
                 rss_kib(),
                 memory::heap_note(),
-                shared.a.internal_sizes_for_tests(),
+                cacheable::__private::internal_sizes(&shared.a),
             );
             last_calls = calls;
         }

@@ -716,12 +716,11 @@ fn report(slot: Option<&mut Outcome>, outcome: Outcome) {
 }
 
 // ---- `cache_fn!`: one static template per function, checked on its first call only.
-impl<'a> Cacheable<'a> {
-    /// Not public API: the builder of a `cache_fn!` function, for its static template and
-    /// the `hash` names given with it. The template was checked with those names once and
-    /// for all, so a `.hash(…)` added later would go unchecked.
-    #[doc(hidden)]
-    pub fn __from_static(template: &'static StaticTemplate) -> Self {
+impl Cacheable<'_> {
+    /// The builder of a `cache_fn!` function (`__private::cacheable`), for its static
+    /// template and the `hash` names given with it. The template was checked with those
+    /// names once and for all, so a `.hash(…)` added later would go unchecked.
+    pub(crate) fn from_static(template: &'static StaticTemplate) -> Self {
         let mut builder = Self::from_parsed(template.as_key());
         builder.hash = template.hash_names().to_vec();
         builder.checked = true;

@@ -135,10 +135,10 @@ impl std::fmt::Debug for Config {
             .field("max_value_bytes", &self.max_value_bytes);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
-            d.field("unchecked_lease_writes_for_tests", &true);
+            d.field("unchecked_lease_writes", &true);
         }
         if self.near_ignores_invalidations {
-            d.field("near_cache_ignores_invalidations_for_tests", &true);
+            d.field("near_cache_ignores_invalidations", &true);
         }
         #[cfg(feature = "tls")]
         d.field("tls", &self.tls);
@@ -826,19 +826,15 @@ impl Config {
         self
     }
 
-    /// Not public API: makes lease holders (and early refreshes) write with a plain `SET`,
-    /// so that tests can show the stale values that the compare-and-set prevents.
-    #[doc(hidden)]
-    pub fn unchecked_lease_writes_for_tests(mut self, on: bool) -> Config {
-        self.unchecked_lease_writes = on;
+    /// See `__private::unchecked_lease_writes`.
+    pub(crate) fn with_unchecked_lease_writes(mut self) -> Config {
+        self.unchecked_lease_writes = true;
         self
     }
 
-    /// Not public API: makes the near cache ignore Redis's invalidation messages, so that
-    /// tests can show the stale values that they prevent.
-    #[doc(hidden)]
-    pub fn near_cache_ignores_invalidations_for_tests(mut self, on: bool) -> Config {
-        self.near_ignores_invalidations = on;
+    /// See `__private::near_cache_ignores_invalidations`.
+    pub(crate) fn with_near_ignoring_invalidations(mut self) -> Config {
+        self.near_ignores_invalidations = true;
         self
     }
 

@@ -440,17 +440,9 @@ impl Invalidation {
 
 // ---- `cache_fn!`: one static array of templates per function, parsed on its first call.
 impl Invalidate<'_> {
-    /// Not public API: the tags of an `#[invalidate(tags = […])]` function.
-    #[doc(hidden)]
-    pub fn __tags(mut self, tags: &[&'static str]) -> Self {
-        self.tags.extend(tags.iter().map(|t| Template::interned(t)));
-        self
-    }
-
-    /// Not public API: the builder of an `#[invalidate]` function, for its static
-    /// patterns. Its `hash` names, added after, were checked at compile time.
-    #[doc(hidden)]
-    pub fn __from_static(patterns: &'static [StaticTemplate]) -> Self {
+    /// The builder of an `#[invalidate]` function (`__private::invalidate`), for its static
+    /// patterns and tags. Its `hash` names, added after, were checked at compile time.
+    pub(crate) fn from_static(patterns: &'static [StaticTemplate], tags: &[&'static str]) -> Self {
         Invalidate {
             patterns: patterns.iter().map(StaticTemplate::as_pattern).collect(),
             hash: Vec::new(),
@@ -458,7 +450,7 @@ impl Invalidate<'_> {
             name: None,
             cache: None,
             checked: true,
-            tags: Vec::new(),
+            tags: tags.iter().map(|t| Template::interned(t)).collect(),
             outcome: None,
         }
     }

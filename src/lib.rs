@@ -80,6 +80,7 @@
 //!   [`Cache::health`] reports) and `rt.rs` (the crate's own IO thread, on which async
 //!   connections and timers run).
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
@@ -147,7 +148,8 @@ pub mod __fuzz {
     }
 }
 
-/// Not public API: what the crate's macros expand to. It may change in any release.
+/// Not public API: what the crate's macros expand to, and the switches and probes of the
+/// crate's own tests. It may change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::cacheable::Cacheable;
@@ -161,4 +163,35 @@ pub mod __private {
     };
     pub use crate::template::StaticTemplate;
     pub use core::{compile_error, concat, panic, stringify};
+
+    /// The builder of a `cache_fn!` function, for its static template.
+    pub fn cacheable(template: &'static StaticTemplate) -> Cacheable<'static> {
+        Cacheable::from_static(template)
+    }
+
+    /// The builder of an `#[invalidate]` function, for its static patterns and tags.
+    pub fn invalidate(
+        patterns: &'static [StaticTemplate],
+        tags: &[&'static str],
+    ) -> Invalidate<'static> {
+        Invalidate::from_static(patterns, tags)
+    }
+
+    /// The sizes of a cache's in-process maps (flights, log throttles, the lease keeper, the
+    /// near cache, queued invalidations…), for the memory-bound checks.
+    pub fn internal_sizes(cache: &crate::Cache) -> Vec<(&'static str, u64)> {
+        cache.internal_sizes()
+    }
+
+    /// Makes lease holders (and early refreshes) write with a plain `SET`, so that tests can
+    /// show the stale values that the compare-and-set prevents.
+    pub fn unchecked_lease_writes(config: crate::Config) -> crate::Config {
+        config.with_unchecked_lease_writes()
+    }
+
+    /// Makes the near cache ignore Redis's invalidation messages, so that tests can show the
+    /// stale values that they prevent.
+    pub fn near_cache_ignores_invalidations(config: crate::Config) -> crate::Config {
+        config.with_near_ignoring_invalidations()
+    }
 }

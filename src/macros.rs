@@ -285,7 +285,7 @@ macro_rules! __ctx_value {
 ///     // generic function.
 ///     static __CACHEABLE_TEMPLATE: StaticTemplate =
 ///         StaticTemplate::new("user:<<user_id>>:profile", &[]);
-///     let builder = Cacheable::__from_static(&__CACHEABLE_TEMPLATE)
+///     let builder = cacheable(&__CACHEABLE_TEMPLATE)
 ///         .name("get_user_profile")
 ///         .ttl(600);
 ///     let mut ctx = Context::new();
@@ -849,7 +849,7 @@ macro_rules! __cache_fn {
                         &[$($crate::__private::arg_name($crate::__private::stringify!($h))),*],
                     );
                 let __cacheable_builder =
-                    $crate::__private::Cacheable::__from_static(&__CACHEABLE_TEMPLATE)
+                    $crate::__private::cacheable(&__CACHEABLE_TEMPLATE)
                         .name($crate::__private::stringify!($name))
                         $($c)*;
                 #[allow(unused_mut)]
@@ -900,8 +900,7 @@ macro_rules! __cache_fn {
                 static __CACHEABLE_PATTERNS: [$crate::__private::StaticTemplate; __CACHEABLE_PATTERN_TEXT.len()] =
                     [$($crate::__private::StaticTemplate::new($p, &[])),*];
                 let __cacheable_builder =
-                    $crate::__private::Invalidate::__from_static(&__CACHEABLE_PATTERNS)
-                        .__tags(&[$($g),*])
+                    $crate::__private::invalidate(&__CACHEABLE_PATTERNS, &[$($g),*])
                         .name($crate::__private::stringify!($name))
                         $($c)*;
                 #[allow(unused_mut)]

@@ -164,11 +164,9 @@ impl Cache {
         }
     }
 
-    /// Not public API: the sizes of the cache's in-process maps (flights, log throttles, the
-    /// lease keeper, the near cache, the embedded store's markers), for the crate's own
-    /// memory-bound checks.
-    #[doc(hidden)]
-    pub fn internal_sizes_for_tests(&self) -> Vec<(&'static str, u64)> {
+    /// The sizes of the cache's in-process maps, for the crate's own memory-bound checks
+    /// (`__private::internal_sizes`).
+    pub(crate) fn internal_sizes(&self) -> Vec<(&'static str, u64)> {
         self.inner.core.internal_sizes()
     }
 

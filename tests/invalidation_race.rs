@@ -161,7 +161,10 @@ async fn no_stale_value_survives_an_invalidation_over_10_000_rounds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_compare_and_set_stale_values_appear() {
     let server = RedisServer::start();
-    let cache = Cache::new(config(&server).unchecked_lease_writes_for_tests(true)).unwrap();
+    let cache = Cache::new(cacheable::__private::unchecked_lease_writes(config(
+        &server,
+    )))
+    .unwrap();
     let outcome = race(cache, 2_000, 1).await;
     println!(
         "unchecked: {} rounds, {} stale",
@@ -203,7 +206,10 @@ async fn no_stale_value_survives_a_tag_invalidation_from_another_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tag_invalidations_without_the_compare_and_set_leave_stale_values() {
     let server = RedisServer::start();
-    let cache = Cache::new(config(&server).unchecked_lease_writes_for_tests(true)).unwrap();
+    let cache = Cache::new(cacheable::__private::unchecked_lease_writes(config(
+        &server,
+    )))
+    .unwrap();
     let variant = Variant {
         tags: true,
         peer: true,
@@ -292,7 +298,10 @@ async fn early_refresh_writes_without_the_check_leave_stale_values() {
         peer: true,
         early: true,
     };
-    let cache = Cache::new(config(&server).unchecked_lease_writes_for_tests(true)).unwrap();
+    let cache = Cache::new(cacheable::__private::unchecked_lease_writes(config(
+        &server,
+    )))
+    .unwrap();
     let outcome = race_variant(cache, 2_000, 5, variant).await;
     println!(
         "early refresh, unchecked: {} rounds, {} stale",

@@ -44,8 +44,7 @@ fn touch_all(cache: &Cache, keys: u64) {
 }
 
 fn size(cache: &Cache, map: &str) -> u64 {
-    cache
-        .internal_sizes_for_tests()
+    cacheable::__private::internal_sizes(cache)
         .into_iter()
         .find(|(m, _)| *m == map)
         .unwrap_or_else(|| panic!("no map {map}"))
@@ -59,7 +58,7 @@ fn keeper_settles(cache: &Cache) {
         assert!(
             Instant::now() < deadline,
             "{:?}",
-            cache.internal_sizes_for_tests()
+            cacheable::__private::internal_sizes(&cache)
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -243,11 +243,9 @@ fn another_process_changes_reach_the_near_cache_at_once() {
 #[test]
 fn without_the_invalidation_messages_the_same_test_finds_stale_reads() {
     let server = RedisServer::start();
-    let a = Cache::new(
-        config(&server, "y")
-            .near_cache(10_000)
-            .near_cache_ignores_invalidations_for_tests(true),
-    )
+    let a = Cache::new(cacheable::__private::near_cache_ignores_invalidations(
+        config(&server, "y").near_cache(10_000),
+    ))
     .unwrap();
     let b = plain(&server, "y");
     until_near_hit(&a, 0);
