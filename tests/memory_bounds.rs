@@ -58,7 +58,7 @@ fn keeper_settles(cache: &Cache) {
         assert!(
             Instant::now() < deadline,
             "{:?}",
-            cacheable::__private::internal_sizes(&cache)
+            cacheable::__private::internal_sizes(cache)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
