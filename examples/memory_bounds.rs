@@ -95,7 +95,7 @@ fn run(name: &str, cache: &Cache, keys: u64) -> (u64, u64) {
 fn check(name: &str, cache: &Cache, (half, end): (u64, u64), bounds: &[(&str, u64)]) -> bool {
     let mut ok = true;
     println!("stats: {:?}", cache.stats());
-    for (map, size) in cacheable::__private::internal_sizes(&cache) {
+    for (map, size) in cacheable::__private::internal_sizes(cache) {
         let bound = bounds
             .iter()
             .find(|(m, _)| *m == map)
