@@ -39,6 +39,9 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "comments name no issue, date, CI run or machine"
+bash scripts/check-comments.sh
+
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 

@@ -72,7 +72,7 @@ pub struct Cacheable<'a> {
     /// True when the template and the hash names were checked once and for all
     /// (`cache_fn!`'s static templates), so that a call need not check them again.
     checked: bool,
-    /// Freshness options (issue 11): tags, early refresh, stale values.
+    /// Freshness options: tags, early refresh, stale values.
     fresh: FreshOptions,
     /// The per-call controls: [`refresh`](Self::refresh), [`bypass`](Self::bypass),
     /// [`store_if`](Self::store_if), [`ttl_from`](Self::ttl_from),

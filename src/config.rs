@@ -80,7 +80,7 @@ pub struct Config {
     pub(crate) max_value_bytes: Option<usize>,
     /// How values are written: codec and compression.
     pub(crate) format: Format,
-    /// The default early-refresh β of builders that set none (issue 11); 0 is off.
+    /// The default early-refresh β of builders that set none; 0 is off.
     pub(crate) early_refresh: f64,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,

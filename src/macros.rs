@@ -646,7 +646,7 @@ macro_rules! __cache_fn {
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} debug = $on:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .debug($on)] $t} $($($rest)*)? }
     };
-    // Freshness options (issue 11): builder calls; tags are checked against the key.
+    // Freshness options: builder calls; tags are checked against the key.
     (@cache $sig:tt $kept:tt {[$k:literal] $h:tt [$($c:tt)*] $t:tt}
         tags = [$($tag:literal),* $(,)?] $(, $($rest:tt)*)?
     ) => {

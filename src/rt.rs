@@ -55,8 +55,8 @@ pub(crate) fn sleep(d: Duration) -> Deadline {
 /// channel receive or a socket read takes. An async call that is ready at once (a near hit,
 /// the embedded store, a call failing fast while Redis is down) would otherwise never hand
 /// its worker back, and a task woken from that worker waits in its LIFO slot, which no
-/// other worker steals, until the loop ends: `tests/cooperative.rs` reproduces it, and one
-/// CI run saw an async call wait out a whole Sentinel failover (2.26 s) that way. Once the
+/// other worker steals, until the loop ends (`tests/cooperative.rs` reproduces it; beside
+/// a loop of calls failing fast, a follower could wait out a whole failover). Once the
 /// budget is spent, the call yields once first. Ready at once outside a tokio runtime;
 /// callers use it in async mode only, since a blocking step must never pend.
 #[inline]

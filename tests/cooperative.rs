@@ -2,9 +2,8 @@
 //! fast while Redis is down) takes a unit of the tokio task's budget, as a channel receive
 //! does: a loop of such calls hands its worker back now and then, and the tasks queued
 //! behind it run. Without that, a task woken onto a worker whose running task loops over
-//! ready calls waits until the loop ends: the last test here reproduces the shape of one
-//! CI run of tests/sentinel.rs, where an async call waited out the whole failover, 2.26 s,
-//! beside a loop whose calls all failed fast.
+//! ready calls waits until the loop ends: the last test here reproduces that shape, in
+//! which an async call beside a loop of calls failing fast could wait out a whole failover.
 
 #[cfg(feature = "redis")]
 mod support;
@@ -136,7 +135,7 @@ fn a_loop_of_calls_failing_fast_lets_the_other_tasks_run() {
     );
 }
 
-/// The CI failure's shape, on two workers: task B leads a flight that task A (on the other
+/// The shape of that wait, on two workers: task B leads a flight that task A (on the other
 /// worker) follows; B's flight ends on B's worker, which puts A in that worker's LIFO slot
 /// (no other worker steals from it); then B loops over near hits for a second. A must not
 /// wait for B's loop to end.

@@ -1,4 +1,4 @@
-//! Freshness under load (issue 11), on every store: the embedded one, one Redis server and
+//! Freshness under load, on every store: the embedded one, one Redis server and
 //! a Redis Cluster (3 primaries, 3 replicas), each private to this test binary.
 //!
 //! Tags: keys recorded under a rendered tag and deleted by it; tag values escaped like key

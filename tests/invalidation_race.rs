@@ -16,7 +16,7 @@ struct Outcome {
     stale: u64,
 }
 
-/// What the readers and the writer use besides the plain key (issue 11's variants).
+/// What the readers and the writer use besides the plain key.
 #[derive(Clone, Copy, Default)]
 struct Variant {
     /// Readers tag the key `user:<<user_id>>` and the writer invalidates the tag.

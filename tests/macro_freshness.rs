@@ -1,4 +1,4 @@
-//! `cache_fn!`'s freshness options (issue 11) on a private in-memory cache: `tags`,
+//! `cache_fn!`'s freshness options on a private in-memory cache: `tags`,
 //! `early_refresh`, `stale_if_error` and `stale_while_revalidate` on `#[cache]`, and
 //! `tags` (with or without patterns) on `#[invalidate]`.
 

@@ -1,4 +1,4 @@
-//! Per-call control (issue 17): refresh, bypass, the kill switch, `store_if`, `ttl_from`,
+//! Per-call control: refresh, bypass, the kill switch, `store_if`, `ttl_from`,
 //! sliding expiry and the outcome of a call, sync and async, on every store: the embedded
 //! one, one Redis server and a Redis Cluster, each with and without the near cache where
 //! it applies. Servers are private to this test binary.

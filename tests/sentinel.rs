@@ -170,8 +170,8 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
         calls_made.load(Ordering::SeqCst)
     );
     // A liveness bound, not a latency claim: against the dead primary a call meets at most
-    // a read, a lease and a write, each cut at `op_timeout`, or waits on a leader that does
-    // (one CI run saw 997 ms), while the failover itself takes seconds.
+    // a read, a lease and a write, each cut at `op_timeout`, or waits on a leader that does,
+    // while the failover itself takes seconds.
     let bound = OP_TIMEOUT * 5 + Duration::from_millis(500);
     assert!(slow_sync < bound, "slowest sync call {slow_sync:?}");
     assert!(slow_async < bound, "slowest async call {slow_async:?}");
@@ -571,7 +571,7 @@ fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over
         "slowest sync call {slow_sync:?}, slowest async call {slow_async:?} (op_timeout {OP_TIMEOUT:?}) over {:?}",
         started.elapsed()
     );
-    // A liveness bound, as in the killed-primary test (one CI run saw 940 ms here).
+    // A liveness bound, as in the killed-primary test.
     let bound = OP_TIMEOUT * 5 + Duration::from_millis(500);
     assert!(slow_sync < bound, "slowest sync call {slow_sync:?}");
     assert!(slow_async < bound, "slowest async call {slow_async:?}");
@@ -587,12 +587,11 @@ fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over
     setup.node(old).resume();
 }
 
-/// After `SENTINEL FAILOVER`, the near cache kept serving what the old primary held for
-/// tens to hundreds of milliseconds (843, 64 and 28 ms in three runs), until its tracking's
-/// periodic check saw the new primary: a value changed on the new primary meanwhile was
-/// served from process memory. Now the `+switch-master` announcement (and any sign of doubt)
-/// stops the near cache at once, and it serves again once its tracking runs on the new
-/// primary.
+/// After `SENTINEL FAILOVER`, the `+switch-master` announcement stops the near cache at
+/// once, not when its tracking's periodic check next sees the new primary (up to half a
+/// second later, serving what the old primary held though the new one changed it); it
+/// serves again once its tracking runs on the new primary. The 200 ms allowed covers two
+/// subscribers hearing one message on a loaded machine, not the periodic check.
 #[test]
 fn the_near_cache_stops_serving_at_the_switch() {
     let setup = RedisSentinel::start();

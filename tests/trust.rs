@@ -60,8 +60,9 @@ fn config(b: &Backend, prefix: &str) -> cacheable::Config {
     b.config().prefix(format!("{prefix}{near}"))
 }
 
-/// A tag entry's life was fixed when the value was written (lease wait + 12 lease times +
-/// TTL: 2.3 s here); sliding reads kept the key for 3.5 s and the tag forgot it.
+/// Sliding reads keep a key (TTL 1 s) for 3.5 s, longer than the tag entry its write made
+/// (lease wait + 12 lease times + TTL: 2.3 s here): the reads push the entry too, so the tag
+/// still reaches the key.
 fn a_sliding_key_stays_in_its_tag(b: &Backend) {
     let cache = Cache::new(
         config(b, "slidetag")
@@ -100,7 +101,8 @@ struct Token {
     expires_in: u64,
 }
 
-/// The index used the call's TTL (1 s), the write the value's (60 s).
+/// A value whose `ttl_from` life (60 s) is longer than the call's TTL (1 s) is recorded in
+/// its tag for the longer life.
 fn a_ttl_from_longer_than_the_ttl_stays_in_its_tag(b: &Backend) {
     let cache = Cache::new(
         config(b, "ttlfromtag")
@@ -132,8 +134,8 @@ fn a_ttl_from_longer_than_the_ttl_stays_in_its_tag(b: &Backend) {
     assert_eq!(read(), 2, "{}: the invalidated token is not served", b.name);
 }
 
-/// A sliding read pushed a token's expiry to the call's TTL (10 s), past the 1 s its
-/// `ttl_from` gave it.
+/// Sliding reads (TTL 10 s) of a token whose `ttl_from` gives it 1 s never keep it past
+/// that second.
 fn a_slide_never_outlives_the_life_ttl_from_gave(b: &Backend) {
     let cache = Cache::new(config(b, "slidecap")).unwrap();
     let computed = AtomicU64::new(0);
@@ -200,8 +202,8 @@ fn another_cache_of_the_process_serves_nothing_invalidated(b: &Backend) {
     }
 }
 
-/// `cache_fn!` refuses `tags = ["user:<<user_id>>"]` on a key without `user_id`; the builder
-/// took it, so one key could sit in several tags depending on the call.
+/// `cache_fn!` refuses `tags = ["user:<<user_id>>"]` on a key without `user_id`, and so does
+/// the builder: otherwise one key could sit in several tags depending on the call.
 fn a_tag_placeholder_the_key_lacks_is_refused(b: &Backend) {
     let cache = Cache::new(config(b, "tagrule")).unwrap();
     let errors = cache.stats().errors;
@@ -244,11 +246,10 @@ fn slowest_us(con: &mut redis::Connection) -> (i64, String) {
     slowest
 }
 
-/// A large tag was read and forgotten by two O(n) scripts under one operation timeout (for
-/// 200,000 keys, 182 ms of Redis for the read alone): they timed out and deleted nothing,
-/// or (100,000 keys) deleted all and reported 0. Now page by page: every key goes, the
-/// count is the count deleted, and no Redis command takes long (a liveness bound here;
-/// BENCHMARKS.md has the figures for 1,000,000).
+/// A tag of 100,000 keys goes page by page: every key goes, the count is the count deleted,
+/// and no Redis command takes long (a liveness bound here; BENCHMARKS.md has the figures
+/// for 1,000,000). Read and forgotten whole, under one operation timeout, such a tag times
+/// out, or lands and reports nothing deleted.
 #[cfg(feature = "redis")]
 #[test]
 fn a_tag_of_100_000_keys_goes_whole_page_by_page() {
@@ -342,11 +343,9 @@ fn a_tag_over_every_primary_goes_whole() {
     assert_eq!(cache.count("item:*").unwrap(), 0);
 }
 
-/// An invalidation that cannot reach Redis (frozen) was logged, counted and lost: the
-/// mutation's caller was told nothing, and once Redis came back the old value was served
-/// until its TTL. Now it is queued: `now` says so, this process serves nothing it names
-/// meanwhile (near cache, store, a second cache of the process), and it lands once Redis
-/// answers again.
+/// An invalidation that cannot reach Redis (frozen) is queued: `now` and `outcome` say so,
+/// this process serves nothing it names meanwhile (near cache, store, a second cache of the
+/// process), and it lands once Redis answers again, so the old value is not served after.
 #[cfg(feature = "redis")]
 #[test]
 fn an_invalidation_that_cannot_land_is_queued_and_held_back_until_it_does() {
@@ -472,12 +471,11 @@ fn a_queued_delete_holds_back_its_key_and_a_later_write_supersedes_it() {
     );
 }
 
-/// Found by the combination soak. A computation records its key in its tags, then asks for
-/// the lease; while it waited for another holder's lease, a tag invalidation listed the
-/// entry, deleted the key (the other lease with it) and forgot the entry. The computation
-/// then took the lease, wrote its value, and the key was in no tag: the next invalidation of
-/// the tag missed it, and its value outlived a change. The key is recorded again before it
-/// is written now.
+/// A computation records its key in its tags, then asks for the lease; while it waits for
+/// another holder's lease, a tag invalidation lists the entry, deletes the key (the other
+/// lease with it) and forgets the entry. The computation then takes the lease and writes
+/// its value: unless it records the key again before the write, the key is in no tag, and
+/// the next invalidation of the tag misses it.
 #[cfg(feature = "redis")]
 #[test]
 fn a_value_written_after_its_tag_was_walked_stays_in_the_tag() {
@@ -540,11 +538,10 @@ fn a_value_written_after_its_tag_was_walked_stays_in_the_tag() {
     assert_eq!(read(), 2);
 }
 
-/// Found by the combination soak. A call read a value past its TTL (kept for its
-/// stale-if-error window) and waited on another computation of the key; an invalidation
-/// deleted the key; the call then took a fresh lease, its computation failed, and it put the
-/// value it had read back in the store: the invalidated value was served again. Only a lease
-/// that took the place of that very value gives it back now.
+/// A call reads a value past its TTL (kept for its stale-if-error window) and waits on
+/// another computation of the key; an invalidation deletes the key; the call then takes a
+/// fresh lease and its computation fails. It must not put the value it read back in the
+/// store: only a lease that took the place of that very value gives it back.
 #[cfg(feature = "redis")]
 #[test]
 fn a_failed_computation_never_restores_a_value_invalidated_meanwhile() {
@@ -619,7 +616,7 @@ fn a_failed_computation_never_restores_a_value_invalidated_meanwhile() {
 }
 
 /// A queued invalidation that cannot land (the user may not `ZSCAN`, so the tag cannot be
-/// walked) held up every invalidation queued after it. Each is retried on its own now.
+/// walked) holds up no invalidation queued after it: each is retried on its own.
 #[cfg(feature = "redis")]
 #[test]
 fn one_queued_invalidation_that_cannot_land_holds_up_no_other() {
@@ -656,9 +653,8 @@ fn one_queued_invalidation_that_cannot_land_holds_up_no_other() {
     );
 }
 
-/// The queue lived in the caches: a `Cache` built for a request, dropped after its
-/// invalidation was queued, took the queue along, and a cache built next served the old
-/// value. The queue outlives the cache that queued it now, and a later cache on the same
+/// A `Cache` built for a request and dropped after its invalidation was queued does not take
+/// the queue along: it outlives the cache that queued it, and a later cache on the same
 /// store and prefix holds the key back until it lands.
 #[cfg(feature = "redis")]
 #[test]

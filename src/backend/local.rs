@@ -2,9 +2,9 @@
 //!
 //! Every async request can go through the connection on the crate's IO thread, from any
 //! executor; but on a tokio runtime that has its IO driver, that costs two thread hops a
-//! round trip (the request to the IO thread, the reply back), about 10 µs on a loopback
-//! where the round trip is 40–70 µs. So a runtime that can drive a connection gets one of
-//! its own, keyed by the runtime's id:
+//! round trip (the request to the IO thread, the reply back), a sizeable share of a
+//! loopback round trip. So a runtime that can drive a connection gets one of its own, keyed
+//! by the runtime's id:
 //! - the first async request on a runtime checks that it has an IO driver and starts the
 //!   connection in a task on it, and goes through the IO thread meanwhile;
 //! - a runtime without an IO driver, or that let a request time out (it may be blocked, as

@@ -664,8 +664,8 @@ enum Request {
     Script(&'static Script, String, Vec<Vec<u8>>),
     /// `PTTL key` and `GETEX key PX ms` (a sliding read). On a blocking connection it is
     /// written as bytes, not built as a `redis::Pipeline`: a sliding hit then costs what a
-    /// plain hit does plus the server's second command (the pipeline's building and
-    /// encoding cost as much again, ~2 µs).
+    /// plain hit does plus the server's second command (building and encoding the pipeline
+    /// would cost as much again).
     Sliding(String, u64),
 }
 

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Entries of a tag set read, deleted and forgotten per round trip: removing one from a
-/// sorted set of a million costs the server about 7 µs, and `ZSCAN` may return twice its
+/// large sorted set costs the server microseconds, and `ZSCAN` may return twice its
 /// `COUNT`, so a page of 100 keeps each command to a few milliseconds (BENCHMARKS.md,
-/// benchmark 15).
+/// benchmark 15, measures it).
 pub(crate) const TAG_PAGE: usize = 100;
 
 /// The pause before retry `n` (0-based) of one request: 20 ms doubling, at most 1.28 s.

@@ -91,7 +91,7 @@ pub(crate) struct Call<'a> {
     /// answered around (the builders' fail-open finishers).
     pub strict: bool,
     pub name: &'a str,
-    /// Tags, early refresh, stale values: what the builder asked for (issue 11).
+    /// Tags, early refresh, stale values: what the builder asked for.
     pub fresh: Freshness,
     /// The per-call controls (refresh, bypass, conditions, sliding expiry).
     pub control: Control<'a>,
@@ -1869,8 +1869,7 @@ fn answer<T: CacheValue, E>(
 ///
 /// Every read-through's first step, taken by its callers rather than by [`read_through`]
 /// itself, and inlined into them: the value is then cloned near where the caller returns
-/// it, not copied out through each layer (three copies of the value fewer per hit:
-/// BENCHMARKS.md, benchmark 7, 2026-12-07).
+/// it, not copied out through each layer (three copies of the value fewer per hit).
 #[inline(always)]
 pub(crate) fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
     if call.control.refresh
