@@ -897,6 +897,44 @@ mod tests {
         assert!(is_unordered(std::any::type_name::<&Box<HashSet<String>>>()));
     }
 
+    /// Sets are told from sequences by their type's name, which std does not promise to keep:
+    /// if a toolchain named them otherwise, equal sets would render different keys. This
+    /// holds every set type recognised, with the hashers and wrappers they come with, to the
+    /// names recognised; it fails before any key changes.
+    #[test]
+    fn every_recognised_set_type_is_named_as_recognised() {
+        use std::any::type_name;
+        use std::collections::hash_map::RandomState;
+        use std::collections::BTreeSet;
+        type Build = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+        let sets = [
+            type_name::<HashSet<u8>>(),
+            type_name::<HashSet<String>>(),
+            type_name::<HashSet<(u8, String)>>(),
+            type_name::<HashSet<u64, RandomState>>(),
+            type_name::<HashSet<u64, Build>>(),
+            type_name::<HashSet<HashSet<u8>>>(),
+            type_name::<hashbrown::HashSet<u8>>(),
+            type_name::<hashbrown::HashSet<String, RandomState>>(),
+            type_name::<&HashSet<u8>>(),
+            type_name::<std::sync::Arc<HashSet<u8>>>(),
+            type_name::<Box<hashbrown::HashSet<u8>>>(),
+            type_name::<std::rc::Rc<&HashSet<u8>>>(),
+        ];
+        for name in sets {
+            assert!(is_unordered(name), "{name} is no longer recognised as a set");
+        }
+        for name in [
+            type_name::<Vec<u8>>(),
+            type_name::<BTreeSet<u8>>(),
+            type_name::<[u8; 3]>(),
+            type_name::<Option<HashSet<u8>>>(),
+            type_name::<Vec<HashSet<u8>>>(),
+        ] {
+            assert!(!is_unordered(name), "{name} taken for a set");
+        }
+    }
+
     #[test]
     fn a_failing_serialize_is_an_error() {
         struct Fails;
