@@ -975,17 +975,4 @@ mod tests {
             .to_string()
             .contains("`msgpack` feature"));
     }
-
-    #[test]
-    fn the_marker_is_neither_json_nor_a_lease_or_failure_marker() {
-        use crate::backend::{Stored, FAILED_PREFIX, LEASE_PREFIX};
-        assert!(!LEASE_PREFIX.starts_with(MARKER) && !FAILED_PREFIX.starts_with(MARKER));
-        assert!(!MARKER.starts_with(LEASE_PREFIX) && !MARKER.starts_with(FAILED_PREFIX));
-        assert!(serde_json::from_slice::<serde_json::Value>(MARKER).is_err());
-        let marked = with_marker(0x11, b"x");
-        assert_eq!(
-            Stored::classify(Some(marked.clone())),
-            Stored::Value(marked)
-        );
-    }
 }

@@ -4,7 +4,7 @@
 //! async ones on a `Notify`. The leader's guard always ends the flight, on return, on
 //! panic, and when its future is dropped, so followers never wait on a leader that is gone.
 
-use crate::backend::Mode;
+use crate::rt::Mode;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -1,11 +1,11 @@
 //! The [`Invalidate`] builder: delete the keys and patterns a mutation makes stale.
 
-use crate::backend::{block_on, Mode};
 use crate::cacheable::{no_cache, render_tag, resolve};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::manager::Cache;
 use crate::report::{chain, debug_line};
+use crate::rt::{block_on, Mode};
 use crate::siblings;
 use crate::telemetry;
 use crate::template::{RenderOptions, StaticTemplate, Template, TemplateRef};

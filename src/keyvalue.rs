@@ -922,7 +922,10 @@ mod tests {
             type_name::<std::rc::Rc<&HashSet<u8>>>(),
         ];
         for name in sets {
-            assert!(is_unordered(name), "{name} is no longer recognised as a set");
+            assert!(
+                is_unordered(name),
+                "{name} is no longer recognised as a set"
+            );
         }
         for name in [
             type_name::<Vec<u8>>(),

@@ -11,8 +11,9 @@
 //! `SET NX` failed or was abandoned in flight, since it may still land after the caller gave
 //! up on it.
 
-use crate::backend::{block_on, failed_marker, Backend, Mode, FAILED_TTL};
 use crate::error::Error;
+use crate::rt::{block_on, Mode};
+use crate::store::{failed_marker, Backend, FAILED_TTL};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

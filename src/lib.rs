@@ -83,7 +83,6 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod backend;
 mod cacheable;
 mod codec;
 mod config;
@@ -106,10 +105,10 @@ mod report;
 mod rt;
 mod siblings;
 mod stats;
+mod store;
 mod telemetry;
 mod template;
 
-pub use crate::backend::KeyTtl;
 pub use crate::cacheable::Cacheable;
 pub use crate::codec::{CacheValue, Codec};
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
@@ -120,6 +119,7 @@ pub use crate::invalidate::{Invalidate, Invalidation};
 pub use crate::manager::{Cache, CacheManager};
 pub use crate::outcome::Outcome;
 pub use crate::stats::Stats;
+pub use crate::store::KeyTtl;
 #[cfg(feature = "metrics")]
 pub use crate::telemetry::describe_metrics;
 pub use crate::template::Template;

@@ -1,6 +1,5 @@
 //! [`Cache`], one configured cache, and [`CacheManager`], the process-wide one.
 
-use crate::backend::{block_on, Backend, KeyTtl, Mode, Stored};
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::{Config, IntoTtl};
@@ -8,8 +7,10 @@ use crate::engine::{near_read, read_through, read_through_async, Call, Core};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{Health, NearCacheHealth};
 use crate::near::NearCache;
+use crate::rt::{block_on, Mode};
 use crate::siblings::{Siblings, Target};
 use crate::stats::{Counters, Stats};
+use crate::store::{Backend, Entry, KeyTtl};
 use crate::telemetry::{self, MANUAL};
 use crate::template::glob_escape_into;
 use once_cell::sync::OnceCell;
@@ -263,14 +264,14 @@ impl Cache {
 
     fn found<T: DeserializeOwned>(&self, key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>> {
         let c = self.counters();
-        match Stored::classify(bytes) {
+        match Entry::classify(bytes) {
             // A lease is a computation in progress, not a value; nor is a failure marker.
-            Stored::Missing | Stored::Leased(_) | Stored::Failed(_) => {
+            Entry::Missing | Entry::Leased(_) | Entry::Failed(_) => {
                 Counters::add(&c.misses, 1);
                 telemetry::misses(MANUAL, 1);
                 Ok(None)
             }
-            Stored::Value(bytes) => match codec::decode(&bytes) {
+            Entry::Value(bytes) => match codec::decode(&bytes) {
                 Ok(v) => {
                     Counters::add(&c.store_hits, 1);
                     telemetry::hits(MANUAL, 1);

@@ -238,3 +238,34 @@ async fn fire_timers() {
         }
     }
 }
+
+/// Whether store calls block the thread or are awaited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Blocking,
+    Async,
+}
+
+impl Mode {
+    /// Pauses the caller: the thread in blocking mode, the task in async mode (on the
+    /// crate's own timer, so any executor can await it).
+    pub(crate) async fn sleep(self, d: Duration) {
+        match self {
+            Mode::Blocking => std::thread::sleep(d),
+            Mode::Async => crate::rt::sleep(d).await,
+        }
+    }
+}
+
+/// Drives a [`Mode::Blocking`] future, which is ready when first polled.
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        // Not reached: blocking-mode steps never pend. Yield rather than spin hot if one did.
+        std::thread::yield_now();
+    }
+}

@@ -14,11 +14,12 @@
 //! lands; their near caches are then told by Redis, as for any change.
 
 use super::Core;
-use crate::backend::{Mode, TagCursor};
 use crate::error::{Error, ErrorKind, Result};
 use crate::report::chain;
+use crate::rt::Mode;
 use crate::siblings::{Queued, Target};
 use crate::stats::Counters;
+use crate::store::TagCursor;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -22,7 +22,6 @@
 
 mod invalidate;
 
-use crate::backend::{block_on, failed_marker, Backend, Mode, Stored, FAILED_TTL, LEASE_PREFIX};
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::Config;
@@ -32,8 +31,10 @@ use crate::lease::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
 use crate::near::NearCache;
 use crate::outcome::Outcome as Served;
 use crate::report::{chain, debug_enabled, debug_line, format_ttl, Throttle};
+use crate::rt::{block_on, Mode};
 use crate::siblings::{Member, Siblings};
 use crate::stats::Counters;
+use crate::store::{failed_marker, Backend, Entry, FAILED_TTL, LEASE_PREFIX};
 use crate::telemetry;
 use std::any::Any;
 use std::cell::RefCell;
@@ -414,7 +415,7 @@ impl Outcome {
             }
             *ttl = Some(d);
             // The value carries the end of its life, so that no sliding read extends it.
-            let deadline = crate::backend::unix_ms()
+            let deadline = crate::store::unix_ms()
                 .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             return Outcome::Value(codec::with_deadline(bytes, deadline));
         }
@@ -759,13 +760,13 @@ impl Core {
             let store_ok = match read {
                 // The tag entries could not be pushed (reported): computed without the cache.
                 None => false,
-                Some(Ok((raw, left))) => match Stored::classify(raw) {
-                    Stored::Value(b) if self.oversized(call, &b) => {
+                Some(Ok((raw, left))) => match Entry::classify(raw) {
+                    Entry::Value(b) if self.oversized(call, &b) => {
                         // Not served: computed again, and replaced like a stale value.
                         state.stale = Some(b);
                         true
                     }
-                    Stored::Value(b) if call.control.refresh && stale.as_ref() != Some(&b) => {
+                    Entry::Value(b) if call.control.refresh && stale.as_ref() != Some(&b) => {
                         // A forced refresh, whatever the value's age: it replaces these
                         // bytes (a value past its TTL too).
                         Counters::add(&self.counters.refreshes, 1);
@@ -773,7 +774,7 @@ impl Core {
                         call.debug(format_args!("REFRESH for {}", call.key));
                         return Ok(Begin::Force(b, None));
                     }
-                    Stored::Value(b) if call.revalidating(left) && stale.as_ref() != Some(&b) => {
+                    Entry::Value(b) if call.revalidating(left) && stale.as_ref() != Some(&b) => {
                         // Stale-while-revalidate: one caller refreshes (it computes), every
                         // other caller gets the stale value at once.
                         let left = left.unwrap_or_default();
@@ -785,7 +786,7 @@ impl Core {
                         state.stale_hit = true;
                         return Ok(Begin::Hit(b, Source::Store, None));
                     }
-                    Stored::Value(b) if call.past_ttl(left) && stale.as_ref() != Some(&b) => {
+                    Entry::Value(b) if call.past_ttl(left) && stale.as_ref() != Some(&b) => {
                         // Past its TTL, kept for the stale window: a miss whose lease takes
                         // the value over, and the answer if the computation fails.
                         if state.fallback.is_none() {
@@ -797,7 +798,7 @@ impl Core {
                         state.stale = Some(b);
                         true
                     }
-                    Stored::Value(b) if stale.as_ref() != Some(&b) => {
+                    Entry::Value(b) if stale.as_ref() != Some(&b) => {
                         if let Some(refresh) = self.early(mode, call, left).await {
                             return Ok(Begin::Refresh(b, refresh));
                         }
@@ -807,17 +808,17 @@ impl Core {
                         }
                         return Ok(Begin::Hit(b, Source::Store, left));
                     }
-                    Stored::Value(b) => {
+                    Entry::Value(b) => {
                         // The bytes that did not decode: taken over below, as a lease.
                         state.stale = Some(b);
                         true
                     }
                     // A failed computation's marker is taken over like a stale value.
-                    Stored::Failed(marker) => {
+                    Entry::Failed(marker) => {
                         state.stale = Some(marker);
                         true
                     }
-                    Stored::Missing | Stored::Leased(_) => true,
+                    Entry::Missing | Entry::Leased(_) => true,
                 },
                 Some(Err(e)) => {
                     self.fault(call, "cache read", e)?;
@@ -910,8 +911,7 @@ impl Core {
         let capped = codec::deadline(bytes).is_some();
         let (physical, fresh) = match codec::deadline(bytes) {
             Some(deadline) => {
-                let left =
-                    Duration::from_millis(deadline.saturating_sub(crate::backend::unix_ms()));
+                let left = Duration::from_millis(deadline.saturating_sub(crate::store::unix_ms()));
                 if left >= call.ttl {
                     (call.store_ttl(), call.ttl)
                 } else {
@@ -1675,31 +1675,31 @@ impl Core {
                 }
             }
             let expiry = match backend.get(mode, &call.key).await {
-                Ok(raw) => match Stored::classify(raw) {
-                    Stored::Value(json) if self.oversized(call, &json) => {
+                Ok(raw) => match Entry::classify(raw) {
+                    Entry::Value(json) if self.oversized(call, &json) => {
                         // The holder (another process, with another bound or none) wrote
                         // more than this cache serves: take the key over and replace it,
                         // as a caller that read it first would.
                         stale = Some(json);
                         None
                     }
-                    Stored::Value(json) => return Ok(Acquired::Found(json)),
-                    Stored::Failed(_) if seen.is_some() => return Ok(Acquired::Failed),
-                    Stored::Failed(marker) => {
+                    Entry::Value(json) => return Ok(Acquired::Found(json)),
+                    Entry::Failed(_) if seen.is_some() => return Ok(Acquired::Failed),
+                    Entry::Failed(marker) => {
                         // A failure from before this caller came: take the key over.
                         stale = Some(marker);
                         None
                     }
-                    Stored::Missing => {
+                    Entry::Missing => {
                         // The holder it waited on gave up, failed or died.
                         taking_over = seen.is_some();
                         None
                     }
                     // A retried `SET NX` whose first attempt went through finds its own lease.
-                    Stored::Leased(holder) if holder == token => {
+                    Entry::Leased(holder) if holder == token => {
                         return Ok(Acquired::Lease(Lease::Held(token)))
                     }
-                    Stored::Leased(holder) => match &seen {
+                    Entry::Leased(holder) => match &seen {
                         Some((h, _)) if *h != holder => {
                             call.debug(format_args!(
                                 "Computing {} without caching: the computation it waited on went away and another caller took over",
@@ -1762,7 +1762,7 @@ impl Core {
             sizes.push(("near cache", near.len()));
         }
         #[allow(irrefutable_let_patterns)] // without the `redis` feature, the only store
-        if let crate::backend::Backend::Memory(store) = &self.backend {
+        if let crate::store::Backend::Memory(store) = &self.backend {
             sizes.push(("embedded store markers", store.markers() as u64));
         }
         sizes

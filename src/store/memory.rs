@@ -36,10 +36,11 @@
 //! look at the marker map and the cache again, so a read that races a lease being replaced
 //! by its value sees one or the other, never neither.
 
-use super::{is_marker, Mode};
+use super::is_marker;
 use super::{KeyTtl, Store, TagCursor, TagPage};
 use crate::error::Result;
 use crate::glob;
+use crate::rt::Mode;
 use moka::ops::compute::{CompResult, Op};
 use moka::Expiry;
 use std::collections::hash_map::RandomState;
@@ -53,7 +54,7 @@ use std::time::{Duration, Instant};
 const STRIPES: usize = 64;
 
 pub(crate) struct MemoryStore {
-    values: moka::sync::Cache<String, Arc<Stored>>,
+    values: moka::sync::Cache<String, Arc<Item>>,
     stripes: Box<[Mutex<Stripe>]>,
     hasher: RandomState,
     /// Tag sets: full key → expiry (ms since `epoch`), outside the bound like markers.
@@ -131,12 +132,12 @@ impl MemoryStore {
 
 /// Stored bytes and the instant they expire (moka expires a value at the same instant,
 /// through [`PerEntry`]).
-struct Stored {
+struct Item {
     bytes: Box<[u8]>,
     expires: Instant,
 }
 
-impl Stored {
+impl Item {
     fn live(&self, now: Instant) -> bool {
         self.expires > now
     }
@@ -145,11 +146,11 @@ impl Stored {
 /// The markers (leases, failure markers) of the keys that hash to one stripe.
 #[derive(Default)]
 struct Stripe {
-    markers: HashMap<Box<str>, Stored>,
+    markers: HashMap<Box<str>, Item>,
 }
 
 impl Stripe {
-    fn marker(&self, key: &str, now: Instant) -> Option<&Stored> {
+    fn marker(&self, key: &str, now: Instant) -> Option<&Item> {
         self.markers.get(key).filter(|m| m.live(now))
     }
 }
@@ -157,15 +158,15 @@ impl Stripe {
 /// Each value expires at its own instant.
 struct PerEntry;
 
-impl Expiry<String, Arc<Stored>> for PerEntry {
-    fn expire_after_create(&self, _: &String, v: &Arc<Stored>, at: Instant) -> Option<Duration> {
+impl Expiry<String, Arc<Item>> for PerEntry {
+    fn expire_after_create(&self, _: &String, v: &Arc<Item>, at: Instant) -> Option<Duration> {
         Some(v.expires.saturating_duration_since(at))
     }
 
     fn expire_after_update(
         &self,
         _: &String,
-        v: &Arc<Stored>,
+        v: &Arc<Item>,
         at: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -228,7 +229,7 @@ impl MemoryStore {
         stripe: &Stripe,
         key: &str,
         now: Instant,
-        f: impl FnOnce(&Stored) -> R,
+        f: impl FnOnce(&Item) -> R,
     ) -> Option<R> {
         if let Some(marker) = stripe.marker(key, now) {
             return Some(f(marker));
@@ -239,7 +240,7 @@ impl MemoryStore {
     /// Writes `value` at `key` under its stripe lock: into the marker map or the value
     /// cache, and out of the other. True when a key was added to the value cache.
     fn put(&self, stripe: &mut Stripe, key: &str, value: &[u8], expires: Instant) -> bool {
-        let stored = Stored {
+        let stored = Item {
             bytes: value.into(),
             expires,
         };
@@ -309,13 +310,13 @@ impl MemoryStore {
             match then {
                 _ if !holds => Op::Nop,
                 Then::Write(value, expires) if is_marker(value) => {
-                    new_marker = Some(Stored {
+                    new_marker = Some(Item {
                         bytes: value.into(),
                         expires,
                     });
                     Op::Remove
                 }
-                Then::Write(value, expires) => Op::Put(Arc::new(Stored {
+                Then::Write(value, expires) => Op::Put(Arc::new(Item {
                     bytes: value.into(),
                     expires,
                 })),
@@ -576,7 +577,8 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{block_on, failed_marker, FAILED_TTL, LEASE_PREFIX};
+    use crate::rt::block_on;
+    use crate::store::{failed_marker, FAILED_TTL, LEASE_PREFIX};
     use std::sync::Barrier;
 
     const B: Mode = Mode::Blocking;

@@ -27,10 +27,11 @@ use super::redis::{
     forget_args, tag_add_args, tag_page_cmd, tag_page_of, SET_IF_AGING, SET_IF_AGING_LUA, TAG_ADD,
     TAG_ADD_LUA, TAG_FORGET, TAG_FORGET_LUA,
 };
-use super::{KeyTtl, Mode, Store, TagCursor, TagPage};
+use super::{KeyTtl, Store, TagCursor, TagPage};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::redact::SecretUrl;
+use crate::rt::Mode;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, RedisError, Script, ServerErrorKind, Value};

@@ -4,10 +4,11 @@
 //! it has one (`local.rs`); sync through a small pool of blocking connections; every round
 //! trip bounded by the operation timeout.
 
-use super::{KeyTtl, Mode, Store};
+use super::{KeyTtl, Store};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::redact::SecretUrl;
+use crate::rt::Mode;
 use once_cell::sync::Lazy;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "cluster")]
 pub(crate) mod cluster;
+mod entry;
 #[cfg(feature = "redis")]
 pub(crate) mod local;
 pub(crate) mod memory;
@@ -18,95 +19,10 @@ pub(crate) mod sentinel;
 
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
+use crate::rt::Mode;
+pub(crate) use entry::{failed_marker, is_marker, Entry, FAILED_TTL, LEASE_PREFIX};
 use std::future::Future;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-
-/// Whether store calls block the thread or are awaited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Blocking,
-    Async,
-}
-
-impl Mode {
-    /// Pauses the caller: the thread in blocking mode, the task in async mode (on the
-    /// crate's own timer, so any executor can await it).
-    pub(crate) async fn sleep(self, d: Duration) {
-        match self {
-            Mode::Blocking => std::thread::sleep(d),
-            Mode::Async => crate::rt::sleep(d).await,
-        }
-    }
-}
-
-/// Drives a [`Mode::Blocking`] future, which is ready when first polled.
-pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        // Not reached: blocking-mode steps never pend. Yield rather than spin hot if one did.
-        std::thread::yield_now();
-    }
-}
-
-/// Marks a key held by a lease. JSON text never starts with a NUL byte, and the other
-/// codecs' values start with `\0` and `0xCB` (`codec::MARKER`), not `\0c`, so no cached
-/// value can be mistaken for a lease, nor a lease for a value.
-pub(crate) const LEASE_PREFIX: &[u8] = b"\0cacheable-lease:";
-
-/// Marks a key whose lease holder's computation failed, for a moment: the callers that
-/// waited on it compute at once rather than queue for the lease one after another. To
-/// readers it is no value.
-pub(crate) const FAILED_PREFIX: &[u8] = b"\0cacheable-failed:";
-
-/// What the bytes at a key are. The one place that tells a value from a marker.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Stored {
-    Missing,
-    /// Another caller's computation is under way; its lease marker.
-    Leased(Vec<u8>),
-    /// The lease holder's computation failed; the marker it left.
-    Failed(Vec<u8>),
-    /// A cached value's bytes: JSON text, or another codec's or compressed form behind
-    /// `codec::MARKER` (the codec tells them apart, not this).
-    Value(Vec<u8>),
-}
-
-impl Stored {
-    pub(crate) fn classify(raw: Option<Vec<u8>>) -> Stored {
-        match raw {
-            None => Stored::Missing,
-            Some(b) if is_lease(&b) => Stored::Leased(b),
-            Some(b) if b.starts_with(FAILED_PREFIX) => Stored::Failed(b),
-            Some(b) => Stored::Value(b),
-        }
-    }
-}
-
-/// How long the marker of a failed computation stays: long enough for every waiter to see
-/// it (waiters look at least every 50 ms), short enough not to matter otherwise.
-pub(crate) const FAILED_TTL: Duration = Duration::from_secs(1);
-
-/// The marker a lease holder whose computation failed leaves in place of `lease`.
-pub(crate) fn failed_marker(lease: &[u8]) -> Vec<u8> {
-    let mut marker = FAILED_PREFIX.to_vec();
-    marker.extend_from_slice(lease.strip_prefix(LEASE_PREFIX).unwrap_or(lease));
-    marker
-}
-
-/// True for a lease marker.
-pub(crate) fn is_lease(bytes: &[u8]) -> bool {
-    bytes.starts_with(LEASE_PREFIX)
-}
-
-/// True for a lease or a failure marker: bytes that are no value.
-pub(crate) fn is_marker(bytes: &[u8]) -> bool {
-    is_lease(bytes) || bytes.starts_with(FAILED_PREFIX)
-}
 
 /// How long a key has left to live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
