@@ -2,15 +2,15 @@
 
 use crate::codec::CacheValue;
 use crate::config::IntoTtl;
-use crate::context::Context;
 use crate::engine::{
     near_read, read_through, read_through_async, Call, Control, Freshness, StoreIf, TtlFrom,
 };
 use crate::error::{Error, Result};
+use crate::key::Context;
+use crate::key::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use crate::manager::{Cache, CacheManager};
 use crate::outcome::Outcome;
 use crate::report::{debug_enabled, debug_line, Throttle};
-use crate::template::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use once_cell::sync::Lazy;
 use std::any::Any;
 use std::convert::Infallible;

@@ -95,7 +95,7 @@ impl Flights {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         for (key, flight) in map.iter() {
             let covered = if glob {
-                crate::glob::matches(target.as_bytes(), key.as_bytes())
+                crate::key::glob::matches(target.as_bytes(), key.as_bytes())
             } else {
                 key == target
             };

@@ -86,15 +86,12 @@
 mod cacheable;
 mod codec;
 mod config;
-mod context;
 mod engine;
 mod error;
 mod flight;
-mod glob;
-mod hash;
 mod health;
 mod invalidate;
-mod keyvalue;
+mod key;
 mod lease;
 mod macros;
 mod manager;
@@ -107,22 +104,21 @@ mod siblings;
 mod stats;
 mod store;
 mod telemetry;
-mod template;
 
 pub use crate::cacheable::Cacheable;
 pub use crate::codec::{CacheValue, Codec};
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
-pub use crate::context::Context;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::health::{Health, NearCacheHealth};
 pub use crate::invalidate::{Invalidate, Invalidation};
+pub use crate::key::Context;
+pub use crate::key::Template;
 pub use crate::manager::{Cache, CacheManager};
 pub use crate::outcome::Outcome;
 pub use crate::stats::Stats;
 pub use crate::store::KeyTtl;
 #[cfg(feature = "metrics")]
 pub use crate::telemetry::describe_metrics;
-pub use crate::template::Template;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -135,15 +131,15 @@ pub mod __fuzz {
     /// True when Redis's `SCAN … MATCH pattern` would return `string`, as the embedded
     /// store answers it.
     pub fn glob_matches(pattern: &[u8], string: &[u8]) -> bool {
-        crate::glob::matches(pattern, string)
+        crate::key::glob::matches(pattern, string)
     }
 
     /// The digest a hashed placeholder renders `value` as, `len` hex digits; `None` when
     /// the value cannot be a key argument.
     pub fn hash_of<T: serde::Serialize + ?Sized>(value: &T, len: usize) -> Option<String> {
-        let value = crate::keyvalue::to_key_value(value).ok()?;
+        let value = crate::key::value::to_key_value(value).ok()?;
         let mut out = String::new();
-        crate::hash::hash_into(&value, len, &mut out);
+        crate::key::hash::hash_into(&value, len, &mut out);
         Some(out)
     }
 }
@@ -154,14 +150,14 @@ pub mod __fuzz {
 pub mod __private {
     pub use crate::cacheable::Cacheable;
     pub use crate::codec::CacheValue;
-    pub use crate::context::Context;
     pub use crate::invalidate::Invalidate;
+    pub use crate::key::Context;
+    pub use crate::key::StaticTemplate;
     pub use crate::macros::support::{
         arg_name, check_cache, check_invalidate, check_key, check_patterns, check_tags, key_arg,
         uses, Msg, NamedByKey, Out, PlainPath, Ret, ReturnsResult, ReturnsValue,
         SerializeKeyArgument, TryPath,
     };
-    pub use crate::template::StaticTemplate;
     pub use core::{compile_error, concat, panic, stringify};
 
     /// The builder of a `cache_fn!` function, for its static template.

@@ -12,7 +12,7 @@
 //! is retried in the background until it lands, and until then no cache of the group serves
 //! what it names.
 
-use crate::glob;
+use crate::key::glob;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

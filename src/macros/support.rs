@@ -4,9 +4,9 @@
 
 use crate::cacheable::Cacheable;
 use crate::codec::CacheValue;
-use crate::context::Context;
 use crate::invalidate::Invalidate;
-use crate::template::grammar::{self, next_placeholder, sub, Malformed};
+use crate::key::grammar::{self, next_placeholder, sub, Malformed};
+use crate::key::Context;
 use serde::Serialize;
 use std::future::Future;
 use std::marker::PhantomData;

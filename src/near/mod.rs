@@ -137,7 +137,7 @@ impl NearCache {
         // Bumped first, for every bucket: a read in flight for any key may have raced it.
         self.flushes.fetch_add(1, Ordering::AcqRel);
         self.entries
-            .remove_if(|k| crate::glob::matches(pattern.as_bytes(), k.as_bytes()));
+            .remove_if(|k| crate::key::glob::matches(pattern.as_bytes(), k.as_bytes()));
     }
 
     /// Everything may have changed (a `FLUSHDB`): drop it all, stay trusted.

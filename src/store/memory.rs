@@ -39,7 +39,7 @@
 use super::is_marker;
 use super::{KeyTtl, Store, TagCursor, TagPage};
 use crate::error::Result;
-use crate::glob;
+use crate::key::glob;
 use crate::rt::Mode;
 use moka::ops::compute::{CompResult, Op};
 use moka::Expiry;

@@ -1,11 +1,11 @@
 //! The SHA-1 digest that hashed placeholder values render as.
 
-use crate::keyvalue::KeyValue;
+use super::value::KeyValue;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends the lowercase hex SHA-1 of the canonical text of `value` (its canonical JSON
-/// when JSON can express it; see [`crate::keyvalue`]), cut to `len` digits.
+/// when JSON can express it; see `key::value`), cut to `len` digits.
 pub(crate) fn hash_into(value: &KeyValue, len: usize, out: &mut String) {
     let mut text = String::with_capacity(128);
     value.write_canonical(&mut text);
@@ -27,7 +27,7 @@ pub(crate) fn hash_value(value: &KeyValue, len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyvalue::to_key_value;
+    use crate::key::value::to_key_value;
     use serde_json::json;
 
     #[test]

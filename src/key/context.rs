@@ -1,6 +1,6 @@
 //! The named values a key template is rendered from.
 
-use crate::keyvalue::{to_key_value, KeyValue};
+use super::value::{to_key_value, KeyValue};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::fmt;
