@@ -170,6 +170,7 @@ pub(crate) trait Store: Send + Sync {
 pub(crate) enum TagCursor {
     Start,
     /// Redis's `ZSCAN` cursor.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Scan(u64),
     /// The embedded store's: the last member listed (its sets are ordered).
     After(String),
@@ -190,6 +191,7 @@ pub(crate) struct TagPage {
 /// process that wrote them (no `TIME` in the scripts: it is not in the ACL categories a
 /// cache user is given), so processes whose clocks disagree by less than this never prune
 /// an entry whose key still lives.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) const TAG_CLOCK_SLACK: Duration = Duration::from_secs(60);
 
 /// Milliseconds since the Unix epoch on this process's clock: the scores of tag entries and
