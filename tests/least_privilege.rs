@@ -1,6 +1,7 @@
 //! Every feature under a Redis user limited to the cache's prefix and without `@dangerous`
 //! commands, on one server, Sentinel and a cluster, with the ACL lines README.md gives; and
 //! what the crate says when a permission is missing.
+#![cfg(feature = "redis")]
 
 mod support;
 
