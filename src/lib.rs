@@ -88,11 +88,11 @@ mod codec;
 mod config;
 mod engine;
 mod error;
-mod flight;
+
 mod health;
 mod invalidate;
 mod key;
-mod lease;
+
 mod macros;
 mod manager;
 mod near;
@@ -100,7 +100,7 @@ mod outcome;
 mod redact;
 mod report;
 mod rt;
-mod siblings;
+
 mod stats;
 mod store;
 mod telemetry;

@@ -13,11 +13,11 @@
 //! without the cache ([`Core::held_back`]). Other processes may serve the old values until it
 //! lands; their near caches are then told by Redis, as for any change.
 
+use super::siblings::{Queued, Target};
 use super::Core;
 use crate::error::{Error, ErrorKind, Result};
 use crate::report::chain;
 use crate::rt::Mode;
-use crate::siblings::{Queued, Target};
 use crate::stats::Counters;
 use crate::store::TagCursor;
 use std::future::Future;

@@ -1,0 +1,594 @@
+//! The read path: the near cache first, then the store; what a read finds decides
+//! whether the caller has a hit, leads a computation, follows another's, or computes
+//! alone; and the generic shims that decode, compute and encode around the byte-level
+//! core (`read_through`, `read_through_async`).
+
+use super::*;
+
+thread_local! {
+    /// The keys whose computations are running on this thread's stack: a cached call made
+    /// inside a computation that asks for one of them would wait on itself.
+    static COMPUTING: RefCell<Vec<(usize, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks `key` of `core` as being computed on this thread until dropped.
+pub(super) struct Computing;
+
+impl Computing {
+    pub(super) fn enter(core: &Core, key: &str) -> Computing {
+        COMPUTING.with(|c| c.borrow_mut().push((core_id(core), key.to_owned())));
+        Computing
+    }
+}
+
+impl Drop for Computing {
+    fn drop(&mut self) {
+        COMPUTING.with(|c| {
+            c.borrow_mut().pop();
+        });
+    }
+}
+
+pub(super) fn core_id(core: &Core) -> usize {
+    core as *const Core as usize
+}
+
+pub(super) fn in_computation(core: &Core, key: &str) -> bool {
+    let id = core_id(core);
+    COMPUTING.with(|c| c.borrow().iter().any(|(c, k)| *c == id && k == key))
+}
+
+/// What an early refresh answers: the computed value, or, if the computation failed, the
+/// value it refreshed (a hit within its TTL; a stale answer when it was revalidating one
+/// past it).
+pub(super) fn refreshed<T: CacheValue, E>(
+    call: &Call<'_>,
+    refresh: &Refresh,
+    out: Result<T, E>,
+    old: &[u8],
+) -> Result<T, E> {
+    match out {
+        Err(e) => match codec::decode::<T>(old) {
+            Ok(v) => {
+                let past = call.past_ttl(Some(refresh.left));
+                call.served
+                    .set(if past { Served::Stale } else { Served::Hit });
+                Ok(v)
+            }
+            Err(_) => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// A failed computation's `Err`, or the value past its TTL the call saw, when it has a
+/// stale-if-error window.
+pub(super) fn or_stale<T: CacheValue, E>(
+    core: &Core,
+    call: &Call<'_>,
+    state: &CallState,
+    out: Result<T, E>,
+) -> Result<T, E> {
+    match out {
+        Err(e) => core.stale_answer(call, state).ok_or(e),
+        ok => ok,
+    }
+}
+
+/// What a call that computed answers with: see [`refreshed`] and [`or_stale`]; a forced
+/// refresh answers with what it computed, `Err` included.
+pub(super) fn answer<T: CacheValue, E>(
+    core: &Core,
+    call: &Call<'_>,
+    state: &CallState,
+    begun: &Begin<'_>,
+    out: Result<T, E>,
+) -> Result<T, E> {
+    match begun {
+        Begin::Refresh(old, refresh) => refreshed(call, refresh, out, old),
+        Begin::Force(..) => out,
+        Begin::Lead(_) | Begin::Alone | Begin::Hit(..) => or_stale(core, call, state, out),
+    }
+}
+
+/// The near cache's value for the call, unless the call must go to the store: a forced
+/// refresh reads the stored bytes it will replace, a sliding read pushes the expiry kept
+/// there (a near hit makes no round trip, so it could not), and early refresh draws on
+/// every read of the store, where the expiry is. Nor for a call that skips the cache
+/// ([`Core::skips`] counts it, in [`read_through`]).
+///
+/// Every read-through's first step, taken by its callers rather than by [`read_through`]
+/// itself, and inlined into them: the value is then cloned near where the caller returns
+/// it, not copied out through each layer (three copies of the value fewer per hit).
+#[inline(always)]
+pub(crate) fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
+    if call.control.refresh
+        || call.control.sliding
+        || call.fresh.early_refresh > 0.0
+        || core.skip(call).is_some()
+    {
+        return None;
+    }
+    core.near_hit::<T>(call)
+}
+
+/// What a value decoded from `bytes` weighs in the near cache: see [`codec::weight`].
+pub(super) fn weight<T>(bytes: &[u8]) -> usize {
+    codec::weight(bytes) + std::mem::size_of::<T>()
+}
+
+/// The computed value, for the call's conditions.
+pub(super) fn as_any<T: CacheValue, E>(out: &Result<T, E>) -> Option<&dyn Any> {
+    out.as_ref().ok().map(|v| v as &dyn Any)
+}
+
+/// The stored form of what a leading or refreshing caller computed, vetted by the call's
+/// conditions; `None` for a caller that stores nothing.
+pub(super) fn encoded<T: CacheValue, E>(
+    core: &Core,
+    call: &Call<'_>,
+    begun: &mut Begin<'_>,
+    out: &Result<T, E>,
+) -> Option<Outcome> {
+    let ttl = match begun {
+        Begin::Lead(ticket) => &mut ticket.ttl,
+        Begin::Force(_, ttl) => ttl,
+        Begin::Refresh(_, refresh) => &mut refresh.ttl,
+        Begin::Hit(..) | Begin::Alone => return None,
+    };
+    Some(core.outcome(out).vetted(core, call, as_any(out), ttl))
+}
+
+/// Read-through, blocking: the cached value, or `compute`'s, stored unless an invalidation
+/// ran while it was computed. The outer `Err` only comes in strict mode. Its callers try
+/// [`near_read`] first.
+pub(crate) fn read_through<T, E>(
+    core: &Arc<Core>,
+    call: &Call<'_>,
+    compute: impl FnOnce() -> Result<T, E>,
+) -> Result<Result<T, E>>
+where
+    T: CacheValue,
+{
+    let skip = core.skips(call);
+    // Taken before the store is read: a change that comes after holds the value back.
+    let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
+    let mut state = CallState::default();
+    let mut begun = loop {
+        if skip {
+            break Begin::Alone;
+        }
+        match block_on(core.begin(Mode::Blocking, call, &mut state))? {
+            Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
+                Ok(v) => {
+                    core.hit(call, &mut state, source);
+                    if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
+                    {
+                        near.insert(ticket, &call.key, v.clone(), weight::<T>(&bytes), left);
+                    }
+                    return Ok(Ok(v));
+                }
+                Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
+            },
+            begun => break core.computes(call, &mut state, begun),
+        }
+    };
+    let started = Instant::now();
+    let out = {
+        let _computing = Computing::enter(core, &call.key);
+        let timer = telemetry::Timer::start();
+        let out = compute();
+        timer.observe(call.template);
+        out
+    };
+    if !skip {
+        core.learn(call, started.elapsed());
+    }
+    let outcome = encoded(core, call, &mut begun, &out);
+    let out = answer(core, call, &state, &begun, out);
+    block_on(core.settle(Mode::Blocking, call, begun, outcome))?;
+    Ok(out)
+}
+
+/// Async twin of [`read_through`]. Any executor can drive it: store calls and timers run
+/// on the crate's own runtime.
+pub(crate) async fn read_through_async<T, E, F, Fut>(
+    core: &Arc<Core>,
+    call: &Call<'_>,
+    compute: F,
+) -> Result<Result<T, E>>
+where
+    T: CacheValue,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let skip = core.skips(call);
+    // Taken before the store is read: a change that comes after holds the value back.
+    let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
+    let mut state = CallState::default();
+    let mut begun = loop {
+        if skip {
+            break Begin::Alone;
+        }
+        match core.begin(Mode::Async, call, &mut state).await? {
+            Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
+                Ok(v) => {
+                    core.hit(call, &mut state, source);
+                    if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
+                    {
+                        near.insert(ticket, &call.key, v.clone(), weight::<T>(&bytes), left);
+                    }
+                    return Ok(Ok(v));
+                }
+                Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
+            },
+            begun => break core.computes(call, &mut state, begun),
+        }
+    };
+    let started = Instant::now();
+    // Polled with the key marked as being computed, for the length of each poll, so that a
+    // cached call awaited inside it sees the mark. A `poll_fn` here rather than an `async
+    // fn` of its own: one state machine fewer for each cached function to compile.
+    let mut fut = std::pin::pin!(compute());
+    let timer = telemetry::Timer::start();
+    let out = std::future::poll_fn(|cx| {
+        let _computing = Computing::enter(core, &call.key);
+        fut.as_mut().poll(cx)
+    })
+    .await;
+    timer.observe(call.template);
+    if !skip {
+        core.learn(call, started.elapsed());
+    }
+    let outcome = encoded(core, call, &mut begun, &out);
+    let out = answer(core, call, &state, &begun, out);
+    // Boxed: a miss's write, kept off the future that every hit builds and moves.
+    Box::pin(core.settle(Mode::Async, call, begun, outcome)).await?;
+    Ok(out)
+}
+
+impl Core {
+    /// The decoded value the near cache holds for the call's key, counted.
+    ///
+    /// Counted, marked as the call's outcome and cloned under the shard's read lock (the
+    /// clone last, so that it lands where the caller returns it; a `Clone` that panics has
+    /// been counted). A call that writes a debug line or records metrics (a logger's or a
+    /// recorder's code) clones, lets the lock go, and then does those.
+    #[inline(always)]
+    pub(super) fn near_hit<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
+        let near = self.near.as_ref()?;
+        if cfg!(feature = "metrics") || debug_enabled(call.debug) {
+            return self.near_hit_told(near, call);
+        }
+        near.with::<T, T>(&call.key, |v| {
+            self.mark_near_hit(call);
+            v.clone()
+        })
+    }
+
+    /// [`near_hit`](Self::near_hit), with its debug line and metrics written after the
+    /// shard's lock is let go.
+    #[inline(never)]
+    pub(super) fn near_hit_told<T: CacheValue>(
+        &self,
+        near: &NearCache,
+        call: &Call<'_>,
+    ) -> Option<T> {
+        let v = near.with::<T, T>(&call.key, T::clone)?;
+        self.mark_near_hit(call);
+        telemetry::hits(call.template, 1);
+        telemetry::near_hits(call.template, 1);
+        call.debug(format_args!("NEAR HIT for {}", call.key));
+        Some(v)
+    }
+
+    /// A near hit, counted and recorded as the call's outcome.
+    #[inline(always)]
+    pub(super) fn mark_near_hit(&self, call: &Call<'_>) {
+        Counters::add(&self.counters.near_hits, 1);
+        call.served.set(Served::NearHit);
+    }
+
+    /// Stale-if-error: the value past its TTL that this call saw, decoded, to answer its
+    /// failed computation with (counted and logged); `None` when there is none.
+    pub(super) fn stale_answer<T: CacheValue>(
+        &self,
+        call: &Call<'_>,
+        state: &CallState,
+    ) -> Option<T> {
+        let old = state.fallback.as_ref()?;
+        if old.until <= Instant::now() {
+            return None;
+        }
+        let v = codec::decode::<T>(&old.bytes).ok()?;
+        Counters::add(&self.counters.stale_if_error, 1);
+        call.served.set(Served::Stale);
+        if self.faults.allow("stale if error", call.template).is_some() {
+            log::warn!(target: "cacheable", "the computation of {} in {} failed: answering with the value past its TTL (stale-if-error)", call.key, call.name);
+        }
+        Some(v)
+    }
+
+    /// The caller decoded a hit.
+    pub(crate) fn hit(&self, call: &Call<'_>, state: &mut CallState, source: Source) {
+        if source == Source::Store {
+            self.count(call, state, true);
+            if state.stale_hit {
+                // Counted and logged by `begin` as a stale-while-revalidate answer.
+                call.served.set(Served::Stale);
+                return;
+            }
+            call.served.set(Served::Hit);
+            if call.control.sliding {
+                Counters::add(&self.counters.sliding_hits, 1);
+                call.debug(format_args!(
+                    "HIT for {} (expiry pushed to {} from now)",
+                    call.key,
+                    format_ttl(call.store_ttl())
+                ));
+                return;
+            }
+            call.debug(format_args!("HIT for {}", call.key));
+        }
+    }
+
+    /// The call is about to compute, as `begun` says: an early refresh counts as a hit on
+    /// the value it refreshes, and the call's outcome says it refreshed.
+    pub(crate) fn computes<'c>(
+        &self,
+        call: &Call<'_>,
+        state: &mut CallState,
+        begun: Begin<'c>,
+    ) -> Begin<'c> {
+        if let Begin::Refresh(..) = begun {
+            self.count(call, state, true);
+            call.served.set(Served::Refreshed);
+        }
+        begun
+    }
+
+    /// The caller could not decode these bytes (the stored type changed): they count as a
+    /// miss, and the next [`begin`](Self::begin) replaces them.
+    pub(crate) fn undecodable(
+        &self,
+        call: &Call<'_>,
+        state: &mut CallState,
+        bytes: Vec<u8>,
+        err: &codec::DecodeError,
+        type_name: &str,
+    ) {
+        Counters::add(&self.counters.decode_errors, 1);
+        self.count(call, state, false);
+        // Throttled like store faults: a writer that keeps putting foreign bytes at a key
+        // logs a line a second per template, not one per call.
+        if self.faults.allow("decode", call.template).is_some() {
+            log::warn!(target: "cacheable", "the value at {} does not deserialize into {type_name} ({err}); recomputing and replacing it", call.key);
+        }
+        state.stale = Some(bytes);
+    }
+
+    /// Reads the key and decides: a hit to decode, a computation to lead, or one to run
+    /// alone. The `Err` only comes in strict mode.
+    pub(crate) async fn begin<'c>(
+        self: &'c Arc<Core>,
+        mode: Mode,
+        call: &Call<'_>,
+        state: &mut CallState,
+    ) -> Result<Begin<'c>> {
+        if in_computation(self, &call.key) {
+            if self.rare.allow("recursion", call.template).is_some() {
+                log::warn!(target: "cacheable", "{} asks for its own key {} while computing it (directly or through other cached calls): computing it again without caching", call.name, call.key);
+            }
+            self.count(call, state, false);
+            return Ok(Begin::Alone);
+        }
+        loop {
+            if state.restarts > 3 {
+                // A value that keeps changing under this caller, or leaders that keep
+                // vanishing: stop chasing it.
+                return Ok(Begin::Alone);
+            }
+            let stale = state.stale.take();
+            state.stale_hit = false;
+            let windows = !call.fresh.window().is_zero();
+            // A sliding read pushes the key's expiry: its tag entries are pushed first, so
+            // that they outlive it (a store that failed there keeps the expiry where it is).
+            let covered = !call.control.sliding || self.index(mode, call, call.store_ttl()).await?;
+            let read = if !covered {
+                None
+            } else if call.control.sliding && !windows {
+                // Pushed to a full TTL just now, if a value. (With a stale window, the
+                // expiry is read and a fresh value's pushed after, below.)
+                let read = self.backend.get_sliding(mode, &call.key, call.ttl).await;
+                Some(read.map(|b| (b, Some(call.ttl))))
+            } else if self.near.is_some() || windows || call.fresh.early_refresh > 0.0 {
+                Some(self.backend.get_with_ttl(mode, &call.key).await)
+            } else {
+                Some(self.backend.get(mode, &call.key).await.map(|b| (b, None)))
+            };
+            let store_ok = match read {
+                // The tag entries could not be pushed (reported): computed without the cache.
+                None => false,
+                Some(Ok((raw, left))) => match Entry::classify(raw) {
+                    Entry::Value(b) if self.oversized(call, &b) => {
+                        // Not served: computed again, and replaced like a stale value.
+                        state.stale = Some(b);
+                        true
+                    }
+                    Entry::Value(b) if call.control.refresh && stale.as_ref() != Some(&b) => {
+                        // A forced refresh, whatever the value's age: it replaces these
+                        // bytes (a value past its TTL too).
+                        Counters::add(&self.counters.refreshes, 1);
+                        call.served.set(Served::Refreshed);
+                        call.debug(format_args!("REFRESH for {}", call.key));
+                        return Ok(Begin::Force(b, None));
+                    }
+                    Entry::Value(b) if call.revalidating(left) && stale.as_ref() != Some(&b) => {
+                        // Stale-while-revalidate: one caller refreshes (it computes), every
+                        // other caller gets the stale value at once.
+                        let left = left.unwrap_or_default();
+                        if let Some(refresh) = self.take_refresh(mode, call, left).await {
+                            return Ok(Begin::Refresh(b, refresh));
+                        }
+                        Counters::add(&self.counters.stale_while_revalidate, 1);
+                        call.debug(format_args!("STALE HIT for {} (revalidating)", call.key));
+                        state.stale_hit = true;
+                        return Ok(Begin::Hit(b, Source::Store, None));
+                    }
+                    Entry::Value(b) if call.past_ttl(left) && stale.as_ref() != Some(&b) => {
+                        // Past its TTL, kept for the stale window: a miss whose lease takes
+                        // the value over, and the answer if the computation fails.
+                        if state.fallback.is_none() {
+                            state.fallback = Some(Fallback {
+                                bytes: b.clone(),
+                                until: Instant::now() + left.unwrap_or_default(),
+                            });
+                        }
+                        state.stale = Some(b);
+                        true
+                    }
+                    Entry::Value(b) if stale.as_ref() != Some(&b) => {
+                        if let Some(refresh) = self.early(mode, call, left).await {
+                            return Ok(Begin::Refresh(b, refresh));
+                        }
+                        let mut left = left.map(|l| l.saturating_sub(call.fresh.window()));
+                        if call.control.sliding {
+                            left = self.slide(mode, call, &b, !windows).await?.or(left);
+                        }
+                        return Ok(Begin::Hit(b, Source::Store, left));
+                    }
+                    Entry::Value(b) => {
+                        // The bytes that did not decode: taken over below, as a lease.
+                        state.stale = Some(b);
+                        true
+                    }
+                    // A failed computation's marker is taken over like a stale value.
+                    Entry::Failed(marker) => {
+                        state.stale = Some(marker);
+                        true
+                    }
+                    Entry::Missing | Entry::Leased(_) => true,
+                },
+                Some(Err(e)) => {
+                    self.fault(call, "cache read", e)?;
+                    false
+                }
+            };
+            self.count(call, state, false);
+            match self.flights.join(&call.key, mode) {
+                Role::Follow(flight) => {
+                    if mode == Mode::Blocking && flight.mode() == Mode::Async {
+                        // This thread may be one the async leader needs to make progress
+                        // (a runtime worker): never park it on that leader.
+                        call.debug(format_args!(
+                            "Computing {} alone: an async caller is computing it and a sync caller must not wait on it",
+                            call.key
+                        ));
+                        return Ok(Begin::Alone);
+                    }
+                    telemetry::lease_waits(call.template, 1);
+                    let joined = flight.invalidations();
+                    // The leader may first wait up to `lease_wait` for another process's
+                    // lease, then compute: followers allow for both before giving up.
+                    let wait = self.config.lease_wait.saturating_mul(2);
+                    let done = match mode {
+                        Mode::Blocking => flight.wait(wait),
+                        Mode::Async => flight.wait_async(wait).await,
+                    };
+                    match done {
+                        Some(Done::Value(v)) if joined <= v.fresh_as_of => {
+                            // Written just now with this call's TTL, if written at all.
+                            let left = v.written.then_some(call.ttl);
+                            return Ok(Begin::Hit(v.json.to_vec(), Source::Shared, left));
+                        }
+                        // What the leader computed may predate an invalidation that this
+                        // caller came after, or the leader went away: start over.
+                        Some(Done::Value(_) | Done::Vanished) => state.restarts += 1,
+                        Some(Done::Failed) => {
+                            call.debug(format_args!(
+                                "Computing {} alone: the computation it waited on failed",
+                                call.key
+                            ));
+                            return Ok(Begin::Alone);
+                        }
+                        None => {
+                            log::warn!(target: "cacheable", "{} stayed in flight for {} ms: computing without caching", call.key, wait.as_millis());
+                            return Ok(Begin::Alone);
+                        }
+                    }
+                }
+                Role::Lead(leader) => {
+                    call.served.set(Served::Miss);
+                    call.debug(format_args!("MISS for {}", call.key));
+                    let stale = state.stale.take();
+                    // Boxed, as the write after a computation is: a miss's paths stay off
+                    // the future that every hit builds and moves.
+                    let begun = Box::pin(self.lead(mode, call, leader, store_ok, stale)).await?;
+                    return Ok(match begun {
+                        Begin::Lead(mut ticket) => {
+                            // Only a lease that took the place of that very value may give
+                            // it back: a key that went meanwhile (an invalidation) stays
+                            // without it.
+                            ticket.restore = state
+                                .fallback
+                                .clone()
+                                .filter(|f| ticket.replaced.as_ref() == Some(&f.bytes));
+                            Begin::Lead(ticket)
+                        }
+                        other => other,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sliding expiry of a value read within its TTL: its expiry goes back to the call's TTL
+    /// and the stale window after it, never past the life [`Control::ttl_from`] gave the
+    /// value (the deadline its stored form carries). Without a window the read's `GETEX`
+    /// pushed it already (`pushed`), and only a value with a nearer deadline is pulled back;
+    /// with one, the read was a `GET` and `PTTL` (`GETEX` cannot tell a value within its TTL
+    /// from one kept for its window), and this pushes it. Both by a compare-and-set
+    /// `PEXPIRE`, only while the key still holds these bytes. The time the value has left
+    /// within its TTL once slid, when known.
+    pub(super) async fn slide(
+        &self,
+        mode: Mode,
+        call: &Call<'_>,
+        bytes: &[u8],
+        pushed: bool,
+    ) -> Result<Option<Duration>> {
+        let capped = codec::deadline(bytes).is_some();
+        let (physical, fresh) = match codec::deadline(bytes) {
+            Some(deadline) => {
+                let left = Duration::from_millis(deadline.saturating_sub(crate::store::unix_ms()));
+                if left >= call.ttl {
+                    (call.store_ttl(), call.ttl)
+                } else {
+                    (left + call.fresh.window(), left)
+                }
+            }
+            None => (call.store_ttl(), call.ttl),
+        };
+        if pushed && physical >= call.store_ttl() {
+            return Ok(Some(call.ttl));
+        }
+        let physical = physical.max(Duration::from_millis(1));
+        match self
+            .backend
+            .renew_if(mode, &call.key, bytes, physical)
+            .await
+        {
+            Ok(true) => Ok(Some(fresh)),
+            // Changed since the read: its expiry is whatever the new bytes were given; a value
+            // with a deadline is kept here no longer than its own life.
+            Ok(false) => Ok(capped.then_some(fresh)),
+            // The store failed between the read's push and the pull back to the deadline:
+            // the key may live past it in the store, up to the call's TTL (the fault is
+            // counted and logged), but the value read is never kept here past its deadline.
+            Err(e) => {
+                self.fault(call, "cache read", e)?;
+                Ok(capped.then_some(fresh))
+            }
+        }
+    }
+}
