@@ -1,14 +1,15 @@
 //! The [`Cacheable`] builder: cache one computation's result under a rendered key.
 
+use crate::cache::Cache;
 use crate::codec::CacheValue;
 use crate::config::IntoTtl;
 use crate::engine::{
     near_read, read_through, read_through_async, Call, Control, Freshness, StoreIf, TtlFrom,
 };
 use crate::error::{Error, Result};
+use crate::global::CacheManager;
 use crate::key::Context;
 use crate::key::{RenderOptions, StaticTemplate, Template, TemplateRef};
-use crate::manager::{Cache, CacheManager};
 use crate::outcome::Outcome;
 use crate::report::{debug_enabled, debug_line, Throttle};
 use once_cell::sync::Lazy;

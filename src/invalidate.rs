@@ -1,11 +1,11 @@
 //! The [`Invalidate`] builder: delete the keys and patterns a mutation makes stale.
 
+use crate::cache::Cache;
 use crate::cacheable::{no_cache, render_tag, resolve};
 use crate::engine as siblings;
 use crate::error::{Error, Result};
 use crate::key::Context;
 use crate::key::{RenderOptions, StaticTemplate, Template, TemplateRef};
-use crate::manager::Cache;
 use crate::report::{chain, debug_line};
 use crate::rt::{block_on, Mode};
 use crate::telemetry;

@@ -93,8 +93,9 @@ mod health;
 mod invalidate;
 mod key;
 
+mod cache;
+mod global;
 mod macros;
-mod manager;
 mod near;
 mod outcome;
 mod redact;
@@ -105,15 +106,16 @@ mod stats;
 mod store;
 mod telemetry;
 
+pub use crate::cache::Cache;
 pub use crate::cacheable::Cacheable;
 pub use crate::codec::{CacheValue, Codec};
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::global::CacheManager;
 pub use crate::health::{Health, NearCacheHealth};
 pub use crate::invalidate::{Invalidate, Invalidation};
 pub use crate::key::Context;
 pub use crate::key::Template;
-pub use crate::manager::{Cache, CacheManager};
 pub use crate::outcome::Outcome;
 pub use crate::stats::Stats;
 pub use crate::store::KeyTtl;
