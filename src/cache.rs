@@ -24,7 +24,7 @@ use std::time::Duration;
 
 /// One cache: a store, a key prefix and counters. Cheap to clone (an `Arc`).
 ///
-/// Most code uses the global one through [`CacheManager`] and the builders; build a
+/// Most code uses the global one through [`CacheManager`](crate::CacheManager) and the builders; build a
 /// `Cache` of your own for tests or for a second Redis server, and pass it with
 /// [`Cacheable::on`](crate::Cacheable::on).
 ///
