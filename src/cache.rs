@@ -4,12 +4,13 @@
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::{Config, IntoTtl};
-use crate::engine::{near_read, read_through, read_through_async, Call, Core};
+use crate::engine::{near_read, read_through, read_through_async, Core};
 use crate::engine::{Siblings, Target};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{Health, NearCacheHealth};
 use crate::key::glob_escape_into;
 use crate::near::NearCache;
+use crate::request::Call;
 use crate::rt::{block_on, Mode};
 use crate::stats::{Counters, Stats};
 use crate::store::{Backend, Entry, KeyTtl};
@@ -43,6 +44,68 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
+}
+
+// ---- What the builders hand a cache (`builder/`): one cached call, or one invalidation.
+impl Cache {
+    /// The near cache's value for `call`, unless the call must go to the store (counted,
+    /// and recorded in `call.served`). Inlined into the builder, so that a near hit's clone
+    /// lands where the builder returns it.
+    #[inline(always)]
+    pub(crate) fn near<T: CacheValue>(&self, call: &Call<'_>) -> Option<T> {
+        near_read::<T>(&self.inner.core, call)
+    }
+
+    /// The rest of a cached call, blocking: the store, single-flight, the lease, `compute`
+    /// and the write; what the call did goes in `call.served`. The outer `Err` only comes
+    /// for a strict call.
+    pub(crate) fn read<T, E>(
+        &self,
+        call: &Call<'_>,
+        compute: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Result<T, E>>
+    where
+        T: CacheValue,
+    {
+        read_through(&self.inner.core, call, compute)
+    }
+
+    /// Async twin of [`read`](Self::read): the engine's own future, handed back as it is.
+    pub(crate) fn read_async<'c, 'k, T, E, F, Fut>(
+        &'c self,
+        call: &'c Call<'k>,
+        compute: F,
+    ) -> impl Future<Output = Result<Result<T, E>>> + use<'c, 'k, T, E, F, Fut>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        read_through_async(&self.inner.core, call, compute)
+    }
+
+    /// Deletes what `target` names (each request tried `retries + 1` times at most) from
+    /// the store and from every cache of the process on it: the keys deleted, and the error
+    /// if it did not land. One that could not reach the store is queued, and its error says
+    /// so ([`Error::is_queued`]); an error that asking again cannot change is returned as
+    /// it is.
+    pub(crate) async fn invalidate(
+        &self,
+        mode: Mode,
+        target: Target,
+        retries: u32,
+    ) -> (u64, Result<()>) {
+        let core = &self.inner.core;
+        let done = core.invalidate(mode, &target, retries).await;
+        let out = match done.failed {
+            None => Ok(()),
+            Some((e, attempts)) if e.is_store_error() && !e.lasts() => {
+                Err(core.queue(target, e, attempts))
+            }
+            Some((e, _)) => Err(e),
+        };
+        (done.deleted, out)
+    }
 }
 
 /// What tag sets' keys start with after the prefix.
@@ -422,18 +485,11 @@ impl Cache {
     /// Invalidates `target` now, in one attempt per request; a store fault queues it (the
     /// error says so: [`Error::is_queued`]).
     pub(crate) async fn invalidate_now(&self, mode: Mode, target: Target) -> Result<u64> {
-        let done = self.inner.core.invalidate(mode, &target, 0).await;
-        let deleted = match done.failed {
-            None => Ok(done.deleted),
-            Some((e, attempts)) if e.is_store_error() && !e.lasts() => {
-                Err(self.inner.core.queue(target, e, attempts))
-            }
-            Some((e, _)) => Err(e),
-        };
-        if let Ok(n) = deleted {
-            telemetry::invalidated(MANUAL, n);
-        }
-        deleted
+        let (deleted, out) = self.invalidate(mode, target, 0).await;
+        out.map(|()| {
+            telemetry::invalidated(MANUAL, deleted);
+            deleted
+        })
     }
 
     /// Where tag sets' keys start: the prefix, then `[tag]:`, which no cache key can begin

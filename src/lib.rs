@@ -83,14 +83,13 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cacheable;
+mod builder;
 mod codec;
 mod config;
 mod engine;
 mod error;
 
 mod health;
-mod invalidate;
 mod key;
 
 mod cache;
@@ -100,20 +99,21 @@ mod near;
 mod outcome;
 mod redact;
 mod report;
+mod request;
 mod rt;
 
 mod stats;
 mod store;
 mod telemetry;
 
+pub use crate::builder::cacheable::Cacheable;
+pub use crate::builder::invalidate::{Invalidate, Invalidation};
 pub use crate::cache::Cache;
-pub use crate::cacheable::Cacheable;
 pub use crate::codec::{CacheValue, Codec};
 pub use crate::config::{Config, IntoTtl, DEFAULT_MAX_ENTRIES};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::global::CacheManager;
 pub use crate::health::{Health, NearCacheHealth};
-pub use crate::invalidate::{Invalidate, Invalidation};
 pub use crate::key::Context;
 pub use crate::key::Template;
 pub use crate::outcome::Outcome;
@@ -150,9 +150,9 @@ pub mod __fuzz {
 /// crate's own tests. It may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::cacheable::Cacheable;
+    pub use crate::builder::cacheable::Cacheable;
+    pub use crate::builder::invalidate::Invalidate;
     pub use crate::codec::CacheValue;
-    pub use crate::invalidate::Invalidate;
     pub use crate::key::Context;
     pub use crate::key::StaticTemplate;
     pub use crate::macros::support::{

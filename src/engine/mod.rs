@@ -39,6 +39,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::near::NearCache;
 use crate::outcome::Outcome as Served;
 use crate::report::{chain, debug_enabled, debug_line, format_ttl, Throttle};
+use crate::request::Call;
 use crate::rt::{block_on, Mode};
 use crate::stats::Counters;
 use crate::store::{failed_marker, Backend, Entry, FAILED_TTL, LEASE_PREFIX};
@@ -50,7 +51,7 @@ use refresh::Refresh;
 use std::any::Any;
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use write::Outcome;
@@ -83,124 +84,6 @@ pub(crate) struct Core {
     /// The caches of the process on the same store and prefix (this one included), and the
     /// invalidations they could not send yet.
     pub(crate) siblings: Arc<Siblings<Core>>,
-}
-
-/// One read-through call: the full key and the settings in force.
-pub(crate) struct Call<'a> {
-    pub key: String,
-    /// The key template, for fault logs.
-    pub template: &'a str,
-    pub ttl: Duration,
-    /// The seed's debug lines at info level rather than debug.
-    pub debug: bool,
-    /// Store faults are returned as errors (manual `get_or_set`) rather than reported and
-    /// answered around (the builders' fail-open finishers).
-    pub strict: bool,
-    pub name: &'a str,
-    /// Tags, early refresh, stale values: what the builder asked for.
-    pub fresh: Freshness,
-    /// The per-call controls (refresh, bypass, conditions, sliding expiry).
-    pub control: Control<'a>,
-    /// What the call did, filled in as it goes.
-    pub served: ServedCell,
-}
-
-thread_local! {
-    /// The key buffer of this thread's last finished call, kept for its next one: a hit
-    /// from process memory then allocates nothing for its key.
-    static SPARE_KEY: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
-}
-
-/// An empty `String` for a call's key: the thread's spare, or a new one.
-pub(crate) fn key_buffer() -> String {
-    let mut key = SPARE_KEY
-        .try_with(std::cell::Cell::take)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    key.clear();
-    key
-}
-
-impl Drop for Call<'_> {
-    fn drop(&mut self) {
-        // Short keys only: a rare long one is not kept for the thread's life.
-        if self.key.capacity() <= 256 {
-            let key = std::mem::take(&mut self.key);
-            let _ = SPARE_KEY.try_with(|spare| spare.set(Some(key)));
-        }
-    }
-}
-
-/// Whether a computed value is stored (`Some(false)`: not stored), given as `&dyn Any` so
-/// that the core stays one copy for every value type; `None` when the value is not of the
-/// type the predicate takes.
-pub(crate) type StoreIf<'a> = dyn Fn(&dyn Any) -> Option<bool> + Send + Sync + 'a;
-
-/// The TTL for a computed value (zero: not stored); `None` as for [`StoreIf`].
-pub(crate) type TtlFrom<'a> = dyn Fn(&dyn Any) -> Option<Duration> + Send + Sync + 'a;
-
-/// A call's per-call controls: plain data and `dyn` callbacks, so that no option adds
-/// generic code to a call site.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Control<'a> {
-    /// Compute and store even when a value is stored; readers keep the old one meanwhile.
-    pub refresh: bool,
-    /// Compute without reading or writing.
-    pub bypass: bool,
-    /// A hit pushes the key's expiry to the call's TTL again, in the same round trip.
-    pub sliding: bool,
-    pub store_if: Option<&'a StoreIf<'a>>,
-    pub ttl_from: Option<&'a TtlFrom<'a>>,
-}
-
-/// What a call did ([`crate::Outcome`]), written by the core as it goes: an atomic so that
-/// a `&Call` held across an await stays `Sync`. A fault met on a fail-open path makes the
-/// call [`Served::Unavailable`] whatever else it did.
-#[derive(Default)]
-pub(crate) struct ServedCell {
-    outcome: AtomicU8,
-    faulted: AtomicBool,
-}
-
-impl ServedCell {
-    pub(crate) fn set(&self, outcome: Served) {
-        self.outcome.store(outcome as u8, Ordering::Relaxed);
-    }
-
-    pub(crate) fn fault(&self) {
-        self.faulted.store(true, Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> Served {
-        if self.faulted.load(Ordering::Relaxed) {
-            Served::Unavailable
-        } else {
-            Served::from_u8(self.outcome.load(Ordering::Relaxed))
-        }
-    }
-}
-
-/// A call's freshness options, grouped so that calls without them carry one empty field.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Freshness {
-    /// The full keys of the tag sets the key is recorded in before it is leased or written.
-    pub tags: Vec<String>,
-    /// How long past its TTL a value is kept to answer a failed computation.
-    pub stale_if_error: Duration,
-    /// How long past its TTL a value is still served at once while one caller refreshes it.
-    pub stale_while_revalidate: Duration,
-    /// XFetch's β: a hit recomputes early with probability growing as the expiry nears
-    /// (0: off).
-    pub early_refresh: f64,
-}
-
-impl Freshness {
-    /// How long past the TTL values are kept in the store: the logical deadline is the
-    /// physical expiry (`PTTL`) less this window, so values stay plain JSON.
-    pub(crate) fn window(&self) -> Duration {
-        self.stale_if_error.max(self.stale_while_revalidate)
-    }
 }
 
 impl Call<'_> {

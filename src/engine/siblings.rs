@@ -13,6 +13,7 @@
 //! what it names.
 
 use crate::key::glob;
+pub(crate) use crate::request::Target;
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -123,26 +124,6 @@ impl<M: Member + 'static> Siblings<M> {
     pub(crate) fn len(&self) -> usize {
         let members = self.members.read().unwrap_or_else(|e| e.into_inner());
         members.iter().filter(|m| m.strong_count() > 0).count()
-    }
-}
-
-/// What an invalidation names, as full keys.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Target {
-    Key(String),
-    /// A Redis glob.
-    Pattern(String),
-    /// A tag set's key: every key recorded in it.
-    Tag(String),
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Key(k) => write!(f, "key {k}"),
-            Target::Pattern(p) => write!(f, "pattern {p}"),
-            Target::Tag(t) => write!(f, "tag {t}"),
-        }
     }
 }
 

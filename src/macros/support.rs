@@ -2,9 +2,9 @@
 //! that are serialized, and the choice between `run` and `try_run`. Reached only through
 //! `$crate::__private`.
 
-use crate::cacheable::Cacheable;
+use crate::builder::cacheable::Cacheable;
+use crate::builder::invalidate::Invalidate;
 use crate::codec::CacheValue;
-use crate::invalidate::Invalidate;
 use crate::key::grammar::{self, next_placeholder, sub, Malformed};
 use crate::key::Context;
 use serde::Serialize;

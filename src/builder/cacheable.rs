@@ -1,18 +1,15 @@
 //! The [`Cacheable`] builder: cache one computation's result under a rendered key.
 
+use super::{no_cache, render_tag, resolve};
 use crate::cache::Cache;
 use crate::codec::CacheValue;
 use crate::config::IntoTtl;
-use crate::engine::{
-    near_read, read_through, read_through_async, Call, Control, Freshness, StoreIf, TtlFrom,
-};
 use crate::error::{Error, Result};
-use crate::global::CacheManager;
 use crate::key::Context;
 use crate::key::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use crate::outcome::Outcome;
-use crate::report::{debug_enabled, debug_line, Throttle};
-use once_cell::sync::Lazy;
+use crate::report::{debug_enabled, debug_line};
+use crate::request::{key_buffer, Call, Control, Freshness, StoreIf, TtlFrom};
 use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
@@ -124,41 +121,6 @@ struct FreshOptions {
     stale_if_error: Option<Duration>,
     early_refresh: Option<f64>,
     stale_while_revalidate: Option<Duration>,
-}
-
-static NO_CACHE: Lazy<Throttle> = Lazy::new(|| Throttle::new(Duration::from_secs(1)));
-
-/// The cache a builder uses: its own, or the global one.
-pub(crate) fn resolve(on: Option<&Cache>) -> Result<&Cache> {
-    match on {
-        Some(cache) => Ok(cache),
-        None => CacheManager::cache(),
-    }
-}
-
-/// The full key of the tag set a tag template names in `ctx`: rendered like a key (no
-/// glob syntax, values escaped), never hashing scalars.
-pub(crate) fn render_tag(
-    cache: &Cache,
-    tag: &Result<TemplateRef>,
-    ctx: &Context,
-) -> Result<String> {
-    let tag = tag.as_ref().map_err(Clone::clone)?;
-    tag.check_key()?;
-    let opts = RenderOptions {
-        hash: &[],
-        hash_len: cache.config().hash_len,
-    };
-    let mut set = cache.tag_start(tag.as_str().len() + 16);
-    tag.render_into(ctx, &opts, &mut set, None)?;
-    Ok(set)
-}
-
-/// Logs that there is no cache to use, at most a line a second.
-pub(crate) fn no_cache(e: &Error) {
-    if NO_CACHE.allow("no cache", "").is_some() {
-        log::error!(target: "cacheable", "no cache, answering without it: {}", crate::report::chain(e));
-    }
 }
 
 impl<'a> Cacheable<'a> {
@@ -566,7 +528,7 @@ impl<'a> Cacheable<'a> {
             hash: &self.hash,
             hash_len: cache.config().hash_len,
         };
-        let mut key = cache.key_start_in(crate::engine::key_buffer(), template.as_str().len() + 16);
+        let mut key = cache.key_start_in(key_buffer(), template.as_str().len() + 16);
         let mut shown = debug_enabled(debug).then(serde_json::Map::new);
         template.render_into(ctx, &opts, &mut key, shown.as_mut())?;
         if let Some(shown) = shown {
@@ -613,11 +575,12 @@ impl<'a> Cacheable<'a> {
             report(slot, Outcome::Unavailable);
             return compute();
         };
-        if let Some(v) = near_read::<T>(cache.core(), &call) {
+        if let Some(v) = cache.near::<T>(&call) {
             report(slot, Outcome::NearHit);
             return Ok(v);
         }
-        let out = read_through(cache.core(), &call, compute)
+        let out = cache
+            .read(&call, compute)
             .expect("fail-open calls report faults rather than return them");
         report(slot, call.served.get());
         out
@@ -696,11 +659,12 @@ impl<'a> Cacheable<'a> {
                 report(slot, Outcome::Unavailable);
                 return finish(compute().await);
             };
-            if let Some(v) = near_read::<T>(cache.core(), &call) {
+            if let Some(v) = cache.near::<T>(&call) {
                 report(slot, Outcome::NearHit);
                 return finish(Ok(v));
             }
-            let out = read_through_async(cache.core(), &call, compute)
+            let out = cache
+                .read_async(&call, compute)
                 .await
                 .expect("fail-open calls report faults rather than return them");
             report(slot, call.served.get());

@@ -1,12 +1,12 @@
 //! The [`Invalidate`] builder: delete the keys and patterns a mutation makes stale.
 
+use super::{no_cache, render_tag, resolve};
 use crate::cache::Cache;
-use crate::cacheable::{no_cache, render_tag, resolve};
-use crate::engine as siblings;
 use crate::error::{Error, Result};
 use crate::key::Context;
 use crate::key::{RenderOptions, StaticTemplate, Template, TemplateRef};
 use crate::report::{chain, debug_line};
+use crate::request as siblings;
 use crate::rt::{block_on, Mode};
 use crate::telemetry;
 use std::future::Future;
@@ -298,22 +298,21 @@ impl<'a> Invalidate<'a> {
                 | siblings::Target::Tag(t) => t.clone(),
             };
             debug_line(debug, format_args!("Invalidating {shown}: {text}"));
-            let done = cache.core().invalidate(mode, &target, retries).await;
-            total += done.deleted;
+            let (deleted, out) = cache.invalidate(mode, target, retries).await;
+            total += deleted;
             if let Ok(template) = template {
-                telemetry::invalidated(template.as_str(), done.deleted);
+                telemetry::invalidated(template.as_str(), deleted);
             }
-            match done.failed {
-                None => debug_line(
+            match out {
+                Ok(()) => debug_line(
                     debug,
-                    format_args!("Deleted {} keys for {shown}: {text}", done.deleted),
+                    format_args!("Deleted {deleted} keys for {shown}: {text}"),
                 ),
-                Some((e, attempts)) if e.is_store_error() && !e.lasts() => {
+                Err(e) if e.is_queued() => {
                     retries = 0;
-                    let e = cache.core().queue(target, e, attempts);
                     queued.get_or_insert(e);
                 }
-                Some((e, _)) => {
+                Err(e) => {
                     failed.get_or_insert(Self::failed(cache, &text, e));
                 }
             }
