@@ -158,7 +158,8 @@ impl Cache {
         };
         let near = near_entries.map(|n| Arc::new(NearCache::new(n, near_bytes, false)));
         if let Some(near) = &near {
-            backend.track(near, &key_prefix, &config);
+            let tracked: Arc<dyn crate::store::Tracked> = near.clone();
+            backend.track(&tracked, &key_prefix, &config);
         }
         let all = format!("{pattern_prefix}*");
         let siblings = match Backend::identity(&config) {

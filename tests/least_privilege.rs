@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// README.md's ACL rule for one server, for the prefix `app`.
 const ONE_SERVER: &str = "~app:* +@read +@write +@scripting +@connection -@dangerous";
 /// What a cluster adds: the slot map and the replica census.
+#[cfg(feature = "cluster")]
 const CLUSTER_EXTRA: &[&str] = &["+cluster|slots", "+cluster|nodes"];
 
 /// `ACL SETUSER cache on >pw` with `rules` on a server, through `cli`.

@@ -16,8 +16,6 @@
 //! - an entry never outlives the TTL the store gave the key.
 
 mod entries;
-#[cfg(feature = "redis")]
-pub(crate) mod tracking;
 
 use entries::Entries;
 use std::hash::{BuildHasher, RandomState};
@@ -188,6 +186,29 @@ impl NearCache {
     /// How many entries it holds.
     pub(crate) fn len(&self) -> u64 {
         self.entries.len()
+    }
+}
+
+/// What the store's invalidation tracking tells the near cache in front of it.
+impl crate::store::Tracked for NearCache {
+    fn invalidate(&self, key: &str) {
+        NearCache::invalidate(self, key);
+    }
+
+    fn flush(&self) {
+        NearCache::flush(self);
+    }
+
+    fn distrust(&self) {
+        NearCache::distrust(self);
+    }
+
+    fn trust(&self) {
+        NearCache::trust(self);
+    }
+
+    fn failed(&self, why: String) {
+        NearCache::failed(self, why);
     }
 }
 

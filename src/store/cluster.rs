@@ -619,7 +619,7 @@ impl ClusterStore {
     /// is trusted only while every one of them is up.
     pub(crate) fn track(
         &self,
-        near: &Arc<crate::near::NearCache>,
+        near: &Arc<dyn super::Tracked>,
         prefix: String,
         ignore_invalidations: bool,
     ) {
@@ -642,7 +642,7 @@ impl ClusterStore {
                 .ok()?;
             Some((inner.generation.load(Ordering::Relaxed), clients))
         };
-        crate::near::tracking::start(
+        super::redis::tracking::start(
             near,
             Box::new(servers),
             prefix,

@@ -9,13 +9,9 @@
 #[cfg(feature = "cluster")]
 pub(crate) mod cluster;
 mod entry;
-#[cfg(feature = "redis")]
-pub(crate) mod local;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
-#[cfg(feature = "sentinel")]
-pub(crate) mod sentinel;
 
 use crate::config::{Config, StoreConfig};
 use crate::error::Result;
@@ -23,6 +19,24 @@ use crate::rt::Mode;
 pub(crate) use entry::{failed_marker, is_marker, Entry, FAILED_TTL, LEASE_PREFIX};
 use std::future::Future;
 use std::time::Duration;
+
+/// What a near cache in front of a store must do when the store's invalidation tracking
+/// tells it of changes (`near::NearCache` is the one; the store knows no more of it).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) trait Tracked: Send + Sync {
+    /// `key` changed.
+    fn invalidate(&self, key: &str);
+    /// Everything may have changed (a flush).
+    fn flush(&self);
+    /// Invalidations can no longer be trusted to arrive: serve nothing until [`trust`].
+    ///
+    /// [`trust`]: Tracked::trust
+    fn distrust(&self);
+    /// Invalidations arrive (tracking confirmed).
+    fn trust(&self);
+    /// Tracking could not start, for this reason.
+    fn failed(&self, why: String);
+}
 
 /// How long a key has left to live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,12 +249,7 @@ impl Backend {
 
     /// Keeps `near` correct for this store: on Redis, a tracking connection; the embedded
     /// store needs none (every write goes through this process, which evicts as it writes).
-    pub(crate) fn track(
-        &self,
-        near: &std::sync::Arc<crate::near::NearCache>,
-        prefix: &str,
-        config: &Config,
-    ) {
+    pub(crate) fn track(&self, near: &std::sync::Arc<dyn Tracked>, prefix: &str, config: &Config) {
         match self {
             Backend::Memory(_) => near.trust(),
             #[cfg(feature = "redis")]

@@ -15,7 +15,7 @@
 //! connection, a server restart, or a `PING` that fails (every 500 ms) drops every entry,
 //! and the connection is rebuilt.
 
-use super::NearCache;
+use crate::store::Tracked;
 use redis::{PushInfo, PushKind, Value};
 use std::future::Future;
 use std::sync::{Arc, Weak};
@@ -32,7 +32,7 @@ pub(crate) type Servers = Box<dyn Fn() -> Option<(u64, Vec<redis::Client>)> + Se
 
 /// Starts tracking on the crate's IO thread. It ends when the near cache is dropped.
 pub(crate) fn start(
-    near: &Arc<NearCache>,
+    near: &Arc<dyn Tracked>,
     servers: Servers,
     prefix: String,
     (op_timeout, connect_timeout): (Duration, Duration),
@@ -43,7 +43,7 @@ pub(crate) fn start(
     crate::rt::handle().spawn(track(near, servers, prefix, timeouts, ignore_invalidations));
 }
 
-fn apply(near: &NearCache, info: &PushInfo, ignore_invalidations: bool) {
+fn apply(near: &dyn Tracked, info: &PushInfo, ignore_invalidations: bool) {
     match info.kind {
         PushKind::Invalidate if ignore_invalidations => {}
         PushKind::Invalidate => match info.data.first() {
@@ -70,7 +70,7 @@ fn apply(near: &NearCache, info: &PushInfo, ignore_invalidations: bool) {
 /// Opens one tracking connection to `client`.
 async fn connect(
     client: &redis::Client,
-    near: &Weak<NearCache>,
+    near: &Weak<dyn Tracked>,
     lost: &Arc<tokio::sync::Notify>,
     prefix: &str,
     (op_timeout, connect_timeout): (Duration, Duration),
@@ -82,7 +82,7 @@ async fn connect(
             let Some(near) = near.upgrade() else {
                 return Err(());
             };
-            apply(&near, &info, ignore_invalidations);
+            apply(&*near, &info, ignore_invalidations);
             if info.kind == PushKind::Disconnection {
                 lost.notify_one();
             }
@@ -108,7 +108,7 @@ async fn connect(
 }
 
 async fn track(
-    near: Weak<NearCache>,
+    near: Weak<dyn Tracked>,
     servers: Servers,
     prefix: String,
     timeouts: (Duration, Duration),

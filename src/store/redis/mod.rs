@@ -4,17 +4,29 @@
 //! it has one (`local.rs`); sync through a small pool of blocking connections; every round
 //! trip bounded by the operation timeout.
 
+mod breaker;
+mod conn;
+pub(crate) mod local;
+mod scripts;
+#[cfg(feature = "sentinel")]
+pub(crate) mod sentinel;
+pub(crate) mod tracking;
+
 use super::{KeyTtl, Store};
 use crate::config::Config;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::redact::SecretUrl;
 use crate::rt::Mode;
-use once_cell::sync::Lazy;
+#[cfg(any(feature = "cluster", feature = "sentinel"))]
+pub(crate) use breaker::looks_down;
+pub(crate) use breaker::Breaker;
+use conn::Request;
+pub(crate) use conn::{client_for, dropped, AsyncConn};
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Script};
+use redis::{Cmd, FromRedisValue, Script};
+pub(crate) use scripts::*;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,7 +39,7 @@ pub(crate) struct RedisStore {
     apart: AsyncConn,
     /// On a fixed server, the connections that tokio callers' own runtimes drive, which
     /// save an async request the hops to the IO thread and back.
-    callers: Option<std::sync::Arc<super::local::CallerConns>>,
+    callers: Option<std::sync::Arc<local::CallerConns>>,
     /// Idle blocking connections, each with the generation of the primary it was made for
     /// (always 0 on a fixed server).
     pool: Mutex<Vec<(u64, redis::Connection)>>,
@@ -58,125 +70,7 @@ enum Target {
     },
     /// The primary that Redis Sentinel names, followed through failovers.
     #[cfg(feature = "sentinel")]
-    Sentinel(std::sync::Arc<super::sentinel::Primary>),
-}
-
-/// Fails calls fast while Redis looks down: after `threshold` failed calls in a row
-/// (timeouts, refused or dropped connections; not error replies), cache reads and writes
-/// fail at once for `cooldown`, then the next calls try again. Invalidations (`delete`,
-/// `delete_pattern`) are never held back.
-pub(crate) struct Breaker {
-    /// What is down, for messages: `redis`, or `cluster node 10.0.0.1:6379`.
-    what: String,
-    threshold: u32,
-    cooldown: Duration,
-    failures: AtomicU32,
-    /// Milliseconds since `epoch` until which calls fail fast; 0 when closed.
-    open_until: AtomicU64,
-    epoch: Instant,
-}
-
-impl Breaker {
-    pub(crate) fn new(config: &Config, what: impl Into<String>) -> Breaker {
-        Breaker {
-            what: what.into(),
-            threshold: config.breaker_threshold,
-            cooldown: config.breaker_cooldown,
-            failures: AtomicU32::new(0),
-            open_until: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
-    pub(crate) fn check(&self) -> Result<()> {
-        let until = self.open_until.load(Ordering::Relaxed);
-        if until == 0 {
-            return Ok(());
-        }
-        let now = self.now_ms();
-        if now >= until {
-            return Ok(());
-        }
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!(
-                "{} is taken as down for {} ms more, after {} failed calls in a row",
-                self.what,
-                until - now,
-                self.failures.load(Ordering::Relaxed)
-            ),
-        ))
-    }
-
-    pub(crate) fn record<T>(&self, out: &Result<T>) {
-        match out {
-            // Writes only when something changes: a shared counter rewritten on every
-            // hit would bounce between cores.
-            Ok(_) => {
-                if self.failures.load(Ordering::Relaxed) != 0 {
-                    self.failures.store(0, Ordering::Relaxed);
-                    self.open_until.store(0, Ordering::Relaxed);
-                }
-            }
-            Err(e) if looks_down(e) && self.threshold > 0 => {
-                let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= self.threshold {
-                    let until = self.now_ms() + self.cooldown.as_millis() as u64;
-                    self.open_until.store(until, Ordering::Relaxed);
-                }
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// A timeout, or a connection refused or lost: signs of a server that is down or stuck,
-/// unlike an error reply.
-pub(crate) fn looks_down(e: &Error) -> bool {
-    e.is_timeout()
-        || e.redis_error().is_some_and(|r| {
-            r.is_io_error() || r.is_connection_refusal() || r.is_unrecoverable_error()
-        })
-}
-
-/// A client for one server's URL, with the configuration's TLS certificates; RESP3 when
-/// `resp3` (for push messages), RESP2 otherwise.
-pub(crate) fn client_for(url: &SecretUrl, config: &Config, resp3: bool) -> Result<redis::Client> {
-    // `url` shows masked; only `expose` gives the password, to connect with.
-    let invalid =
-        |e| Error::with_source(ErrorKind::Config, format!("invalid Redis URL `{url}`"), e);
-    let info = url.expose().into_connection_info().map_err(invalid)?;
-    // No `CLIENT SETINFO` in the handshake: fewer round trips per connection, and no
-    // reads whose failures the handshake ignores (each would wait out a timeout of its own
-    // against a frozen server).
-    let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
-    if resp3 {
-        settings = settings.set_protocol(redis::ProtocolVersion::RESP3);
-    }
-    let info = info.set_redis_settings(settings);
-    #[cfg(feature = "tls")]
-    {
-        let tls = &config.tls;
-        if tls.root_cert.is_some() || tls.client_cert_and_key.is_some() {
-            let certs = redis::TlsCertificates {
-                client_tls: tls.client_cert_and_key.as_ref().map(|(cert, key)| {
-                    redis::ClientTlsConfig {
-                        client_cert: cert.clone(),
-                        client_key: key.clone(),
-                    }
-                }),
-                root_cert: tls.root_cert.clone(),
-            };
-            return redis::Client::build_with_tls(info, certs).map_err(invalid);
-        }
-    }
-    #[cfg(not(feature = "tls"))]
-    let _ = config;
-    redis::Client::open(info).map_err(invalid)
+    Sentinel(std::sync::Arc<sentinel::Primary>),
 }
 
 impl RedisStore {
@@ -195,7 +89,7 @@ impl RedisStore {
         sentinel: &crate::config::SentinelConfig,
         config: &Config,
     ) -> Result<Self> {
-        let primary = super::sentinel::Primary::new(sentinel, config, client_for)?;
+        let primary = sentinel::Primary::new(sentinel, config, client_for)?;
         let what = primary.describe();
         Ok(RedisStore::with_target(
             Target::Sentinel(primary),
@@ -206,7 +100,7 @@ impl RedisStore {
 
     fn with_target(target: Target, config: &Config, what: String) -> RedisStore {
         let callers = match &target {
-            Target::Server { client, .. } => Some(super::local::CallerConns::new(
+            Target::Server { client, .. } => Some(local::CallerConns::new(
                 client.clone(),
                 config.connect_timeout,
             )),
@@ -295,11 +189,11 @@ impl RedisStore {
     /// connection of its own.
     pub(crate) fn track(
         &self,
-        near: &std::sync::Arc<crate::near::NearCache>,
+        near: &std::sync::Arc<dyn super::Tracked>,
         prefix: String,
         ignore_invalidations: bool,
     ) {
-        let servers: crate::near::tracking::Servers = match &self.target {
+        let servers: tracking::Servers = match &self.target {
             Target::Server { tracking, .. } => {
                 let client = tracking.clone();
                 Box::new(move || Some((0, vec![client.clone()])))
@@ -336,7 +230,7 @@ impl RedisStore {
                 })
             }
         };
-        crate::near::tracking::start(
+        tracking::start(
             near,
             servers,
             prefix,
@@ -575,359 +469,6 @@ impl RedisStore {
     }
 }
 
-/// The async connection was lost (the server restarted, or closed it): it is rebuilt, and
-/// one retry on the new connection, within the same operation timeout, saves the call.
-/// Every command here is safe to repeat.
-pub(crate) fn dropped(e: &redis::RedisError) -> bool {
-    e.is_unrecoverable_error() || e.is_io_error()
-}
-
-/// The async connection and its generation: a caller that saw it fail drops it only if no
-/// other caller replaced it meanwhile.
-#[derive(Default)]
-pub(crate) struct AsyncConn {
-    /// The connection, its generation, and the tag of the server it was made for (the
-    /// primary's generation on Sentinel, 0 otherwise).
-    current: Mutex<Option<(u64, MultiplexedConnection, u64)>>,
-    /// Held by the one caller that connects.
-    connecting: tokio::sync::Mutex<()>,
-    generations: AtomicU64,
-}
-
-impl AsyncConn {
-    /// The connection, built on first use (and after it broke) on the crate's IO runtime,
-    /// which drives it whichever runtime or executor the callers use.
-    pub(crate) async fn get(
-        &self,
-        client: &redis::Client,
-        tag: u64,
-        connect_timeout: Duration,
-    ) -> Result<(u64, MultiplexedConnection)> {
-        if let Some(con) = self.current_for(tag) {
-            return Ok(con);
-        }
-        // One caller connects; the others wait for its connection.
-        let _connecting = self.connecting.lock().await;
-        if let Some(con) = self.current_for(tag) {
-            return Ok(con);
-        }
-        let client = client.clone();
-        // No response timeout of redis-rs's own: it would need a timer in the caller's
-        // runtime. The caller bounds each request with the crate's own timer instead.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(None);
-        let connecting = crate::rt::handle().spawn(async move {
-            client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-        });
-        let con = connecting
-            .await
-            .map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Store,
-                    "the cacheable IO runtime dropped a connection attempt",
-                    e,
-                )
-            })?
-            .map_err(Error::from_redis)?;
-        Ok(self.install(con, tag))
-    }
-
-    /// The connection, if there is one for the server tagged `tag`.
-    pub(crate) fn current_for(&self, tag: u64) -> Option<(u64, MultiplexedConnection)> {
-        match &*self.current.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some((generation, con, t)) if *t == tag => Some((*generation, con.clone())),
-            _ => None,
-        }
-    }
-
-    fn install(&self, con: MultiplexedConnection, tag: u64) -> (u64, MultiplexedConnection) {
-        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((generation, con.clone(), tag));
-        (generation, con)
-    }
-
-    pub(crate) fn broken(&self, generation: u64) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.as_ref().is_some_and(|(g, _, _)| *g == generation) {
-            *current = None;
-        }
-    }
-}
-
-/// One round trip's worth of work, owned, so that it can run on the crate's IO thread.
-enum Request {
-    Cmd(Cmd),
-    Pipe(redis::Pipeline),
-    Script(&'static Script, String, Vec<Vec<u8>>),
-    /// `PTTL key` and `GETEX key PX ms` (a sliding read). On a blocking connection it is
-    /// written as bytes, not built as a `redis::Pipeline`: a sliding hit then costs what a
-    /// plain hit does plus the server's second command (building and encoding the pipeline
-    /// would cost as much again).
-    Sliding(String, u64),
-}
-
-/// RESP for `PTTL key` then `GETEX key PX ms`.
-fn sliding_bytes(key: &str, ms: u64) -> Vec<u8> {
-    use std::io::Write;
-    let ms = ms.to_string();
-    let mut out = Vec::with_capacity(64 + 2 * key.len());
-    let _ = write!(out, "*2\r\n$4\r\nPTTL\r\n${}\r\n", key.len());
-    out.extend_from_slice(key.as_bytes());
-    let _ = write!(out, "\r\n*4\r\n$5\r\nGETEX\r\n${}\r\n", key.len());
-    out.extend_from_slice(key.as_bytes());
-    let _ = write!(out, "\r\n$2\r\nPX\r\n${}\r\n{ms}\r\n", ms.len());
-    out
-}
-
-fn sliding_pipe(key: &str, ms: u64) -> redis::Pipeline {
-    let mut getex = redis::cmd("GETEX");
-    getex.arg(key).arg("PX").arg(ms);
-    let mut pipe = redis::pipe();
-    pipe.add_command(pttl_cmd(key)).add_command(getex);
-    pipe
-}
-
-impl Request {
-    fn query<T: FromRedisValue>(&self, con: &mut redis::Connection) -> redis::RedisResult<T> {
-        match self {
-            Request::Cmd(cmd) => cmd.query(con),
-            Request::Pipe(pipe) => pipe.query(con),
-            Request::Script(script, key, args) => {
-                let mut call = script.key(key);
-                for a in args {
-                    call.arg(a.as_slice());
-                }
-                call.invoke(con)
-            }
-            Request::Sliding(key, ms) => {
-                use redis::ConnectionLike;
-                let replies = con.req_packed_commands(&sliding_bytes(key, *ms), 0, 2)?;
-                let replies = redis::Value::Array(replies).extract_error()?;
-                Ok(T::from_redis_value(replies)?)
-            }
-        }
-    }
-
-    async fn query_async<T: FromRedisValue>(
-        &self,
-        con: &mut MultiplexedConnection,
-    ) -> redis::RedisResult<T> {
-        match self {
-            Request::Cmd(cmd) => cmd.query_async(con).await,
-            Request::Pipe(pipe) => pipe.query_async(con).await,
-            Request::Script(script, key, args) => {
-                let mut call = script.key(key);
-                for a in args {
-                    call.arg(a.as_slice());
-                }
-                call.invoke_async(con).await
-            }
-            Request::Sliding(key, ms) => sliding_pipe(key, *ms).query_async(con).await,
-        }
-    }
-}
-
-pub(crate) fn get_cmd(key: &str) -> Cmd {
-    let mut cmd = redis::cmd("GET");
-    cmd.arg(key);
-    cmd
-}
-
-pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
-    let mut cmd = redis::cmd("SET");
-    // PX keeps sub-second TTLs; a TTL under 1 ms still lives 1 ms rather than erroring.
-    cmd.arg(key).arg(value).arg("PX").arg(ttl_ms(ttl));
-    cmd
-}
-
-pub(crate) fn unlink_cmd<K: redis::ToRedisArgs>(keys: &[K]) -> Cmd {
-    let mut cmd = redis::cmd("UNLINK");
-    cmd.arg(keys);
-    cmd
-}
-
-pub(crate) fn pttl_cmd(key: &str) -> Cmd {
-    let mut cmd = redis::cmd("PTTL");
-    cmd.arg(key);
-    cmd
-}
-
-pub(crate) fn to_ttl(ms: i64) -> KeyTtl {
-    match ms {
-        -2 => KeyTtl::Missing,
-        ms if ms < 0 => KeyTtl::Persistent,
-        ms => KeyTtl::Expires(Duration::from_millis(ms as u64)),
-    }
-}
-
-pub(crate) type ScanPage = (u64, Vec<Vec<u8>>);
-
-pub(crate) fn set_nx_cmd(key: &str, value: &[u8], ttl: Duration) -> Cmd {
-    let mut cmd = set_cmd(key, value, ttl);
-    cmd.arg("NX");
-    cmd
-}
-
-pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// `SET` only while the key holds ARGV[1]: the lease holder's write, which an
-/// invalidation during the computation (deleting the lease) turns into a no-op.
-pub(crate) static SET_IF: Lazy<Script> = Lazy::new(|| Script::new(SET_IF_LUA));
-pub(crate) const SET_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 \
-     end return 0";
-
-/// `PEXPIRE` only while the key holds ARGV[1]: a lease holder keeping its lease alive
-/// through a long computation.
-pub(crate) static RENEW_IF: Lazy<Script> = Lazy::new(|| Script::new(RENEW_IF_LUA));
-pub(crate) const RENEW_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-        return redis.call('PEXPIRE', KEYS[1], ARGV[2]) \
-     end return 0";
-
-/// `GET`, and `PEXPIRE` to ARGV[1] ms when the bytes are a value: a sliding read in one
-/// round trip that never touches a marker, on any server version (the cluster's sliding
-/// read, and one server's before Redis 6.2). Markers start with `\0c` (NUL, then byte
-/// 99); a value is JSON text, never NUL first, or another codec's form, `\0` then 0xCB.
-pub(crate) static GET_SLIDING: Lazy<Script> = Lazy::new(|| Script::new(GET_SLIDING_LUA));
-pub(crate) const GET_SLIDING_LUA: &str = "local v = redis.call('GET', KEYS[1]) \
-     if v and (string.byte(v, 1) ~= 0 or string.byte(v, 2) ~= 99) then \
-         redis.call('PEXPIRE', KEYS[1], ARGV[1]) \
-     end return v";
-
-/// An error reply saying the server does not know the command.
-fn unknown_command(e: &Error) -> bool {
-    e.redis_error().is_some_and(|r| {
-        r.code() == Some("ERR") && r.detail().is_some_and(|d| d.contains("unknown command"))
-    })
-}
-
-/// `DEL` only while the key holds ARGV[1]: a lease holder giving its lease back.
-pub(crate) static DELETE_IF: Lazy<Script> = Lazy::new(|| Script::new(DELETE_IF_LUA));
-pub(crate) const DELETE_IF_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-        return redis.call('DEL', KEYS[1]) \
-     end return 0";
-
-/// `SET` only while the key holds ARGV[1] with at most ARGV[2] ms to live: an early
-/// refresh's write, which an invalidation during the computation (deleting the key, or
-/// deleting it and writing it anew) turns into a no-op.
-pub(crate) static SET_IF_AGING: Lazy<Script> = Lazy::new(|| Script::new(SET_IF_AGING_LUA));
-pub(crate) const SET_IF_AGING_LUA: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] \
-        and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[2]) then \
-        redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) return 1 \
-     end return 0";
-
-/// Records ARGV[1] in the tag set KEYS[1] until ARGV[2] (ms since the Unix epoch, on the
-/// writer's clock), always with a score other than the one it had (a later expiry it has is
-/// kept, plus 1 ms): an invalidation that read the old score then forgets the entry only if
-/// nobody recorded the key again meanwhile, even within the same millisecond. Prunes at most
-/// 64 entries scored before ARGV[4] (each addition prunes more than it adds, so a set never
-/// piles up dead entries, and no call does unbounded work), and stretches the set's TTL to
-/// ARGV[3] ms (the entry's life) if it had less: the set never outlives its last live entry
-/// by more than that entry's life.
-pub(crate) static TAG_ADD: Lazy<Script> = Lazy::new(|| Script::new(TAG_ADD_LUA));
-pub(crate) const TAG_ADD_LUA: &str = "local expiry = tonumber(ARGV[2]) \
-     local cur = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
-     if cur and tonumber(cur) >= expiry then expiry = tonumber(cur) + 1 end \
-     redis.call('ZADD', KEYS[1], string.format('%d', expiry), ARGV[1]) \
-     local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4], 'LIMIT', 0, 64) \
-     if #old > 0 then redis.call('ZREM', KEYS[1], unpack(old)) end \
-     if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then \
-         redis.call('PEXPIRE', KEYS[1], ARGV[3]) end \
-     return 1";
-
-/// The arguments of [`TAG_ADD`] for an entry of `member` that lives `life` from now.
-pub(crate) fn tag_add_args(member: &str, life: Duration) -> [Vec<u8>; 4] {
-    let now = super::unix_ms();
-    let expiry = now.saturating_add(ttl_ms(life));
-    let cutoff = now.saturating_sub(ttl_ms(super::TAG_CLOCK_SLACK));
-    [
-        member.as_bytes().to_vec(),
-        expiry.to_string().into_bytes(),
-        ttl_ms(life).to_string().into_bytes(),
-        cutoff.to_string().into_bytes(),
-    ]
-}
-
-/// `ZSCAN set cursor COUNT count`: one page of a tag set.
-pub(crate) fn tag_page_cmd(set: &str, from: &super::TagCursor, count: usize) -> Cmd {
-    let cursor = match from {
-        super::TagCursor::Scan(c) => *c,
-        super::TagCursor::Start | super::TagCursor::After(_) => 0,
-    };
-    let mut cmd = redis::cmd("ZSCAN");
-    cmd.arg(set).arg(cursor).arg("COUNT").arg(count);
-    cmd
-}
-
-/// A `ZSCAN` reply as a page, read from `server` (see [`TagPage::server`](super::TagPage)).
-pub(crate) fn tag_page_of((cursor, flat): (u64, Vec<String>), server: u64) -> super::TagPage {
-    super::TagPage {
-        entries: pairs(flat),
-        next: (cursor != 0).then_some(super::TagCursor::Scan(cursor)),
-        server,
-    }
-}
-
-/// Removes from the tag set KEYS[1] each member ARGV[i] whose score is still ARGV[i+1] (as
-/// numbers: `ZSCAN` and `ZSCORE` need not write a score alike): an entry re-added since (by
-/// a computation that began after the listing) stays. The scores are read in one
-/// `ZMSCORE` and the members removed in one `ZREM`, 500 at a time (a page is smaller, but
-/// `ZSCAN` returns a small set whole, and Lua's `unpack` takes at most ~8,000); before
-/// Redis 6.2, one `ZSCORE` per member.
-pub(crate) static TAG_FORGET: Lazy<Script> = Lazy::new(|| Script::new(TAG_FORGET_LUA));
-pub(crate) const TAG_FORGET_LUA: &str = "local n, gone = #ARGV / 2, 0 \
-     for first = 1, n, 500 do \
-         local last = math.min(first + 499, n) \
-         local members = {} \
-         for i = first, last do members[#members + 1] = ARGV[2 * i - 1] end \
-         local scores = redis.pcall('ZMSCORE', KEYS[1], unpack(members)) \
-         if type(scores) ~= 'table' or scores.err then \
-             scores = {} \
-             for i, m in ipairs(members) do scores[i] = redis.call('ZSCORE', KEYS[1], m) end \
-         end \
-         local stale = {} \
-         for i, m in ipairs(members) do \
-             local cur = scores[i] \
-             if cur and tonumber(cur) == tonumber(ARGV[2 * (first + i - 1)]) then \
-                 stale[#stale + 1] = m \
-             end \
-         end \
-         if #stale > 0 then redis.call('ZREM', KEYS[1], unpack(stale)) end \
-         gone = gone + #stale \
-     end \
-     return gone";
-
-/// One reply of a pipeline, parsed (an error reply is the error).
-fn parse_reply<T: FromRedisValue>(reply: Option<redis::Value>) -> Result<T> {
-    let reply = reply.ok_or_else(|| Error::new(ErrorKind::Store, "a pipeline reply is missing"))?;
-    let reply = reply.extract_error().map_err(Error::from_redis)?;
-    redis::from_redis_value(reply).map_err(|e| Error::from_redis(e.into()))
-}
-
-/// Pairs a flat `member, score, member, score…` reply.
-pub(crate) fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(flat.len() / 2);
-    let mut it = flat.into_iter();
-    while let (Some(m), Some(s)) = (it.next(), it.next()) {
-        out.push((m, s));
-    }
-    out
-}
-
-/// The arguments of [`TAG_FORGET`].
-pub(crate) fn forget_args(entries: &[(String, String)]) -> Vec<&[u8]> {
-    entries
-        .iter()
-        .flat_map(|(m, s)| [m.as_bytes(), s.as_bytes()])
-        .collect()
-}
-
 impl Store for RedisStore {
     async fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>> {
         self.breaker.check()?;
@@ -994,7 +535,7 @@ impl Store for RedisStore {
         }
         #[cfg(feature = "sentinel")]
         if let Target::Sentinel(p) = &self.target {
-            p.record(super::sentinel::Replay::Keys(
+            p.record(sentinel::Replay::Keys(
                 keys.iter().map(|k| (*k).to_owned()).collect(),
             ));
         }
@@ -1015,7 +556,7 @@ impl Store for RedisStore {
     async fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64> {
         #[cfg(feature = "sentinel")]
         if let Target::Sentinel(p) = &self.target {
-            p.record(super::sentinel::Replay::Pattern(pattern.to_owned()));
+            p.record(sentinel::Replay::Pattern(pattern.to_owned()));
         }
         let mut deleted = 0u64;
         let mut waited = false;
@@ -1176,23 +717,5 @@ impl Store for RedisStore {
             .script(mode, &TAG_FORGET, set, &forget_args(entries))
             .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sliding_bytes_are_what_redis_rs_would_send() {
-        for key in ["k", "p:user:42:profile", "p:é%3A:[x]", ""] {
-            for ms in [1, 999, 86_400_000] {
-                assert_eq!(
-                    sliding_bytes(key, ms),
-                    sliding_pipe(key, ms).get_packed_pipeline(),
-                    "{key:?} {ms}"
-                );
-            }
-        }
     }
 }
