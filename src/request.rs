@@ -3,7 +3,7 @@
 //! one invalidation's target ([`Target`]). Plain data: the builders build them, the cache
 //! runs them through its engine.
 
-use crate::outcome::Outcome as Served;
+use crate::outcome::Outcome;
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
@@ -79,7 +79,7 @@ pub(crate) struct Control<'a> {
 
 /// What a call did ([`crate::Outcome`]), written by the core as it goes: an atomic so that
 /// a `&Call` held across an await stays `Sync`. A fault met on a fail-open path makes the
-/// call [`Outcome::Unavailable`](crate::Outcome::Unavailable) whatever else it did.
+/// call [`Computed::Unavailable`](crate::Outcome::Unavailable) whatever else it did.
 #[derive(Default)]
 pub(crate) struct ServedCell {
     outcome: AtomicU8,
@@ -87,7 +87,7 @@ pub(crate) struct ServedCell {
 }
 
 impl ServedCell {
-    pub(crate) fn set(&self, outcome: Served) {
+    pub(crate) fn set(&self, outcome: Outcome) {
         self.outcome.store(outcome as u8, Ordering::Relaxed);
     }
 
@@ -95,11 +95,11 @@ impl ServedCell {
         self.faulted.store(true, Ordering::Relaxed);
     }
 
-    pub(crate) fn get(&self) -> Served {
+    pub(crate) fn get(&self) -> Outcome {
         if self.faulted.load(Ordering::Relaxed) {
-            Served::Unavailable
+            Outcome::Unavailable
         } else {
-            Served::from_u8(self.outcome.load(Ordering::Relaxed))
+            Outcome::from_u8(self.outcome.load(Ordering::Relaxed))
         }
     }
 }

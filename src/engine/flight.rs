@@ -27,7 +27,8 @@ pub(crate) enum Done {
 /// A value a leader hands its followers.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SharedValue {
-    pub json: Arc<[u8]>,
+    /// The value's stored form (the cache's codec: JSON text, or another behind its marker).
+    pub stored: Arc<[u8]>,
     /// The flight's invalidation count when the value's data was read: a follower that
     /// joined after a later invalidation of the key must not take it.
     pub fresh_as_of: u64,
@@ -216,9 +217,9 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(30);
 
-    fn value(json: &[u8]) -> SharedValue {
+    fn value(stored: &[u8]) -> SharedValue {
         SharedValue {
-            json: Arc::from(json),
+            stored: Arc::from(stored),
             fresh_as_of: 0,
             written: true,
         }

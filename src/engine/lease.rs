@@ -9,7 +9,7 @@ pub(super) const MAX_LEASE_POLL: Duration = Duration::from_millis(50);
 
 /// What a leading caller holds while it computes: the flight (its followers wait on it) and
 /// the lease. Dropped without [`Core::finish`] (a panic, a dropped future), it releases both.
-pub(crate) struct Ticket<'c> {
+pub(crate) struct Lead<'c> {
     pub(super) leader: Leader<'c>,
     pub(super) lease: Lease,
     /// Renews the lease while the computation runs; gives it back if dropped.
@@ -83,13 +83,13 @@ impl Core {
                     replaced = Some(old);
                     Lease::Held(token)
                 }
-                Acquired::Found(json) => {
+                Acquired::Found(stored) => {
                     leader.share(SharedValue {
-                        json: json.as_slice().into(),
+                        stored: stored.as_slice().into(),
                         fresh_as_of: before_acquire,
                         written: false,
                     });
-                    return Ok(Begin::Hit(json, Source::Shared, None));
+                    return Ok(Begin::Hit(stored, Source::Shared, None));
                 }
                 Acquired::Failed => {
                     call.debug(format_args!(
@@ -118,7 +118,7 @@ impl Core {
             _ => None,
         };
         let computed_from = leader.invalidations();
-        Ok(Begin::Lead(Ticket {
+        Ok(Begin::Lead(Lead {
             leader,
             lease,
             guard,
@@ -200,14 +200,14 @@ impl Core {
             }
             let expiry = match backend.get(mode, &call.key).await {
                 Ok(raw) => match Entry::classify(raw) {
-                    Entry::Value(json) if self.oversized(call, &json) => {
+                    Entry::Value(stored) if self.oversized(call, &stored) => {
                         // The holder (another process, with another bound or none) wrote
                         // more than this cache serves: take the key over and replace it,
                         // as a caller that read it first would.
-                        stale = Some(json);
+                        stale = Some(stored);
                         None
                     }
-                    Entry::Value(json) => return Ok(Acquired::Found(json)),
+                    Entry::Value(stored) => return Ok(Acquired::Found(stored)),
                     Entry::Failed(_) if seen.is_some() => return Ok(Acquired::Failed),
                     Entry::Failed(marker) => {
                         // A failure from before this caller came: take the key over.

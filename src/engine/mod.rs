@@ -37,7 +37,7 @@ use crate::codec::CacheValue;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::near::NearCache;
-use crate::outcome::Outcome as Served;
+use crate::outcome::Outcome;
 use crate::report::{chain, debug_enabled, debug_line, format_ttl, Throttle};
 use crate::request::Call;
 use crate::rt::{block_on, Mode};
@@ -46,7 +46,7 @@ use crate::store::{failed_marker, Backend, Entry, FAILED_TTL, LEASE_PREFIX};
 use crate::telemetry;
 use flight::{Done, Flights, Leader, Role, SharedValue};
 use keeper::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
-use lease::{lease_token, Lease, Ticket};
+use lease::{lease_token, Lead, Lease};
 use refresh::Refresh;
 use std::any::Any;
 use std::cell::RefCell;
@@ -54,7 +54,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use write::Outcome;
+use write::Computed;
 
 /// How often a rare fault (an unstorable value, a recursion) is logged per key template.
 const RARE_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -140,7 +140,7 @@ pub(crate) struct CallState {
     /// A value past its TTL, within the stale-if-error window, first seen by this call.
     fallback: Option<Fallback>,
     /// The bytes [`Core::begin`] returned are a stale-while-revalidate answer (a value past
-    /// its TTL): the call's outcome is [`Served::Stale`], not a hit.
+    /// its TTL): the call's outcome is [`Outcome::Stale`], not a hit.
     stale_hit: bool,
 }
 
@@ -159,7 +159,7 @@ pub(crate) enum Begin<'c> {
     /// key has this long left in the store, when known.
     Hit(Vec<u8>, Source, Option<Duration>),
     /// Compute, then hand the outcome to [`Core::finish`].
-    Lead(Ticket<'c>),
+    Lead(Lead<'c>),
     /// Compute, and store nothing.
     Alone,
     /// A hit (these bytes) that this caller refreshes early: compute, hand the outcome to
@@ -290,17 +290,17 @@ impl Core {
     /// outcome. Such a call neither reads nor writes: no tag entry, no lease, no early
     /// refresh.
     fn skips(&self, call: &Call<'_>) -> bool {
-        let Some(skip) = self.skip(call) else {
+        let Some(skip) = self.skip_reason(call) else {
             return false;
         };
         let c = &self.counters;
-        if skip == Served::Unavailable {
+        if skip == Outcome::Unavailable {
             Counters::add(&c.held_back, 1);
             call.debug(format_args!(
                 "Computing {} without the cache: an invalidation that names it is queued",
                 call.key
             ));
-        } else if skip == Served::Disabled {
+        } else if skip == Outcome::Disabled {
             Counters::add(&c.disabled_calls, 1);
             call.debug(format_args!(
                 "Cache disabled: computing {} without reading or writing it",
@@ -320,13 +320,13 @@ impl Core {
     /// Why the call computes without the cache, if it does (`Disabled`, `Bypassed`, or
     /// `Unavailable` while an invalidation that names it is queued): [`skips`](Self::skips)'
     /// conditions, uncounted.
-    fn skip(&self, call: &Call<'_>) -> Option<Served> {
+    fn skip_reason(&self, call: &Call<'_>) -> Option<Outcome> {
         if !self.is_enabled() {
-            Some(Served::Disabled)
+            Some(Outcome::Disabled)
         } else if call.control.bypass {
-            Some(Served::Bypassed)
+            Some(Outcome::Bypassed)
         } else if self.held_back(&call.key, &call.fresh.tags) {
-            Some(Served::Unavailable)
+            Some(Outcome::Unavailable)
         } else {
             None
         }

@@ -52,7 +52,7 @@ pub(super) fn refreshed<T: CacheValue, E>(
             Ok(v) => {
                 let past = call.past_ttl(Some(refresh.left));
                 call.served
-                    .set(if past { Served::Stale } else { Served::Hit });
+                    .set(if past { Outcome::Stale } else { Outcome::Hit });
                 Ok(v)
             }
             Err(_) => Err(e),
@@ -105,7 +105,7 @@ pub(crate) fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T
     if call.control.refresh
         || call.control.sliding
         || call.fresh.early_refresh > 0.0
-        || core.skip(call).is_some()
+        || core.skip_reason(call).is_some()
     {
         return None;
     }
@@ -129,7 +129,7 @@ pub(super) fn encoded<T: CacheValue, E>(
     call: &Call<'_>,
     begun: &mut Begin<'_>,
     out: &Result<T, E>,
-) -> Option<Outcome> {
+) -> Option<Computed> {
     let ttl = match begun {
         Begin::Lead(ticket) => &mut ticket.ttl,
         Begin::Force(_, ttl) => ttl,
@@ -152,7 +152,7 @@ where
 {
     let skip = core.skips(call);
     // Taken before the store is read: a change that comes after holds the value back.
-    let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
+    let near_mark = core.near.as_ref().map(|n| n.mark(&call.key));
     let mut state = CallState::default();
     let mut begun = loop {
         if skip {
@@ -162,9 +162,8 @@ where
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
                     core.hit(call, &mut state, source);
-                    if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
-                    {
-                        near.insert(ticket, &call.key, v.clone(), weight::<T>(&bytes), left);
+                    if let (Some(near), Some(mark), Some(left)) = (&core.near, near_mark, left) {
+                        near.insert(mark, &call.key, v.clone(), weight::<T>(&bytes), left);
                     }
                     return Ok(Ok(v));
                 }
@@ -204,7 +203,7 @@ where
 {
     let skip = core.skips(call);
     // Taken before the store is read: a change that comes after holds the value back.
-    let near_ticket = core.near.as_ref().map(|n| n.ticket(&call.key));
+    let near_mark = core.near.as_ref().map(|n| n.mark(&call.key));
     let mut state = CallState::default();
     let mut begun = loop {
         if skip {
@@ -214,9 +213,8 @@ where
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
                     core.hit(call, &mut state, source);
-                    if let (Some(near), Some(ticket), Some(left)) = (&core.near, near_ticket, left)
-                    {
-                        near.insert(ticket, &call.key, v.clone(), weight::<T>(&bytes), left);
+                    if let (Some(near), Some(mark), Some(left)) = (&core.near, near_mark, left) {
+                        near.insert(mark, &call.key, v.clone(), weight::<T>(&bytes), left);
                     }
                     return Ok(Ok(v));
                 }
@@ -286,7 +284,7 @@ impl Core {
     #[inline(always)]
     pub(super) fn mark_near_hit(&self, call: &Call<'_>) {
         Counters::add(&self.counters.near_hits, 1);
-        call.served.set(Served::NearHit);
+        call.served.set(Outcome::NearHit);
     }
 
     /// Stale-if-error: the value past its TTL that this call saw, decoded, to answer its
@@ -302,7 +300,7 @@ impl Core {
         }
         let v = codec::decode::<T>(&old.bytes).ok()?;
         Counters::add(&self.counters.stale_if_error, 1);
-        call.served.set(Served::Stale);
+        call.served.set(Outcome::Stale);
         if self.faults.allow("stale if error", call.template).is_some() {
             log::warn!(target: "cacheable", "the computation of {} in {} failed: answering with the value past its TTL (stale-if-error)", call.key, call.name);
         }
@@ -315,10 +313,10 @@ impl Core {
             self.count(call, state, true);
             if state.stale_hit {
                 // Counted and logged by `begin` as a stale-while-revalidate answer.
-                call.served.set(Served::Stale);
+                call.served.set(Outcome::Stale);
                 return;
             }
-            call.served.set(Served::Hit);
+            call.served.set(Outcome::Hit);
             if call.control.sliding {
                 Counters::add(&self.counters.sliding_hits, 1);
                 call.debug(format_args!(
@@ -342,7 +340,7 @@ impl Core {
     ) -> Begin<'c> {
         if let Begin::Refresh(..) = begun {
             self.count(call, state, true);
-            call.served.set(Served::Refreshed);
+            call.served.set(Outcome::Refreshed);
         }
         begun
     }
@@ -419,7 +417,7 @@ impl Core {
                         // A forced refresh, whatever the value's age: it replaces these
                         // bytes (a value past its TTL too).
                         Counters::add(&self.counters.refreshes, 1);
-                        call.served.set(Served::Refreshed);
+                        call.served.set(Outcome::Refreshed);
                         call.debug(format_args!("REFRESH for {}", call.key));
                         return Ok(Begin::Force(b, None));
                     }
@@ -499,7 +497,7 @@ impl Core {
                         Some(Done::Value(v)) if joined <= v.fresh_as_of => {
                             // Written just now with this call's TTL, if written at all.
                             let left = v.written.then_some(call.ttl);
-                            return Ok(Begin::Hit(v.json.to_vec(), Source::Shared, left));
+                            return Ok(Begin::Hit(v.stored.to_vec(), Source::Shared, left));
                         }
                         // What the leader computed may predate an invalidation that this
                         // caller came after, or the leader went away: start over.
@@ -518,7 +516,7 @@ impl Core {
                     }
                 }
                 Role::Lead(leader) => {
-                    call.served.set(Served::Miss);
+                    call.served.set(Outcome::Miss);
                     call.debug(format_args!("MISS for {}", call.key));
                     let stale = state.stale.take();
                     // Boxed, as the write after a computation is: a miss's paths stay off

@@ -219,23 +219,23 @@ impl Core {
         call: &Call<'_>,
         refresh: Refresh,
         old: &[u8],
-        outcome: &Outcome,
+        outcome: &Computed,
     ) {
         let store_ttl = call.store_ttl_for(refresh.ttl);
         match outcome {
-            Outcome::Declined(_) => {
+            Computed::Declined(_) => {
                 if let Err(e) = self.delete_declined(mode, call, old).await {
                     call.served.fault();
                     self.report_fault("cache write", call.template, &call.key, &e);
                 }
             }
-            Outcome::Value(json) if self.is_enabled() => {
-                self.write_refresh(mode, call, &refresh, old, json, store_ttl)
+            Computed::Value(stored) if self.is_enabled() => {
+                self.write_refresh(mode, call, &refresh, old, stored, store_ttl)
                     .await
             }
             // Not written (`max_value_bytes`, or a value JSON would change): the old value
             // stays until its TTL.
-            Outcome::Unstorable(_) => Counters::add(&self.counters.unstorable, 1),
+            Computed::Unstorable(_) => Counters::add(&self.counters.unstorable, 1),
             _ => {}
         }
         if let Err(e) = self
@@ -271,7 +271,7 @@ impl Core {
         call: &Call<'_>,
         refresh: &Refresh,
         old: &[u8],
-        json: &[u8],
+        stored: &[u8],
         store_ttl: Duration,
     ) {
         {
@@ -285,12 +285,12 @@ impl Core {
                 let written = if self.config.unchecked_lease_writes {
                     // The tests' negative control: a plain write.
                     self.backend
-                        .set(mode, &call.key, json, store_ttl)
+                        .set(mode, &call.key, stored, store_ttl)
                         .await
                         .map(|()| true)
                 } else {
                     self.backend
-                        .set_if_aging(mode, &call.key, old, max_left, json, store_ttl)
+                        .set_if_aging(mode, &call.key, old, max_left, stored, store_ttl)
                         .await
                 };
                 match written {

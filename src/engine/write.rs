@@ -6,7 +6,7 @@
 use super::*;
 
 /// The outcome of a computation, as the core sees it.
-pub(crate) enum Outcome {
+pub(crate) enum Computed {
     /// The value's stored form.
     Value(Vec<u8>),
     /// The computation returned an error: nothing to store or share.
@@ -18,14 +18,14 @@ pub(crate) enum Outcome {
     Declined(Vec<u8>),
 }
 
-impl Outcome {
-    pub(crate) fn of<T: CacheValue, E>(out: &Result<T, E>, format: codec::Format) -> Outcome {
+impl Computed {
+    pub(crate) fn of<T: CacheValue, E>(out: &Result<T, E>, format: codec::Format) -> Computed {
         match out {
             Ok(v) => match codec::encode_checked(v, format) {
-                Ok(bytes) => Outcome::Value(bytes),
-                Err(e) => Outcome::Unstorable(e),
+                Ok(bytes) => Computed::Value(bytes),
+                Err(e) => Computed::Unstorable(e),
             },
-            Err(_) => Outcome::Failed,
+            Err(_) => Computed::Failed,
         }
     }
 
@@ -37,12 +37,12 @@ impl Outcome {
         call: &Call<'_>,
         value: Option<&dyn Any>,
         ttl: &mut Option<Duration>,
-    ) -> Outcome {
+    ) -> Computed {
         let c = &call.control;
         if c.store_if.is_none() && c.ttl_from.is_none() {
             return self;
         }
-        let (Outcome::Value(bytes), Some(value)) = (&self, value) else {
+        let (Computed::Value(bytes), Some(value)) = (&self, value) else {
             return self;
         };
         let keep = c.store_if.map(|f| f(value));
@@ -54,12 +54,12 @@ impl Outcome {
             ));
             core.report_fault("cache option", call.template, &call.key, &e);
             call.served.fault();
-            return Outcome::Declined(bytes.clone());
+            return Computed::Declined(bytes.clone());
         }
         if keep == Some(Some(false)) {
             call.debug(format_args!("Not caching {}: store_if said no", call.key));
             Counters::add(&core.counters.declined, 1);
-            return Outcome::Declined(bytes.clone());
+            return Computed::Declined(bytes.clone());
         }
         if let Some(Some(d)) = chosen {
             if d.is_zero() {
@@ -68,13 +68,13 @@ impl Outcome {
                     call.key
                 ));
                 Counters::add(&core.counters.declined, 1);
-                return Outcome::Declined(bytes.clone());
+                return Computed::Declined(bytes.clone());
             }
             *ttl = Some(d);
             // The value carries the end of its life, so that no sliding read extends it.
             let deadline = crate::store::unix_ms()
                 .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            return Outcome::Value(codec::with_deadline(bytes, deadline));
+            return Computed::Value(codec::with_deadline(bytes, deadline));
         }
         self
     }
@@ -82,9 +82,9 @@ impl Outcome {
 
 impl Core {
     /// A computation's outcome, its value encoded in the cache's format.
-    pub(crate) fn outcome<T: CacheValue, E>(&self, out: &Result<T, E>) -> Outcome {
+    pub(crate) fn outcome<T: CacheValue, E>(&self, out: &Result<T, E>) -> Computed {
         // `Config::max_value_bytes`: a value over the bound is unstorable on every path.
-        self.bounded(Outcome::of(out, self.config.format))
+        self.bounded(Computed::of(out, self.config.format))
     }
 
     /// Stores a leader's value (unless an invalidation ran while it was computed) and hands
@@ -94,10 +94,10 @@ impl Core {
         &self,
         mode: Mode,
         call: &Call<'_>,
-        ticket: Ticket<'_>,
-        outcome: Outcome,
+        ticket: Lead<'_>,
+        outcome: Computed,
     ) -> Result<()> {
-        let Ticket {
+        let Lead {
             mut leader,
             lease,
             guard,
@@ -108,12 +108,12 @@ impl Core {
         } = ticket;
         let outcome = self.bounded(outcome);
         let store_ttl = call.store_ttl_for(ttl);
-        let json = match outcome {
-            Outcome::Value(json) if self.is_enabled() => json,
+        let stored = match outcome {
+            Computed::Value(stored) if self.is_enabled() => stored,
             // Shared with this process's followers, never written; the lease goes back now.
-            Outcome::Value(json) | Outcome::Declined(json) => {
+            Computed::Value(stored) | Computed::Declined(stored) => {
                 leader.share(SharedValue {
-                    json: json.into(),
+                    stored: stored.into(),
                     fresh_as_of: computed_from,
                     written: false,
                 });
@@ -129,8 +129,8 @@ impl Core {
                 }
                 return Ok(());
             }
-            Outcome::Failed | Outcome::Unstorable(_) => {
-                if let Outcome::Unstorable(e) = &outcome {
+            Computed::Failed | Computed::Unstorable(_) => {
+                if let Computed::Unstorable(e) = &outcome {
                     Counters::add(&self.counters.unstorable, 1);
                     if self.rare.allow("unstorable", call.template).is_some() {
                         log::warn!(target: "cacheable", "not caching the value computed for {} in {}: {}", call.key, call.name, chain(e));
@@ -143,7 +143,7 @@ impl Core {
                     // Stale-if-error: the value the lease took over goes back for what is
                     // left of its window, unless an invalidation took the lease meanwhile.
                     (Lease::Held(token), Some(old))
-                        if matches!(outcome, Outcome::Failed)
+                        if matches!(outcome, Computed::Failed)
                             && old.until > Instant::now() + Duration::from_millis(1) =>
                     {
                         let left = old.until - Instant::now();
@@ -171,8 +171,8 @@ impl Core {
         // Followers may take a value written under the lease whatever happened meanwhile
         // (the compare-and-set proved no invalidation ran); any other value, only if no
         // invalidation came between the start of the computation and their arrival.
-        let unverified = |json: Vec<u8>| SharedValue {
-            json: json.into(),
+        let unverified = |stored: Vec<u8>| SharedValue {
+            stored: stored.into(),
             fresh_as_of: computed_from,
             written: false,
         };
@@ -189,7 +189,7 @@ impl Core {
                 self.index(mode, call, store_ttl).await
             };
             if !matches!(covered, Ok(true)) {
-                leader.share(unverified(json));
+                leader.share(unverified(stored));
                 // Dropped unfinished: the keeper gives the lease back.
                 drop(guard);
                 return covered.map(drop);
@@ -199,16 +199,16 @@ impl Core {
         let written = match &lease {
             Lease::Held(token) if checked => {
                 self.backend
-                    .set_if(mode, &call.key, token, &json, store_ttl)
+                    .set_if(mode, &call.key, token, &stored, store_ttl)
                     .await
             }
             Lease::Held(_) | Lease::Off => self
                 .backend
-                .set(mode, &call.key, &json, store_ttl)
+                .set(mode, &call.key, &stored, store_ttl)
                 .await
                 .map(|()| true),
             Lease::Unavailable | Lease::Uncached => {
-                leader.share(unverified(json));
+                leader.share(unverified(stored));
                 return Ok(());
             }
         };
@@ -236,7 +236,7 @@ impl Core {
                 // computed from: an invalidation that began meanwhile (counted, its deletion
                 // still to come) turns away the followers that arrived after it.
                 leader.share(SharedValue {
-                    json: json.into(),
+                    stored: stored.into(),
                     fresh_as_of: computed_from,
                     written: verified,
                 });
@@ -252,13 +252,13 @@ impl Core {
             }
             Err(e) => {
                 self.fault(call, "cache write", e)?;
-                leader.share(unverified(json));
+                leader.share(unverified(stored));
             }
         }
         Ok(())
     }
 
-    /// A refresh's new value is not to be stored ([`Outcome::Declined`]): the `old` bytes it
+    /// A refresh's new value is not to be stored ([`Computed::Declined`]): the `old` bytes it
     /// was to replace go too, only while the key still holds them. The store's error, for
     /// the caller to handle.
     pub(super) async fn delete_declined(
@@ -286,7 +286,7 @@ impl Core {
         mode: Mode,
         call: &Call<'_>,
         begun: Begin<'_>,
-        outcome: Option<Outcome>,
+        outcome: Option<Computed>,
     ) -> Result<()> {
         match (begun, outcome) {
             (Begin::Lead(ticket), Some(outcome)) => self.finish(mode, call, ticket, outcome).await,
@@ -313,26 +313,26 @@ impl Core {
         mode: Mode,
         call: &Call<'_>,
         old: &[u8],
-        outcome: Outcome,
+        outcome: Computed,
         ttl: Option<Duration>,
     ) -> Result<()> {
         let store_ttl = call.store_ttl_for(ttl);
-        let json = match outcome {
-            Outcome::Value(json) if self.is_enabled() => json,
-            Outcome::Declined(_) => {
+        let stored = match outcome {
+            Computed::Value(stored) if self.is_enabled() => stored,
+            Computed::Declined(_) => {
                 if let Err(e) = self.delete_declined(mode, call, old).await {
                     self.fault(call, "cache write", e)?;
                 }
                 return Ok(());
             }
-            Outcome::Unstorable(e) => {
+            Computed::Unstorable(e) => {
                 Counters::add(&self.counters.unstorable, 1);
                 if self.rare.allow("unstorable", call.template).is_some() {
                     log::warn!(target: "cacheable", "not caching the value computed for {} in {}: {}", call.key, call.name, chain(&e));
                 }
                 return Ok(());
             }
-            Outcome::Value(_) | Outcome::Failed => return Ok(()),
+            Computed::Value(_) | Computed::Failed => return Ok(()),
         };
         // Not while an invalidation that names the key is queued. The tag entries first, as
         // before a lease: they outlive the new value. A store that failed here (reported)
@@ -343,7 +343,7 @@ impl Core {
         }
         match self
             .backend
-            .set_if(mode, &call.key, old, &json, store_ttl)
+            .set_if(mode, &call.key, old, &stored, store_ttl)
             .await
         {
             Ok(true) => {
@@ -414,10 +414,10 @@ impl Core {
 
     /// A computed value whose stored form is over the bound is not stored: the caller still
     /// gets it, and it is counted and logged as unstorable.
-    pub(super) fn bounded(&self, outcome: Outcome) -> Outcome {
+    pub(super) fn bounded(&self, outcome: Computed) -> Computed {
         match (outcome, self.config.max_value_bytes) {
-            (Outcome::Value(bytes), Some(max)) if bytes.len() > max => {
-                Outcome::Unstorable(Error::new(
+            (Computed::Value(bytes), Some(max)) if bytes.len() > max => {
+                Computed::Unstorable(Error::new(
                     ErrorKind::Serialize,
                     format!(
                         "its stored form has {} bytes, over max_value_bytes ({max})",

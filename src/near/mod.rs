@@ -43,7 +43,7 @@ pub(crate) struct NearCache {
 
 /// The epochs a read saw before it was sent; its value is inserted only if they held.
 #[derive(Clone, Copy)]
-pub(crate) struct Ticket {
+pub(crate) struct ReadMark {
     flushes: u64,
     bucket: usize,
     epoch: u64,
@@ -86,40 +86,40 @@ impl NearCache {
     }
 
     /// Taken before a read is sent to the store.
-    pub(crate) fn ticket(&self, key: &str) -> Ticket {
+    pub(crate) fn mark(&self, key: &str) -> ReadMark {
         let bucket = self.bucket(key);
-        Ticket {
+        ReadMark {
             flushes: self.flushes.load(Ordering::Acquire),
             bucket,
             epoch: self.buckets[bucket].load(Ordering::Acquire),
         }
     }
 
-    fn still(&self, ticket: Ticket) -> bool {
+    fn still(&self, mark: ReadMark) -> bool {
         self.trusted.load(Ordering::Acquire)
-            && self.flushes.load(Ordering::Acquire) == ticket.flushes
-            && self.buckets[ticket.bucket].load(Ordering::Acquire) == ticket.epoch
+            && self.flushes.load(Ordering::Acquire) == mark.flushes
+            && self.buckets[mark.bucket].load(Ordering::Acquire) == mark.epoch
     }
 
-    /// Inserts a value read from the store (weighing `weight` bytes) after `ticket` was
+    /// Inserts a value read from the store (weighing `weight` bytes) after `mark` was
     /// taken, for at most `ttl`, unless an invalidation of its key or a flush came in
     /// between.
     pub(crate) fn insert<T: Send + Sync + 'static>(
         &self,
-        ticket: Ticket,
+        mark: ReadMark,
         key: &str,
         value: T,
         weight: usize,
         ttl: Duration,
     ) {
-        if ttl.is_zero() || !self.still(ticket) {
+        if ttl.is_zero() || !self.still(mark) {
             return;
         }
         self.entries
             .insert(key, Box::new(value), weight, Instant::now() + ttl);
         // An invalidation between the check above and the insertion bumped the epoch
         // before it evicted: take the entry back out.
-        if !self.still(ticket) {
+        if !self.still(mark) {
             self.entries.remove(key);
         }
     }
@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn serves_what_was_inserted_as_its_own_type() {
         let near = NearCache::new(100, None, true);
-        let t = near.ticket("k");
+        let t = near.mark("k");
         near.insert(t, "k", vec![1u32, 2], 0, LONG);
         assert_eq!(near.get::<Vec<u32>>("k"), Some(vec![1, 2]));
         assert_eq!(near.get::<String>("k"), None, "another type is a miss");
@@ -231,11 +231,11 @@ mod tests {
     #[test]
     fn a_read_that_raced_an_invalidation_is_not_inserted() {
         let near = NearCache::new(100, None, true);
-        let t = near.ticket("k");
+        let t = near.mark("k");
         near.invalidate("k");
         near.insert(t, "k", 1u8, 0, LONG);
         assert_eq!(near.get::<u8>("k"), None);
-        let t = near.ticket("k");
+        let t = near.mark("k");
         near.invalidate_pattern("x:*");
         near.insert(t, "k", 1u8, 0, LONG);
         assert_eq!(
@@ -243,7 +243,7 @@ mod tests {
             None,
             "a pattern invalidation holds back all"
         );
-        let t = near.ticket("k");
+        let t = near.mark("k");
         near.insert(t, "k", 2u8, 0, LONG);
         assert_eq!(near.get::<u8>("k"), Some(2));
     }
@@ -252,7 +252,7 @@ mod tests {
     fn invalidations_evict_keys_and_patterns() {
         let near = NearCache::new(100, None, true);
         for k in ["w:42:a", "w:42:b", "w:420:a"] {
-            let t = near.ticket(k);
+            let t = near.mark(k);
             near.insert(t, k, 1u8, 0, LONG);
         }
         near.invalidate_pattern("w:42:*");
@@ -266,11 +266,11 @@ mod tests {
     #[test]
     fn nothing_is_served_or_inserted_while_distrusted() {
         let near = NearCache::new(100, None, true);
-        let t = near.ticket("k");
+        let t = near.mark("k");
         near.insert(t, "k", 1u8, 0, LONG);
         near.distrust();
         assert_eq!(near.get::<u8>("k"), None);
-        let t = near.ticket("k");
+        let t = near.mark("k");
         near.insert(t, "k", 2u8, 0, LONG);
         near.trust();
         assert_eq!(near.get::<u8>("k"), None, "dropped when trust was lost");
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn entries_never_outlive_their_ttl() {
         let near = NearCache::new(100, None, true);
-        let t = near.ticket("k");
+        let t = near.mark("k");
         near.insert(t, "k", 1u8, 0, Duration::from_millis(30));
         assert_eq!(near.get::<u8>("k"), Some(1));
         std::thread::sleep(Duration::from_millis(40));
@@ -292,7 +292,7 @@ mod tests {
         let near = NearCache::new(10, None, true);
         for i in 0..100 {
             let k = format!("k{i}");
-            let t = near.ticket(&k);
+            let t = near.mark(&k);
             near.insert(t, &k, i, 0, LONG);
         }
         assert!(near.len() <= 10, "{}", near.len());

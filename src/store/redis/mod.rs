@@ -70,7 +70,7 @@ enum Target {
     },
     /// The primary that Redis Sentinel names, followed through failovers.
     #[cfg(feature = "sentinel")]
-    Sentinel(std::sync::Arc<sentinel::Primary>),
+    Sentinel(std::sync::Arc<sentinel::SentinelPrimary>),
 }
 
 impl RedisStore {
@@ -89,7 +89,7 @@ impl RedisStore {
         sentinel: &crate::config::SentinelConfig,
         config: &Config,
     ) -> Result<Self> {
-        let primary = sentinel::Primary::new(sentinel, config, client_for)?;
+        let primary = sentinel::SentinelPrimary::new(sentinel, config, client_for)?;
         let what = primary.describe();
         Ok(RedisStore::with_target(
             Target::Sentinel(primary),

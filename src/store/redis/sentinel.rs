@@ -1,6 +1,6 @@
 //! Redis Sentinel: which server is the primary, and following it through failovers.
 //!
-//! [`Primary`] asks the Sentinels (`SENTINEL GET-MASTER-ADDR-BY-NAME`), checks that the
+//! [`SentinelPrimary`] asks the Sentinels (`SENTINEL GET-MASTER-ADDR-BY-NAME`), checks that the
 //! server they name reports the `master` role, and hands the one-server store
 //! (`RedisStore`, which builds on this module) a client for it with a generation number. The
 //! store tags every connection it makes with that generation and drops the ones of an
@@ -11,7 +11,7 @@
 //! - a Sentinel announces `+switch-master` for the service (a RESP3 subscription on the
 //!   crate's IO thread, to whichever Sentinel answers);
 //! - a call saw a sign of a failover (a timeout, a refused or lost connection, a `READONLY`
-//!   reply): the store calls [`Primary::suspect`], and its next connection waits for a
+//!   reply): the store calls [`SentinelPrimary::suspect`], and its next connection waits for a
 //!   fresh answer (bounded by the operation timeout);
 //! - every second, in case both of the above missed it (a subscription that was down at
 //!   the moment of the switch).
@@ -74,7 +74,7 @@ pub(crate) struct Resolved {
 /// asked: the one-server store's, handed down so that this module needs nothing of it.
 pub(crate) type ClientFor = fn(&SecretUrl, &Config, bool) -> Result<redis::Client>;
 
-pub(crate) struct Primary {
+pub(crate) struct SentinelPrimary {
     service: String,
     client_for: ClientFor,
     /// Each Sentinel's client (RESP2) and its URL for messages.
@@ -106,25 +106,25 @@ pub(crate) struct Primary {
     unreplicated: AtomicU64,
     unreplicated_logged: AtomicU64,
     epoch: Instant,
-    /// Bumped each time the primary comes into doubt (see [`doubt`](Primary::doubt)).
+    /// Bumped each time the primary comes into doubt (see [`doubt`](SentinelPrimary::doubt)).
     doubts: AtomicU64,
     /// Called on each doubt: the near caches on this primary stop serving at once.
     on_doubt: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
-impl Primary {
+impl SentinelPrimary {
     pub(crate) fn new(
         sentinel: &SentinelConfig,
         config: &Config,
         client_for: ClientFor,
-    ) -> Result<Arc<Primary>> {
+    ) -> Result<Arc<SentinelPrimary>> {
         let mut sentinels = Vec::new();
         let mut subscribers = Vec::new();
         for url in &sentinel.sentinels {
             sentinels.push((client_for(url, config, false)?, url.clone()));
             subscribers.push(client_for(url, config, true)?);
         }
-        let primary = Arc::new(Primary {
+        let primary = Arc::new(SentinelPrimary {
             service: sentinel.service.clone(),
             client_for,
             sentinels,
@@ -344,7 +344,7 @@ impl Primary {
             })?
     }
 
-    /// [`resolve`](Primary::resolve) for a blocking caller, waiting at most `wait`.
+    /// [`resolve`](SentinelPrimary::resolve) for a blocking caller, waiting at most `wait`.
     pub(crate) fn resolve_blocking(self: &Arc<Self>, wait: Duration) -> Result<Arc<Resolved>> {
         if !self.is_suspect() {
             if let Some(current) = self.current() {
@@ -646,7 +646,7 @@ impl Primary {
 
 /// Follows the primary for as long as the store lives: on each `+switch-master` for the
 /// service, and every [`POLL`], asks the Sentinels again.
-async fn watch(primary: Weak<Primary>) {
+async fn watch(primary: Weak<SentinelPrimary>) {
     loop {
         let changed = Arc::new(tokio::sync::Notify::new());
         let lost = Arc::new(AtomicBool::new(false));
