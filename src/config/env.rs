@@ -112,7 +112,7 @@ mod tests {
             "yes please",
         ] {
             let err = env_bool("CACHE_DEBUG", bad).unwrap_err();
-            assert_eq!(err.kind(), crate::ErrorKind::Config);
+            assert_eq!(err.kind(), crate::error::ErrorKind::Config);
             let text = err.to_string();
             assert!(text.contains("CACHE_DEBUG") && text.contains(bad), "{text}");
             for word in ["1", "true", "yes", "0", "false", "no"] {

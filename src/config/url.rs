@@ -32,7 +32,7 @@ impl Config {
     /// # Errors
     /// An unknown scheme, or one this build does not support (`rediss://` without the `tls`
     /// feature, `redis+cluster://` without the `cluster` feature), is a
-    /// [`Config`](crate::ErrorKind::Config) error; so is a `codec` or `compress_over` this
+    /// [`Config`](crate::error::ErrorKind::Config) error; so is a `codec` or `compress_over` this
     /// build does not know.
     pub fn from_url(url: &str) -> Result<Config> {
         let url = url.trim();
@@ -76,7 +76,7 @@ impl Config {
         let redis = || {
             redis::Client::open(url).map_err(|e| {
                 Error::with_source(
-                    crate::ErrorKind::Config,
+                    crate::error::ErrorKind::Config,
                     format!("invalid Redis URL `{shown}`"),
                     e,
                 )
@@ -195,7 +195,7 @@ impl Config {
             }
             redis::Client::open(node).map_err(|e| {
                 Error::with_source(
-                    crate::ErrorKind::Config,
+                    crate::error::ErrorKind::Config,
                     format!("invalid cluster node URL `{shown}`"),
                     e,
                 )
@@ -277,7 +277,7 @@ impl Config {
             let info =
                 redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|e| {
                     Error::with_source(
-                        crate::ErrorKind::Config,
+                        crate::error::ErrorKind::Config,
                         format!("invalid Sentinel `{shown}`"),
                         e,
                     )
@@ -480,7 +480,7 @@ pub(super) fn sentinel_url(url: &str, scheme: &str) -> Result<Config> {
     }
     redis::Client::open(node.as_str()).map_err(|e| {
         Error::with_source(
-            crate::ErrorKind::Config,
+            crate::error::ErrorKind::Config,
             format!("cache URL `{shown}`: invalid credentials or parameters for the data nodes"),
             e,
         )

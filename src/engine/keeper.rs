@@ -293,7 +293,7 @@ fn step(t: &mut Tracked) -> bool {
                 Ok(true) => return false,
                 Ok(false) => {}
                 // An open breaker: nothing was sent, try again later.
-                Err(e) if e.kind() == crate::ErrorKind::Unavailable => {}
+                Err(e) if e.kind() == crate::error::ErrorKind::Unavailable => {}
                 Err(e) => t.cache.report("lease release", &t.key, &e),
             }
             let now = Instant::now();

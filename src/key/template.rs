@@ -279,7 +279,7 @@ impl Template {
             Some(Ok(v)) => v,
             Some(Err(e)) => {
                 return Err(Error::new(
-                    crate::ErrorKind::Serialize,
+                    crate::error::ErrorKind::Serialize,
                     format!(
                         "placeholder `<<{path}>>` of key template `{}`: `{root_name}` could not be serialized: {e}",
                         self.source

@@ -625,7 +625,7 @@ mod tests {
             "k:<<x.y>>}",
         ] {
             let compile_time = !check_patterns("f", &[t], &["x", "y", "from", "to"]).failed();
-            let run_time = crate::Template::parse(t).is_ok();
+            let run_time = crate::key::Template::parse(t).is_ok();
             assert_eq!(compile_time, run_time, "{t}");
         }
     }

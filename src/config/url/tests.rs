@@ -58,7 +58,7 @@ fn urls_pick_the_store() {
     ] {
         assert_eq!(
             Config::from_url(bad).unwrap_err().kind(),
-            crate::ErrorKind::Config,
+            crate::error::ErrorKind::Config,
             "{bad}"
         );
     }

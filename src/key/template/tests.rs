@@ -96,7 +96,7 @@ fn escaping_keeps_values_inside_their_segment() {
 #[test]
 fn unclosed_placeholder_names_template_and_position() {
     let err = Template::parse("user:<<user_id:profile").unwrap_err();
-    assert_eq!(err.kind(), crate::ErrorKind::Template);
+    assert_eq!(err.kind(), crate::error::ErrorKind::Template);
     assert_eq!(
         err.to_string(),
         "unclosed `<<` at byte 5 in key template `user:<<user_id:profile`"
@@ -430,7 +430,7 @@ fn equal_sets_render_one_key() {
 #[test]
 fn placeholders_followed_by_a_value_character_are_refused() {
     let err = Template::parse("range:<<from>>-<<to>>").unwrap_err();
-    assert_eq!(err.kind(), crate::ErrorKind::Template);
+    assert_eq!(err.kind(), crate::error::ErrorKind::Template);
     assert_eq!(
         err.to_string(),
         "placeholder `<<from>>` of key template `range:<<from>>-<<to>>` is followed by `-`, \
