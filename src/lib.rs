@@ -46,39 +46,41 @@
 //!
 //! # How it is built
 //!
-//! Each layer imports only the ones below it.
+//! Each layer imports only the ones below it (no import cycle, no path back up through the
+//! crate root), and the crate holds no `unsafe`.
 //!
-//! - Builders: `cacheable.rs` ([`Cacheable`]), `invalidate.rs` ([`Invalidate`]), and
-//!   `macros.rs` with `macros/support.rs` ([`cache_fn!`], [`ctx!`] and the compile-time
-//!   checks their expansions run). They render keys and call the manager.
-//! - Manager: `manager.rs`, [`Cache`] (its key prefix and every method) and
-//!   [`CacheManager`] (the global cache).
-//! - Engine: `engine/mod.rs`, the read-through (read, single-flight, lease, compute,
-//!   write), a non-generic core on bytes behind thin generic shims; `engine/invalidate.rs`,
-//!   invalidations (keys, patterns, tags page by page) and the queue of those that could
-//!   not reach the store, retried in the background; `flight.rs`, in-process
-//!   single-flight; `lease.rs`, the thread that renews and gives back leases;
-//!   `siblings.rs`, the caches of the process on one store and prefix, which every change
-//!   and every queued invalidation reaches.
-//! - Store contract: `backend/mod.rs`, the `Store` trait, the blocking or async mode of a
-//!   call, and what stored bytes are (a value, a lease, a failure marker); the stores
-//!   `backend/memory.rs` (embedded), `backend/redis.rs` (one server, at a fixed address or
-//!   the primary Sentinel names, with `backend/sentinel.rs` finding and following it, and
-//!   sending recent invalidations again to a new primary) and
-//!   `backend/cluster.rs` (Redis Cluster: key slots and hash tags, its own slot map for a
-//!   breaker per primary, patterns on every primary at once).
-//! - Leaves: `template.rs` and `template/grammar.rs` (the one placeholder grammar, as
-//!   `const fn`s the compile-time checks share, and rendering), `context.rs` and
-//!   `keyvalue.rs` (argument values as a faithful tree), `hash.rs` (SHA-1 digests),
-//!   `glob.rs` (Redis's glob matcher), `codec.rs` (values as JSON by default, or MessagePack,
-//!   LZ4-compressed over a size, each form saying which it is; refused when they would not
-//!   read back equal), `config.rs`, `error.rs`, `outcome.rs` (what a call did),
-//!   `redact.rs` (passwords masked out of the URLs shown), `stats.rs` (counters),
-//!   `telemetry.rs` (the same counts and the
-//!   computation times through the `metrics` facade, with the `metrics` feature),
-//!   `report.rs` (debug lines and throttled fault logs), `health.rs` (what
-//!   [`Cache::health`] reports) and `rt.rs` (the crate's own IO thread, on which async
-//!   connections and timers run).
+//! - **Builders**, `builder/`: [`Cacheable`] and [`Invalidate`] render their templates and
+//!   hand a [`Cache`] one description from `request.rs` (a `Call`, or an invalidation's
+//!   `Target`); they never reach the engine. `macros.rs` and `macros/support.rs`:
+//!   [`cache_fn!`] and [`ctx!`], whose expansions are calls of the builders through
+//!   `$crate::__private`, and the `const fn` checks they run at compile time (the one place
+//!   over 800 lines: a `macro_rules!` parser and its checks are one concept each).
+//! - **Caches**: `cache.rs`, [`Cache`] (its prefix, its manual operations, `health`, and
+//!   the narrow entry the builders use); `global.rs`, [`CacheManager`].
+//! - **Engine**, `engine/`: the read-through on bytes, one non-generic core behind thin
+//!   generic shims, each step in its file: `read.rs` (near cache, store, what the read
+//!   decides), `lease.rs` (leading a computation, the lease across processes), `write.rs`
+//!   (the write under the lease, tags), `refresh.rs` (early refresh,
+//!   stale-while-revalidate), `flight.rs` (single-flight in process), `keeper.rs` (the
+//!   thread that renews and gives back leases), `invalidate.rs` (invalidations, tags page by
+//!   page, and the queue of those that could not land), `siblings.rs` (the caches of the
+//!   process on one store and prefix, which every change reaches).
+//! - **Near cache**, `near/`: decoded values in process memory (`entries.rs`, its map);
+//!   the store tells it of changes through `store::Tracked`.
+//! - **Stores**, `store/`: the `Store` contract and `entry.rs` (what the bytes at a key
+//!   can be, and the one classifier); `memory.rs`, the embedded store; `redis/`, one server
+//!   (`conn.rs`, `breaker.rs`, `scripts.rs` with every command and Lua script, `sentinel.rs`
+//!   finding and following a primary, `tracking.rs` the near cache's invalidation
+//!   messages, `local.rs` connections of the callers' own runtimes); `cluster/` (`slot.rs`,
+//!   `topology.rs` the slot map, `route.rs` one command to its primary, `fanout.rs` every
+//!   primary at once).
+//! - **Leaves**: `config/` (the settings, `url.rs`, `env.rs`), `key/` (grammar, template,
+//!   values, digests, Redis's glob matcher), `request.rs`, `codec.rs` (values as JSON by
+//!   default, or MessagePack, LZ4-compressed over a size, each form saying which it is;
+//!   refused when they would not read back equal), `health.rs`, `outcome.rs`, `error.rs`,
+//!   `redact.rs` (passwords masked out of the URLs shown), `stats.rs`, `telemetry.rs` (the
+//!   `metrics` feature), `report.rs` (debug lines and throttled fault logs) and `rt.rs` (the
+//!   crate's own IO thread, timers, and the blocking or async `Mode` of a call).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
