@@ -213,8 +213,12 @@ impl MemoryStore {
     }
 
     fn lock(&self, key: &str) -> MutexGuard<'_, Stripe> {
-        let i = self.hasher.hash_one(key) as usize % STRIPES;
-        Self::locked(&self.stripes[i])
+        Self::locked(&self.stripes[self.stripe_of(key)])
+    }
+
+    /// The stripe whose lock guards `key`.
+    fn stripe_of(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % STRIPES
     }
 
     fn locked(stripe: &Mutex<Stripe>) -> MutexGuard<'_, Stripe> {
@@ -448,10 +452,27 @@ impl Store for MemoryStore {
     }
 
     async fn delete_pattern(&self, _mode: Mode, pattern: &str) -> Result<u64> {
+        // Every stripe locked for the whole walk, in order (a writer holds one at a time): a
+        // write under way cannot move a key from the marker map to the value cache between
+        // the walk of one and of the other, which would let a lease holder's value, computed
+        // before this invalidation, slip past it.
+        let mut stripes: Vec<MutexGuard<'_, Stripe>> =
+            self.stripes.iter().map(|s| Self::locked(s)).collect();
         let now = Instant::now();
+        let matches = |k: &str| glob::matches(pattern.as_bytes(), k.as_bytes());
+        let mut keys: BTreeSet<String> = self
+            .values
+            .iter()
+            .filter(|(k, v)| v.live(now) && matches(k))
+            .map(|(k, _)| String::clone(&k))
+            .collect();
+        for stripe in &mut stripes {
+            stripe.markers.retain(|_, m| m.live(now));
+            keys.extend(stripe.markers.keys().filter(|k| matches(k)).map(|k| k.to_string()));
+        }
         let mut n = 0;
-        for key in self.matching(pattern) {
-            n += u64::from(self.remove(&mut self.lock(&key), &key, now));
+        for key in keys {
+            n += u64::from(self.remove(&mut stripes[self.stripe_of(&key)], &key, now));
         }
         Ok(n)
     }

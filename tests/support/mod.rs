@@ -2,6 +2,8 @@
 //! shared server on 6379.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod logs;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
