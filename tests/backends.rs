@@ -552,23 +552,15 @@ fn async_calls_work_from_any_executor(b: &Backend) {
         "first call, not tokio"
     );
     let cache = b.cache("exec");
-    let bare = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let bare = support::bare_current_thread();
     assert_eq!(
         bare.block_on(twice(cache.clone(), 1)),
         (2, 2),
         "first call, bare tokio"
     );
-    let no_io = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let no_io = support::current_thread_without_io();
     assert_eq!(no_io.block_on(twice(cache.clone(), 2)), (4, 4));
-    let no_time = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
+    let no_time = support::current_thread_without_time();
     assert_eq!(no_time.block_on(twice(cache.clone(), 3)), (6, 6));
     assert_eq!(park_on(twice(cache.clone(), 4)), (8, 8));
     let deleted = park_on(Invalidate::new(["exec:*"]).on(&cache).now_async(ctx! {})).unwrap();

@@ -184,9 +184,7 @@ fn move_slot(cluster: &RedisCluster, key: &str, mut check: impl FnMut(&str)) {
 fn ask_and_moved_redirections_are_followed_by_sync_and_async_calls() {
     let cluster = RedisCluster::start();
     let cache = cache_on(&cluster, "moving");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = support::bare_current_thread();
     let computed = AtomicUsize::new(0);
     let sync_read = || {
         Cacheable::new("item:<<id>>")
@@ -289,10 +287,7 @@ fn a_killed_primary_costs_its_callers_the_timeout_and_caching_resumes_after_fail
     let slowest = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
     let others = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let noticed = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = support::bare_runtime(2);
     let calls = Arc::new(AtomicU64::new(0));
     std::thread::scope(|s| {
         // Two sync readers.
@@ -361,7 +356,7 @@ fn a_killed_primary_costs_its_callers_the_timeout_and_caching_resumes_after_fail
         // The writer/reader race on a key of the victim, throughout.
         let race = {
             let (cache, stop) = (cache.clone(), stop.clone());
-            s.spawn(move || race_until(&cache, &stop))
+            s.spawn(move || support::race_until(&cache, &stop, 11))
         };
 
         std::thread::sleep(Duration::from_millis(500));
@@ -449,71 +444,6 @@ fn a_killed_primary_costs_its_callers_the_timeout_and_caching_resumes_after_fail
     );
 }
 
-/// Rounds of a writer/reader race on `balance:42` until `stop`: readers read through
-/// while the writer bumps the source and invalidates; a round counts when its deletions
-/// went through (while the key's primary is down they fail, and are reported). Returns
-/// (rounds counted, stale values among them, rounds skipped).
-fn race_until(cache: &Arc<Cache>, stop: &AtomicBool) -> (u64, u64, u64) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
-    let source = Arc::new(AtomicU64::new(0));
-    let read = |cache: Arc<Cache>, source: Arc<AtomicU64>, jitter_us: u64| async move {
-        Cacheable::new("balance:<<user_id>>")
-            .on(&cache)
-            .run_async(ctx! { user_id = 42 }, || async move {
-                let seen = source.load(Ordering::SeqCst);
-                std::thread::sleep(Duration::from_micros(jitter_us));
-                seen
-            })
-            .await
-    };
-    let mut rng = support::Rng::new(11);
-    let (mut rounds, mut stale, mut skipped) = (0, 0, 0);
-    while !stop.load(Ordering::SeqCst) {
-        if cache.delete("balance:42").is_err() {
-            skipped += 1;
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        let readers: Vec<_> = (0..3)
-            .map(|_| rt.spawn(read(cache.clone(), source.clone(), rng.below(400) as u64)))
-            .collect();
-        let writer = {
-            let (cache, source) = (cache.clone(), source.clone());
-            let delay = rng.below(300) as u64;
-            rt.spawn(async move {
-                std::thread::sleep(Duration::from_micros(delay));
-                source.fetch_add(1, Ordering::SeqCst);
-                Invalidate::new(["balance:<<user_id>>"])
-                    .on(&cache)
-                    .now_async(ctx! { user_id = 42 })
-                    .await
-                    .is_ok()
-            })
-        };
-        let invalidated = rt.block_on(async {
-            for r in readers {
-                r.await.unwrap();
-            }
-            writer.await.unwrap()
-        });
-        let current = source.load(Ordering::SeqCst);
-        let seen = rt.block_on(read(cache.clone(), source.clone(), 0));
-        if !invalidated {
-            skipped += 1;
-            continue;
-        }
-        rounds += 1;
-        if seen != current {
-            stale += 1;
-        }
-    }
-    rt.shutdown_timeout(Duration::from_secs(2));
-    (rounds, stale, skipped)
-}
-
 /// A primary frozen (SIGSTOP, as a stuck host): calls on its keys take the operation timeout
 /// until its breaker opens, then fail fast; calls on the other primaries' keys are hits and
 /// wait for nothing; once it thaws, its keys are cached again.
@@ -541,9 +471,7 @@ fn a_frozen_primary_costs_its_own_callers_the_timeout_and_no_one_else_anything()
                 id
             })
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = support::bare_current_thread();
     let read_async = |id: u32| {
         rt.block_on(
             Cacheable::new("item:<<id>>")

@@ -5,7 +5,6 @@
 //! ready calls waits until the loop ends: the last test here reproduces that shape, in
 //! which an async call beside a loop of calls failing fast could wait out a whole failover.
 
-#[cfg(feature = "redis")]
 mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config};
@@ -23,9 +22,7 @@ where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = support::bare_current_thread();
     rt.block_on(async {
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
@@ -112,9 +109,7 @@ fn a_loop_of_calls_failing_fast_lets_the_other_tasks_run() {
             .on(&cache)
             .run_async(ctx! { id }, move || async move { id * 2 })
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = support::bare_current_thread();
     // The first calls wait on the refused connection; then the breaker opens.
     rt.block_on(async {
         for id in 0..5 {
@@ -146,10 +141,7 @@ fn a_follower_woken_onto_a_looping_worker_runs_before_the_loop_ends() {
     const LOOP: Duration = Duration::from_secs(1);
     let cache = Arc::new(Cache::new(Config::memory().prefix("coop-lifo")).unwrap());
     cache.set("warm", &7u32, 60).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = support::bare_runtime(2);
     let b_computing = Arc::new(AtomicBool::new(false));
     let a_waiting = Arc::new(AtomicBool::new(false));
     // When A got its value, in µs after B's flight ended (u64::MAX: not yet).

@@ -271,11 +271,7 @@ fn an_async_leader_is_not_frozen_by_sync_callers_on_its_runtime() {
     let (_server, caches) = backends("mixed");
     for (store, cache) in caches {
         // Two workers, both taken by sync callers of the key the async task computes.
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = support::runtime(2);
         let leader_took = rt.block_on(async {
             let c = cache.clone();
             let leader = tokio::spawn(async move {
@@ -317,10 +313,7 @@ fn an_async_leader_is_not_frozen_by_sync_callers_on_its_runtime() {
         );
 
         // One thread: the async leader and a sync caller joined on it.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = support::current_thread();
         let started = Instant::now();
         let (a, b) = rt.block_on(async {
             tokio::join!(
@@ -390,10 +383,7 @@ fn a_computation_that_asks_for_its_own_key_computes_at_once() {
         let started = Instant::now();
         assert_eq!(recursive(cache, 0), 3, "{store}");
         assert_eq!(ping(cache, 2), 3, "{store}: a cycle of two keys");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = support::current_thread();
         assert_eq!(rt.block_on(recursive_async(cache, 0)), 3, "{store}");
         let took = started.elapsed();
         println!("{store}: recursions took {} ms", took.as_millis());
@@ -417,19 +407,11 @@ fn async_calls_work_from_any_executor_and_runtime_flavour() {
     let (_server, caches) = backends("exec");
     for (store, cache) in &caches {
         let before = cache.stats();
-        let no_io = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let no_io = support::current_thread_without_io();
         assert_eq!(no_io.block_on(twice(cache, 1)), (2, 2), "{store}");
-        let no_time = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .unwrap();
+        let no_time = support::current_thread_without_time();
         assert_eq!(no_time.block_on(twice(cache, 2)), (4, 4), "{store}");
-        let bare = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let bare = support::bare_current_thread();
         assert_eq!(bare.block_on(twice(cache, 3)), (6, 6), "{store}");
         assert_eq!(
             park_on(twice(cache, 4)),
@@ -455,16 +437,9 @@ fn async_calls_do_not_depend_on_the_runtime_that_made_the_first_one() {
     let server = RedisServer::start();
     let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("first")).unwrap();
     // The first runtime makes the first async call, then stays alive but is never polled.
-    let first = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let first = support::current_thread();
     assert_eq!(first.block_on(twice(&cache, 1)), (2, 2));
-    let other = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let other = support::runtime(1);
     for id in 10..15 {
         let started = Instant::now();
         assert_eq!(other.block_on(twice(&cache, id)), (id * 2, id * 2));

@@ -4,33 +4,16 @@
 mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
-use std::sync::Mutex;
 use support::RedisServer;
 
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.target() == "cacheable" && record.level() == log::Level::Info {
-            LINES.lock().unwrap().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
+/// The crate's info-level lines since the last call (debug mode's level).
 fn take_lines() -> Vec<String> {
-    std::mem::take(&mut *LINES.lock().unwrap())
+    support::logs::take_cacheable(log::Level::Info)
 }
 
 #[test]
 fn debug_lines_match_the_seed() {
-    let _ = log::set_logger(&Capture);
-    log::set_max_level(log::LevelFilter::Info);
+    support::logs::capture();
     let server = RedisServer::start();
     let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("paycore")).unwrap();
 

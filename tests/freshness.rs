@@ -367,11 +367,7 @@ fn a_tag_that_does_not_render_computes_without_caching(b: &Backend) {
 
 fn async_tags(b: &Backend) {
     let cache = b.cache("tagasync");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime(2);
     rt.block_on(async {
         for id in 0..10u64 {
             let v = Cacheable::new("doc:<<team>>:<<id>>")
@@ -446,10 +442,7 @@ fn stale_if_error_answers_a_failed_computation(b: &Backend) {
     assert_eq!(cache.stats().stale_if_error, 2, "that was a hit");
     // Async: the same.
     std::thread::sleep(Duration::from_millis(400));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::current_thread();
     let got = rt.block_on(
         Cacheable::new("quote:<<id>>")
             .ttl(Duration::from_millis(300))

@@ -8,41 +8,19 @@ mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::RedisServer;
 
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.target() == "cacheable" && record.level() <= log::Level::Warn {
-            LINES.lock().unwrap().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
+use support::logs;
 
 fn capture_logs() {
-    let _ = log::set_logger(&Capture);
-    log::set_max_level(log::LevelFilter::Warn);
+    logs::capture();
 }
 
 /// The captured warnings that mention `needle` (each test uses its own prefix, so tests
 /// that share a process do not count each other's lines).
 fn lines_with(needle: &str) -> Vec<String> {
-    LINES
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .cloned()
-        .collect()
+    logs::cacheable(log::Level::Warn, needle)
 }
 
 /// The most lines a second-per-kind throttle lets through in `elapsed`, for `kinds` kinds.

@@ -313,11 +313,7 @@ fn a_lease_request_that_lands_after_its_timeout_is_given_back() {
         .op_timeout(Duration::from_millis(100))
         .breaker(0, Duration::from_secs(1));
     let cache = Cache::new(config).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime(2);
     rt.block_on(async {
         cache.set_async("warm", &1, 60).await.unwrap();
         server.cli(&["CLIENT", "PAUSE", "300", "WRITE"]);

@@ -226,26 +226,7 @@ const SENTINEL: &str =
 #[cfg(feature = "redis")]
 #[test]
 fn a_near_cache_that_cannot_track_says_why() {
-    use std::sync::{Mutex, OnceLock};
-    static LINES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    struct Capture;
-    impl log::Log for Capture {
-        fn enabled(&self, m: &log::Metadata) -> bool {
-            m.level() <= log::Level::Warn
-        }
-        fn log(&self, r: &log::Record) {
-            if self.enabled(r.metadata()) {
-                LINES
-                    .get_or_init(Default::default)
-                    .lock()
-                    .unwrap()
-                    .push(format!("{} {}", r.level(), r.args()));
-            }
-        }
-        fn flush(&self) {}
-    }
-    log::set_boxed_logger(Box::new(Capture)).unwrap();
-    log::set_max_level(log::LevelFilter::Warn);
+    support::logs::capture();
     let server = support::RedisServer::start();
     grant(|a| server.cli(a), &rules(&["-client|tracking"]));
     let cache = Cache::new(
@@ -257,13 +238,9 @@ fn a_near_cache_that_cannot_track_says_why() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let warning = loop {
-        let found = LINES
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains("near cache"))
-            .cloned();
+        let found = support::logs::lines()
+            .into_iter()
+            .find(|l| l.starts_with("WARN") && l.contains("near cache"));
         if let Some(line) = found {
             break line;
         }
@@ -289,12 +266,9 @@ fn a_near_cache_that_cannot_track_says_why() {
     }
     // Logged once, not once a retry.
     std::thread::sleep(Duration::from_millis(300));
-    let count = LINES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
+    let count = support::logs::lines()
         .iter()
-        .filter(|l| l.contains("near cache"))
+        .filter(|l| l.starts_with("WARN") && l.contains("near cache"))
         .count();
     assert_eq!(count, 1);
 }

@@ -3,6 +3,8 @@
 //! `impl` blocks wrapped in the macro. Each block below is expanded either side by side
 //! (the usual forms) or one function after another (any other form); both are exercised.
 
+mod support;
+
 use cacheable::{cache_fn, Cache, Config};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -363,22 +365,6 @@ async fn methods_and_impl_blocks() {
 
 // ---- debug lines name the function.
 
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.target() == "cacheable" && record.level() == log::Level::Info {
-            LINES.lock().unwrap().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
 cache_fn! {
     #[cache(key = "dbg:<<id>>", debug = true, cache = &CACHE)]
     fn traced<T: Serialize>(id: T) -> u32 {
@@ -392,11 +378,10 @@ cache_fn! {
 
 #[test]
 fn debug_lines_name_the_function() {
-    let _ = log::set_logger(&Capture);
-    log::set_max_level(log::LevelFilter::Info);
+    support::logs::capture();
     assert_eq!(traced(5_u8), 7);
     untraced(5_u8);
-    let lines = std::mem::take(&mut *LINES.lock().unwrap());
+    let lines = support::logs::take_cacheable(log::Level::Info);
     assert!(
         lines.contains(&"[Cache Debug] Function: traced".to_string()),
         "{lines:?}"

@@ -101,10 +101,7 @@ fn async_near_hits_too() {
     server.cli(&["SET", "n2:v:2", "7", "EX", "600"]);
     let cache = near(&server, "n2");
     until_near_hit(&cache, 2);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::current_thread();
     let before = cache.stats().near_hits;
     for _ in 0..100 {
         let id = 2u32;

@@ -2,44 +2,19 @@
 //! panics on a key that cannot be rendered, each distinct fault logs at least once, every
 //! call has debug-level lines, and the global cache says which store it uses.
 
+mod support;
+
 use cacheable::{ctx, Cache, CacheManager, Cacheable, Config, Invalidate};
 use serde::Serialize;
 use std::process::Command;
-use std::sync::Mutex;
-
-/// Every record logged in this process: (level, target, text).
-static RECORDS: Mutex<Vec<(log::Level, String, String)>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        RECORDS.lock().unwrap().push((
-            record.level(),
-            record.target().to_owned(),
-            record.args().to_string(),
-        ));
-    }
-    fn flush(&self) {}
-}
 
 fn capture() {
-    let _ = log::set_logger(&Capture);
-    log::set_max_level(log::LevelFilter::Trace);
+    support::logs::capture();
 }
 
-/// The records whose text holds `needle`.
+/// The records whose text holds `needle`: (level, target, text).
 fn logged(needle: &str) -> Vec<(log::Level, String, String)> {
-    RECORDS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, _, text)| text.contains(needle))
-        .cloned()
-        .collect()
+    support::logs::with(needle)
 }
 
 #[derive(Serialize)]

@@ -16,10 +16,7 @@ fn a_cache_outlives_the_runtime_that_first_used_it() {
     let server = RedisServer::start();
     let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("rt")).unwrap();
     for round in 0..3 {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = support::current_thread();
         runtime.block_on(async {
             // A write the user asked for: it must not be lost to the previous runtime's
             // dead connection.
@@ -75,10 +72,7 @@ async fn hits(cache: &Cache, n: u32) {
 /// where the IO thread's connection is the only one) started its own connection: its first
 /// call goes through the IO thread, its later ones use its own once it is up.
 fn runtime_with_its_own_connection(server: &RedisServer, cache: &Cache) -> tokio::runtime::Runtime {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::current_thread();
     runtime.block_on(async {
         hits(cache, 5).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -105,10 +99,7 @@ fn a_runtime_with_an_io_driver_sends_on_a_connection_of_its_own() {
 
     // A runtime without an IO driver: its calls go through the crate's IO thread, and no
     // connection of its own is started.
-    let no_io = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let no_io = support::current_thread_without_io();
     no_io.block_on(async {
         hits(&cache, 5).await;
         // Time for a connection of its own to come up, if one were (wrongly) started.

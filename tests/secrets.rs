@@ -8,35 +8,18 @@ mod support;
 use cacheable::{ctx, Cache, CacheManager, Cacheable, Config, Invalidate};
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 use support::RedisServer;
 
 const SECRET: &str = "PASSWORD";
 
-static RECORDS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Keeps every log record, of every level and target.
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let line = format!("{} {} {}", record.level(), record.target(), record.args());
-        RECORDS.lock().unwrap().push(line);
-    }
-    fn flush(&self) {}
-}
-
 fn capture_logs() {
-    let _ = log::set_logger(&Capture);
-    log::set_max_level(log::LevelFilter::Trace);
+    support::logs::capture();
 }
 
+/// Every record so far, as `LEVEL target text`.
 fn records() -> Vec<String> {
-    RECORDS.lock().unwrap().clone()
+    support::logs::lines()
 }
 
 /// A port nothing listens on.
@@ -182,9 +165,7 @@ fn an_unreachable_cluster_shows_no_password() {
     assert_eq!(Cacheable::new("k").on(&cache).run(ctx! {}, || 5), 5);
     let err = Invalidate::new(["k*"]).on(&cache).now(ctx! {}).unwrap_err();
     assert_clean("a cluster invalidation", texts(&err));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = support::bare_current_thread();
     let err = rt.block_on(cache.get_async::<i32>("k")).unwrap_err();
     assert_clean("an async cluster get", texts(&err));
     assert_clean("a log record", records());
@@ -213,9 +194,7 @@ fn an_unreachable_sentinel_setup_shows_no_password() {
     assert_eq!(Cacheable::new("k").on(&cache).run(ctx! {}, || 5), 5);
     let err = Invalidate::new(["k*"]).on(&cache).now(ctx! {}).unwrap_err();
     assert_clean("a Sentinel invalidation", texts(&err));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = support::bare_current_thread();
     let err = rt.block_on(cache.get_async::<i32>("k")).unwrap_err();
     assert_clean("an async Sentinel get", texts(&err));
     let config = Config::sentinel(

@@ -64,10 +64,7 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
     let last_miss = Arc::new(Mutex::new(None::<Instant>));
     let slowest = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
     let calls_made = Arc::new(AtomicU64::new(0));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = support::bare_runtime(2);
     std::thread::scope(|s| {
         for t in 0..2u32 {
             let (cache, stop, slowest, killed_at, last_miss, calls_made) = (
@@ -135,7 +132,7 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
         }
         let race = {
             let (cache, stop) = (cache.clone(), stop.clone());
-            s.spawn(move || race_until(&cache, &stop))
+            s.spawn(move || support::race_until(&cache, &stop, 19))
         };
 
         std::thread::sleep(Duration::from_millis(500));
@@ -196,9 +193,7 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
         calls(&setup, new, "set") >= sets_before + 300,
         "the new keys were written to the new primary"
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = support::bare_current_thread();
     let async_misses = rt.block_on(async {
         let computed = Arc::new(AtomicUsize::new(0));
         for round in 0..2 {
@@ -222,70 +217,6 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
     assert_eq!(async_misses, 0, "async: the second round is all hits");
 }
 
-/// Rounds of a writer/reader race on `balance:42` until `stop`: readers read through
-/// while the writer bumps the source and invalidates; a round counts when its deletions
-/// went through. Returns (rounds counted, stale values among them, rounds skipped).
-fn race_until(cache: &Arc<Cache>, stop: &AtomicBool) -> (u64, u64, u64) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
-    let source = Arc::new(AtomicU64::new(0));
-    let read = |cache: Arc<Cache>, source: Arc<AtomicU64>, jitter_us: u64| async move {
-        Cacheable::new("balance:<<user_id>>")
-            .on(&cache)
-            .run_async(ctx! { user_id = 42 }, || async move {
-                let seen = source.load(Ordering::SeqCst);
-                std::thread::sleep(Duration::from_micros(jitter_us));
-                seen
-            })
-            .await
-    };
-    let mut rng = support::Rng::new(19);
-    let (mut rounds, mut stale, mut skipped) = (0, 0, 0);
-    while !stop.load(Ordering::SeqCst) {
-        if cache.delete("balance:42").is_err() {
-            skipped += 1;
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        let readers: Vec<_> = (0..3)
-            .map(|_| rt.spawn(read(cache.clone(), source.clone(), rng.below(400) as u64)))
-            .collect();
-        let writer = {
-            let (cache, source) = (cache.clone(), source.clone());
-            let delay = rng.below(300) as u64;
-            rt.spawn(async move {
-                std::thread::sleep(Duration::from_micros(delay));
-                source.fetch_add(1, Ordering::SeqCst);
-                Invalidate::new(["balance:<<user_id>>"])
-                    .on(&cache)
-                    .now_async(ctx! { user_id = 42 })
-                    .await
-                    .is_ok()
-            })
-        };
-        let invalidated = rt.block_on(async {
-            for r in readers {
-                r.await.unwrap();
-            }
-            writer.await.unwrap()
-        });
-        let current = source.load(Ordering::SeqCst);
-        let seen = rt.block_on(read(cache.clone(), source.clone(), 0));
-        if !invalidated {
-            skipped += 1;
-            continue;
-        }
-        rounds += 1;
-        if seen != current {
-            stale += 1;
-        }
-    }
-    rt.shutdown_timeout(Duration::from_secs(2));
-    (rounds, stale, skipped)
-}
-
 /// A failover the Sentinels are asked for (`SENTINEL FAILOVER`): the old primary lives on,
 /// demoted to a replica. The cache moves to the new primary by itself, sync and async: its
 /// writes land there, an invalidation after the switch is honoured, and nothing is read
@@ -296,9 +227,7 @@ fn a_demoted_primary_is_left_for_the_new_one() {
     let setup = RedisSentinel::start();
     println!("setup started in {:?}", started.elapsed());
     let cache = Cache::new(config(&setup, "dm")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let rt = support::bare_current_thread();
     let source = AtomicU64::new(1);
     let read = || {
         Cacheable::new("v:<<id>>")
@@ -508,10 +437,7 @@ fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over
     std::thread::sleep(Duration::from_millis(100));
     let stop = Arc::new(AtomicBool::new(false));
     let slowest = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = support::bare_runtime(2);
     let started = Instant::now();
     std::thread::scope(|s| {
         for t in 0..2u32 {

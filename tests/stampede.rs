@@ -131,11 +131,7 @@ const CHILD_START: &str = "CACHEABLE_STAMPEDE_START_MS";
 
 /// One of the four processes: 50 tasks call the same cold key at the same instant.
 fn stampede_child(url: &str, start_ms: u64) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = support::runtime(2);
     runtime.block_on(async {
         let cache = Arc::new(cache_for(url));
         let client = redis::Client::open(url).unwrap();

@@ -468,7 +468,13 @@ impl Store for MemoryStore {
             .collect();
         for stripe in &mut stripes {
             stripe.markers.retain(|_, m| m.live(now));
-            keys.extend(stripe.markers.keys().filter(|k| matches(k)).map(|k| k.to_string()));
+            keys.extend(
+                stripe
+                    .markers
+                    .keys()
+                    .filter(|k| matches(k))
+                    .map(|k| k.to_string()),
+            );
         }
         let mut n = 0;
         for key in keys {

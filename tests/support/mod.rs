@@ -918,6 +918,46 @@ pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A multi-thread tokio runtime of `workers` threads without IO or time drivers (the crate
+/// must not need them).
+pub fn bare_runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .build()
+        .unwrap()
+}
+
+/// A current-thread tokio runtime with its drivers.
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A current-thread tokio runtime with neither an IO nor a time driver.
+pub fn bare_current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+/// A current-thread tokio runtime with a time driver but no IO driver.
+pub fn current_thread_without_io() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// A current-thread tokio runtime with an IO driver but no time driver.
+pub fn current_thread_without_time() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap()
+}
+
 /// `suite![case, …]` defines `run_suite(&Backend)`, which runs each case in order on the
 /// backend; a failing case names itself and the backend.
 macro_rules! suite {
@@ -956,4 +996,76 @@ pub fn park_on<F: std::future::Future>(fut: F) -> F::Output {
         }
         std::thread::park();
     }
+}
+
+/// Rounds of a writer/reader race on `balance:42` until `stop`: readers read through
+/// while the writer bumps the source and invalidates; a round counts when its deletions
+/// went through (while the key's primary is down they fail, and are reported). Returns
+/// (rounds counted, stale values among them, rounds skipped).
+pub fn race_until(
+    cache: &std::sync::Arc<cacheable::Cache>,
+    stop: &std::sync::atomic::AtomicBool,
+    seed: u64,
+) -> (u64, u64, u64) {
+    use cacheable::{ctx, Cacheable, Invalidate};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let source = Arc::new(AtomicU64::new(0));
+    let read = |cache: Arc<cacheable::Cache>, source: Arc<AtomicU64>, jitter_us: u64| async move {
+        Cacheable::new("balance:<<user_id>>")
+            .on(&cache)
+            .run_async(ctx! { user_id = 42 }, || async move {
+                let seen = source.load(Ordering::SeqCst);
+                std::thread::sleep(Duration::from_micros(jitter_us));
+                seen
+            })
+            .await
+    };
+    let mut rng = Rng::new(seed);
+    let (mut rounds, mut stale, mut skipped) = (0, 0, 0);
+    while !stop.load(Ordering::SeqCst) {
+        if cache.delete("balance:42").is_err() {
+            skipped += 1;
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let readers: Vec<_> = (0..3)
+            .map(|_| rt.spawn(read(cache.clone(), source.clone(), rng.below(400) as u64)))
+            .collect();
+        let writer = {
+            let (cache, source) = (cache.clone(), source.clone());
+            let delay = rng.below(300) as u64;
+            rt.spawn(async move {
+                std::thread::sleep(Duration::from_micros(delay));
+                source.fetch_add(1, Ordering::SeqCst);
+                Invalidate::new(["balance:<<user_id>>"])
+                    .on(&cache)
+                    .now_async(ctx! { user_id = 42 })
+                    .await
+                    .is_ok()
+            })
+        };
+        let invalidated = rt.block_on(async {
+            for r in readers {
+                r.await.unwrap();
+            }
+            writer.await.unwrap()
+        });
+        let current = source.load(Ordering::SeqCst);
+        let seen = rt.block_on(read(cache.clone(), source.clone(), 0));
+        if !invalidated {
+            skipped += 1;
+            continue;
+        }
+        rounds += 1;
+        if seen != current {
+            stale += 1;
+        }
+    }
+    rt.shutdown_timeout(Duration::from_secs(2));
+    (rounds, stale, skipped)
 }
