@@ -49,6 +49,10 @@ load:
 soak SEED="":
     for b in single cluster sentinel; do cargo run --release --example soak -- --minutes 10 --backend $b {{ if SEED != "" { "--seed " + SEED } else { "" } }} || exit 1; done
 
+# The invalidation races at 30,000 rounds each (the test command runs 3,000).
+races:
+    CACHEABLE_RACE_ROUNDS=30000 cargo nextest run --release --test invalidation_race
+
 # Memory bounds: 1,000,000 distinct keys on the embedded store and on Redis with the near
 # cache (examples/memory_bounds.rs).
 memory-bounds:
