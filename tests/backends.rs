@@ -10,7 +10,7 @@
 mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Invalidate, KeyTtl};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,33 +38,18 @@ suite![
     async_calls_work_from_any_executor,
 ];
 
-#[test]
-fn memory() {
-    run_suite(&Backend::new("memory", None));
-}
-
-#[cfg(feature = "redis")]
-#[test]
-fn redis() {
-    let server = support::RedisServer::start();
-    run_suite(&Backend::new("redis", Some(server.url())));
-}
-
-#[cfg(feature = "cluster")]
-#[test]
-fn cluster() {
-    let cluster = support::RedisCluster::start();
-    run_suite(&Backend::new("cluster", Some(cluster.url())));
+support::suite_tests! {
+    memory = memory(Without),
+    redis = redis(Without),
+    cluster = cluster(Without),
 }
 
 #[cfg(feature = "sentinel")]
 #[test]
 fn sentinel() {
-    let setup = support::RedisSentinel::start();
-    let primary = setup.primary_port().expect("the Sentinels name a primary");
-    let backend = Backend::new("sentinel", Some(setup.url()));
-    run_suite(&backend);
+    let setup = support::on_sentinel(support::Near::Without, run_suite);
     // The suite's keys went to the primary (and reached its replica), not elsewhere.
+    let primary = setup.primary_port().expect("the Sentinels name a primary");
     let on_primary = setup.node_cli(primary, &["DBSIZE"]);
     assert!(
         on_primary.trim().parse::<u64>().unwrap() > 0,
@@ -399,9 +384,7 @@ fn leases_across_caches(b: &Backend) {
     };
     std::thread::scope(|s| {
         let first = s.spawn(|| compute(&cache));
-        while !started.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        support::wait_started(&started);
         let second = s.spawn(|| compute(&peer));
         assert_eq!(first.join().unwrap(), "value");
         assert_eq!(second.join().unwrap(), "value");
@@ -424,9 +407,7 @@ fn an_invalidation_during_a_computation_keeps_its_value_out(b: &Backend) {
                     100
                 })
         });
-        while !started.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        support::wait_started(&started);
         Invalidate::new(["balance:<<id>>"])
             .on(&cache)
             .now(ctx! { id = 1 })
@@ -487,49 +468,14 @@ fn stampede(b: &Backend) {
 /// read returns the current source.
 fn invalidation_race(b: &Backend) {
     let cache = Arc::new(b.cache("race"));
-    let source = Arc::new(AtomicU64::new(0));
-    let rt = runtime();
-    let read = |cache: Arc<Cache>, source: Arc<AtomicU64>, jitter_us: u64| async move {
-        Cacheable::new("balance:<<user_id>>")
-            .on(&cache)
-            .run_async(ctx! { user_id = 42 }, || async move {
-                let seen = source.load(Ordering::SeqCst);
-                std::thread::sleep(Duration::from_micros(jitter_us));
-                seen
-            })
-            .await
-    };
-    let mut rng = support::Rng::new(7);
-    let mut stale = 0;
+    let mut race = support::failover::Race::new(&cache, 7);
     let rounds = 300;
+    let mut stale = 0;
     for _ in 0..rounds {
-        cache.delete("balance:42").unwrap();
-        let readers: Vec<_> = (0..3)
-            .map(|_| rt.spawn(read(cache.clone(), source.clone(), rng.below(400) as u64)))
-            .collect();
-        let writer = {
-            let (cache, source) = (cache.clone(), source.clone());
-            let delay = rng.below(300) as u64;
-            rt.spawn(async move {
-                std::thread::sleep(Duration::from_micros(delay));
-                source.fetch_add(1, Ordering::SeqCst);
-                Invalidate::new(["balance:<<user_id>>"])
-                    .on(&cache)
-                    .now_async(ctx! { user_id = 42 })
-                    .await
-                    .unwrap();
-            })
-        };
-        rt.block_on(async {
-            for r in readers {
-                r.await.unwrap();
-            }
-            writer.await.unwrap();
-        });
-        let current = source.load(Ordering::SeqCst);
-        if rt.block_on(read(cache.clone(), source.clone(), 0)) != current {
-            stale += 1;
-        }
+        stale += u32::from(
+            race.round()
+                .expect("the deletion and the invalidation went through"),
+        );
     }
     assert_eq!(stale, 0, "stale values in {rounds} rounds");
 }

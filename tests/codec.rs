@@ -3,7 +3,6 @@
 //! plain JSON that `redis-cli GET` shows as it is; and whatever the codec, a cached value
 //! equals the computed one or it is not stored.
 
-#[cfg(feature = "redis")]
 mod support;
 
 #[cfg(any(feature = "msgpack", feature = "redis"))]
@@ -457,12 +456,6 @@ fn the_environment_chooses_the_format() {
         } else {
             cmd.env_remove("CACHE_COMPRESS_OVER");
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{mode}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support::assert_child_passes(&mut cmd, mode);
     }
 }

@@ -2,6 +2,8 @@
 //! when `CACHE_URL` is unset, and a clear error, never a silent fallback, when it (or
 //! `CACHE_DEBUG`) is wrong.
 
+mod support;
+
 use cacheable::{ctx, CacheManager, Cacheable};
 use std::process::Command;
 
@@ -97,12 +99,6 @@ fn global_cache_comes_from_the_environment() {
         if let Some(debug) = debug {
             cmd.env("CACHE_DEBUG", debug);
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{mode}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support::assert_child_passes(&mut cmd, mode);
     }
 }

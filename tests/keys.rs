@@ -1,6 +1,7 @@
-//! Keys never collide: every collision the Correctness issue listed, on the embedded store
-//! and on a private Redis, plus generated `serde_json::Value`s whose invalidation patterns
-//! must delete exactly their own keys under the real server's `SCAN MATCH`.
+//! Keys never collide: every collision a key scheme could make (a value that looks like a
+//! separator, a glob or another type), on the embedded store and on a private Redis, plus
+//! generated `serde_json::Value`s whose invalidation patterns must delete exactly their own
+//! keys under the real server's `SCAN MATCH`.
 
 mod support;
 

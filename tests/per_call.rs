@@ -36,35 +36,12 @@ suite![
     macro_options,
 ];
 
-#[test]
-fn memory() {
-    run_suite(&Backend::new("memory", None));
-}
-
-#[test]
-fn memory_near() {
-    run_suite(&Backend::new("memory-near", None).near());
-}
-
-#[cfg(feature = "redis")]
-#[test]
-fn redis() {
-    let server = support::RedisServer::start();
-    run_suite(&Backend::new("redis", Some(server.url())));
-}
-
-#[cfg(feature = "redis")]
-#[test]
-fn redis_near() {
-    let server = support::RedisServer::start();
-    run_suite(&Backend::new("redis-near", Some(server.url())).near());
-}
-
-#[cfg(feature = "cluster")]
-#[test]
-fn cluster() {
-    let cluster = support::RedisCluster::start();
-    run_suite(&Backend::new("cluster", Some(cluster.url())));
+support::suite_tests! {
+    memory = memory(Without),
+    memory_near = memory(With),
+    redis = redis(Without),
+    redis_near = redis(With),
+    cluster = cluster(Without),
 }
 
 /// A call that must be served from the cache: its computation fails the test. A near
@@ -900,9 +877,7 @@ fn stale_answers_are_stale(b: &Backend) {
     let started = AtomicBool::new(false);
     std::thread::scope(|s| {
         let refresher = s.spawn(|| rate(2, Some(&started)));
-        while !started.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        support::wait_started(&started);
         assert_eq!(rate(99, None), (1, Outcome::Stale));
         let mut outcome = Outcome::Miss;
         let v = runtime().block_on(

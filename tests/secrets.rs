@@ -155,20 +155,28 @@ fn an_unreachable_cluster_shows_no_password() {
         closed_port(),
         closed_port()
     );
-    let config = Config::from_url(&url)
+    unreachable_hides_the_secret("cluster", &url);
+    assert_clean("a log record", records());
+}
+
+/// A cache on `url`, whose servers do not answer: its `Debug`, and the errors of a get, an
+/// invalidation and an async get, show no password; a call computes its value.
+fn unreachable_hides_the_secret(what: &str, url: &str) {
+    let config = Config::from_url(url)
         .unwrap()
         .op_timeout(Duration::from_millis(200));
     assert!(!format!("{config:?}").contains(SECRET));
     let cache = Cache::new(config).unwrap();
     assert!(!format!("{cache:?}").contains(SECRET));
-    assert_clean("a cluster get", texts(&cache.get::<i32>("k").unwrap_err()));
+    let err = cache.get::<i32>("k").unwrap_err();
+    assert!(format!("{err:#}").contains("127.0.0.1:"), "{err:#}");
+    assert_clean(&format!("a {what} get"), texts(&err));
     assert_eq!(Cacheable::new("k").on(&cache).run(ctx! {}, || 5), 5);
     let err = Invalidate::new(["k*"]).on(&cache).now(ctx! {}).unwrap_err();
-    assert_clean("a cluster invalidation", texts(&err));
+    assert_clean(&format!("a {what} invalidation"), texts(&err));
     let rt = support::bare_current_thread();
     let err = rt.block_on(cache.get_async::<i32>("k")).unwrap_err();
-    assert_clean("an async cluster get", texts(&err));
-    assert_clean("a log record", records());
+    assert_clean(&format!("an async {what} get"), texts(&err));
 }
 
 /// Sentinels none of which answers, with a password for them and one for the data nodes:
@@ -182,21 +190,7 @@ fn an_unreachable_sentinel_setup_shows_no_password() {
         closed_port(),
         closed_port()
     );
-    let config = Config::from_url(&url)
-        .unwrap()
-        .op_timeout(Duration::from_millis(200));
-    assert!(!format!("{config:?}").contains(SECRET));
-    let cache = Cache::new(config).unwrap();
-    assert!(!format!("{cache:?}").contains(SECRET));
-    let err = cache.get::<i32>("k").unwrap_err();
-    assert!(err.to_string().contains("127.0.0.1:"), "{err:#}");
-    assert_clean("a Sentinel get", texts(&err));
-    assert_eq!(Cacheable::new("k").on(&cache).run(ctx! {}, || 5), 5);
-    let err = Invalidate::new(["k*"]).on(&cache).now(ctx! {}).unwrap_err();
-    assert_clean("a Sentinel invalidation", texts(&err));
-    let rt = support::bare_current_thread();
-    let err = rt.block_on(cache.get_async::<i32>("k")).unwrap_err();
-    assert_clean("an async Sentinel get", texts(&err));
+    unreachable_hides_the_secret("Sentinel", &url);
     let config = Config::sentinel(
         [format!("redis://:{SECRET}@127.0.0.1:{}", closed_port())],
         "svc",

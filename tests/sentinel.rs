@@ -9,6 +9,7 @@ use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::failover::Readers;
 use support::RedisSentinel;
 
 const OP_TIMEOUT: Duration = Duration::from_millis(200);
@@ -42,98 +43,30 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
     let mut setup = RedisSentinel::start();
     let cache = Arc::new(Cache::new(config(&setup, "fo")).unwrap());
     let old = setup.primary_port().unwrap();
-    let read = |cache: &Cache, id: u32, computed: &AtomicUsize| {
-        Cacheable::new("item:<<id>>")
-            .on(cache)
-            .run(ctx! { id }, || {
-                computed.fetch_add(1, Ordering::SeqCst);
-                id * 10
-            })
-    };
-    let warm = AtomicUsize::new(0);
-    for id in 0..300 {
-        assert_eq!(read(&cache, id, &warm), id * 10);
-    }
-    assert_eq!(warm.load(Ordering::SeqCst), 300);
+    let readers = Readers::new(300, Duration::from_micros(500));
+    assert_eq!(readers.warm(&cache), 300);
     std::thread::sleep(Duration::from_millis(100));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let killed_at = Arc::new(Mutex::new(None::<Instant>));
-    // The last sync call after the kill that was a miss, and the first hit after it: when
-    // caching resumed, as callers saw it.
-    let last_miss = Arc::new(Mutex::new(None::<Instant>));
-    let slowest = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
-    let calls_made = Arc::new(AtomicU64::new(0));
+    let killed_at = Mutex::new(None::<Instant>);
+    // The last sync call after the kill that was a miss: when caching resumed, as callers
+    // saw it.
+    let last_miss = Mutex::new(None::<Instant>);
     let rt = support::bare_runtime(2);
     std::thread::scope(|s| {
         for t in 0..2u32 {
-            let (cache, stop, slowest, killed_at, last_miss, calls_made) = (
-                cache.clone(),
-                stop.clone(),
-                slowest.clone(),
-                killed_at.clone(),
-                last_miss.clone(),
-                calls_made.clone(),
-            );
+            let (cache, readers, killed_at, last_miss) = (&cache, &readers, &killed_at, &last_miss);
             s.spawn(move || {
-                let computed = AtomicUsize::new(0);
-                let mut i = t as usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let id = (i % 300) as u32;
-                    i += 7;
-                    let before = computed.load(Ordering::SeqCst);
-                    let started = Instant::now();
-                    assert_eq!(read(&cache, id, &computed), id * 10, "every call answers");
-                    let took = started.elapsed();
-                    calls_made.fetch_add(1, Ordering::Relaxed);
-                    {
-                        let mut s = slowest.lock().unwrap();
-                        s.0 = s.0.max(took);
-                    }
-                    if killed_at.lock().unwrap().is_some()
-                        && computed.load(Ordering::SeqCst) > before
-                    {
+                readers.sync_loop(cache, t, |_, computed| {
+                    if computed && killed_at.lock().unwrap().is_some() {
                         *last_miss.lock().unwrap() = Some(Instant::now());
                     }
-                    std::thread::sleep(Duration::from_micros(500));
-                }
+                })
             });
         }
         for t in 0..2u32 {
-            let (cache, stop, slowest, calls_made) = (
-                cache.clone(),
-                stop.clone(),
-                slowest.clone(),
-                calls_made.clone(),
-            );
-            rt.spawn(async move {
-                let mut i = 100 + t as usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let id = (i % 300) as u32;
-                    i += 11;
-                    let started = Instant::now();
-                    let v = Cacheable::new("item:<<id>>")
-                        .on(&cache)
-                        .run_async(ctx! { id }, || async move { id * 10 })
-                        .await;
-                    assert_eq!(v, id * 10, "every call answers");
-                    let took = started.elapsed();
-                    calls_made.fetch_add(1, Ordering::Relaxed);
-                    {
-                        let mut s = slowest.lock().unwrap();
-                        s.1 = s.1.max(took);
-                    }
-                    // Blocks the worker, as careless callers do: while calls fail fast, only
-                    // the calls' own yields (tests/cooperative.rs) let the other task, woken
-                    // onto this worker by this one's flight, run.
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            });
+            rt.spawn(readers.clone().async_loop((*cache).clone(), 100 + t));
         }
-        let race = {
-            let (cache, stop) = (cache.clone(), stop.clone());
-            s.spawn(move || support::race_until(&cache, &stop, 19))
-        };
+        let race = s.spawn(|| support::failover::race_until(&cache, readers.stop_flag(), 19));
 
         std::thread::sleep(Duration::from_millis(500));
         *killed_at.lock().unwrap() = Some(Instant::now());
@@ -146,7 +79,7 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
         println!("killed primary {old}; the Sentinels promoted {new} after {promoted:?}");
         // Readers go on a while after the promotion.
         std::thread::sleep(Duration::from_millis(1500));
-        stop.store(true, Ordering::SeqCst);
+        readers.stop();
         let (rounds, stale, skipped) = race.join().unwrap();
         println!("race: {rounds} rounds checked, {stale} stale, {skipped} rounds skipped (invalidation failed while no primary answered)");
         assert!(rounds > 20, "{rounds} rounds");
@@ -161,10 +94,10 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
         );
     });
     rt.shutdown_timeout(Duration::from_secs(2));
-    let (slow_sync, slow_async) = *slowest.lock().unwrap();
+    let (slow_sync, slow_async) = readers.slowest();
     println!(
         "{} calls; slowest sync call {slow_sync:?}, slowest async call {slow_async:?} (op_timeout {OP_TIMEOUT:?})",
-        calls_made.load(Ordering::SeqCst)
+        readers.calls()
     );
     // A liveness bound, not a latency claim: against the dead primary a call meets at most
     // a read, a lease and a write, each cut at `op_timeout`, or waits on a leader that does,
@@ -180,7 +113,7 @@ fn a_killed_primary_costs_callers_the_timeout_and_caching_resumes_after_the_fail
     for round in 1..=2 {
         let computed = AtomicUsize::new(0);
         for id in 1000..1300 {
-            assert_eq!(read(&cache, id, &computed), id * 10);
+            assert_eq!(Readers::read(&cache, id, &computed), id * 10);
         }
         let misses = computed.load(Ordering::SeqCst);
         println!("round {round} on new keys after the failover: {misses} misses of 300");
@@ -419,64 +352,18 @@ fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over
     let setup = RedisSentinel::start();
     let cache = Arc::new(Cache::new(config(&setup, "fz")).unwrap());
     let old = setup.primary_port().unwrap();
-    let computed = Arc::new(AtomicUsize::new(0));
-    let read = {
-        let computed = computed.clone();
-        move |cache: &Cache, id: u32| {
-            Cacheable::new("item:<<id>>")
-                .on(cache)
-                .run(ctx! { id }, || {
-                    computed.fetch_add(1, Ordering::SeqCst);
-                    id * 10
-                })
-        }
-    };
-    for id in 0..100 {
-        assert_eq!(read(&cache, id), id * 10);
-    }
+    let readers = Readers::new(100, Duration::from_millis(1));
+    assert_eq!(readers.warm(&cache), 100);
     std::thread::sleep(Duration::from_millis(100));
-    let stop = Arc::new(AtomicBool::new(false));
-    let slowest = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO)));
     let rt = support::bare_runtime(2);
     let started = Instant::now();
     std::thread::scope(|s| {
         for t in 0..2u32 {
-            let (cache, stop, slowest, read) =
-                (cache.clone(), stop.clone(), slowest.clone(), read.clone());
-            s.spawn(move || {
-                let mut i = t as usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let id = (i % 100) as u32;
-                    i += 7;
-                    let t0 = Instant::now();
-                    assert_eq!(read(&cache, id), id * 10, "every call answers");
-                    let mut s = slowest.lock().unwrap();
-                    s.0 = s.0.max(t0.elapsed());
-                    drop(s);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            });
+            let (cache, readers) = (&cache, &readers);
+            s.spawn(move || readers.sync_loop(cache, t, |_, _| {}));
         }
         for t in 0..2u32 {
-            let (cache, stop, slowest) = (cache.clone(), stop.clone(), slowest.clone());
-            rt.spawn(async move {
-                let mut i = 50 + t as usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let id = (i % 100) as u32;
-                    i += 11;
-                    let t0 = Instant::now();
-                    let v = Cacheable::new("item:<<id>>")
-                        .on(&cache)
-                        .run_async(ctx! { id }, || async move { id * 10 })
-                        .await;
-                    assert_eq!(v, id * 10, "every call answers");
-                    {
-                        let mut s = slowest.lock().unwrap();
-                        s.1 = s.1.max(t0.elapsed());
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            });
+            rt.spawn(readers.clone().async_loop((*cache).clone(), 50 + t));
         }
         std::thread::sleep(Duration::from_millis(300));
         setup.node(old).pause();
@@ -489,10 +376,10 @@ fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over
             t0.elapsed()
         );
         std::thread::sleep(Duration::from_millis(1500));
-        stop.store(true, Ordering::SeqCst);
+        readers.stop();
     });
     rt.shutdown_timeout(Duration::from_secs(2));
-    let (slow_sync, slow_async) = *slowest.lock().unwrap();
+    let (slow_sync, slow_async) = readers.slowest();
     println!(
         "slowest sync call {slow_sync:?}, slowest async call {slow_async:?} (op_timeout {OP_TIMEOUT:?}) over {:?}",
         started.elapsed()
@@ -503,11 +390,11 @@ fn a_frozen_primary_costs_callers_about_the_timeout_until_the_replica_takes_over
     assert!(slow_async < bound, "slowest async call {slow_async:?}");
     // Caching resumed on the new primary: two rounds on new keys, the second all hits.
     for round in 0..2 {
-        let before = computed.load(Ordering::SeqCst);
+        let computed = AtomicUsize::new(0);
         for id in 1000..1100 {
-            assert_eq!(read(&cache, id), id * 10);
+            assert_eq!(Readers::read(&cache, id, &computed), id * 10);
         }
-        let misses = computed.load(Ordering::SeqCst) - before;
+        let misses = computed.load(Ordering::SeqCst);
         assert_eq!(misses, if round == 0 { 100 } else { 0 }, "round {round}");
     }
     setup.node(old).resume();

@@ -291,9 +291,9 @@ fn a_killed_lease_holder_delays_the_others_by_at_most_the_lease_time() {
         lease_ttl.as_millis()
     );
     // The lease was taken before `leased_at`, so it expires within `lease_ttl` of it; the
-    // slack covers the last poll interval (50 ms) and a loaded machine.
+    // slack is a liveness bound, for the last poll interval on a loaded machine.
     assert!(
-        *slowest <= lease_ttl + Duration::from_millis(300),
+        *slowest <= lease_ttl + Duration::from_secs(1),
         "waited {slowest:?}"
     );
     assert!(

@@ -24,33 +24,11 @@ suite![
     a_tag_placeholder_the_key_lacks_is_refused,
 ];
 
-#[test]
-fn memory() {
-    run_suite(&Backend::new("memory", None));
-}
-
-#[cfg(feature = "redis")]
-#[test]
-fn redis() {
-    let server = support::RedisServer::start();
-    run_suite(&Backend::new("redis", Some(server.url())));
-    run_suite(&Backend::new("redis + near", Some(server.url())).near());
-}
-
-#[cfg(feature = "cluster")]
-#[test]
-fn cluster() {
-    let cluster = support::RedisCluster::start();
-    run_suite(&Backend::new("cluster", Some(cluster.url())));
-    run_suite(&Backend::new("cluster + near", Some(cluster.url())).near());
-}
-
-#[cfg(feature = "sentinel")]
-#[test]
-fn sentinel() {
-    let setup = support::RedisSentinel::start();
-    run_suite(&Backend::new("sentinel", Some(setup.url())));
-    run_suite(&Backend::new("sentinel + near", Some(setup.url())).near());
+support::suite_tests! {
+    memory = memory(Without),
+    redis = redis(Both),
+    cluster = cluster(Both),
+    sentinel = sentinel(Both),
 }
 
 /// The configuration of a case's cache: a prefix of its own on each backend (the suites

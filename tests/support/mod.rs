@@ -2,6 +2,7 @@
 //! shared server on 6379.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod failover;
 pub mod logs;
 
 use std::net::{TcpListener, TcpStream};
@@ -109,7 +110,8 @@ impl RedisServer {
     /// Starts `redis-server` on `port` in `dir` and waits for its PONG; `None` if it exited
     /// (most likely the port was taken) or never answered.
     fn spawn(port: u16, dir: &PathBuf, extra: &[String]) -> Option<Child> {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args([
                 "--port",
                 &port.to_string(),
@@ -122,31 +124,8 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(dir)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server is not on PATH: the tests start their own server. \
-                 Run `bash scripts/test.sh`, which installs it where it can, or install Redis."
-            ),
-            Err(e) => panic!("could not spawn redis-server: {e}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return None; // exited: most likely the port was taken
-            }
-            if ping(port) {
-                return Some(child);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+            .args(extra);
+        launch(&mut command, port, "server")
     }
 
     pub fn url(&self) -> String {
@@ -331,16 +310,7 @@ impl RedisCluster {
     /// Waits until every live node sees the cluster as ok, with every slot served by a live
     /// primary, and every live replica in sync with its primary.
     pub fn wait_ready(&self, within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.ready() {
-                Ok(()) => return Ok(()),
-                Err(why) => last = why,
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("cluster not ready after {within:?}: {last}"))
+        ready_within("cluster", within, || self.ready())
     }
 
     fn ready(&self) -> Result<(), String> {
@@ -609,37 +579,14 @@ impl SentinelProcess {
         }
         let path = dir.join("sentinel.conf");
         std::fs::write(&path, conf).unwrap();
-        let child = Command::new("redis-server")
-            .arg(&path)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server is not on PATH: the tests start their own Sentinels. \
-                 Run `bash scripts/test.sh`, which installs it where it can, or install Redis."
-            ),
-            Err(e) => panic!("could not spawn redis-server --sentinel: {e}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return None;
-            }
-            if ping(port) {
-                return Some(SentinelProcess {
-                    child: Some(child),
-                    port,
-                    dir,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        let mut command = Command::new("redis-server");
+        command.arg(&path).arg("--sentinel");
+        let child = launch(&mut command, port, "Sentinels")?;
+        Some(SentinelProcess {
+            child: Some(child),
+            port,
+            dir,
+        })
     }
 
     /// Kills the Sentinel (SIGKILL).
@@ -733,16 +680,7 @@ impl RedisSentinel {
     /// Waits until every live Sentinel names a primary that reports the `master` role, sees
     /// the other Sentinels, and every live replica is in sync.
     pub fn wait_ready(&self, within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.ready() {
-                Ok(()) => return Ok(()),
-                Err(why) => last = why,
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("Sentinels not ready after {within:?}: {last}"))
+        ready_within("Sentinels", within, || self.ready())
     }
 
     fn ready(&self) -> Result<(), String> {
@@ -977,6 +915,186 @@ macro_rules! suite {
 }
 pub(crate) use suite;
 
+/// Spawns a `redis-server` command (a server or a Sentinel, `what` in the message) and
+/// waits for its PONG on `port`; `None` if it exited (most likely the port was taken) or
+/// never answered. Without `redis-server` on PATH the test fails with how to get it.
+fn launch(command: &mut Command, port: u16, what: &str) -> Option<Child> {
+    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "redis-server is not on PATH: the tests start their own {what}. \
+             Run `bash scripts/test.sh`, which installs it where it can, or install Redis."
+        ),
+        Err(e) => panic!("could not spawn redis-server ({what}): {e}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if ping(port) {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Polls `ready` until it holds or `within` has passed; the error names what was not
+/// ready, with the last reason.
+fn ready_within(
+    what: &str,
+    within: Duration,
+    ready: impl Fn() -> Result<(), String>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match ready() {
+            Ok(()) => return Ok(()),
+            Err(why) => last = why,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("{what} not ready after {within:?}: {last}"))
+}
+
+/// Which variants of a store a suite runs on: without the near cache, with it, or both
+/// (one after the other, on the same servers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Near {
+    Without,
+    With,
+    Both,
+}
+
+fn variants(near: Near) -> &'static [bool] {
+    match near {
+        Near::Without => &[false],
+        Near::With => &[true],
+        Near::Both => &[false, true],
+    }
+}
+
+fn each_variant(
+    near: Near,
+    name: &'static str,
+    make: impl Fn() -> Backend,
+    run: impl Fn(&Backend),
+) {
+    for &with_near in variants(near) {
+        let backend = make();
+        let backend = if with_near { backend.near() } else { backend };
+        let named = Backend {
+            name: if with_near {
+                format!("{name} + near").leak()
+            } else {
+                name
+            },
+            ..backend
+        };
+        run(&named);
+    }
+}
+
+/// Runs a suite on the embedded store.
+pub fn on_memory(near: Near, run: impl Fn(&Backend)) {
+    each_variant(near, "memory", || Backend::new("memory", None), run);
+}
+
+/// Runs a suite on a private server; the backend counts tag entries by `ZCARD`.
+#[cfg(feature = "redis")]
+pub fn on_redis(near: Near, run: impl Fn(&Backend)) -> RedisServer {
+    let server = std::sync::Arc::new(RedisServer::start());
+    each_variant(
+        near,
+        "redis",
+        || {
+            let s = server.clone();
+            Backend::new("redis", Some(server.url()))
+                .with_zcard(move |key| redis::cmd("ZCARD").arg(key).query(&mut s.client()).unwrap())
+        },
+        run,
+    );
+    std::sync::Arc::try_unwrap(server).unwrap_or_else(|_| panic!("a backend outlived its suite"))
+}
+
+/// Runs a suite on a private cluster; the backend counts tag entries by `ZCARD` on the
+/// primary that owns the key.
+#[cfg(feature = "cluster")]
+pub fn on_cluster(near: Near, run: impl Fn(&Backend)) -> RedisCluster {
+    let cluster = std::sync::Arc::new(RedisCluster::start());
+    each_variant(
+        near,
+        "cluster",
+        || {
+            let c = cluster.clone();
+            Backend::new("cluster", Some(cluster.url())).with_zcard(move |key| {
+                let port = c.primary_of(key);
+                redis::cmd("ZCARD")
+                    .arg(key)
+                    .query(&mut c.node(port).client())
+                    .unwrap()
+            })
+        },
+        run,
+    );
+    std::sync::Arc::try_unwrap(cluster).unwrap_or_else(|_| panic!("a backend outlived its suite"))
+}
+
+/// Runs a suite on a private primary, replica and three Sentinels.
+#[cfg(feature = "sentinel")]
+pub fn on_sentinel(near: Near, run: impl Fn(&Backend)) -> RedisSentinel {
+    let setup = RedisSentinel::start();
+    each_variant(
+        near,
+        "sentinel",
+        || Backend::new("sentinel", Some(setup.url())),
+        run,
+    );
+    setup
+}
+
+/// The `#[test]` entry points of a suite, one per backend (each behind its feature):
+/// `suite_tests! { memory = memory(Without), redis = redis(Both) }` runs `run_suite` on
+/// the embedded store, then on a private server without and with the near cache.
+macro_rules! suite_tests {
+    ($($name:ident = $backend:ident($near:ident)),* $(,)?) => {
+        $( support::suite_tests!(@one $name $backend $near); )*
+    };
+    (@one $name:ident memory $near:ident) => {
+        #[test]
+        fn $name() {
+            support::on_memory(support::Near::$near, run_suite);
+        }
+    };
+    (@one $name:ident redis $near:ident) => {
+        #[cfg(feature = "redis")]
+        #[test]
+        fn $name() {
+            support::on_redis(support::Near::$near, run_suite);
+        }
+    };
+    (@one $name:ident cluster $near:ident) => {
+        #[cfg(feature = "cluster")]
+        #[test]
+        fn $name() {
+            support::on_cluster(support::Near::$near, run_suite);
+        }
+    };
+    (@one $name:ident sentinel $near:ident) => {
+        #[cfg(feature = "sentinel")]
+        #[test]
+        fn $name() {
+            support::on_sentinel(support::Near::$near, run_suite);
+        }
+    };
+}
+pub(crate) use suite_tests;
+
 /// A minimal executor that is not tokio: it parks the thread until woken.
 pub fn park_on<F: std::future::Future>(fut: F) -> F::Output {
     use std::sync::Arc;
@@ -998,74 +1116,27 @@ pub fn park_on<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
-/// Rounds of a writer/reader race on `balance:42` until `stop`: readers read through
-/// while the writer bumps the source and invalidates; a round counts when its deletions
-/// went through (while the key's primary is down they fail, and are reported). Returns
-/// (rounds counted, stale values among them, rounds skipped).
-pub fn race_until(
-    cache: &std::sync::Arc<cacheable::Cache>,
-    stop: &std::sync::atomic::AtomicBool,
-    seed: u64,
-) -> (u64, u64, u64) {
-    use cacheable::{ctx, Cacheable, Invalidate};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
-    let source = Arc::new(AtomicU64::new(0));
-    let read = |cache: Arc<cacheable::Cache>, source: Arc<AtomicU64>, jitter_us: u64| async move {
-        Cacheable::new("balance:<<user_id>>")
-            .on(&cache)
-            .run_async(ctx! { user_id = 42 }, || async move {
-                let seen = source.load(Ordering::SeqCst);
-                std::thread::sleep(Duration::from_micros(jitter_us));
-                seen
-            })
-            .await
-    };
-    let mut rng = Rng::new(seed);
-    let (mut rounds, mut stale, mut skipped) = (0, 0, 0);
-    while !stop.load(Ordering::SeqCst) {
-        if cache.delete("balance:42").is_err() {
-            skipped += 1;
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        let readers: Vec<_> = (0..3)
-            .map(|_| rt.spawn(read(cache.clone(), source.clone(), rng.below(400) as u64)))
-            .collect();
-        let writer = {
-            let (cache, source) = (cache.clone(), source.clone());
-            let delay = rng.below(300) as u64;
-            rt.spawn(async move {
-                std::thread::sleep(Duration::from_micros(delay));
-                source.fetch_add(1, Ordering::SeqCst);
-                Invalidate::new(["balance:<<user_id>>"])
-                    .on(&cache)
-                    .now_async(ctx! { user_id = 42 })
-                    .await
-                    .is_ok()
-            })
-        };
-        let invalidated = rt.block_on(async {
-            for r in readers {
-                r.await.unwrap();
-            }
-            writer.await.unwrap()
-        });
-        let current = source.load(Ordering::SeqCst);
-        let seen = rt.block_on(read(cache.clone(), source.clone(), 0));
-        if !invalidated {
-            skipped += 1;
-            continue;
-        }
-        rounds += 1;
-        if seen != current {
-            stale += 1;
-        }
+/// Waits until a computation has signalled that it started; a computation that never
+/// starts fails the test here instead of hanging it.
+pub fn wait_started(started: &std::sync::atomic::AtomicBool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !started.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the computation did not start within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    rt.shutdown_timeout(Duration::from_secs(2));
-    (rounds, stale, skipped)
+}
+
+/// Runs a test binary as a child process (a test that needs a fresh process: a global, the
+/// environment) and fails with its output unless it passed.
+pub fn assert_child_passes(cmd: &mut std::process::Command, what: &str) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

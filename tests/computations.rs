@@ -1,4 +1,4 @@
-//! Regression tests for the Correctness issue: failed computations must not queue their
+//! What happens around one computation: a failed one must not queue its waiting
 //! callers, values come back as computed or are not stored, sync callers never park an
 //! async leader, recursion is detected, async calls work from any executor, and caches
 //! with nested prefixes stay apart. Each runs on the embedded store and on a private Redis.
@@ -435,7 +435,12 @@ fn async_calls_work_from_any_executor_and_runtime_flavour() {
 #[cfg(feature = "redis")]
 fn async_calls_do_not_depend_on_the_runtime_that_made_the_first_one() {
     let server = RedisServer::start();
-    let cache = Cache::new(Config::from_url(&server.url()).unwrap().prefix("first")).unwrap();
+    // A call that needed the first runtime would wait out this timeout before failing open.
+    let config = Config::from_url(&server.url())
+        .unwrap()
+        .prefix("first")
+        .op_timeout(Duration::from_secs(10));
+    let cache = Cache::new(config).unwrap();
     // The first runtime makes the first async call, then stays alive but is never polled.
     let first = support::current_thread();
     assert_eq!(first.block_on(twice(&cache, 1)), (2, 2));
@@ -444,7 +449,7 @@ fn async_calls_do_not_depend_on_the_runtime_that_made_the_first_one() {
         let started = Instant::now();
         assert_eq!(other.block_on(twice(&cache, id)), (id * 2, id * 2));
         assert!(
-            started.elapsed() < Duration::from_millis(200),
+            started.elapsed() < Duration::from_secs(5),
             "call {id} took {:?}",
             started.elapsed()
         );
