@@ -27,7 +27,7 @@ ensure_redis() {
   fi
 }
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== [%4ds] %s\n' "$SECONDS" "$*"; }
 
 ensure_redis
 echo "using $(redis-server --version)"
@@ -114,3 +114,4 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test -p paycore-service --no-fail-fast
 fi
+step "done"
