@@ -220,7 +220,8 @@ impl Template {
     /// let t = Template::parse("user:<<user_id>>:<<tab>>")?;
     /// assert_eq!(t.render(&ctx! { user_id = 7, tab = "a:b" })?, "user:7:a%3Ab");
     /// // A string that reads as a number or a bool keeps apart from it.
-    /// assert_eq!(t.render(&ctx! { user_id = "7", tab = true })?, "user:%37:true");
+    /// // The text of a number renders as the number: one id, whatever its type.
+    /// assert_eq!(t.render(&ctx! { user_id = "7", tab = true })?, "user:7:true");
     /// assert_eq!(t.render(&ctx! { user_id = None::<i64>, tab = Some(None::<bool>) })?, "user:%null:%some%null");
     /// # Ok::<(), cacheable::Error>(())
     /// ```
@@ -359,9 +360,10 @@ fn malformed(source: &str, e: Malformed) -> Error {
 /// Appends one placeholder value. Objects and arrays are always hashed.
 ///
 /// What each kind renders as, and why no two differ only in appearance:
-/// - strings: escaped (see [`escape_into`]), with their first character percent-encoded
-///   too when the whole text reads as a number or a bool (`"42"` → `%342`) or has the
-///   shape of a digest (`hash_len` lowercase hex digits);
+/// - strings: escaped (see [`escape_into`]); the text of a number or a bool renders as that
+///   number or bool (`"42"` → `42`, on purpose: one id, whatever its type), any other text
+///   with the shape of a digest (`hash_len` lowercase hex digits) has its first character
+///   percent-encoded;
 /// - numbers and bools: as serde_json writes them (`42`, `1.5`, `1e+300`, `true`), but an
 ///   integer of exactly `hash_len` digits, which a digest could spell, gets `%n` before it;
 /// - `None`, `()`: `%null`; NaN, ±inf: `%nan`, `%inf`, `%-inf`; `Some(x)` with a
@@ -401,21 +403,26 @@ fn render_value(value: &KeyValue, hashed: bool, hash_len: usize, out: &mut Strin
     }
 }
 
-/// Appends a string value: escaped, and with its first character encoded as well when the
-/// text could be mistaken for a number, a bool or a digest.
+/// Appends a string value: escaped. A string that is the text of a number or a bool
+/// renders as that number or bool does (`"42"` as `42`): an id reached as a path
+/// parameter's `String` and as a `u64` names one key, as in every other language that
+/// reads these keys. Any other text that a digest could spell has its first character
+/// encoded, so that it never meets a hashed value.
 fn render_str(s: &str, hash_len: usize, out: &mut String) {
-    if reads_as_scalar_or_digest(s, hash_len) {
-        // Every such text starts with an ASCII digit, letter or `-`.
+    if s == "true" || s == "false" {
+        out.push_str(s);
+    } else if reads_as_number(s) {
+        if is_digest_shaped(s, hash_len) {
+            out.push_str("%n");
+        }
+        out.push_str(s);
+    } else if is_digest_shaped(s, hash_len) {
+        // Starts with an ASCII letter here: a digit-only text reads as a number.
         push_percent(s.as_bytes()[0], out);
         escape_into(&s[1..], out);
     } else {
         escape_into(s, out);
     }
-}
-
-/// True when some number, bool or digest renders as `s`.
-fn reads_as_scalar_or_digest(s: &str, hash_len: usize) -> bool {
-    s == "true" || s == "false" || is_digest_shaped(s, hash_len) || reads_as_number(s)
 }
 
 /// `hash_len` lowercase hex digits: what a hashed value renders as.

@@ -240,16 +240,20 @@ fn scalars_render_as_serde_json_writes_them() {
 }
 
 #[test]
-fn strings_that_read_as_scalars_or_digests_keep_apart_from_them() {
-    assert_eq!(key("k:<<v>>", "v", "42"), "k:%342");
-    assert_eq!(key("k:<<v>>", "v", "-7"), "k:%2D7");
-    assert_eq!(key("k:<<v>>", "v", "1.5"), "k:%31.5");
+fn the_text_of_a_scalar_renders_as_the_scalar_and_digests_keep_apart() {
+    // One id, whatever its type: the text of a number or a bool is that number or bool.
+    assert_eq!(key("k:<<v>>", "v", "42"), "k:42");
+    assert_eq!(key("k:<<v>>", "v", "-7"), "k:-7");
+    assert_eq!(key("k:<<v>>", "v", "1.5"), "k:1.5");
     let big = serde_json::to_string(&1e300).unwrap();
-    assert_eq!(key("k:<<v>>", "v", &big), format!("k:%3{big}"));
-    assert_eq!(key("k:<<v>>", "v", "1e-7"), "k:%31e-7");
-    assert_eq!(key("k:<<v>>", "v", "true"), "k:%74rue");
-    assert_eq!(key("k:<<v>>", "v", "false"), "k:%66alse");
-    assert_eq!(key("k:<<v>>", "v", "0.1"), "k:%30.1");
+    assert_eq!(key("k:<<v>>", "v", &big), format!("k:{big}"));
+    assert_eq!(key("k:<<v>>", "v", "true"), "k:true");
+    assert_eq!(key("k:<<v>>", "v", "false"), "k:false");
+    assert_eq!(key("k:<<v>>", "v", "0.1"), "k:0.1");
+    // Text a number would not render as stays text.
+    assert_eq!(key("k:<<v>>", "v", "007"), "k:007");
+    assert_eq!(key("k:<<v>>", "v", "+1"), "k:+1");
+    assert_eq!(key("k:<<v>>", "v", "1.50"), "k:1.50");
     // Digest-shaped: 16 lowercase hex digits, as a hashed object renders.
     assert_eq!(
         key("k:<<v>>", "v", "deadbeefdeadbeef"),
@@ -257,7 +261,7 @@ fn strings_that_read_as_scalars_or_digests_keep_apart_from_them() {
     );
     assert_eq!(key("k:<<v>>", "v", "deadbeefdeadbee"), "k:deadbeefdeadbee");
     // An integer of 16 digits could equal a digest made of digits only: it is marked,
-    // and the string with those digits renders apart from both.
+    // and the string with those digits renders as the integer.
     let int = |n: u64| {
         let mut out = String::new();
         let ctx = Context::new().with("v", &n);
@@ -275,7 +279,7 @@ fn strings_that_read_as_scalars_or_digests_keep_apart_from_them() {
     assert_eq!(int(123456789012345), "k:123456789012345");
     assert_eq!(
         key("k:<<v>>", "v", "1234567890123456"),
-        "k:%31234567890123456"
+        "k:%n1234567890123456"
     );
     assert_eq!(
         key("k:<<v>>", "v", "DEADBEEFDEADBEEF"),
@@ -298,7 +302,7 @@ fn strings_that_read_as_scalars_or_digests_keep_apart_from_them() {
         .unwrap();
     assert_eq!(out, "k:%64eadbeef");
 
-    // Every integer and float text is recognized: a string of it never meets it.
+    // Every integer and float text is recognized: a string of it names the number's key.
     let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
     for _ in 0..20_000 {
         rng ^= rng << 13;
@@ -306,6 +310,10 @@ fn strings_that_read_as_scalars_or_digests_keep_apart_from_them() {
         rng ^= rng << 17;
         let f = f64::from_bits(rng);
         let g = f32::from_bits(rng as u32);
+        if !f.is_finite() || !g.is_finite() {
+            // serde_json writes `null` for these; they render as `%nan`, `%inf`.
+            continue;
+        }
         for (number, string) in [
             (
                 key("k:<<v>>", "v", &f),
@@ -320,11 +328,7 @@ fn strings_that_read_as_scalars_or_digests_keep_apart_from_them() {
                 key("k:<<v>>", "v", &(rng as i64).to_string()),
             ),
         ] {
-            assert_ne!(number, string);
-            assert!(
-                string.starts_with("k:%") || number.starts_with("k:%"),
-                "{string}"
-            );
+            assert_eq!(number, string);
         }
     }
 }
@@ -365,7 +369,7 @@ fn non_finite_floats_and_options_render_apart() {
 }
 
 #[test]
-fn dynamic_values_keep_strings_apart_from_scalars() {
+fn dynamic_values_name_one_key_for_an_id_and_its_text() {
     #[derive(serde::Serialize)]
     #[serde(untagged)]
     enum Id {
@@ -373,7 +377,8 @@ fn dynamic_values_keep_strings_apart_from_scalars() {
         Text(String),
         Flag(bool),
     }
-    let pairs = [
+    // One id, whatever its type: `1` and `"1"`, `true` and `"true"`.
+    for (a, b) in [
         (
             key("k:<<v>>", "v", &json!(1)),
             key("k:<<v>>", "v", &json!("1")),
@@ -383,10 +388,6 @@ fn dynamic_values_keep_strings_apart_from_scalars() {
             key("k:<<v>>", "v", &json!("true")),
         ),
         (
-            key("k:<<v>>", "v", &json!(null)),
-            key("k:<<v>>", "v", &json!("null")),
-        ),
-        (
             key("k:<<v>>", "v", &Id::Num(1)),
             key("k:<<v>>", "v", &Id::Text("1".into())),
         ),
@@ -394,10 +395,14 @@ fn dynamic_values_keep_strings_apart_from_scalars() {
             key("k:<<v>>", "v", &Id::Flag(true)),
             key("k:<<v>>", "v", &Id::Text("true".into())),
         ),
-    ];
-    for (a, b) in pairs {
-        assert_ne!(a, b);
+    ] {
+        assert_eq!(a, b);
     }
+    // Null is not the text `null`.
+    assert_ne!(
+        key("k:<<v>>", "v", &json!(null)),
+        key("k:<<v>>", "v", &json!("null"))
+    );
     assert_eq!(key("k:<<v>>", "v", &Id::Num(1)), "k:1");
 }
 
