@@ -12,9 +12,13 @@ use once_cell::sync::OnceCell;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 static GLOBAL: OnceCell<Cache> = OnceCell::new();
+
+/// Calls answered without the global cache because it could not be built.
+static UNCACHED_WITHOUT_GLOBAL: AtomicU64 = AtomicU64::new(0);
 /// Why the global cache could not be built from the environment, once that was tried.
 static FROM_ENV_FAILED: Mutex<Option<Error>> = Mutex::new(None);
 
@@ -128,6 +132,11 @@ impl CacheManager {
         Ok(GLOBAL.get_or_init(|| cache))
     }
 
+    /// A cached call made no use of the global cache, which could not be built.
+    pub(crate) fn count_uncached() {
+        UNCACHED_WITHOUT_GLOBAL.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The global cache, built from the environment on first use when `init` was not called.
     ///
     /// # Errors
@@ -147,6 +156,11 @@ impl CacheManager {
         }
         match Config::from_env().and_then(Cache::new) {
             Ok(cache) => {
+                if std::env::var_os("CACHE_URL").is_none() {
+                    // The one case that looks like it works and does not: each process
+                    // caches alone, and no invalidation reaches the others.
+                    log::warn!(target: "cacheable", "CacheManager::init was not called and CACHE_URL is unset: the global cache is this process's own memory (prefix `{}`), so invalidations made by other processes never reach it; call CacheManager::init at startup or set CACHE_URL (CACHE_URL=memory:// chooses this store on purpose and silences this warning)", cache.config().prefix);
+                }
                 log::info!(target: "cacheable", "global cache built from the environment: {cache:?}");
                 Ok(GLOBAL.get_or_init(|| cache))
             }
@@ -158,9 +172,21 @@ impl CacheManager {
         }
     }
 
-    /// The global cache's counters (all zero when it cannot be built).
+    /// The global cache's counters. When it cannot be built, all zero but
+    /// [`uncached`](Stats::uncached): the calls answered without it meanwhile.
     pub fn stats() -> Stats {
-        Self::cache().map(Cache::stats).unwrap_or_default()
+        let without = UNCACHED_WITHOUT_GLOBAL.load(Ordering::Relaxed);
+        match Self::cache() {
+            Ok(cache) => {
+                let mut stats = cache.stats();
+                stats.uncached += without;
+                stats
+            }
+            Err(_) => Stats {
+                uncached: without,
+                ..Stats::default()
+            },
+        }
     }
 
     /// [`Cache::health`] of the global cache.

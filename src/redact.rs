@@ -30,18 +30,18 @@ pub(crate) fn url(url: &str) -> String {
     };
     let mut out = String::with_capacity(url.len() + MASK.len());
     out.push_str(head);
-    let after_credentials = match rest.rfind('@') {
+    let (after_credentials, had_credentials) = match rest.rfind('@') {
         Some(at) => {
             user_information(&rest[..at], &mut out);
             out.push('@');
-            &rest[at + 1..]
+            (&rest[at + 1..], true)
         }
-        None => rest,
+        None => (rest, false),
     };
     let host_end = after_credentials
         .find(['/', '?', '#'])
         .unwrap_or(after_credentials.len());
-    hosts(&after_credentials[..host_end], &mut out);
+    hosts(&after_credentials[..host_end], had_credentials, &mut out);
     parameters(&after_credentials[host_end..], &mut out);
     out
 }
@@ -102,8 +102,11 @@ fn credentials(info: &str, out: &mut String) {
     }
 }
 
-/// A host list as written, with any "port" that is not a number masked.
-fn hosts(list: &str, out: &mut String) {
+/// A host list as written, with a "port" that is not a number masked when it may be a
+/// password: not after credentials (`user:pw@host:port` put them before the `@`), and not
+/// after an IP address or `localhost`, which are hosts, not user names. A mistyped port
+/// then shows as typed (`redis://127.0.0.1:63x9`), while `redis://alice:pw` does not.
+fn hosts(list: &str, after_credentials: bool, out: &mut String) {
     for (i, host) in list.split(',').enumerate() {
         if i > 0 {
             out.push(',');
@@ -111,13 +114,23 @@ fn hosts(list: &str, out: &mut String) {
         // The port's colon is the last one after an IPv6 literal's closing bracket.
         let from = host.rfind(']').map_or(0, |b| b + 1);
         match host[from..].rfind(':').map(|c| from + c) {
-            Some(c) if !host[c + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+            Some(c)
+                if !host[c + 1..].bytes().all(|b| b.is_ascii_digit())
+                    && !after_credentials
+                    && !is_plainly_a_host(&host[..c]) =>
+            {
                 out.push_str(&host[..=c]);
                 out.push_str(MASK);
             }
             _ => out.push_str(host),
         }
     }
+}
+
+/// An IP address or `localhost`: a host, never a user name.
+fn is_plainly_a_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// Path, query and fragment, with secret parameters masked up to the next `&`. A `#` does
@@ -241,6 +254,14 @@ mod tests {
             ("alice:PASSWORD@host", "alice:***@host"),
             ("redis://alice:PASSWORD", "redis://alice:***"),
             ("redis://alice:PASSWORD/0", "redis://alice:***/0"),
+            // A mistyped port is shown where it cannot be a password.
+            ("redis://127.0.0.1:63x9/0", "redis://127.0.0.1:63x9/0"),
+            ("redis://localhost:abc", "redis://localhost:abc"),
+            ("redis://[::1]:63x9", "redis://[::1]:63x9"),
+            (
+                "redis://u:PASSWORD@host:63x9/0",
+                "redis://u:***@host:63x9/0",
+            ),
             ("nothing", "nothing"),
             ("", ""),
         ] {

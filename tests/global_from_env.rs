@@ -10,7 +10,8 @@ use std::process::Command;
 #[test]
 fn global_cache_comes_from_the_environment() {
     match std::env::var("CACHEABLE_CHILD").as_deref() {
-        Ok("memory") => {
+        Ok(mode @ ("memory" | "memory_url")) => {
+            support::logs::capture();
             let calls = std::cell::Cell::new(0);
             for _ in 0..3 {
                 let v = Cacheable::new("k:<<id>>").run(ctx! { id = 1 }, || {
@@ -21,6 +22,17 @@ fn global_cache_comes_from_the_environment() {
             }
             assert_eq!(calls.get(), 1, "the embedded store caches");
             assert_eq!(CacheManager::keys("*").unwrap(), ["k:1"]);
+            // Forgetting `init` (no CACHE_URL) warns once, with the fix; choosing the
+            // embedded store by URL is quiet.
+            let warnings: Vec<_> = support::logs::with("CACHE_URL is unset")
+                .into_iter()
+                .filter(|(level, target, _)| *level == log::Level::Warn && target == "cacheable")
+                .collect();
+            let expected = if mode == "memory" { 1 } else { 0 };
+            assert_eq!(warnings.len(), expected, "{mode}: {warnings:?}");
+            if let Some((_, _, text)) = warnings.first() {
+                assert!(text.contains("CacheManager::init"), "{text}");
+            }
             return;
         }
         Ok("bad") => {
@@ -33,6 +45,8 @@ fn global_cache_comes_from_the_environment() {
                 Cacheable::new("k").run(ctx! {}, || calls.set(calls.get() + 1));
             }
             assert_eq!(calls.get(), 2);
+            // Counted as answered without the cache, not all zeros.
+            assert_eq!(CacheManager::stats().uncached, 2);
             return;
         }
         Ok("recover") => {
@@ -62,6 +76,13 @@ fn global_cache_comes_from_the_environment() {
             assert!(err.to_string().contains("CACHE_DEBUG `on`"), "{err}");
             return;
         }
+        Ok("ttl_zero") => {
+            // Refused where it is read, naming the variable, not later by `Cache::new`.
+            let err = cacheable::Config::from_env().unwrap_err();
+            assert_eq!(err.kind(), cacheable::ErrorKind::Config);
+            assert!(err.to_string().contains("CACHE_DEFAULT_TTL `0`"), "{err}");
+            return;
+        }
         Ok("debug_bad") => {
             let err = CacheManager::get::<i32>("k").unwrap_err();
             assert_eq!(err.kind(), cacheable::ErrorKind::Config);
@@ -76,11 +97,13 @@ fn global_cache_comes_from_the_environment() {
     }
     for (mode, url, debug) in [
         ("memory", None, None),
+        ("memory_url", Some("memory://"), None),
         ("bad", Some("ftp://nowhere"), None),
         ("recover", Some("ftp://nowhere"), None),
         ("debug_yes", None, Some("YES")),
         ("debug_on", None, Some("on")),
         ("debug_bad", None, Some("enabled")),
+        ("ttl_zero", None, None),
     ] {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
@@ -98,6 +121,9 @@ fn global_cache_comes_from_the_environment() {
         }
         if let Some(debug) = debug {
             cmd.env("CACHE_DEBUG", debug);
+        }
+        if mode == "ttl_zero" {
+            cmd.env("CACHE_DEFAULT_TTL", "0");
         }
         support::assert_child_passes(&mut cmd, mode);
     }

@@ -178,6 +178,27 @@ impl<'a> Invalidate<'a> {
         }
     }
 
+    /// Strict mode's panic on a pattern or tag that does not render, raised here so that
+    /// it points at the caller's line (`#[track_caller]` does not cross the async body,
+    /// which panics too, for the async finishers).
+    #[track_caller]
+    fn strict_check(&self, ctx: &Context) {
+        let Ok(cache) = resolve(self.cache) else {
+            return;
+        };
+        if !cache.config().strict {
+            return;
+        }
+        let tags = self
+            .tags
+            .iter()
+            .map(|tag| render_tag(cache, tag, ctx).map(drop));
+        let patterns = self.targets(cache, ctx).into_iter().map(|t| t.map(drop));
+        if let Some(Err(e)) = patterns.chain(tags).find(Result::is_err) {
+            panic!("cacheable (strict mode): {}", chain(&e));
+        }
+    }
+
     /// Counts a failure that nothing will retry (a template that does not render) and logs
     /// it.
     fn failed(cache: &Cache, what: &str, e: Error) -> Error {
@@ -196,7 +217,9 @@ impl<'a> Invalidate<'a> {
     /// - A template that does not render: nothing is queued for it.
     ///
     /// Either way the other patterns, keys and tags are still invalidated.
+    #[track_caller]
     pub fn now(&self, ctx: Context) -> Result<u64> {
+        self.strict_check(&ctx);
         block_on(self.invalidate(Mode::Blocking, &ctx)).into_result()
     }
 
@@ -347,20 +370,24 @@ impl<'a> Invalidate<'a> {
     /// Runs `mutation`, then invalidates. A failed invalidation is logged and counted (and,
     /// when the store could not be reached, queued); the mutation's value is returned
     /// either way: see [`outcome`](Self::outcome) for what the invalidation did.
+    #[track_caller]
     pub fn run<T, F: FnOnce() -> T>(mut self, ctx: Context, mutation: F) -> T {
         let out = mutation();
+        self.strict_check(&ctx);
         let done = block_on(self.invalidate(Mode::Blocking, &ctx));
         self.report(done);
         out
     }
 
     /// Runs `mutation` and invalidates only when it returns `Ok`.
+    #[track_caller]
     pub fn try_run<T, E, F: FnOnce() -> Result<T, E>>(
         mut self,
         ctx: Context,
         mutation: F,
     ) -> Result<T, E> {
         let out = mutation()?;
+        self.strict_check(&ctx);
         let done = block_on(self.invalidate(Mode::Blocking, &ctx));
         self.report(done);
         Ok(out)

@@ -41,6 +41,11 @@ impl Config {
                     "CACHE_DEFAULT_TTL `{ttl}` is not a number of seconds"
                 ))
             })?;
+            if secs == 0 {
+                return Err(Error::config(
+                    "CACHE_DEFAULT_TTL `0`: the default TTL must be at least 1 second",
+                ));
+            }
             config = config.default_ttl(secs);
         }
         if let Some(debug) = var("CACHE_DEBUG") {

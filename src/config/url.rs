@@ -69,9 +69,15 @@ impl Config {
     }
 
     fn from_url_store(url: &str, shown: &str) -> Result<Config> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| Error::config(format!("cache URL `{shown}` has no scheme")))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| match url.split_once(':') {
+            // `redis:/host`, `redis:host`: a scheme whose `//` is short.
+            Some((scheme, _)) if !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') => Error::config(format!(
+                "cache URL `{shown}`: `://` is missing after the scheme `{scheme}` (write `{scheme}://host:port`)"
+            )),
+            _ => Error::config(format!(
+                "cache URL `{shown}` has no scheme: write `redis://host:port`, `memory://` or another scheme ending in `://`"
+            )),
+        })?;
         #[cfg(feature = "redis")]
         let redis = || {
             redis::Client::open(url).map_err(|e| {
