@@ -12,11 +12,11 @@ quickstart:
 # `compress`; CACHEABLE_BENCH_ONLY=1,4 runs only those named, CACHEABLE_BENCH_TAGS_10M=0
 # skips the 10 M-key store of 13).
 bench:
-    cargo bench --features msgpack,compress
+    cargo bench -p cacheable-dev --features msgpack,compress
 
 # Benchmark 14 alone: codecs and compression (needs the `msgpack` and `compress` features).
 bench-codec:
-    CACHEABLE_BENCH_ONLY=14 cargo bench --bench compare --features msgpack,compress
+    CACHEABLE_BENCH_ONLY=14 cargo bench -p cacheable-dev --bench compare --features msgpack,compress
 
 # Compile cost per cached function against `cached` (generated crates of 10 and 200
 # functions: touch-and-rebuild, full recompile, expanded and LLVM IR lines); REPO defaults

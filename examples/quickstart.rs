@@ -68,6 +68,9 @@ async fn update_user_profile(user_id: i64, name: &str) -> Result<Profile, String
         .await
 }
 
+/// The example's own key prefix.
+const PREFIX: &str = "cacheable-quickstart";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("cacheable=info"))
@@ -75,14 +78,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .format_target(false)
         .init();
     // CACHE_URL picks the store: a Redis URL, or the embedded store when unset.
-    let config = Config::from_env()?.prefix("paycore").default_ttl(300);
+    // A prefix of its own: pointed at a Redis that holds other data, the example touches
+    // no key but the ones it writes.
+    let config = Config::from_env()?.prefix(PREFIX).default_ttl(300);
     let store = if std::env::var("CACHE_URL").is_ok_and(|u| !u.is_empty()) {
         "redis"
     } else {
         "embedded memory"
     };
     CacheManager::init(config)?;
-    CacheManager::delete_pattern("*")?; // start clean, so the first call is a miss
+    // Start clean, so that the first call is a miss: the keys of an earlier run, no other.
+    for pattern in ["user:*", "loans:products:*", "wallets:*"] {
+        CacheManager::delete_pattern(pattern)?;
+    }
     println!("== store: {store}\n");
 
     println!("== 1. basic caching: a miss, then a hit");
@@ -102,11 +110,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         QUERIES.load(Ordering::SeqCst)
     );
 
-    println!("== keys now stored (relative to the prefix `paycore`)");
+    println!("== keys now stored (relative to the prefix `{PREFIX}`)");
     let mut keys = CacheManager::keys("*")?;
     keys.sort();
     for key in &keys {
-        println!("  paycore:{key}");
+        println!("  {PREFIX}:{key}");
     }
     println!();
 

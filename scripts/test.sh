@@ -44,6 +44,8 @@ bash scripts/check-comments.sh
 
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
+# The dev member: the peer benchmark and the compile-failure tests.
+cargo clippy -p cacheable-dev --all-targets --features msgpack,compress -- -D warnings
 
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
@@ -55,13 +57,20 @@ else
   cargo test --all-features --lib --tests --examples --no-fail-fast
 fi
 
+step "compile-failure tests of cache_fn! (dev/tests/ui)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run -p cacheable-dev --no-fail-fast
+else
+  cargo test -p cacheable-dev --no-fail-fast
+fi
+
 step "doctests"
 cargo test --all-features --doc
 
 step "without default features: the embedded store alone, no Redis client"
 cargo clippy --no-default-features --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-default-features --no-fail-fast -E 'not binary(ui)'
+  cargo nextest run --no-default-features --no-fail-fast
 else
   cargo test --no-default-features --lib --tests --no-fail-fast
 fi

@@ -219,14 +219,16 @@ impl Cache {
                 reason: near.failure(),
             },
         };
-        Health {
+        let health = Health {
             store,
             breaker_open: core.backend.breaker_open(),
             near_cache,
             pending_invalidations: core.siblings.pending.len() as u64,
             oldest_pending: core.siblings.pending.oldest(),
             enabled: core.is_enabled(),
-        }
+        };
+        crate::telemetry::health(&self.config().prefix, &health);
+        health
     }
 
     /// The sizes of the cache's in-process maps, for the crate's own memory-bound checks
@@ -356,6 +358,11 @@ impl Cache {
                 }
             },
         }
+    }
+
+    /// A call answered without the cache.
+    pub(crate) fn count_uncached(&self) {
+        Counters::add(&self.counters().uncached, 1);
     }
 
     pub(crate) fn count_failed_invalidation(&self) {

@@ -37,8 +37,10 @@
 //! - Inside string values, `% : * ? [ ] \ { } / | , ; = # &` are percent-encoded (`%3A`),
 //!   so no value can forge a segment or a hash tag, or widen a pattern; the rest (`- _ . @`,
 //!   letters, digits, non-ASCII) stays readable: `user:42:profile`.
-//! - Numbers and bools render as serde_json writes them (`42`, `1.5`, `true`); a string
-//!   that reads as one, or as a digest, has its first character encoded (`"42"` → `%342`).
+//! - Numbers and bools render as serde_json writes them (`42`, `1.5`, `true`), and so does
+//!   a string that is exactly their text: `"42"` and `42` are one key, on purpose (one id,
+//!   whatever its type). Another string shaped like a digest has its first character
+//!   encoded.
 //!   `None` is `%null`, `Some(None)` `%some%null`, NaN and ±inf `%nan`, `%inf`, `%-inf`.
 //! - Objects and arrays render as the first 16 hex digits of the SHA-1 of their canonical
 //!   JSON (keys sorted; `NaN`, `Infinity`, `some(…)` for what JSON cannot say); a
@@ -118,7 +120,7 @@ pub use crate::global::CacheManager;
 pub use crate::health::{Health, NearCacheHealth};
 pub use crate::key::Context;
 pub use crate::key::Template;
-pub use crate::outcome::Outcome;
+pub use crate::outcome::{Outcome, OutcomeOf};
 pub use crate::stats::Stats;
 pub use crate::store::KeyTtl;
 #[cfg(feature = "metrics")]

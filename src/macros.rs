@@ -205,9 +205,12 @@ macro_rules! __ctx_value {
 ///   Per-call controls: `store_if = path::to::fn` (a
 ///   `fn(&T) -> bool` on the value, `T` being the `Ok` type of a `Result`; the value is
 ///   stored only when it holds), `ttl_from = path::to::fn` (a `fn(&T) -> Duration`: the
-///   TTL from the value, zero for none) and `sliding = true` (a hit pushes the expiry to a
-///   full TTL again); see [`Cacheable::store_if`](crate::Cacheable::store_if),
-///   [`ttl_from`](crate::Cacheable::ttl_from) and [`sliding`](crate::Cacheable::sliding).
+///   TTL from the value, zero for none), `sliding = true` (a hit pushes the expiry to a
+///   full TTL again) and `near = false` (the store answers, never the near cache); see
+///   [`Cacheable::store_if`](crate::Cacheable::store_if),
+///   [`ttl_from`](crate::Cacheable::ttl_from), [`sliding`](crate::Cacheable::sliding) and
+///   [`near`](crate::Cacheable::near). A function's [`Outcome`](crate::Outcome): call it
+///   inside [`Outcome::of`](crate::Outcome::of).
 /// - `#[invalidate("p1", "p2", …, tags = ["t"], hash = [a], debug = true, cache = &CACHE)]`:
 ///   keys or glob patterns to delete after the function returns, and tags whose keys go
 ///   too (patterns or tags, at least one). `hash` names arguments hashed as in the
@@ -692,6 +695,9 @@ macro_rules! __cache_fn {
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} sliding = $on:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .sliding($on)] $t} $($($rest)*)? }
     };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} near = $on:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .near($on)] $t} $($($rest)*)? }
+    };
     (@cache $sig:tt $kept:tt {$k:tt [$($h:ident)*] $c:tt $t:tt}
         hash = [$($name:ident),* $(,)?] $(, $($rest:tt)*)?
     ) => {
@@ -706,7 +712,7 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[cache]` option `", $crate::__private::stringify!($option),
-                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, store_if, ttl_from and sliding"
+                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, store_if, ttl_from, sliding and near"
             )
         }
     };
@@ -723,7 +729,7 @@ macro_rules! __cache_fn {
     (@cache $($bad:tt)*) => {
         $crate::__private::compile_error! {
             "`#[cache]` options are `key = \"…\"`, `ttl = N`, `hash = [a, b]`, `debug = bool`, \
-             `cache = &Cache`, `store_if = path`, `ttl_from = path` and `sliding = bool`, \
+             `cache = &Cache`, `store_if = path`, `ttl_from = path`, `sliding = bool` and `near = bool`, \
              separated by commas"
         }
     };

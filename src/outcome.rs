@@ -1,5 +1,21 @@
 //! What one cached call did: [`Outcome`].
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+thread_local! {
+    /// The outcome of the last cached call that ended on this thread, for [`Outcome::of`].
+    static LAST: Cell<Option<Outcome>> = const { Cell::new(None) };
+}
+
+/// A cached call ended with `outcome` on this thread.
+#[inline]
+pub(crate) fn note(outcome: Outcome) {
+    LAST.with(|last| last.set(Some(outcome)));
+}
+
 /// What happened in one cached call, for an `X-Cache` header, a log field or a metric
 /// label: ask for it with [`Cacheable::outcome`](crate::Cacheable::outcome).
 ///
@@ -68,6 +84,44 @@ impl Outcome {
         matches!(self, Outcome::Hit | Outcome::NearHit)
     }
 
+    /// Runs `call` and returns its value with the outcome of the last cached call it made
+    /// (`None` if it made none): how a [`cache_fn!`](crate::cache_fn) function, which
+    /// returns only its value, reports its outcome for an `X-Cache` header.
+    ///
+    /// ```
+    /// use cacheable::{cache_fn, CacheManager, Config, Outcome};
+    ///
+    /// CacheManager::init(Config::memory())?;
+    /// cache_fn! {
+    ///     #[cache(key = "price:<<sku>>")]
+    ///     fn price(sku: u32) -> u64 { u64::from(sku) * 100 }
+    /// }
+    /// assert_eq!(Outcome::of(|| price(7)), (700, Some(Outcome::Miss)));
+    /// assert_eq!(Outcome::of(|| price(7)), (700, Some(Outcome::Hit)));
+    /// assert_eq!(Outcome::of(|| 1 + 1), (2, None));
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn of<T>(call: impl FnOnce() -> T) -> (T, Option<Outcome>) {
+        let outer = LAST.with(|last| last.replace(None));
+        let value = call();
+        // An enclosing `of` sees this call's outcome as the last one too.
+        let seen = LAST.with(|last| {
+            let seen = last.get();
+            last.set(seen.or(outer));
+            seen
+        });
+        (value, seen)
+    }
+
+    /// Async twin of [`of`](Self::of): awaits `call` and returns its value with the outcome
+    /// of the last cached call it made while it was polled.
+    pub fn of_async<F: Future>(call: F) -> OutcomeOf<F> {
+        OutcomeOf {
+            call: Box::pin(call),
+            seen: None,
+        }
+    }
+
     pub(crate) const fn from_u8(n: u8) -> Outcome {
         match n {
             1 => Outcome::Hit,
@@ -79,6 +133,41 @@ impl Outcome {
             8 => Outcome::NearHit,
             _ => Outcome::Miss,
         }
+    }
+}
+
+/// The future of [`Outcome::of_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct OutcomeOf<F: Future> {
+    call: Pin<Box<F>>,
+    seen: Option<Outcome>,
+}
+
+impl<F: Future> std::fmt::Debug for OutcomeOf<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutcomeOf")
+            .field("seen", &self.seen)
+            .finish()
+    }
+}
+
+impl<F: Future> Future for OutcomeOf<F> {
+    type Output = (F::Output, Option<Outcome>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Only what ends during this future's own polls counts: other tasks run on the
+        // thread between them.
+        let outer = LAST.with(|last| last.replace(None));
+        let polled = self.call.as_mut().poll(cx);
+        let seen = LAST.with(|last| {
+            let seen = last.get();
+            last.set(seen.or(outer));
+            seen
+        });
+        if seen.is_some() {
+            self.seen = seen;
+        }
+        polled.map(|value| (value, self.seen))
     }
 }
 

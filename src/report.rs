@@ -6,19 +6,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// One `[Cache Debug]` line: at info level when debugging is on for the call, otherwise at
-/// debug level, so `RUST_LOG=cacheable=debug` shows every call's lines.
+/// One `[Cache Debug]` line, a step of a call: at info level when debugging is on for the
+/// call (`debug(true)`, `CACHE_DEBUG`), otherwise at trace level. `RUST_LOG=cacheable=debug`
+/// shows one line per call instead (see `builder::CallLog`).
 pub(crate) fn debug_line(loud: bool, args: std::fmt::Arguments<'_>) {
     if loud {
         log::info!(target: "cacheable", "[Cache Debug] {args}");
     } else {
-        log::debug!(target: "cacheable", "[Cache Debug] {args}");
+        log::trace!(target: "cacheable", "[Cache Debug] {args}");
     }
 }
 
 /// True when a debug line would be written at all: lets callers skip building it.
 pub(crate) fn debug_enabled(loud: bool) -> bool {
-    loud || log::log_enabled!(target: "cacheable", log::Level::Debug)
+    loud || log::log_enabled!(target: "cacheable", log::Level::Trace)
 }
 
 /// A TTL as the debug lines show it: `600s`, or `1500ms` when it is not whole seconds.

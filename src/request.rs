@@ -5,7 +5,7 @@
 
 use crate::outcome::Outcome;
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 /// One read-through call: the full key and the settings in force.
@@ -73,6 +73,9 @@ pub(crate) struct Control<'a> {
     pub bypass: bool,
     /// A hit pushes the key's expiry to the call's TTL again, in the same round trip.
     pub sliding: bool,
+    /// Neither read from nor kept in the near cache: the store answers (read-your-writes
+    /// across processes, for data such as balances).
+    pub skip_near: bool,
     pub store_if: Option<&'a StoreIf<'a>>,
     pub ttl_from: Option<&'a TtlFrom<'a>>,
 }
@@ -84,11 +87,27 @@ pub(crate) struct Control<'a> {
 pub(crate) struct ServedCell {
     outcome: AtomicU8,
     faulted: AtomicBool,
+    /// How long the computation ran, in microseconds plus one (0: it did not run here).
+    computed: AtomicU64,
 }
 
 impl ServedCell {
     pub(crate) fn set(&self, outcome: Outcome) {
         self.outcome.store(outcome as u8, Ordering::Relaxed);
+    }
+
+    /// The call's computation ran for `took`.
+    pub(crate) fn computed(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX - 1);
+        self.computed.store(micros + 1, Ordering::Relaxed);
+    }
+
+    /// How long the call's computation ran, if it ran.
+    pub(crate) fn computation(&self) -> Option<Duration> {
+        match self.computed.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_micros(n - 1)),
+        }
     }
 
     pub(crate) fn fault(&self) {

@@ -65,6 +65,11 @@ pub struct Stats {
     /// Hits that pushed the key's expiry to a full TTL again
     /// ([`Cacheable::sliding`](crate::Cacheable::sliding)).
     pub sliding_hits: u64,
+    /// Calls answered without the cache ([`Outcome::Unavailable`](crate::Outcome::Unavailable)):
+    /// a store fault, a key that did not render, a queued invalidation holding the key
+    /// back. [`CacheManager::stats`](crate::CacheManager::stats) also counts the calls made
+    /// while the global cache could not be built.
+    pub uncached: u64,
 }
 
 impl Stats {
@@ -134,6 +139,7 @@ pub(crate) struct Counters {
     pub disabled_calls: Counter,
     pub declined: Counter,
     pub sliding_hits: Counter,
+    pub uncached: Counter,
 }
 
 impl Counters {
@@ -164,6 +170,7 @@ impl Counters {
             disabled_calls: self.disabled_calls.get(),
             declined: self.declined.get(),
             sliding_hits: self.sliding_hits.get(),
+            uncached: self.uncached.get(),
         }
     }
 }

@@ -24,7 +24,34 @@ mod names {
     pub const INVALIDATED: &str = "cacheable_invalidated_keys_total";
     pub const LEASE_WAITS: &str = "cacheable_lease_waits_total";
     pub const COMPUTE: &str = "cacheable_compute_seconds";
+    pub const STORE_UP: &str = "cacheable_store_up";
+    pub const BREAKER_OPEN: &str = "cacheable_breaker_open";
+    pub const NEAR_SERVING: &str = "cacheable_near_cache_serving";
+    pub const PENDING: &str = "cacheable_pending_invalidations";
+    pub const ENABLED: &str = "cacheable_enabled";
 }
+
+/// A [`Health`](crate::Health) as gauges, labelled by the cache's prefix: set each time a
+/// probe asks for it.
+#[cfg(feature = "metrics")]
+pub(crate) fn health(prefix: &str, health: &crate::health::Health) {
+    let labels = [::metrics::Label::new("prefix", prefix.to_owned())];
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let serving = matches!(
+        health.near_cache,
+        crate::health::NearCacheHealth::Serving { .. }
+    );
+    ::metrics::gauge!(names::STORE_UP, labels.iter()).set(flag(health.store.is_ok()));
+    ::metrics::gauge!(names::BREAKER_OPEN, labels.iter()).set(flag(health.breaker_open));
+    ::metrics::gauge!(names::NEAR_SERVING, labels.iter()).set(flag(serving));
+    ::metrics::gauge!(names::PENDING, labels.iter()).set(health.pending_invalidations as f64);
+    ::metrics::gauge!(names::ENABLED, labels.iter()).set(flag(health.enabled));
+}
+
+/// Without the `metrics` feature: nothing.
+#[cfg(not(feature = "metrics"))]
+#[inline(always)]
+pub(crate) fn health(_prefix: &str, _health: &crate::health::Health) {}
 
 #[cfg(feature = "metrics")]
 fn label(template: &str) -> ::metrics::Label {
@@ -112,10 +139,17 @@ impl Timer {
 /// | `cacheable_invalidated_keys_total` | counter | keys deleted, by the invalidation pattern's template |
 /// | `cacheable_lease_waits_total` | counter | calls that waited for another caller's computation |
 /// | `cacheable_compute_seconds` | histogram | how long computations (the cached functions' bodies) took |
+/// | `cacheable_store_up` | gauge | 1 when the store answered the last [`Cache::health`](crate::Cache::health), else 0 |
+/// | `cacheable_breaker_open` | gauge | 1 while calls fail fast because the store looked down |
+/// | `cacheable_near_cache_serving` | gauge | 1 while the near cache serves (0: off, or tracking not running) |
+/// | `cacheable_pending_invalidations` | gauge | queued invalidations that have not landed |
+/// | `cacheable_enabled` | gauge | 0 between `Cache::disable` and `enable` |
 ///
 /// Each has the label `template`: the key template (`loans:products:<<currency_code>>:<<filters>>`),
 /// `get_or_set` or `(manual)` for the manual operations, `(background)` for the lease
-/// keeper's faults. Requires the `metrics` feature.
+/// keeper's faults; the gauges have the label `prefix` (the cache's key prefix) and are set
+/// each time [`Cache::health`](crate::Cache::health) runs (a readiness probe's period).
+/// Requires the `metrics` feature.
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub fn describe_metrics() {
@@ -147,4 +181,16 @@ pub fn describe_metrics() {
         Unit::Seconds,
         "Time the cached computations took"
     );
+    use ::metrics::describe_gauge;
+    describe_gauge!(
+        names::STORE_UP,
+        "1 when the store answered the last health check"
+    );
+    describe_gauge!(
+        names::BREAKER_OPEN,
+        "1 while calls fail fast because the store looked down"
+    );
+    describe_gauge!(names::NEAR_SERVING, "1 while the near cache serves");
+    describe_gauge!(names::PENDING, "Queued invalidations that have not landed");
+    describe_gauge!(names::ENABLED, "0 while the cache is switched off");
 }

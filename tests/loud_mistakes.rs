@@ -49,6 +49,43 @@ fn strict_mode_panics_on_a_key_that_cannot_be_rendered() {
             .run(ctx! { q }, || ())
     }));
     assert!(missing.is_err(), "a pattern without its value panics too");
+    // Each panic points at the caller's line, not into the crate.
+    let at = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = at.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(location) = info.location() {
+            seen.lock().unwrap().push(location.file().to_owned());
+        }
+    }));
+    let calls: [Box<dyn Fn()>; 3] = [
+        Box::new(|| {
+            let q = Query { tenant: "a".into() };
+            Cacheable::new("report:<<q.tenat>>")
+                .on(&strict)
+                .run(ctx! { q }, || 1);
+        }),
+        Box::new(|| {
+            let _ = Invalidate::new(["report:<<tenant>>"])
+                .on(&strict)
+                .now(ctx! {});
+        }),
+        Box::new(|| {
+            Invalidate::new(["report:<<tenant>>"])
+                .on(&strict)
+                .run(ctx! {}, || ());
+        }),
+    ];
+    for call in &calls {
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).is_err());
+    }
+    std::panic::set_hook(previous);
+    let files = at.lock().unwrap().clone();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(
+        files.iter().all(|f| f.ends_with("loud_mistakes.rs")),
+        "the panics point at {files:?}"
+    );
     // The right path works, and without strict mode the typo fails open.
     let q = Query {
         tenant: "acme".into(),
@@ -95,35 +132,57 @@ fn each_template_and_kind_of_fault_logs_at_least_once() {
     assert_eq!(warnings(&first), 1, "{first:?}");
     assert_eq!(warnings(&second), 1, "{second:?}");
     assert_eq!(cache.stats().errors, 10);
-    // A key that did not render has its own debug line too.
+    // A key that did not render has its own step line too (trace level), and the call's
+    // one debug line says it answered without the cache.
     assert!(
         first
             .iter()
-            .any(|(level, _, text)| *level == log::Level::Debug && text.contains("did not render")),
+            .any(|(level, _, text)| *level == log::Level::Trace && text.contains("did not render")),
+        "{first:?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|(level, _, text)| *level == log::Level::Debug && text.starts_with("unavailable")),
         "{first:?}"
     );
 }
 
 #[test]
-fn every_call_has_debug_level_lines_and_debug_true_raises_them() {
+fn every_call_has_one_debug_line_and_debug_true_raises_its_steps() {
     capture();
     let cache = Cache::new(Config::memory().prefix("lines")).unwrap();
     let user_id = 41;
-    Cacheable::new("quiet:<<user_id>>")
-        .on(&cache)
-        .run(ctx! { user_id }, || 1);
+    for _ in 0..2 {
+        Cacheable::new("quiet:<<user_id>>")
+            .on(&cache)
+            .run(ctx! { user_id }, || 1);
+    }
     let quiet = logged("lines:quiet:41");
+    let debug: Vec<_> = quiet
+        .iter()
+        .filter(|(level, target, _)| *level == log::Level::Debug && target == "cacheable")
+        .map(|(_, _, text)| text.as_str())
+        .collect();
+    // One line a call: outcome, key, template, time (and the computation's when it ran).
+    assert_eq!(debug.len(), 2, "{quiet:#?}");
     assert!(
-        quiet
-            .iter()
-            .any(|(level, target, text)| *level == log::Level::Debug
-                && target == "cacheable"
-                && text == "[Cache Debug] MISS for lines:quiet:41"),
-        "{quiet:?}"
+        debug[0].starts_with("miss lines:quiet:41 (quiet:<<user_id>>) in ")
+            && debug[0].contains("computed in"),
+        "{debug:?}"
     );
+    assert!(
+        debug[1].starts_with("hit lines:quiet:41 (quiet:<<user_id>>) in "),
+        "{debug:?}"
+    );
+    // The seed's step-by-step lines are at trace level unless debugging is on.
     assert!(quiet
         .iter()
-        .all(|(level, _, _)| *level == log::Level::Debug));
+        .any(|(level, _, text)| *level == log::Level::Trace
+            && text == "[Cache Debug] MISS for lines:quiet:41"));
+    assert!(quiet
+        .iter()
+        .all(|(level, _, _)| *level >= log::Level::Debug));
     Cacheable::new("loud:<<user_id>>")
         .on(&cache)
         .debug(true)
@@ -197,4 +256,36 @@ fn init_with_an_equal_configuration_succeeds() {
             .get_prefix(),
         "same"
     );
+}
+
+/// An invalidation of several patterns that cannot reach the store says so in one line,
+/// with its attempts (one or more), however many patterns it queued.
+#[cfg(feature = "redis")]
+#[test]
+fn an_invalidation_that_cannot_reach_the_store_logs_one_line() {
+    capture();
+    let url = format!("redis://127.0.0.1:{}/", support::free_port());
+    let cache = Cache::new(
+        Config::from_url(&url)
+            .unwrap()
+            .prefix("oneline")
+            .op_timeout(std::time::Duration::from_millis(100)),
+    )
+    .unwrap();
+    let _ = support::logs::take_cacheable(log::Level::Error);
+    let err = Invalidate::new(["a:<<id>>", "b:<<id>>:*", "c:<<id>>"])
+        .on(&cache)
+        .now(ctx! { id = 1 })
+        .unwrap_err();
+    assert!(err.is_queued(), "{err:#}");
+    let errors = support::logs::take_cacheable(log::Level::Error);
+    let warnings = support::logs::take_cacheable(log::Level::Warn);
+    assert_eq!(
+        errors.len() + warnings.len(),
+        1,
+        "{errors:#?} {warnings:#?}"
+    );
+    let line = errors.first().or(warnings.first()).unwrap();
+    assert!(!line.contains(" 0 attempts"), "{line}");
+    assert!(line.contains("attempt"), "{line}");
 }

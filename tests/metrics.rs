@@ -3,9 +3,12 @@
 //! checked is the reporting, not a store.
 #![cfg(feature = "metrics")]
 
+#[cfg(feature = "redis")]
+mod support;
+
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate};
 use metrics::{
-    Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
     SharedString, Unit,
 };
 use std::collections::HashMap;
@@ -18,6 +21,23 @@ use std::time::Duration;
 struct Capture {
     counters: Mutex<HashMap<(String, String), Arc<Count>>>,
     histograms: Mutex<HashMap<(String, String), Arc<Samples>>>,
+    /// Gauges by `(name, prefix label)`, each the bits of its `f64`.
+    gauges: Mutex<HashMap<(String, String), Arc<Level>>>,
+}
+
+#[derive(Default)]
+struct Level(AtomicU64);
+
+impl GaugeFn for Level {
+    fn increment(&self, v: f64) {
+        self.set(f64::from_bits(self.0.load(Ordering::SeqCst)) + v);
+    }
+    fn decrement(&self, v: f64) {
+        self.set(f64::from_bits(self.0.load(Ordering::SeqCst)) - v);
+    }
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::SeqCst);
+    }
 }
 
 #[derive(Default)]
@@ -67,8 +87,21 @@ impl Recorder for Shared {
             .clone();
         Counter::from_arc(c)
     }
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        let prefix = key
+            .labels()
+            .find(|l| l.key() == "prefix")
+            .map(|l| l.value().to_owned())
+            .unwrap_or_default();
+        let g = self
+            .0
+            .gauges
+            .lock()
+            .unwrap()
+            .entry((key.name().to_owned(), prefix))
+            .or_default()
+            .clone();
+        Gauge::from_arc(g)
     }
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
         let h = self
@@ -100,6 +133,15 @@ fn count(name: &str, template: &str) -> u64 {
         .unwrap()
         .get(&(name.to_owned(), template.to_owned()))
         .map_or(0, |c| c.0.load(Ordering::SeqCst))
+}
+
+fn gauge(name: &str, prefix: &str) -> Option<f64> {
+    capture()
+        .gauges
+        .lock()
+        .unwrap()
+        .get(&(name.to_owned(), prefix.to_owned()))
+        .map(|g| f64::from_bits(g.0.load(Ordering::SeqCst)))
 }
 
 fn samples(name: &str, template: &str) -> Vec<f64> {
@@ -188,4 +230,85 @@ fn reads_invalidations_and_computations_are_reported_by_template() {
     assert_eq!(count("cacheable_lease_waits_total", SLOW), 1);
     assert_eq!(count("cacheable_misses_total", SLOW), 2);
     assert_eq!(samples("cacheable_compute_seconds", SLOW).len(), 1);
+}
+
+/// `health()` for a readiness probe, with Redis up, frozen, back and killed: each time
+/// within the operation timeout, and the same state as gauges; calls answered without the
+/// cache meanwhile are counted in `Stats::uncached`.
+#[cfg(feature = "redis")]
+#[test]
+fn health_follows_the_store_and_shows_as_gauges() {
+    capture();
+    let mut server = support::RedisServer::start();
+    let op_timeout = Duration::from_millis(300);
+    let cache = Cache::new(
+        Config::from_url(&server.url())
+            .unwrap()
+            .prefix("probe")
+            .op_timeout(op_timeout)
+            .near_cache(1_000),
+    )
+    .unwrap();
+    let within = |what: &str| {
+        let started = std::time::Instant::now();
+        let health = cache.health();
+        // A liveness bound: the probe never hangs on a store that does not answer.
+        assert!(
+            started.elapsed() < op_timeout * 10,
+            "{what}: {:?}",
+            started.elapsed()
+        );
+        health
+    };
+    let up = within("up");
+    assert!(up.is_ready() && up.enabled && !up.breaker_open, "{up:?}");
+    assert_eq!(gauge("cacheable_store_up", "probe"), Some(1.0));
+    assert_eq!(gauge("cacheable_enabled", "probe"), Some(1.0));
+    assert_eq!(gauge("cacheable_pending_invalidations", "probe"), Some(0.0));
+
+    server.pause();
+    let frozen = within("frozen");
+    assert!(!frozen.is_ready(), "{frozen:?}");
+    assert_eq!(gauge("cacheable_store_up", "probe"), Some(0.0));
+    let before = cache.stats().uncached;
+    assert_eq!(
+        Cacheable::new("k:<<id>>")
+            .on(&cache)
+            .run(ctx! { id = 1 }, || 5),
+        5
+    );
+    assert_eq!(cache.stats().uncached, before + 1, "{:?}", cache.stats());
+    // An invalidation that cannot land is pending, and shows.
+    let err = Invalidate::new(["k:<<id>>"])
+        .on(&cache)
+        .now(ctx! { id = 1 })
+        .unwrap_err();
+    assert!(err.is_queued(), "{err:#}");
+    let pending = within("frozen, one queued");
+    assert!(pending.pending_invalidations >= 1, "{pending:?}");
+    assert!(gauge("cacheable_pending_invalidations", "probe").unwrap() >= 1.0);
+
+    server.resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let back = within("resumed");
+        if back.is_ready() && back.pending_invalidations == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never healthy again: {back:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(gauge("cacheable_store_up", "probe"), Some(1.0));
+    assert_eq!(gauge("cacheable_pending_invalidations", "probe"), Some(0.0));
+
+    server.kill();
+    let down = within("killed");
+    assert!(!down.is_ready(), "{down:?}");
+    assert_eq!(gauge("cacheable_store_up", "probe"), Some(0.0));
+    cache.disable();
+    within("disabled");
+    assert_eq!(gauge("cacheable_enabled", "probe"), Some(0.0));
 }

@@ -458,3 +458,83 @@ fn the_byte_bound_weighs_what_a_compressed_value_takes_in_memory() {
         "a value of 20,000 bytes in memory was kept under a 5,000-byte bound"
     );
 }
+
+cacheable::cache_fn! {
+    #[cache(key = "balance:<<id>>", ttl = 60, near = false, cache = cache)]
+    fn balance(cache: &Cache, id: u32) -> i64 {
+        let _ = id;
+        -1
+    }
+}
+
+/// `near(false)` (and `near = false` in `cache_fn!`): the store answers every call, so a
+/// write by another process is read at once, even by a near cache that never hears of it.
+#[test]
+fn a_call_without_the_near_cache_reads_another_process_write_at_once() {
+    let server = RedisServer::start();
+    // A near cache deaf to Redis's messages: what it holds stays until its TTL.
+    let a = Cache::new(cacheable::__private::near_cache_ignores_invalidations(
+        config(&server, "own").near_cache(10_000),
+    ))
+    .unwrap();
+    // Written by another process: a plain SET, which no cache of this process sees.
+    let set = |key: &str, v: i64| {
+        let _: () = redis::cmd("SET")
+            .arg(format!("own:{key}"))
+            .arg(v.to_string())
+            .arg("EX")
+            .arg(60)
+            .query(&mut server.client())
+            .unwrap();
+    };
+    set("v:1", 1);
+    until_near_hit(&a, 1);
+    set("v:1", 2);
+    assert_eq!(
+        read(&a, 1),
+        1,
+        "the control: the deaf near cache serves its copy"
+    );
+    let fresh = |cache: &Cache| {
+        let mut outcome = cacheable::Outcome::default();
+        let v = Cacheable::new("v:<<id>>")
+            .on(cache)
+            .near(false)
+            .outcome(&mut outcome)
+            .run(ctx! { id = 1 }, || -1i64);
+        (v, outcome)
+    };
+    assert_eq!(fresh(&a), (2, cacheable::Outcome::Hit));
+    // Such calls never fill the near cache either.
+    set("v:2", 5);
+    let near_hits = a.stats().near_hits;
+    for _ in 0..20 {
+        let mut outcome = cacheable::Outcome::default();
+        Cacheable::new("v:<<id>>")
+            .on(&a)
+            .near(false)
+            .outcome(&mut outcome)
+            .run(ctx! { id = 2 }, || -1i64);
+        assert_eq!(outcome, cacheable::Outcome::Hit);
+    }
+    assert_eq!(a.stats().near_hits, near_hits, "{:?}", a.stats());
+
+    // The same through `cache_fn!`, its outcome read with `Outcome::of`.
+    set("balance:3", 10);
+    for expected in [10, 11, 11] {
+        let (v, outcome) = cacheable::Outcome::of(|| balance(&a, 3));
+        assert_eq!((v, outcome), (expected, Some(cacheable::Outcome::Hit)));
+        set("balance:3", 11);
+    }
+    // Async too.
+    let rt = support::current_thread();
+    set("v:4", 4);
+    let (v, outcome) = rt.block_on(cacheable::Outcome::of_async(async {
+        Cacheable::new("v:<<id>>")
+            .on(&a)
+            .near(false)
+            .run_async(ctx! { id = 4 }, || async { -1i64 })
+            .await
+    }));
+    assert_eq!((v, outcome), (4, Some(cacheable::Outcome::Hit)));
+}

@@ -6,7 +6,6 @@
 mod support;
 
 use cacheable::{ctx, Cache, CacheManager, Cacheable, Config, Invalidate};
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 use support::RedisServer;
@@ -20,12 +19,6 @@ fn capture_logs() {
 /// Every record so far, as `LEVEL target text`.
 fn records() -> Vec<String> {
     support::logs::lines()
-}
-
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// Every text an error gives: `Display` (plain and `{:#}`), `Debug` (plain and pretty), and
@@ -65,7 +58,7 @@ fn urls(port: u16) -> Vec<String> {
 #[test]
 fn a_refused_connection_shows_no_password_anywhere() {
     capture_logs();
-    let port = closed_port();
+    let port = support::free_port();
     for url in urls(port) {
         let config = match Config::from_url(&url) {
             Ok(config) => config,
@@ -152,8 +145,8 @@ fn an_unreachable_cluster_shows_no_password() {
     capture_logs();
     let url = format!(
         "redis+cluster://alice:{SECRET}@127.0.0.1:{},127.0.0.1:{}",
-        closed_port(),
-        closed_port()
+        support::free_port(),
+        support::free_port()
     );
     unreachable_hides_the_secret("cluster", &url);
     assert_clean("a log record", records());
@@ -187,12 +180,15 @@ fn an_unreachable_sentinel_setup_shows_no_password() {
     capture_logs();
     let url = format!(
         "redis+sentinel://alice:{SECRET}@127.0.0.1:{},127.0.0.1:{}/svc/2?sentinel_password={SECRET}",
-        closed_port(),
-        closed_port()
+        support::free_port(),
+        support::free_port()
     );
     unreachable_hides_the_secret("Sentinel", &url);
     let config = Config::sentinel(
-        [format!("redis://:{SECRET}@127.0.0.1:{}", closed_port())],
+        [format!(
+            "redis://:{SECRET}@127.0.0.1:{}",
+            support::free_port()
+        )],
         "svc",
     )
     .unwrap()
@@ -363,7 +359,7 @@ fn the_global_cache_from_a_bad_environment_shows_no_password() {
 
 #[test]
 fn error_chains_print_each_cause_once() {
-    let url = format!("redis://127.0.0.1:{}/0", closed_port());
+    let url = format!("redis://127.0.0.1:{}/0", support::free_port());
     let cache = Cache::new(Config::from_url(&url).unwrap()).unwrap();
     let err = cache.get::<i32>("k").unwrap_err();
     let mut chain: Vec<String> = Vec::new();

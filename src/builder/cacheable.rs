@@ -1,6 +1,6 @@
 //! The [`Cacheable`] builder: cache one computation's result under a rendered key.
 
-use super::{no_cache, render_tag, resolve};
+use super::{no_cache, render_tag, resolve, CallLog};
 use crate::cache::Cache;
 use crate::codec::CacheValue;
 use crate::config::IntoTtl;
@@ -84,6 +84,7 @@ struct PerCall<'a> {
     refresh: bool,
     bypass: bool,
     sliding: bool,
+    skip_near: bool,
     store_if: Option<Box<StoreIf<'a>>>,
     ttl_from: Option<Box<TtlFrom<'a>>>,
     outcome: Option<&'a mut Outcome>,
@@ -95,6 +96,7 @@ impl std::fmt::Debug for PerCall<'_> {
             .field("refresh", &self.refresh)
             .field("bypass", &self.bypass)
             .field("sliding", &self.sliding)
+            .field("skip_near", &self.skip_near)
             .field("store_if", &self.store_if.is_some())
             .field("ttl_from", &self.ttl_from.is_some())
             .field("outcome", &self.outcome)
@@ -108,6 +110,7 @@ impl PerCall<'_> {
             refresh: self.refresh,
             bypass: self.bypass,
             sliding: self.sliding,
+            skip_near: self.skip_near,
             store_if: self.store_if.as_deref(),
             ttl_from: self.ttl_from.as_deref(),
         }
@@ -373,6 +376,16 @@ impl<'a> Cacheable<'a> {
         self
     }
 
+    /// `near(false)`: this call neither reads from nor fills the near cache
+    /// ([`Config::near_cache`](crate::Config::near_cache)); the store answers it. For data a
+    /// caller must read as another process just wrote it (a balance after a payment): the
+    /// near cache's copy may lag another process's write or invalidation by the tracking
+    /// message's delay (see the README's near-cache section). On by default.
+    pub fn near(mut self, on: bool) -> Self {
+        self.per_call.skip_near = !on;
+        self
+    }
+
     /// Sliding expiry: a hit pushes the key's expiry to a full [`ttl`](Self::ttl) from
     /// now, in the same round trip as the read, so that a key read often stays and one
     /// left alone expires (a session, a hot lookup table).
@@ -421,11 +434,13 @@ impl<'a> Cacheable<'a> {
     }
 
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
+    #[track_caller]
     fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'_>)> {
         let cache = match resolve(self.cache) {
             Ok(cache) => cache,
             Err(e) => {
                 no_cache(&e);
+                crate::global::CacheManager::count_uncached();
                 return None;
             }
         };
@@ -464,6 +479,7 @@ impl<'a> Cacheable<'a> {
                     panic!("cacheable (strict mode): {}", crate::report::chain(&e));
                 }
                 cache.report("cache key", self.template_str(), self.template_str(), &e);
+                cache.count_uncached();
                 None
             }
         }
@@ -551,6 +567,7 @@ impl<'a> Cacheable<'a> {
     /// Store calls block the thread: in async code, use [`run_async`](Self::run_async).
     ///
     /// Concurrent callers of one key share one computation (see [`Config::leases`](crate::Config::leases)).
+    #[track_caller]
     pub fn run<T, F>(self, ctx: Context, compute: F) -> T
     where
         T: CacheValue,
@@ -565,24 +582,43 @@ impl<'a> Cacheable<'a> {
     /// Like [`run`](Self::run) for a fallible computation: an `Err` is returned and never
     /// cached.
     #[inline]
+    #[track_caller]
     pub fn try_run<T, E, F>(mut self, ctx: Context, compute: F) -> Result<T, E>
     where
         T: CacheValue,
         F: FnOnce() -> Result<T, E>,
     {
+        #[cfg(feature = "tracing")]
+        let span = super::call_span(self.template_str());
+        #[cfg(feature = "tracing")]
+        let _entered = span.enter();
+        let log = CallLog::start();
         let slot = self.per_call.outcome.take();
         let Some((cache, call)) = self.plan(&ctx) else {
             report(slot, Outcome::Unavailable);
-            return compute();
+            let out = compute();
+            log.end(self.template_str(), None, Outcome::Unavailable, None);
+            return out;
         };
         if let Some(v) = cache.near::<T>(&call) {
             report(slot, Outcome::NearHit);
+            log.end(call.template, Some(&call.key), Outcome::NearHit, None);
             return Ok(v);
         }
         let out = cache
             .read(&call, compute)
             .expect("fail-open calls report faults rather than return them");
-        report(slot, call.served.get());
+        let outcome = call.served.get();
+        if outcome == Outcome::Unavailable {
+            cache.count_uncached();
+        }
+        report(slot, outcome);
+        log.end(
+            call.template,
+            Some(&call.key),
+            outcome,
+            call.served.computation(),
+        );
         out
     }
 
@@ -650,31 +686,51 @@ impl<'a> Cacheable<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        async move {
+        #[cfg(feature = "tracing")]
+        let span = super::call_span(self.template_str());
+        let call = async move {
             // A near hit is ready at once: it counts against the task's budget as a store
             // call does (`rt::cooperate`).
             crate::rt::cooperate().await;
+            let log = CallLog::start();
             let slot = self.per_call.outcome.take();
             let Some((cache, call)) = self.plan(&ctx) else {
                 report(slot, Outcome::Unavailable);
-                return finish(compute().await);
+                let out = compute().await;
+                log.end(self.template_str(), None, Outcome::Unavailable, None);
+                return finish(out);
             };
             if let Some(v) = cache.near::<T>(&call) {
                 report(slot, Outcome::NearHit);
+                log.end(call.template, Some(&call.key), Outcome::NearHit, None);
                 return finish(Ok(v));
             }
             let out = cache
                 .read_async(&call, compute)
                 .await
                 .expect("fail-open calls report faults rather than return them");
-            report(slot, call.served.get());
+            let outcome = call.served.get();
+            if outcome == Outcome::Unavailable {
+                cache.count_uncached();
+            }
+            report(slot, outcome);
+            log.end(
+                call.template,
+                Some(&call.key),
+                outcome,
+                call.served.computation(),
+            );
             finish(out)
-        }
+        };
+        #[cfg(feature = "tracing")]
+        let call = tracing::Instrument::instrument(call, span);
+        call
     }
 }
 
 /// Writes a call's outcome where the caller asked for it.
 fn report(slot: Option<&mut Outcome>, outcome: Outcome) {
+    crate::outcome::note(outcome);
     if let Some(slot) = slot {
         *slot = outcome;
     }

@@ -104,6 +104,7 @@ pub(super) fn answer<T: CacheValue, E>(
 pub(crate) fn near_read<T: CacheValue>(core: &Core, call: &Call<'_>) -> Option<T> {
     if call.control.refresh
         || call.control.sliding
+        || call.control.skip_near
         || call.fresh.early_refresh > 0.0
         || core.skip_reason(call).is_some()
     {
@@ -152,7 +153,9 @@ where
 {
     let skip = core.skips(call);
     // Taken before the store is read: a change that comes after holds the value back.
-    let near_mark = core.near.as_ref().map(|n| n.mark(&call.key));
+    let near_mark = (!call.control.skip_near)
+        .then(|| core.near.as_ref().map(|n| n.mark(&call.key)))
+        .flatten();
     let mut state = CallState::default();
     let mut begun = loop {
         if skip {
@@ -180,6 +183,7 @@ where
         timer.observe(call.template);
         out
     };
+    call.served.computed(started.elapsed());
     if !skip {
         core.learn(call, started.elapsed());
     }
@@ -203,7 +207,9 @@ where
 {
     let skip = core.skips(call);
     // Taken before the store is read: a change that comes after holds the value back.
-    let near_mark = core.near.as_ref().map(|n| n.mark(&call.key));
+    let near_mark = (!call.control.skip_near)
+        .then(|| core.near.as_ref().map(|n| n.mark(&call.key)))
+        .flatten();
     let mut state = CallState::default();
     let mut begun = loop {
         if skip {
@@ -235,6 +241,7 @@ where
     })
     .await;
     timer.observe(call.template);
+    call.served.computed(started.elapsed());
     if !skip {
         core.learn(call, started.elapsed());
     }

@@ -1,4 +1,4 @@
-//! `cargo bench`: cacheable against bare redis-rs, `cached` and `moka`, on a private
+//! `cargo bench -p cacheable-dev`: cacheable against bare redis-rs, `cached` and `moka`, on a private
 //! `redis-server` that this bench starts on a free port (never the shared one on 6379).
 //!
 //! Variants of one measurement run in alternating rounds (A B, B A, A B, …) in the same
@@ -15,7 +15,7 @@
 //! Benchmark 9 (with the `cluster` feature, on by default) starts a private Redis Cluster of
 //! 3 primaries and 3 replicas too.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use cacheable::{ctx, Cache, Cacheable, Config, Invalidate, Template};
@@ -1966,7 +1966,7 @@ fn build_time(b: &mut Bench) {
             .push("Benchmark 8 was skipped (CACHEABLE_BENCH_BUILD=0).".into());
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-build-time.sh");
+    let script = repo_root().join("scripts/bench-build-time.sh");
     eprintln!("  [8] clean builds of three tiny crates (a few minutes)…");
     let out = Command::new("bash")
         .arg(&script)
@@ -2200,10 +2200,15 @@ fn machine(server: &RedisServer) -> String {
     )
 }
 
+/// The repository's root: this bench lives in its `dev/` workspace member.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn out_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .unwrap_or_else(|| repo_root().join("target"));
     target.join("bench")
 }
 
@@ -2269,7 +2274,7 @@ fn main() {
         #[cfg(not(all(feature = "msgpack", feature = "compress")))]
         b.notes.push(
             "Benchmark 14 needs the `msgpack` and `compress` features: \
-             `cargo bench --bench compare --features msgpack,compress`."
+             `cargo bench -p cacheable-dev --bench compare --features msgpack,compress`."
                 .into(),
         );
     }
@@ -2302,7 +2307,7 @@ fn main() {
     }
     let mut report = format!(
         "Measured {} on {machine}.\nValue: {size} bytes of JSON. Ratios are cacheable / baseline, \
-         medians of interleaved rounds in one run. Reproduce: `cargo bench --bench compare`.\n\n{table}",
+         medians of interleaved rounds in one run. Reproduce: `cargo bench -p cacheable-dev --bench compare`.\n\n{table}",
         today()
     );
     let _ = writeln!(
