@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 found=$(grep -rn -E '^\s*//.*(\bissues? #?[0-9]+|\bthe [A-Z][a-z]+ issue\b|\(issue\b|\b20[0-9]{2}-[01][0-9]-[0-3][0-9]\b|\bCI (run|failure|machine)|\bEPYC\b|\bXeon\b|\b(this|last|previous) session\b)' \
-  --include='*.rs' src tests benches examples fuzz | grep -v -E '`20[0-9]{2}-[01][0-9]-[0-3][0-9]`' || true)
+  --include='*.rs' src tests dev examples fuzz | grep -v -E '`20[0-9]{2}-[01][0-9]-[0-3][0-9]`' || true)
 if [ -n "$found" ]; then
   echo "comments that name an issue, a date, a CI run or a machine:" >&2
   echo "$found" >&2

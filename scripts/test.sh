@@ -80,13 +80,15 @@ step "combination soak: every option in any mix, two caches and another process,
 # `just soak` (release). Each run prints its seed first and exits non-zero on a stale read
 # or a caller-visible failure.
 cargo build -q --all-features --example soak
-for run in "memory 10" "single 20" "cluster 20" "sentinel 20"; do
+for run in "memory 5" "single 10" "cluster 10" "sentinel 10"; do
   set -- $run
   cargo run -q --all-features --example soak -- --backend "$1" --seconds "$2" | grep -E "^soak seed|^stale reads|^caller-visible|^invalidations|^PASS|^FAIL|^first stale"
 done
 
 step "quickstart example (embedded store)"
-env -u CACHE_URL RUST_LOG=warn cargo run -q --example quickstart >/dev/null
+# With the tests' features, so that it reuses their build (`cargo run --example quickstart`
+# alone builds the default features, as README says).
+env -u CACHE_URL RUST_LOG=warn cargo run -q --all-features --example quickstart >/dev/null
 echo "quickstart ran"
 
 # The axum + PostgreSQL service (examples/paycore-service, a workspace member of its own so

@@ -198,7 +198,8 @@ impl Error {
 /// What a `NOPERM` reply means and what to grant: the command it names, or the keys.
 #[cfg(feature = "redis")]
 fn no_permission(detail: &str) -> String {
-    const LINE: &str = "cacheable's README (Least privilege) gives the ACL line for each topology";
+    const LINE: &str =
+        "cacheable's docs/stores.md (Least privilege) gives the ACL line for each topology";
     let named = detail.split('\'').nth(1).filter(|c| !c.is_empty());
     match named {
         Some(command) if detail.contains("command") => format!(

@@ -130,6 +130,46 @@ pub use crate::telemetry::describe_metrics;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(doctest)]
+#[doc = include_str!("../docs/api.md")]
+struct ApiDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/development.md")]
+struct DevelopmentDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/faults.md")]
+struct FaultsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/freshness.md")]
+struct FreshnessDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/keys.md")]
+struct KeysDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/near-cache.md")]
+struct NearCacheDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/operations.md")]
+struct OperationsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/service.md")]
+struct ServiceDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/stores.md")]
+struct StoresDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/values.md")]
+struct ValuesDoctests;
+
 /// Not public API: the crate's parsers and matchers, for its fuzz targets (`fuzz/`). It may
 /// change in any release.
 #[doc(hidden)]

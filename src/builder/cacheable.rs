@@ -380,7 +380,7 @@ impl<'a> Cacheable<'a> {
     /// ([`Config::near_cache`](crate::Config::near_cache)); the store answers it. For data a
     /// caller must read as another process just wrote it (a balance after a payment): the
     /// near cache's copy may lag another process's write or invalidation by the tracking
-    /// message's delay (see the README's near-cache section). On by default.
+    /// message's delay (see docs/near-cache.md). On by default.
     pub fn near(mut self, on: bool) -> Self {
         self.per_call.skip_near = !on;
         self

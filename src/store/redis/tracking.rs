@@ -143,7 +143,7 @@ async fn track(
                                 // It will not work by retrying: say so, and retry seldom.
                                 if warned.is_none_or(|at| at.elapsed() >= REFUSED_WARN_EVERY) {
                                     warned = Some(std::time::Instant::now());
-                                    log::warn!(target: "cacheable", "near cache of prefix `{prefix}`: Redis refused to track invalidations ({e}), so the near cache serves nothing and every call reads Redis. Grant the cache's Redis user `+client|tracking` (README, Least privilege), use Redis 6 or later, or turn the near cache off (Config::near_cache, `near_cache=` in the URL). Retrying every {} s", REFUSED_RETRY.as_secs());
+                                    log::warn!(target: "cacheable", "near cache of prefix `{prefix}`: Redis refused to track invalidations ({e}), so the near cache serves nothing and every call reads Redis. Grant the cache's Redis user `+client|tracking` (docs/stores.md, Least privilege), use Redis 6 or later, or turn the near cache off (Config::near_cache, `near_cache=` in the URL). Retrying every {} s", REFUSED_RETRY.as_secs());
                                 }
                                 pause = REFUSED_RETRY;
                             } else {
