@@ -59,9 +59,9 @@ fi
 
 step "compile-failure tests of cache_fn! (dev/tests/ui)"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run -p cacheable-dev --no-fail-fast
+  cargo nextest run -p cacheable-dev --no-default-features --no-fail-fast
 else
-  cargo test -p cacheable-dev --no-fail-fast
+  cargo test -p cacheable-dev --no-default-features --no-fail-fast
 fi
 
 step "doctests"
