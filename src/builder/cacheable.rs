@@ -595,8 +595,9 @@ impl<'a> Cacheable<'a> {
         let log = CallLog::start();
         let slot = self.per_call.outcome.take();
         let Some((cache, call)) = self.plan(&ctx) else {
-            report(slot, Outcome::Unavailable);
             let out = compute();
+            // After the computation: a cached call inside it ended first.
+            report(slot, Outcome::Unavailable);
             log.end(self.template_str(), None, Outcome::Unavailable, None);
             return out;
         };
@@ -608,17 +609,7 @@ impl<'a> Cacheable<'a> {
         let out = cache
             .read(&call, compute)
             .expect("fail-open calls report faults rather than return them");
-        let outcome = call.served.get();
-        if outcome == Outcome::Unavailable {
-            cache.count_uncached();
-        }
-        report(slot, outcome);
-        log.end(
-            call.template,
-            Some(&call.key),
-            outcome,
-            call.served.computation(),
-        );
+        served(cache, &call, slot, log);
         out
     }
 
@@ -695,8 +686,8 @@ impl<'a> Cacheable<'a> {
             let log = CallLog::start();
             let slot = self.per_call.outcome.take();
             let Some((cache, call)) = self.plan(&ctx) else {
-                report(slot, Outcome::Unavailable);
                 let out = compute().await;
+                report(slot, Outcome::Unavailable);
                 log.end(self.template_str(), None, Outcome::Unavailable, None);
                 return finish(out);
             };
@@ -709,23 +700,29 @@ impl<'a> Cacheable<'a> {
                 .read_async(&call, compute)
                 .await
                 .expect("fail-open calls report faults rather than return them");
-            let outcome = call.served.get();
-            if outcome == Outcome::Unavailable {
-                cache.count_uncached();
-            }
-            report(slot, outcome);
-            log.end(
-                call.template,
-                Some(&call.key),
-                outcome,
-                call.served.computation(),
-            );
+            served(cache, &call, slot, log);
             finish(out)
         };
         #[cfg(feature = "tracing")]
         let call = tracing::Instrument::instrument(call, span);
         call
     }
+}
+
+/// Ends a call that went to the store: counts it when answered without the cache, writes
+/// its outcome where the caller asked, and logs its line.
+fn served(cache: &Cache, call: &Call<'_>, slot: Option<&mut Outcome>, log: CallLog) {
+    let outcome = call.served.get();
+    if outcome == Outcome::Unavailable {
+        cache.count_uncached();
+    }
+    report(slot, outcome);
+    log.end(
+        call.template,
+        Some(&call.key),
+        outcome,
+        call.served.computation(),
+    );
 }
 
 /// Writes a call's outcome where the caller asked for it.
