@@ -89,6 +89,10 @@ pub(crate) struct ServedCell {
     faulted: AtomicBool,
     /// How long the computation ran, in microseconds plus one (0: it did not run here).
     computed: AtomicU64,
+    /// Whether the call is waiting on another caller's computation (a leader of this
+    /// process, or a lease another process holds): a batch computes its other items
+    /// meanwhile rather than wait with it.
+    waiting: AtomicBool,
 }
 
 impl ServedCell {
@@ -100,6 +104,16 @@ impl ServedCell {
     pub(crate) fn computed(&self, took: Duration) {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX - 1);
         self.computed.store(micros + 1, Ordering::Relaxed);
+    }
+
+    /// The call starts or stops waiting on another caller's computation.
+    pub(crate) fn waiting(&self, on: bool) {
+        self.waiting.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the call waits on another caller's computation now.
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// How long the call's computation ran, if it ran.

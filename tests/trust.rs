@@ -392,7 +392,12 @@ fn an_invalidation_that_cannot_land_is_queued_and_held_back_until_it_does() {
         .arg(cache.full_key("wallet:9"))
         .query(&mut con)
         .unwrap();
-    assert_eq!(left, None, "it landed: the old value is gone from Redis");
+    // Gone, or replaced by the current version: a read after the invalidation landed (the
+    // reads just above may come after it on a slow machine) computes and stores 2.
+    assert!(
+        left.is_none() || left.as_deref() == Some("2"),
+        "it landed: the old value is gone from Redis ({left:?})"
+    );
     for c in [&cache, &other] {
         assert_eq!(read(c, &mut outcome), 2);
     }

@@ -435,7 +435,7 @@ impl<'a> Cacheable<'a> {
 
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
     #[track_caller]
-    fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'_>)> {
+    pub(super) fn plan(&self, ctx: &Context) -> Option<(&'a Cache, Call<'_>)> {
         let cache = match resolve(self.cache) {
             Ok(cache) => cache,
             Err(e) => {
@@ -711,7 +711,7 @@ impl<'a> Cacheable<'a> {
 
 /// Ends a call that went to the store: counts it when answered without the cache, writes
 /// its outcome where the caller asked, and logs its line.
-fn served(cache: &Cache, call: &Call<'_>, slot: Option<&mut Outcome>, log: CallLog) {
+pub(super) fn served(cache: &Cache, call: &Call<'_>, slot: Option<&mut Outcome>, log: CallLog) {
     let outcome = call.served.get();
     if outcome == Outcome::Unavailable {
         cache.count_uncached();

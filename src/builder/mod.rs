@@ -3,6 +3,7 @@
 //! its templates and hands the [`Cache`] one description (`request::Call` or
 //! `request::Target`); what they share is here.
 
+pub(crate) mod batch;
 pub(crate) mod cacheable;
 pub(crate) mod invalidate;
 

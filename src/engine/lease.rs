@@ -257,7 +257,9 @@ impl Core {
                     // A millisecond past it: Redis expires keys at millisecond precision.
                     nap = nap.min(until_expiry + Duration::from_millis(1));
                 }
+                call.served.waiting(true);
                 mode.sleep(nap).await;
+                call.served.waiting(false);
                 pause = (pause * 2).min(MAX_LEASE_POLL);
             }
         }

@@ -496,10 +496,12 @@ impl Core {
                     // The leader may first wait up to `lease_wait` for another process's
                     // lease, then compute: followers allow for both before giving up.
                     let wait = self.config.lease_wait.saturating_mul(2);
+                    call.served.waiting(true);
                     let done = match mode {
                         Mode::Blocking => flight.wait(wait),
                         Mode::Async => flight.wait_async(wait).await,
                     };
+                    call.served.waiting(false);
                     match done {
                         Some(Done::Value(v)) if joined <= v.fresh_as_of => {
                             // Written just now with this call's TTL, if written at all.

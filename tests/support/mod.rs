@@ -833,9 +833,11 @@ impl Backend {
         }
     }
 
-    /// A cache with the case's own prefix.
+    /// A cache with the case's own prefix (its own with the near cache too: the variants
+    /// with and without it share their servers).
     pub fn cache(&self, prefix: &str) -> cacheable::Cache {
-        cacheable::Cache::new(self.config().prefix(prefix)).unwrap()
+        let near = if self.near { "-near" } else { "" };
+        cacheable::Cache::new(self.config().prefix(format!("{prefix}{near}"))).unwrap()
     }
 
     /// A second cache on the same entries, as another process would have, when the store

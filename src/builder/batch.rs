@@ -1,0 +1,305 @@
+//! The batch form of [`Cacheable`]: one key template, many contexts, the misses computed
+//! together by one call of the computation (the N+1 problem: one `WHERE id = ANY($1)`
+//! instead of one query per item).
+//!
+//! Each item goes through the single-call path, all of them at once: its near-cache hit,
+//! its store read, its lease (joined when this process computes the key already, waited
+//! for when another process holds it), its write with the lease compare-and-set, its tags
+//! and TTL. What the items share is the computation: an item that must compute registers
+//! its index and waits; once every item has been answered, registered, or is waiting on
+//! another caller's computation, the computation runs once for the registered items and
+//! each gets its value. An item whose wait ends without a value (the other caller failed,
+//! or `lease_wait` passed) registers then, and a further round computes it.
+
+use super::cacheable::{served, Cacheable};
+use super::CallLog;
+use crate::codec::CacheValue;
+use crate::key::Context;
+use crate::outcome::Outcome;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Wake, Waker};
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify};
+
+/// How often the coordinator looks again at items that wait on another caller: their
+/// waits end without a wake-up it could hear.
+const SETTLE_TICK: Duration = Duration::from_millis(2);
+
+const RUNNING: u8 = 0;
+const REQUESTED: u8 = 1;
+const DONE: u8 = 2;
+
+/// What the items and the coordinator share.
+struct Board<T> {
+    states: Vec<AtomicU8>,
+    /// Where each registered item waits for its value.
+    senders: Mutex<Vec<Option<oneshot::Sender<T>>>>,
+    /// Rung on every change of an item's state.
+    changed: Notify,
+}
+
+impl<T> Board<T> {
+    fn set(&self, i: usize, state: u8) {
+        self.states[i].store(state, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// Registers item `i` for the next round of the computation; resolves to its value.
+    fn request(&self, i: usize) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(tx);
+        self.set(i, REQUESTED);
+        rx
+    }
+}
+
+impl<'a> Cacheable<'a> {
+    /// The batch form of [`run`](Self::run): one value per context, in the contexts' order.
+    /// `compute` is called once with the indexes (into `items`) of every item that missed,
+    /// and returns their values in that order; it is not called when every item hits, and
+    /// called again only for items whose wait on another caller's computation ended
+    /// without a value (each index in one call).
+    ///
+    /// Every item keeps the guarantees of a single call: a key this process computes
+    /// already is joined, a lease another process holds is waited for (within
+    /// `lease_wait`, while the other items are computed at once), writes go with the lease
+    /// compare-and-set (an invalidation during the batch keeps every affected value out),
+    /// and the builder's TTL, tags, stale windows and controls apply to each key. An item
+    /// whose wait on another caller ends without a value is computed in a further call of
+    /// `compute`. With the store down, `compute` is called once for every item.
+    ///
+    /// # Panics
+    /// When `compute` returns another number of values than it was given indexes.
+    ///
+    /// ```
+    /// use cacheable::{Cache, Cacheable, Config, Context};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// let ids = [3u64, 5, 8];
+    /// let users = |ids: &[u64]| {
+    ///     let contexts = ids.iter().map(|id| Context::new().with("id", id)).collect();
+    ///     Cacheable::new("user:<<id>>").on(&cache).run_many(contexts, |missing| {
+    ///         // One query for every id that missed: WHERE id = ANY($1).
+    ///         missing.iter().map(|&i| format!("user {}", ids[i])).collect()
+    ///     })
+    /// };
+    /// assert_eq!(users(&ids[..2]), ["user 3", "user 5"]);
+    /// assert_eq!(users(&ids), ["user 3", "user 5", "user 8"]); // only 8 computed
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn run_many<T, F>(self, items: Vec<Context>, mut compute: F) -> Vec<T>
+    where
+        T: CacheValue,
+        F: FnMut(&[usize]) -> Vec<T>,
+    {
+        park_on(self.many(items, |missing: Vec<usize>| {
+            std::future::ready(compute(&missing))
+        }))
+    }
+
+    /// Async twin of [`run_many`](Self::run_many).
+    pub async fn run_many_async<T, F, Fut>(self, items: Vec<Context>, compute: F) -> Vec<T>
+    where
+        T: CacheValue,
+        F: FnMut(Vec<usize>) -> Fut,
+        Fut: Future<Output = Vec<T>>,
+    {
+        self.many(items, compute).await
+    }
+
+    async fn many<T, F, Fut>(self, items: Vec<Context>, mut compute: F) -> Vec<T>
+    where
+        T: CacheValue,
+        F: FnMut(Vec<usize>) -> Fut,
+        Fut: Future<Output = Vec<T>>,
+    {
+        let n = items.len();
+        let board: Board<T> = Board {
+            states: (0..n).map(|_| AtomicU8::new(RUNNING)).collect(),
+            senders: Mutex::new((0..n).map(|_| None).collect()),
+            changed: Notify::new(),
+        };
+        let plans: Vec<_> = items.iter().map(|ctx| self.plan(ctx)).collect();
+        let board = &board;
+        let plans = &plans;
+        // Each item: the single-call path, its computation a request to the coordinator.
+        let item_futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>> = (0..n)
+            .map(|i| {
+                let item = async move {
+                    let log = CallLog::start();
+                    let value = match &plans[i] {
+                        // No cache or no key: computed with the batch, not stored.
+                        None => board.request(i).await.ok(),
+                        Some((cache, call)) => match cache.near::<T>(call) {
+                            Some(v) => {
+                                log.end(call.template, Some(&call.key), Outcome::NearHit, None);
+                                Some(v)
+                            }
+                            None => {
+                                let out = cache
+                                    .read_async(call, || async move {
+                                        board.request(i).await.map_err(|_| ())
+                                    })
+                                    .await
+                                    .expect("fail-open calls report faults rather than return them")
+                                    .ok();
+                                served(cache, call, None, log);
+                                out
+                            }
+                        },
+                    };
+                    board.set(i, DONE);
+                    value.unwrap_or_else(|| {
+                        panic!("cacheable: the batch computation gave item {i} no value")
+                    })
+                };
+                Box::pin(item) as Pin<Box<dyn Future<Output = T> + '_>>
+            })
+            .collect();
+        let coordinator = async {
+            loop {
+                // Settled: every item answered, registered, or waiting on another caller.
+                let mut requested = Vec::new();
+                let mut settled = true;
+                let mut all_done = true;
+                for (i, state) in board.states.iter().enumerate() {
+                    match state.load(Ordering::SeqCst) {
+                        DONE => {}
+                        REQUESTED => {
+                            all_done = false;
+                            let has_sender =
+                                board.senders.lock().unwrap_or_else(|e| e.into_inner())[i]
+                                    .is_some();
+                            if has_sender {
+                                requested.push(i);
+                            }
+                        }
+                        _ => {
+                            all_done = false;
+                            let waiting = plans[i]
+                                .as_ref()
+                                .is_some_and(|(_, c)| c.served.is_waiting());
+                            settled &= waiting;
+                        }
+                    }
+                }
+                if all_done {
+                    return;
+                }
+                if settled && !requested.is_empty() {
+                    let senders: Vec<_> = {
+                        let mut all = board.senders.lock().unwrap_or_else(|e| e.into_inner());
+                        requested.iter().map(|&i| all[i].take()).collect()
+                    };
+                    let values = compute(requested.clone()).await;
+                    assert_eq!(
+                        values.len(),
+                        requested.len(),
+                        "cacheable: the batch computation returned {} values for {} items",
+                        values.len(),
+                        requested.len()
+                    );
+                    for (sender, value) in senders.into_iter().zip(values) {
+                        if let Some(sender) = sender {
+                            let _ = sender.send(value);
+                        }
+                    }
+                    continue;
+                }
+                // Woken by a change of state, or after a tick for the waits it cannot hear.
+                let changed = board.changed.notified();
+                let tick = crate::rt::sleep(SETTLE_TICK);
+                first_of(changed, tick).await;
+            }
+        };
+        let (values, ()) = join(join_all(item_futures), coordinator).await;
+        values
+    }
+}
+
+/// Resolves when either future does.
+async fn first_of(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if a.as_mut().poll(cx).is_ready() || b.as_mut().poll(cx).is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Both futures' outputs, polled side by side.
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                out_a = Some(v);
+            }
+        }
+        if out_b.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                out_b = Some(v);
+            }
+        }
+        if out_a.is_some() && out_b.is_some() {
+            Poll::Ready((out_a.take().unwrap(), out_b.take().unwrap()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Every future's output, in order, all polled on each wake.
+async fn join_all<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut outs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (fut, out) in futures.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(outs.iter_mut().map(|o| o.take().unwrap()).collect())
+        }
+    })
+    .await
+}
+
+/// Drives a future on this thread, parking it until woken: the sync batch's store calls
+/// and timers run on the crate's IO thread and wake it.
+fn park_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

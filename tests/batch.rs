@@ -1,0 +1,202 @@
+//! Batch reads (`run_many`, `run_many_async`): one template, many contexts, the values in
+//! the contexts' order and the misses computed by one call of the computation, with the
+//! guarantees of single calls per key, on every store.
+
+mod support;
+
+use cacheable::{ctx, Cache, Cacheable, Context, Invalidate};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use support::{suite, Backend};
+
+suite!(
+    order_is_kept_and_the_misses_are_computed_once,
+    async_batches_too,
+    a_key_another_caller_computes_is_joined,
+    an_invalidation_during_the_batch_keeps_its_values_out,
+);
+
+support::suite_tests! {
+    memory = memory(Without),
+    redis = redis(Both),
+    cluster = cluster(Without),
+    sentinel = sentinel(Without),
+}
+
+fn contexts(ids: &[u32]) -> Vec<Context> {
+    ids.iter().map(|id| ctx! { id = *id }).collect()
+}
+
+/// A batch of `ids` on `cache`; records each call of the computation (the ids it got).
+fn products(cache: &Cache, ids: &[u32], calls: &Mutex<Vec<Vec<u32>>>) -> Vec<String> {
+    Cacheable::new("product:<<id>>")
+        .ttl(60)
+        .on(cache)
+        .run_many(contexts(ids), |missing| {
+            let wanted: Vec<u32> = missing.iter().map(|&i| ids[i]).collect();
+            calls.lock().unwrap().push(wanted.clone());
+            wanted.iter().map(|id| format!("product {id}")).collect()
+        })
+}
+
+fn order_is_kept_and_the_misses_are_computed_once(b: &Backend) {
+    let cache = b.cache("batch");
+    let calls = Mutex::new(Vec::new());
+    let ids: Vec<u32> = (0..40).collect();
+    // 36 cached.
+    products(&cache, &ids[..36], &calls);
+    assert_eq!(calls.lock().unwrap().len(), 1, "{}", b.name);
+    calls.lock().unwrap().clear();
+    let mut shuffled = ids.clone();
+    shuffled.reverse();
+    let got = products(&cache, &shuffled, &calls);
+    let expected: Vec<String> = shuffled.iter().map(|id| format!("product {id}")).collect();
+    assert_eq!(got, expected, "{}: the contexts' order", b.name);
+    let calls = calls.into_inner().unwrap();
+    assert_eq!(calls.len(), 1, "{}: one computation: {calls:?}", b.name);
+    let mut missed = calls[0].clone();
+    missed.sort();
+    assert_eq!(
+        missed,
+        (36..40).collect::<Vec<_>>(),
+        "{}: {:?}",
+        b.name,
+        cache.stats()
+    );
+    // Every item is stored now: a third batch computes nothing.
+    let calls = Mutex::new(Vec::new());
+    assert_eq!(products(&cache, &shuffled, &calls), expected);
+    assert!(calls.lock().unwrap().is_empty(), "{}", b.name);
+}
+
+fn async_batches_too(b: &Backend) {
+    let cache = b.cache("batchasync");
+    let rt = support::runtime(2);
+    let calls = AtomicUsize::new(0);
+    let batch = |ids: Vec<u32>| {
+        let cache = &cache;
+        let calls = &calls;
+        async move {
+            Cacheable::new("user:<<id>>")
+                .on(cache)
+                .run_many_async(contexts(&ids), |missing| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    let values: Vec<u32> = missing.iter().map(|&i| ids[i] * 10).collect();
+                    async move { values }
+                })
+                .await
+        }
+    };
+    assert_eq!(rt.block_on(batch(vec![1, 2, 3])), [10, 20, 30]);
+    assert_eq!(rt.block_on(batch(vec![3, 4, 1])), [30, 40, 10]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "{}", b.name);
+    // Empty and all-hit batches never call the computation.
+    assert!(rt.block_on(batch(vec![])).is_empty());
+    assert_eq!(rt.block_on(batch(vec![4, 2])), [40, 20]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "{}", b.name);
+}
+
+/// Key 5 is being computed by a single call of this process when the batch starts: the
+/// batch joins it (its value, no second computation of 5), and computes the others at once.
+fn a_key_another_caller_computes_is_joined(b: &Backend) {
+    let cache = b.cache("batchjoin");
+    let started = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let single = s.spawn(|| {
+            Cacheable::new("product:<<id>>")
+                .ttl(60)
+                .on(&cache)
+                .run(ctx! { id = 5 }, || {
+                    started.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(500));
+                    "from the single call".to_string()
+                })
+        });
+        support::wait_started(&started);
+        let ids = [4u32, 5, 6];
+        let calls = Mutex::new(Vec::new());
+        let got = products(&cache, &ids, &calls);
+        assert_eq!(
+            got,
+            ["product 4", "from the single call", "product 6"],
+            "{}",
+            b.name
+        );
+        let calls = calls.into_inner().unwrap();
+        assert_eq!(calls.len(), 1, "{}: {calls:?}", b.name);
+        let mut missed = calls[0].clone();
+        missed.sort();
+        assert_eq!(missed, [4, 6], "{}: 5 was joined", b.name);
+        assert_eq!(single.join().unwrap(), "from the single call");
+    });
+}
+
+/// An invalidation while the batch computes: none of the values computed before it is
+/// stored, and the next batch computes them again.
+fn an_invalidation_during_the_batch_keeps_its_values_out(b: &Backend) {
+    let cache = b.cache("batchinval");
+    let other = b.peer(&cache);
+    let ids = [1u32, 2, 3];
+    let computing = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let batch = s.spawn(|| {
+            Cacheable::new("balance:<<id>>")
+                .ttl(60)
+                .on(&cache)
+                .run_many(contexts(&ids), |missing| {
+                    computing.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(300));
+                    missing.iter().map(|&i| ids[i] * 100).collect::<Vec<u32>>()
+                })
+        });
+        support::wait_started(&computing);
+        let deleted = Invalidate::new(["balance:*"])
+            .on(&other)
+            .now(ctx! {})
+            .unwrap();
+        let _ = deleted;
+        assert_eq!(batch.join().unwrap(), [100, 200, 300], "{}", b.name);
+    });
+    for id in ids {
+        assert_eq!(
+            cache.get::<u32>(&format!("balance:{id}")).unwrap(),
+            None,
+            "{}: the value computed before the invalidation was stored",
+            b.name
+        );
+    }
+}
+
+/// Redis down during a batch: every item is answered, the computation called once for all
+/// of them, within a few operation timeouts (a liveness bound).
+#[cfg(feature = "redis")]
+#[test]
+fn a_batch_with_redis_down_computes_every_item_once() {
+    let mut server = support::RedisServer::start();
+    let cache = Cache::new(
+        cacheable::Config::from_url(&server.url())
+            .unwrap()
+            .prefix("down")
+            .op_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let calls = Mutex::new(Vec::new());
+    let ids: Vec<u32> = (0..20).collect();
+    products(&cache, &ids[..10], &calls);
+    server.kill();
+    calls.lock().unwrap().clear();
+    let started = std::time::Instant::now();
+    let got = products(&cache, &ids, &calls);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let expected: Vec<String> = ids.iter().map(|id| format!("product {id}")).collect();
+    assert_eq!(got, expected);
+    let calls = calls.into_inner().unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].len(), 20, "{calls:?}");
+    assert!(cache.stats().uncached >= 20, "{:?}", cache.stats());
+}
