@@ -242,3 +242,18 @@ fn sentinel_urls_name_the_sentinels_the_service_the_database_and_two_sets_of_cre
     assert!(misused.contains("`db`"), "{misused}");
     assert!(Config::memory().primary_auth(None, "x").validate().is_err());
 }
+
+#[test]
+fn a_url_without_its_slashes_says_what_is_missing() {
+    let err = Config::from_url("redis:/127.0.0.1:6379").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`://` is missing after the scheme `redis`"),
+        "{err}"
+    );
+    let err = Config::from_url("127.0.0.1:6379").unwrap_err();
+    assert!(err.to_string().contains("has no scheme"), "{err}");
+    // A mistyped port is shown as typed: it cannot be a password there.
+    let err = Config::from_url("redis://127.0.0.1:63x9/0").unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1:63x9"), "{err}");
+}
