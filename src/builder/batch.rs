@@ -16,11 +16,12 @@ use super::CallLog;
 use crate::codec::CacheValue;
 use crate::key::Context;
 use crate::outcome::Outcome;
+use crate::rt::{join_all, park_on};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Poll, Wake, Waker};
+use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 
@@ -257,49 +258,4 @@ async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
         }
     })
     .await
-}
-
-/// Every future's output, in order, all polled on each wake.
-async fn join_all<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
-    let mut outs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (fut, out) in futures.iter_mut().zip(outs.iter_mut()) {
-            if out.is_none() {
-                match fut.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(outs.iter_mut().map(|o| o.take().unwrap()).collect())
-        }
-    })
-    .await
-}
-
-/// Drives a future on this thread, parking it until woken: the sync batch's store calls
-/// and timers run on the crate's IO thread and wake it.
-fn park_on<F: Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
 }

@@ -3,6 +3,7 @@
 //! `PING`; and the `WAIT` after an invalidation's deletions, on a connection kept apart.
 
 use super::*;
+use crate::rt::join_all;
 
 /// Runs `fut` on the crate's IO thread and blocks the calling thread until it is done.
 pub(super) fn on_io_thread<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
@@ -12,33 +13,6 @@ pub(super) fn on_io_thread<T: Send + 'static>(fut: impl Future<Output = T> + Sen
     });
     rx.recv()
         .expect("the cacheable IO thread dropped a cluster operation")
-}
-
-/// Polls every future at once; their outputs in order.
-pub(super) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (fut, out) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match fut.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future is done"))
-        .collect()
 }
 
 impl Inner {

@@ -48,10 +48,8 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{Cmd, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 type AsyncConnection = redis::cluster_async::ClusterConnection;
