@@ -4,7 +4,7 @@
 
 mod support;
 
-use cacheable::{ctx, Cache, Cacheable, Context, Invalidate};
+use cacheable::{ctx, Cache, Cacheable, Context, Invalidate, Outcome};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -64,10 +64,33 @@ fn order_is_kept_and_the_misses_are_computed_once(b: &Backend) {
         b.name,
         cache.stats()
     );
-    // Every item is stored now: a third batch computes nothing.
-    let calls = Mutex::new(Vec::new());
-    assert_eq!(products(&cache, &shuffled, &calls), expected);
-    assert!(calls.lock().unwrap().is_empty(), "{}", b.name);
+    // Every item is stored now: a third batch computes nothing, and each item says so.
+    let mut outcomes = Vec::new();
+    let got = Cacheable::new("product:<<id>>")
+        .ttl(60)
+        .on(&cache)
+        .outcomes(&mut outcomes)
+        .run_many(contexts(&shuffled), |missing| -> Vec<String> {
+            panic!("{}: items {missing:?} were computed", b.name)
+        });
+    assert_eq!(got, expected);
+    assert_eq!(outcomes.len(), shuffled.len());
+    assert!(
+        outcomes.iter().all(|o| o.is_hit()),
+        "{}: {outcomes:?}",
+        b.name
+    );
+    // A miss says so too.
+    let mut outcomes = Vec::new();
+    Cacheable::new("product:<<id>>")
+        .ttl(60)
+        .on(&cache)
+        .outcomes(&mut outcomes)
+        .run_many(contexts(&[1, 1000]), |missing| {
+            missing.iter().map(|_| "new".to_string()).collect()
+        });
+    assert!(outcomes[0].is_hit(), "{}: {outcomes:?}", b.name);
+    assert_eq!(outcomes[1], Outcome::Miss, "{}", b.name);
 }
 
 fn async_batches_too(b: &Backend) {

@@ -111,13 +111,14 @@ impl<'a> Cacheable<'a> {
         self.many(items, compute).await
     }
 
-    async fn many<T, F, Fut>(self, items: Vec<Context>, mut compute: F) -> Vec<T>
+    async fn many<T, F, Fut>(mut self, items: Vec<Context>, mut compute: F) -> Vec<T>
     where
         T: CacheValue,
         F: FnMut(Vec<usize>) -> Fut,
         Fut: Future<Output = Vec<T>>,
     {
         let n = items.len();
+        let outcomes_slot = self.take_outcomes();
         let board: Board<T> = Board {
             states: (0..n).map(|_| AtomicU8::new(RUNNING)).collect(),
             senders: Mutex::new((0..n).map(|_| None).collect()),
@@ -127,17 +128,18 @@ impl<'a> Cacheable<'a> {
         let board = &board;
         let plans = &plans;
         // Each item: the single-call path, its computation a request to the coordinator.
-        let item_futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>> = (0..n)
+        type Item<'f, T> = Pin<Box<dyn Future<Output = (T, Outcome)> + 'f>>;
+        let item_futures: Vec<Item<'_, T>> = (0..n)
             .map(|i| {
                 let item = async move {
                     let log = CallLog::start();
-                    let value = match &plans[i] {
+                    let (value, outcome) = match &plans[i] {
                         // No cache or no key: computed with the batch, not stored.
-                        None => board.request(i).await.ok(),
+                        None => (board.request(i).await.ok(), Outcome::Unavailable),
                         Some((cache, call)) => match cache.near::<T>(call) {
                             Some(v) => {
                                 log.end(call.template, Some(&call.key), Outcome::NearHit, None);
-                                Some(v)
+                                (Some(v), Outcome::NearHit)
                             }
                             None => {
                                 let out = cache
@@ -148,16 +150,17 @@ impl<'a> Cacheable<'a> {
                                     .expect("fail-open calls report faults rather than return them")
                                     .ok();
                                 served(cache, call, None, log);
-                                out
+                                (out, call.served.get())
                             }
                         },
                     };
                     board.set(i, DONE);
-                    value.unwrap_or_else(|| {
+                    let value = value.unwrap_or_else(|| {
                         panic!("cacheable: the batch computation gave item {i} no value")
-                    })
+                    });
+                    (value, outcome)
                 };
-                Box::pin(item) as Pin<Box<dyn Future<Output = T> + '_>>
+                Box::pin(item) as Item<'_, T>
             })
             .collect();
         let coordinator = async {
@@ -216,7 +219,11 @@ impl<'a> Cacheable<'a> {
                 first_of(changed, tick).await;
             }
         };
-        let (values, ()) = join(join_all(item_futures), coordinator).await;
+        let (items, ()) = join(join_all(item_futures), coordinator).await;
+        let (values, outcomes): (Vec<T>, Vec<Outcome>) = items.into_iter().unzip();
+        if let Some(slot) = outcomes_slot {
+            *slot = outcomes;
+        }
         values
     }
 }

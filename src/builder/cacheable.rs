@@ -88,6 +88,8 @@ struct PerCall<'a> {
     store_if: Option<Box<StoreIf<'a>>>,
     ttl_from: Option<Box<TtlFrom<'a>>>,
     outcome: Option<&'a mut Outcome>,
+    /// The batch forms' outcomes, one per item.
+    outcomes: Option<&'a mut Vec<Outcome>>,
 }
 
 impl std::fmt::Debug for PerCall<'_> {
@@ -100,6 +102,7 @@ impl std::fmt::Debug for PerCall<'_> {
             .field("store_if", &self.store_if.is_some())
             .field("ttl_from", &self.ttl_from.is_some())
             .field("outcome", &self.outcome)
+            .field("outcomes", &self.outcomes.is_some())
             .finish()
     }
 }
@@ -431,6 +434,18 @@ impl<'a> Cacheable<'a> {
     pub fn outcome(mut self, outcome: &'a mut Outcome) -> Self {
         self.per_call.outcome = Some(outcome);
         self
+    }
+
+    /// For the batch forms ([`run_many`](Self::run_many)): where to write each item's
+    /// [`Outcome`], in the contexts' order (the vector is replaced).
+    pub fn outcomes(mut self, outcomes: &'a mut Vec<Outcome>) -> Self {
+        self.per_call.outcomes = Some(outcomes);
+        self
+    }
+
+    /// Where the batch forms write their outcomes, taken once.
+    pub(super) fn take_outcomes(&mut self) -> Option<&'a mut Vec<Outcome>> {
+        self.per_call.outcomes.take()
     }
 
     /// The cache and the call, or `None` (reported) when there is no cache or no key.
