@@ -174,7 +174,7 @@ impl<'a> Cacheable<'a> {
     }
 
     /// Logs each step at info level, target `cacheable`, as `[Cache Debug] …` lines
-    /// (without it they are logged at debug level).
+    /// (without it they are logged at trace level; debug level has one line per call).
     pub fn debug(mut self, on: bool) -> Self {
         self.debug = Some(on);
         self
@@ -391,7 +391,7 @@ impl<'a> Cacheable<'a> {
 
     /// Sliding expiry: a hit pushes the key's expiry to a full [`ttl`](Self::ttl) from
     /// now, in the same round trip as the read, so that a key read often stays and one
-    /// left alone expires (a session, a hot lookup table).
+    /// left alone expires (a signed-in user's state, a hot lookup table).
     ///
     /// On one Redis server (6.2 or later) the read is `PTTL` and `GETEX … PX` in one
     /// pipeline; when the bytes are another caller's lease rather than a value, its expiry

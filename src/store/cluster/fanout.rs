@@ -244,29 +244,11 @@ impl Inner {
                 out
             }
         });
-        let mut deleted = 0;
-        let mut failed = None;
-        for out in join_all(runs.collect()).await {
-            match out {
-                Ok(n) => deleted += n,
-                Err(e) => failed = Some(e),
-            }
-        }
+        let mut outs = join_all(runs.collect()).await;
         for (slot, group) in unowned {
-            match self.unlink_slot(slot, &group).await {
-                Ok(n) => deleted += n,
-                Err(e) => failed = Some(e),
-            }
+            outs.push(self.unlink_slot(slot, &group).await);
         }
-        match failed {
-            Some(e) => {
-                if topology_fault(&e) {
-                    self.mark_dirty();
-                }
-                Err(e)
-            }
-            None => Ok(deleted),
-        }
+        self.total_deleted(outs)
     }
 
     /// One primary's part of [`delete_many_async`](Self::delete_many_async): one round trip.
@@ -357,9 +339,16 @@ impl Inner {
                 out
             }
         });
+        let outs = join_all(runs.collect()).await;
+        self.total_deleted(outs)
+    }
+
+    /// The keys the primaries' deletions removed in all, or the last error; an error that
+    /// says the slot map is wrong marks it for a refresh.
+    fn total_deleted(self: &Arc<Self>, outs: Vec<Result<u64>>) -> Result<u64> {
         let mut deleted = 0;
         let mut failed = None;
-        for out in join_all(runs.collect()).await {
+        for out in outs {
             match out {
                 Ok(n) => deleted += n,
                 Err(e) => failed = Some(e),
