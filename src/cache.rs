@@ -4,7 +4,7 @@
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::{Config, IntoTtl};
-use crate::engine::{near_read, read_through, read_through_async, Core};
+use crate::engine::{near_read, read_through, read_through_async, Core, Prefetched};
 use crate::engine::{Siblings, Target};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{Health, NearCacheHealth};
@@ -71,9 +71,11 @@ impl Cache {
     }
 
     /// Async twin of [`read`](Self::read): the engine's own future, handed back as it is.
+    /// `first`: the call's first read, made with a batch's ([`prefetch`](Self::prefetch)).
     pub(crate) fn read_async<'c, 'k, T, E, F, Fut>(
         &'c self,
         call: &'c Call<'k>,
+        first: Option<Prefetched>,
         compute: F,
     ) -> impl Future<Output = Result<Result<T, E>>> + use<'c, 'k, T, E, F, Fut>
     where
@@ -81,7 +83,13 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        read_through_async(&self.inner.core, call, compute)
+        read_through_async(&self.inner.core, call, first, compute)
+    }
+
+    /// The first reads of a batch's calls, one round trip per server; `None` for a call
+    /// that reads on its own (see [`Core::prefetch`]).
+    pub(crate) async fn prefetch(&self, calls: &[&Call<'_>]) -> Vec<Option<Prefetched>> {
+        self.inner.core.prefetch(calls).await
     }
 
     /// Deletes what `target` names (each request tried `retries + 1` times at most) from
@@ -585,7 +593,7 @@ impl Cache {
         if let Some(v) = near_read::<T>(self.core(), &call) {
             return Ok(v);
         }
-        let out = read_through_async(self.core(), &call, || async {
+        let out = read_through_async(self.core(), &call, None, || async {
             Ok::<T, std::convert::Infallible>(compute().await)
         })
         .await?;

@@ -223,3 +223,166 @@ fn a_batch_with_redis_down_computes_every_item_once() {
     assert_eq!(calls[0].len(), 20, "{calls:?}");
     assert!(cache.stats().uncached >= 20, "{:?}", cache.stats());
 }
+
+/// How many times the server has run `command`, by `INFO commandstats` (`cli` runs
+/// `redis-cli` with the given arguments against it).
+#[cfg(feature = "redis")]
+fn command_calls(cli: impl Fn(&[&str]) -> String, command: &str) -> u64 {
+    let stats = cli(&["INFO", "commandstats"]);
+    let line = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .map_or(0, |rest| {
+            rest.split(',').next().unwrap().trim().parse().unwrap()
+        })
+}
+
+/// The calls of each command a batch's reads can be made of, on one server.
+#[cfg(feature = "redis")]
+fn read_calls(cli: impl Fn(&[&str]) -> String) -> [u64; 3] {
+    ["mget", "get", "pttl"].map(|c| command_calls(&cli, c))
+}
+
+/// A warm batch of 40 on one server is one `MGET` (with each key's `PTTL` in the same
+/// pipeline when the near cache needs the expiry), and no `GET`; a cold one too, before its
+/// leases and writes.
+#[cfg(feature = "redis")]
+#[test]
+fn a_batch_reads_one_server_with_one_mget() {
+    let server = support::RedisServer::start();
+    let cli = |args: &[&str]| server.cli(args);
+    let ids: Vec<u32> = (0..40).collect();
+    for near in [false, true] {
+        let mut config = cacheable::Config::from_url(&server.url())
+            .unwrap()
+            .prefix(format!("mget-{near}"));
+        if near {
+            config = config.near_cache(1_000);
+        }
+        let calls = Mutex::new(Vec::new());
+        let before = read_calls(cli);
+        products(&Cache::new(config.clone()).unwrap(), &ids, &calls);
+        let after = read_calls(cli);
+        assert_eq!(after[0] - before[0], 1, "near {near}: a cold batch's MGET");
+        // A new cache on the same entries (its near cache empty): every item from the store.
+        let reader = Cache::new(config).unwrap();
+        let before = read_calls(cli);
+        let got = products(&reader, &ids, &calls);
+        let after = read_calls(cli);
+        assert_eq!(got.len(), 40);
+        assert_eq!(
+            calls.lock().unwrap().len(),
+            1,
+            "near {near}: the warm batch computed"
+        );
+        let expected_pttl = if near { 40 } else { 0 };
+        assert_eq!(
+            [
+                after[0] - before[0],
+                after[1] - before[1],
+                after[2] - before[2]
+            ],
+            [1, 0, expected_pttl],
+            "near {near}: [MGET, GET, PTTL] of a warm batch"
+        );
+    }
+}
+
+/// On the cluster, a batch reads from each primary that owns some of its keys one `MGET`
+/// per slot, all in one pipeline, and nothing from the others: a batch whose keys share a
+/// hash tag touches one primary.
+#[cfg(feature = "cluster")]
+#[test]
+fn a_cluster_batch_touches_only_the_primaries_that_own_its_keys() {
+    let cluster = support::RedisCluster::start();
+    let cache = Cache::new(
+        cacheable::Config::from_url(&cluster.url())
+            .unwrap()
+            .prefix("own"),
+    )
+    .unwrap();
+    let primaries = cluster.primaries();
+    assert!(primaries.len() >= 3, "{primaries:?}");
+    let snapshot = || -> Vec<[u64; 3]> {
+        primaries
+            .iter()
+            .map(|&p| read_calls(|args: &[&str]| cluster.node(p).cli(args)))
+            .collect()
+    };
+    let keyslot = |key: &str| -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut cluster.node(primaries[0]).client())
+            .unwrap()
+    };
+    let ids: Vec<u32> = (0..40).collect();
+    for template in ["shelf:{a}:<<id>>", "item:<<id>>"] {
+        let batch = |calls: &AtomicUsize| {
+            Cacheable::new(template)
+                .on(&cache)
+                .run_many(contexts(&ids), |missing| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    missing.iter().map(|&i| ids[i]).collect::<Vec<u32>>()
+                })
+        };
+        let calls = AtomicUsize::new(0);
+        batch(&calls);
+        let before = snapshot();
+        assert_eq!(batch(&calls), ids);
+        let after = snapshot();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "{template}: the warm batch computed"
+        );
+        // Each primary: one MGET per slot of its keys, no GET.
+        let mut slots: std::collections::HashMap<u16, std::collections::HashSet<u16>> =
+            Default::default();
+        for id in &ids {
+            let key = format!("own:{}", template.replace("<<id>>", &id.to_string()));
+            slots
+                .entry(cluster.primary_of(&key))
+                .or_default()
+                .insert(keyslot(&key));
+        }
+        let touched: Vec<_> = primaries.iter().filter(|p| slots.contains_key(p)).collect();
+        if template.contains('{') {
+            assert_eq!(touched.len(), 1, "{template}: {slots:?}");
+        } else {
+            assert_eq!(touched.len(), primaries.len(), "{template}: {slots:?}");
+        }
+        for (i, port) in primaries.iter().enumerate() {
+            let expected = slots.get(port).map_or(0, |s| s.len() as u64);
+            assert_eq!(
+                [after[i][0] - before[i][0], after[i][1] - before[i][1]],
+                [expected, 0],
+                "{template}: [MGET, GET] on primary {port}"
+            );
+        }
+    }
+}
+
+/// Sentinel: the batch's reads are one `MGET` on the primary the Sentinels name.
+#[cfg(feature = "sentinel")]
+#[test]
+fn a_sentinel_batch_reads_the_primary_with_one_mget() {
+    let setup = support::RedisSentinel::start();
+    let cache = Cache::new(
+        cacheable::Config::from_url(&setup.url())
+            .unwrap()
+            .prefix("sentinel-mget"),
+    )
+    .unwrap();
+    let primary = setup.primary_port().expect("a primary");
+    let cli = |args: &[&str]| setup.node_cli(primary, args);
+    let calls = Mutex::new(Vec::new());
+    let ids: Vec<u32> = (0..40).collect();
+    products(&cache, &ids, &calls);
+    let before = read_calls(cli);
+    assert_eq!(products(&cache, &ids, &calls).len(), 40);
+    let after = read_calls(cli);
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    assert_eq!([after[0] - before[0], after[1] - before[1]], [1, 0]);
+}

@@ -2,10 +2,14 @@
 //! together by one call of the computation (the N+1 problem: one `WHERE id = ANY($1)`
 //! instead of one query per item).
 //!
-//! Each item goes through the single-call path, all of them at once: its near-cache hit,
-//! its store read, its lease (joined when this process computes the key already, waited
-//! for when another process holds it), its write with the lease compare-and-set, its tags
-//! and TTL. What the items share is the computation: an item that must compute registers
+//! The near cache answers first; the other items' first reads go together, one round trip
+//! per server (`MGET` on one server or Sentinel's primary; on the cluster one pipeline to
+//! each primary that owns some of the keys, one `MGET` per slot; one pass on the embedded
+//! store). A sliding item reads on its own, as its read pushes the expiry.
+//!
+//! Then each item goes through the single-call path, all of them at once: its lease
+//! (joined when this process computes the key already, waited for when another process
+//! holds it), its write with the lease compare-and-set, its tags and TTL. What the items share is the computation: an item that must compute registers
 //! its index and waits; once every item has been answered, registered, or is waiting on
 //! another caller's computation, the computation runs once for the registered items and
 //! each gets its value. An item whose wait ends without a value (the other caller failed,
@@ -64,7 +68,9 @@ impl<'a> Cacheable<'a> {
     /// called again only for items whose wait on another caller's computation ended
     /// without a value (each index in one call).
     ///
-    /// Every item keeps the guarantees of a single call: a key this process computes
+    /// Near-cache hits answer first; the other items are read together, in one round trip
+    /// per server (a sliding item reads on its own). Every item keeps the guarantees of a
+    /// single call: a key this process computes
     /// already is joined, a lease another process holds is waited for (within
     /// `lease_wait`, while the other items are computed at once), writes go with the lease
     /// compare-and-set (an invalidation during the batch keeps every affected value out),
@@ -125,34 +131,55 @@ impl<'a> Cacheable<'a> {
             changed: Notify::new(),
         };
         let plans: Vec<_> = items.iter().map(|ctx| self.plan(ctx)).collect();
+        // Near-cache hits first; the others' first reads together, one round trip per
+        // server (every item has the builder's one cache).
+        let mut near_hits: Vec<Option<T>> = plans
+            .iter()
+            .map(|plan| {
+                let (cache, call) = plan.as_ref()?;
+                let log = CallLog::start();
+                let v = cache.near::<T>(call)?;
+                log.end(call.template, Some(&call.key), Outcome::NearHit, None);
+                Some(v)
+            })
+            .collect();
+        let reading: Vec<usize> = (0..n)
+            .filter(|&i| plans[i].is_some() && near_hits[i].is_none())
+            .collect();
+        let mut firsts = Vec::new();
+        firsts.resize_with(n, || None);
+        if let Some((cache, _)) = reading.first().and_then(|&i| plans[i].as_ref()) {
+            let calls: Vec<_> = reading.iter().filter_map(|&i| plans[i].as_ref()).collect();
+            let calls: Vec<_> = calls.iter().map(|(_, call)| call).collect();
+            for (&i, first) in reading.iter().zip(cache.prefetch(&calls).await) {
+                firsts[i] = first;
+            }
+        }
         let board = &board;
         let plans = &plans;
         // Each item: the single-call path, its computation a request to the coordinator.
         type Item<'f, T> = Pin<Box<dyn Future<Output = (T, Outcome)> + 'f>>;
         let item_futures: Vec<Item<'_, T>> = (0..n)
             .map(|i| {
+                let near_hit = near_hits[i].take();
+                let first = firsts[i].take();
                 let item = async move {
                     let log = CallLog::start();
-                    let (value, outcome) = match &plans[i] {
+                    let (value, outcome) = match (&plans[i], near_hit) {
+                        (_, Some(v)) => (Some(v), Outcome::NearHit),
                         // No cache or no key: computed with the batch, not stored.
-                        None => (board.request(i).await.ok(), Outcome::Unavailable),
-                        Some((cache, call)) => match cache.near::<T>(call) {
-                            Some(v) => {
-                                log.end(call.template, Some(&call.key), Outcome::NearHit, None);
-                                (Some(v), Outcome::NearHit)
-                            }
-                            None => {
-                                let out = cache
-                                    .read_async(call, || async move {
-                                        board.request(i).await.map_err(|_| ())
-                                    })
-                                    .await
-                                    .expect("fail-open calls report faults rather than return them")
-                                    .ok();
-                                served(cache, call, None, log);
-                                (out, call.served.get())
-                            }
-                        },
+                        (None, None) => (board.request(i).await.ok(), Outcome::Unavailable),
+                        (Some((cache, call)), None) => {
+                            let out = cache
+                                .read_async(call, first, || async move {
+                                    board.request(i).await.map_err(|_| ())
+                                })
+                                .await
+                                .expect("fail-open calls report faults rather than return them")
+                                .ok();
+                            served(cache, call, None, log);
+                            (out, call.served.get())
+                        }
                     };
                     board.set(i, DONE);
                     let value = value.unwrap_or_else(|| {

@@ -712,7 +712,7 @@ impl<'a> Cacheable<'a> {
                 return finish(Ok(v));
             }
             let out = cache
-                .read_async(&call, compute)
+                .read_async(&call, None, compute)
                 .await
                 .expect("fail-open calls report faults rather than return them");
             served(cache, &call, slot, log);

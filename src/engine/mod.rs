@@ -29,20 +29,20 @@ mod refresh;
 mod siblings;
 mod write;
 
-pub(crate) use read::{near_read, read_through, read_through_async};
+pub(crate) use read::{near_read, read_through, read_through_async, Prefetched};
 pub(crate) use siblings::{Member, Siblings, Target};
 
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
-use crate::near::NearCache;
+use crate::near::{NearCache, ReadMark};
 use crate::outcome::Outcome;
 use crate::report::{chain, debug_enabled, debug_line, format_ttl, Throttle};
 use crate::request::Call;
 use crate::rt::{block_on, Mode};
 use crate::stats::Counters;
-use crate::store::{failed_marker, Backend, Entry, FAILED_TTL, LEASE_PREFIX};
+use crate::store::{failed_marker, Backend, Entry, Read, FAILED_TTL, LEASE_PREFIX};
 use crate::telemetry;
 use flight::{Done, Flights, Leader, Role, SharedValue};
 use keeper::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
@@ -142,6 +142,9 @@ pub(crate) struct CallState {
     /// The bytes [`Core::begin`] returned are a stale-while-revalidate answer (a value past
     /// its TTL): the call's outcome is [`Outcome::Stale`], not a hit.
     stale_hit: bool,
+    /// The call's first read, made with a batch's: [`Core::begin`] takes it in place of
+    /// its first read of the store.
+    first_read: Option<Result<Read>>,
 }
 
 /// Where the bytes of a hit come from.

@@ -153,9 +153,7 @@ where
 {
     let skip = core.skips(call);
     // Taken before the store is read: a change that comes after holds the value back.
-    let near_mark = (!call.control.skip_near)
-        .then(|| core.near.as_ref().map(|n| n.mark(&call.key)))
-        .flatten();
+    let near_mark = core.near_mark(call);
     let mut state = CallState::default();
     let mut begun = loop {
         if skip {
@@ -194,10 +192,12 @@ where
 }
 
 /// Async twin of [`read_through`]. Any executor can drive it: store calls and timers run
-/// on the crate's own runtime.
+/// on the crate's own runtime. `first`: the call's first read of the store, made already
+/// with a batch's ([`Core::prefetch`]).
 pub(crate) async fn read_through_async<T, E, F, Fut>(
     core: &Arc<Core>,
     call: &Call<'_>,
+    first: Option<Prefetched>,
     compute: F,
 ) -> Result<Result<T, E>>
 where
@@ -206,11 +206,15 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let skip = core.skips(call);
-    // Taken before the store is read: a change that comes after holds the value back.
-    let near_mark = (!call.control.skip_near)
-        .then(|| core.near.as_ref().map(|n| n.mark(&call.key)))
-        .flatten();
     let mut state = CallState::default();
+    // Taken before the store is read: a change that comes after holds the value back.
+    let near_mark = match first {
+        Some(first) => {
+            state.first_read = Some(first.read);
+            first.mark
+        }
+        None => core.near_mark(call),
+    };
     let mut begun = loop {
         if skip {
             break Begin::Alone;
@@ -252,7 +256,58 @@ where
     Ok(out)
 }
 
+/// A call's first read of the store, made with a batch's other reads, and the near cache's
+/// mark taken before it.
+pub(crate) struct Prefetched {
+    mark: Option<ReadMark>,
+    read: Result<Read>,
+}
+
 impl Core {
+    /// The near cache's mark for the call's key, to be taken before the store is read.
+    fn near_mark(&self, call: &Call<'_>) -> Option<ReadMark> {
+        (!call.control.skip_near)
+            .then(|| self.near.as_ref().map(|n| n.mark(&call.key)))
+            .flatten()
+    }
+
+    /// Whether the call's read asks how long the key has left: for the near cache (whose
+    /// copy must not outlive it), stale windows and early refresh.
+    fn reads_ttl(&self, call: &Call<'_>) -> bool {
+        self.near.is_some() || !call.fresh.window().is_zero() || call.fresh.early_refresh > 0.0
+    }
+
+    /// The first reads of many calls at once, as [`begin`](Self::begin) would make them
+    /// one by one, in one [`get_many`](Backend::get_many): one round trip per server. `None`
+    /// for a call that reads otherwise: a sliding read (which pushes the expiry as it
+    /// reads) and a call that skips the cache.
+    pub(crate) async fn prefetch(&self, calls: &[&Call<'_>]) -> Vec<Option<Prefetched>> {
+        let reads = |call: &&Call<'_>| !call.control.sliding && self.skip_reason(call).is_none();
+        let marks: Vec<_> = calls
+            .iter()
+            .map(|call| reads(call).then(|| self.near_mark(call)))
+            .collect();
+        let keys: Vec<&str> = calls
+            .iter()
+            .filter(|call| reads(call))
+            .map(|call| call.key.as_str())
+            .collect();
+        let with_ttl = calls.first().is_some_and(|call| self.reads_ttl(call));
+        let mut fetched = self
+            .backend
+            .get_many(Mode::Async, &keys, with_ttl)
+            .await
+            .into_iter();
+        marks
+            .into_iter()
+            .map(|mark| {
+                let mark = mark?;
+                let read = fetched.next()?;
+                Some(Prefetched { mark, read })
+            })
+            .collect()
+    }
+
     /// The decoded value the near cache holds for the call's key, counted.
     ///
     /// Counted, marked as the call's outcome and cloned under the shard's read lock (the
@@ -406,7 +461,9 @@ impl Core {
                 // expiry is read and a fresh value's pushed after, below.)
                 let read = self.backend.get_sliding(mode, &call.key, call.ttl).await;
                 Some(read.map(|b| (b, Some(call.ttl))))
-            } else if self.near.is_some() || windows || call.fresh.early_refresh > 0.0 {
+            } else if let Some(read) = state.first_read.take() {
+                Some(read)
+            } else if self.reads_ttl(call) {
                 Some(self.backend.get_with_ttl(mode, &call.key).await)
             } else {
                 Some(self.backend.get(mode, &call.key).await.map(|b| (b, None)))

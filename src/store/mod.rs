@@ -38,6 +38,9 @@ pub(crate) trait Tracked: Send + Sync {
     fn failed(&self, why: String);
 }
 
+/// The bytes at a key and, when asked for and known, how long they have left.
+pub(crate) type Read = (Option<Vec<u8>>, Option<Duration>);
+
 /// How long a key has left to live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyTtl {
@@ -70,6 +73,27 @@ pub(crate) trait Store: Send + Sync {
                 KeyTtl::Missing | KeyTtl::Persistent => None,
             };
             Ok((bytes, left))
+        }
+    }
+    /// What [`get_with_ttl`](Self::get_with_ttl) (with `with_ttl`) or [`get`](Self::get)
+    /// reads, for each of `keys`, in their order: a batch's first reads, in one round trip
+    /// per server. One `Result` per key: on a cluster, a node's fault fails its keys only.
+    fn get_many(
+        &self,
+        mode: Mode,
+        keys: &[&str],
+        with_ttl: bool,
+    ) -> impl Future<Output = Vec<Result<Read>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(if with_ttl {
+                    self.get_with_ttl(mode, key).await
+                } else {
+                    self.get(mode, key).await.map(|b| (b, None))
+                });
+            }
+            out
         }
     }
     /// The bytes at `key`, and when they are a value (not a lease or failure marker), its
@@ -354,6 +378,7 @@ dispatch! {
     fn get(&self, mode: Mode, key: &str) -> Result<Option<Vec<u8>>>;
     fn get_with_ttl(&self, mode: Mode, key: &str) -> Result<(Option<Vec<u8>>, Option<Duration>)>;
     fn get_sliding(&self, mode: Mode, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>>;
+    fn get_many(&self, mode: Mode, keys: &[&str], with_ttl: bool) -> Vec<Result<Read>>;
     fn set(&self, mode: Mode, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
     fn delete(&self, mode: Mode, keys: &[&str]) -> Result<u64>;
     fn delete_pattern(&self, mode: Mode, pattern: &str) -> Result<u64>;

@@ -20,16 +20,10 @@ impl Inner {
     /// has one, else all of them.
     pub(super) async fn targets(self: &Arc<Self>, pattern: &str) -> Result<Vec<Target>> {
         let topology = self.topology(Mode::Async).await?;
-        let target = |p: &Primary| Target {
-            addr: p.addr.clone(),
-            breaker: p.breaker.clone(),
-            link: p.link.clone(),
-            replicas: p.replicas,
-        };
         Ok(
             match pattern_slot(pattern).and_then(|slot| topology.primary(slot)) {
-                Some(p) => vec![target(p)],
-                None => topology.primaries.iter().map(target).collect(),
+                Some(p) => vec![p.target()],
+                None => topology.primaries.iter().map(Primary::target).collect(),
             },
         )
     }
@@ -230,13 +224,7 @@ impl Inner {
             }
         }
         let runs = by_node.into_iter().map(|(i, groups)| {
-            let p = &topology.primaries[i];
-            let target = Target {
-                addr: p.addr.clone(),
-                breaker: p.breaker.clone(),
-                link: p.link.clone(),
-                replicas: p.replicas,
-            };
+            let target = topology.primaries[i].target();
             let this = &self;
             async move {
                 let out = this.unlink_on(&target, groups).await;
@@ -249,6 +237,105 @@ impl Inner {
             outs.push(self.unlink_slot(slot, &group).await);
         }
         self.total_deleted(outs)
+    }
+
+    /// The reads of [`get_many`](Store::get_many) from every primary that owns some of
+    /// the keys, all at once: to each, one pipeline of one `MGET` per slot (never a
+    /// multi-key command across slots) and, when asked, each key's `PTTL`. `None` for a key
+    /// whose slot moved meanwhile or has no primary: the caller reads it alone, following
+    /// redirections.
+    pub(super) async fn get_many_async(
+        self: Arc<Self>,
+        keys: Vec<String>,
+        with_ttl: bool,
+    ) -> Vec<Option<Result<Read>>> {
+        let mut out: Vec<Option<Result<Read>>> = keys.iter().map(|_| None).collect();
+        let topology = match self.topology(Mode::Async).await {
+            Ok(t) => t,
+            Err(e) => return keys.iter().map(|_| Some(Err(e.clone()))).collect(),
+        };
+        // Primary → its slots → the indexes of their keys, in the keys' order.
+        let mut by_node: HashMap<usize, Vec<(u16, Vec<usize>)>> = HashMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            let s = slot(key.as_bytes());
+            let owner = topology.owner[usize::from(s)];
+            if owner == NONE {
+                continue;
+            }
+            let slots = by_node.entry(usize::from(owner)).or_default();
+            match slots.iter_mut().find(|(other, _)| *other == s) {
+                Some((_, group)) => group.push(i),
+                None => slots.push((s, vec![i])),
+            }
+        }
+        let runs = by_node.into_iter().map(|(owner, groups)| {
+            let target = topology.primaries[owner].target();
+            let (this, keys) = (&self, &keys);
+            async move {
+                let read = this.read_on(&target, &groups, keys, with_ttl).await;
+                target.breaker.record(&read);
+                (groups, read)
+            }
+        });
+        for (groups, read) in join_all(runs.collect()).await {
+            match read {
+                Ok(reads) => {
+                    for ((_, group), reads) in groups.into_iter().zip(reads) {
+                        let Some(reads) = reads else { continue };
+                        for (i, read) in group.into_iter().zip(reads) {
+                            out[i] = Some(Ok(read));
+                        }
+                    }
+                }
+                Err(e) => {
+                    if topology_fault(&e) {
+                        self.mark_dirty();
+                    }
+                    for i in groups.into_iter().flat_map(|(_, group)| group) {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One primary's part of [`get_many_async`](Self::get_many_async): one round trip, one
+    /// `Vec` of reads per slot (`None` for a slot that answered with an error, such as one
+    /// that moved away).
+    async fn read_on(
+        &self,
+        target: &Target,
+        groups: &[(u16, Vec<usize>)],
+        keys: &[String],
+        with_ttl: bool,
+    ) -> Result<Vec<Option<Vec<Read>>>> {
+        target.breaker.check()?;
+        let mut way = self.way(target, false).await?;
+        let mut pipe = redis::pipe();
+        for (_, group) in groups {
+            pipe.add_command(mget_cmd(group.iter().map(|&i| keys[i].as_str())));
+            if with_ttl {
+                for &i in group {
+                    pipe.add_command(pttl_cmd(&keys[i]));
+                }
+            }
+        }
+        let mut replies = self.node_round_trip(&mut way, pipe).await?.into_iter();
+        let mut reads = Vec::with_capacity(groups.len());
+        for (_, group) in groups {
+            let values = replies.next();
+            let ttls: Vec<Value> = replies
+                .by_ref()
+                .take(if with_ttl { group.len() } else { 0 })
+                .collect();
+            let answered = values.and_then(|v| v.extract_error().ok()).and_then(|v| {
+                let ttls = ttls.into_iter().map(|t| t.extract_error().ok());
+                many_reads(v, ttls.collect::<Option<_>>()?, group.len()).ok()
+            });
+            reads.push(answered);
+        }
+        Ok(reads)
     }
 
     /// One primary's part of [`delete_many_async`](Self::delete_many_async): one round trip.

@@ -30,15 +30,15 @@ pub(crate) use slot::{pattern_slot, slot};
 use topology::{node_url, Addr, Link, Node, Primary, Target, Topology, Way, NONE};
 
 use super::redis::{
-    client_for, dropped, get_cmd, looks_down, pttl_cmd, set_cmd, set_nx_cmd, to_ttl, ttl_ms,
-    unlink_cmd, AsyncConn, Breaker, ScanPage, DELETE_IF, DELETE_IF_LUA, GET_SLIDING,
-    GET_SLIDING_LUA, RENEW_IF, RENEW_IF_LUA, SET_IF, SET_IF_LUA,
+    client_for, dropped, get_cmd, looks_down, many_reads, mget_cmd, pttl_cmd, set_cmd, set_nx_cmd,
+    to_ttl, ttl_ms, unlink_cmd, AsyncConn, Breaker, ScanPage, DELETE_IF, DELETE_IF_LUA,
+    GET_SLIDING, GET_SLIDING_LUA, RENEW_IF, RENEW_IF_LUA, SET_IF, SET_IF_LUA,
 };
 use super::redis::{
     forget_args, tag_add_args, tag_page_cmd, tag_page_of, SET_IF_AGING, SET_IF_AGING_LUA, TAG_ADD,
     TAG_ADD_LUA, TAG_FORGET, TAG_FORGET_LUA,
 };
-use super::{KeyTtl, Store, TagCursor, TagPage};
+use super::{KeyTtl, Read, Store, TagCursor, TagPage};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::redact::SecretUrl;
@@ -250,6 +250,26 @@ impl Store for ClusterStore {
             .run(mode, key, Op::Cmd(get_cmd(key)), true)
             .await?;
         parse(v)
+    }
+
+    /// Every primary that owns some of the keys at once, one round trip each; a key whose
+    /// slot moved meanwhile is read alone, following redirections.
+    async fn get_many(&self, mode: Mode, keys: &[&str], with_ttl: bool) -> Vec<Result<Read>> {
+        let owned = keys.iter().map(|&k| k.to_owned()).collect();
+        let run = self.inner.clone().get_many_async(owned, with_ttl);
+        let reads = match mode {
+            Mode::Blocking => on_io_thread(run),
+            Mode::Async => run.await,
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, read) in keys.iter().zip(reads) {
+            out.push(match read {
+                Some(read) => read,
+                None if with_ttl => self.get_with_ttl(mode, key).await,
+                None => self.get(mode, key).await.map(|b| (b, None)),
+            });
+        }
+        out
     }
 
     async fn get_sliding(&self, mode: Mode, key: &str, ttl: Duration) -> Result<Option<Vec<u8>>> {

@@ -87,6 +87,18 @@ pub(super) struct Target {
     pub(super) replicas: usize,
 }
 
+impl Primary {
+    /// This primary, for an operation on many keys or a pattern.
+    pub(super) fn target(&self) -> Target {
+        Target {
+            addr: self.addr.clone(),
+            breaker: self.breaker.clone(),
+            link: self.link.clone(),
+            replicas: self.replicas,
+        }
+    }
+}
+
 /// A way to one primary for a pattern operation.
 pub(super) enum Way {
     /// Its own connection (the one apart, when true), with the generation to report it

@@ -12,7 +12,7 @@ mod scripts;
 pub(crate) mod sentinel;
 pub(crate) mod tracking;
 
-use super::{KeyTtl, Store};
+use super::{KeyTtl, Read, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redact::SecretUrl;
@@ -408,6 +408,25 @@ impl RedisStore {
         }
     }
 
+    /// [`get_many`](Store::get_many)'s round trip, whose fault fails every key.
+    async fn read_many(&self, mode: Mode, keys: &[&str], with_ttl: bool) -> Result<Vec<Read>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.breaker.check()?;
+        let mut pipe = redis::pipe();
+        pipe.add_command(mget_cmd(keys.iter().copied()));
+        if with_ttl {
+            for key in keys {
+                pipe.add_command(pttl_cmd(key));
+            }
+        }
+        let mut replies: Vec<redis::Value> = self.run(mode, Request::Pipe(pipe)).await?;
+        let ttls = replies.split_off(1);
+        let values = replies.pop().unwrap_or(redis::Value::Nil);
+        many_reads(values, ttls, keys.len()).map_err(|e| Error::from_redis(e.into()))
+    }
+
     async fn cmd<T: FromRedisValue + Send + 'static>(&self, mode: Mode, cmd: Cmd) -> Result<T> {
         self.run(mode, Request::Cmd(cmd)).await
     }
@@ -489,6 +508,15 @@ impl Store for RedisStore {
             KeyTtl::Missing | KeyTtl::Persistent => None,
         };
         Ok((bytes, left))
+    }
+
+    /// One `MGET` of every key, with a `PTTL` of each in the same pipeline when asked:
+    /// one round trip, whatever the number of keys.
+    async fn get_many(&self, mode: Mode, keys: &[&str], with_ttl: bool) -> Vec<Result<Read>> {
+        match self.read_many(mode, keys, with_ttl).await {
+            Ok(reads) => reads.into_iter().map(Ok).collect(),
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 
     /// `PTTL` and `GETEX … PX` in one pipeline: one round trip of two native commands. When

@@ -26,6 +26,45 @@ pub(crate) fn unlink_cmd<K: redis::ToRedisArgs>(keys: &[K]) -> Cmd {
     cmd
 }
 
+pub(crate) fn mget_cmd<'k>(keys: impl IntoIterator<Item = &'k str>) -> Cmd {
+    let mut cmd = redis::cmd("MGET");
+    for key in keys {
+        cmd.arg(key);
+    }
+    cmd
+}
+
+/// The reads of `n` keys from an `MGET`'s reply and, when asked, each key's `PTTL` reply
+/// (empty: not asked).
+pub(crate) fn many_reads(
+    values: redis::Value,
+    ttls: Vec<redis::Value>,
+    n: usize,
+) -> std::result::Result<Vec<crate::store::Read>, redis::ParsingError> {
+    let values: Vec<Option<Vec<u8>>> = redis::from_redis_value(values)?;
+    if values.len() != n || !(ttls.is_empty() || ttls.len() == n) {
+        return Err(redis::ParsingError::from(format!(
+            "MGET of {n} keys answered {} values and {} expiries",
+            values.len(),
+            ttls.len()
+        )));
+    }
+    let mut ttls = ttls.into_iter();
+    values
+        .into_iter()
+        .map(|bytes| {
+            let left = match ttls.next() {
+                Some(ms) => match to_ttl(redis::from_redis_value(ms)?) {
+                    KeyTtl::Expires(d) if bytes.is_some() => Some(d),
+                    _ => None,
+                },
+                None => None,
+            };
+            Ok((bytes, left))
+        })
+        .collect()
+}
+
 pub(crate) fn pttl_cmd(key: &str) -> Cmd {
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(key);
