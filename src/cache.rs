@@ -114,6 +114,31 @@ impl Cache {
         };
         (done.deleted, out)
     }
+
+    /// [`invalidate`](Self::invalidate) of many exact keys, in one deletion; when it could
+    /// not reach the store, each key is queued.
+    pub(crate) async fn invalidate_keys(
+        &self,
+        mode: Mode,
+        keys: Vec<String>,
+        retries: u32,
+    ) -> (u64, Result<()>) {
+        let core = &self.inner.core;
+        let done = core.invalidate_keys(mode, &keys, retries).await;
+        let out = match done.failed {
+            None => Ok(()),
+            Some((e, attempts)) if e.is_store_error() && !e.lasts() => {
+                let mut queued = None;
+                for key in keys {
+                    let error = core.queue(Target::Key(key), e.clone(), attempts);
+                    queued.get_or_insert(error);
+                }
+                Err(queued.unwrap_or(e))
+            }
+            Some((e, _)) => Err(e),
+        };
+        (done.deleted, out)
+    }
 }
 
 /// What tag sets' keys start with after the prefix.

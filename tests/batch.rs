@@ -222,6 +222,18 @@ fn a_batch_with_redis_down_computes_every_item_once() {
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].len(), 20, "{calls:?}");
     assert!(cache.stats().uncached >= 20, "{:?}", cache.stats());
+    // Invalidating the batch's keys now: queued, each key held back until it lands.
+    let err = Invalidate::new(["product:<<id>>"])
+        .on(&cache)
+        .now_many(contexts(&ids))
+        .unwrap_err();
+    assert!(err.is_queued(), "{err}");
+    assert_eq!(
+        cache.stats().queued_invalidations,
+        20,
+        "{:?}",
+        cache.stats()
+    );
 }
 
 /// How many times the server has run `command`, by `INFO commandstats` (`cli` runs
@@ -286,6 +298,17 @@ fn a_batch_reads_one_server_with_one_mget() {
             [1, 0, expected_pttl],
             "near {near}: [MGET, GET, PTTL] of a warm batch"
         );
+        // Invalidating the batch's 40 keys: one UNLINK; every item computed again after.
+        let unlinks = command_calls(cli, "unlink");
+        let deleted = Invalidate::new(["product:<<id>>"])
+            .on(&reader)
+            .now_many(contexts(&ids))
+            .unwrap();
+        assert_eq!(deleted, 40, "near {near}");
+        assert_eq!(command_calls(cli, "unlink") - unlinks, 1, "near {near}");
+        calls.lock().unwrap().clear();
+        products(&reader, &ids, &calls);
+        assert_eq!(calls.lock().unwrap()[0].len(), 40, "near {near}");
     }
 }
 
@@ -361,6 +384,28 @@ fn a_cluster_batch_touches_only_the_primaries_that_own_its_keys() {
                 "{template}: [MGET, GET] on primary {port}"
             );
         }
+        // Invalidating them: one UNLINK per slot, on the owning primaries only.
+        let unlinks = |p: u16| command_calls(|args: &[&str]| cluster.node(p).cli(args), "unlink");
+        let before: Vec<u64> = primaries.iter().map(|&p| unlinks(p)).collect();
+        let deleted = Invalidate::new([template])
+            .on(&cache)
+            .now_many(contexts(&ids))
+            .unwrap();
+        assert_eq!(deleted, 40, "{template}");
+        for (i, port) in primaries.iter().enumerate() {
+            let expected = slots.get(port).map_or(0, |s| s.len() as u64);
+            assert_eq!(
+                unlinks(*port) - before[i],
+                expected,
+                "{template}: UNLINK on {port}"
+            );
+        }
+        assert_eq!(batch(&calls), ids);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "{template}: computed again"
+        );
     }
 }
 
@@ -385,4 +430,8 @@ fn a_sentinel_batch_reads_the_primary_with_one_mget() {
     let after = read_calls(cli);
     assert_eq!(calls.lock().unwrap().len(), 1);
     assert_eq!([after[0] - before[0], after[1] - before[1]], [1, 0]);
+    let unlinks = command_calls(cli, "unlink");
+    let invalidate = Invalidate::new(["product:<<id>>"]).on(&cache);
+    assert_eq!(invalidate.now_many(contexts(&ids)).unwrap(), 40);
+    assert_eq!(command_calls(cli, "unlink") - unlinks, 1);
 }

@@ -1957,6 +1957,167 @@ fn sliding(b: &mut Bench, server: &RedisServer, cache: &Cache) {
     );
 }
 
+// ---------------------------------------------------------------- 16: batch reads
+
+const BATCH_TEMPLATE: &str = "batch:<<id>>";
+const BATCH_SIZE: i64 = 100;
+/// Of each batch, the items already cached; the others are new ids.
+const BATCH_CACHED: i64 = 90;
+const BATCHES_PER_ROUND: usize = 20;
+
+/// The next ids never asked for before, for the misses of one batch.
+fn fresh_ids(n: i64) -> Vec<i64> {
+    static NEXT: AtomicU64 = AtomicU64::new(10_000_000);
+    let first = NEXT.fetch_add(n as u64, Ordering::Relaxed) as i64;
+    (first..first + n).collect()
+}
+
+/// 90 cached ids and 10 new ones, spread through the batch.
+fn mixed_ids() -> Vec<i64> {
+    let mut fresh = fresh_ids(BATCH_SIZE - BATCH_CACHED).into_iter();
+    (0..BATCH_SIZE)
+        .map(|i| {
+            if i % 10 == 9 {
+                fresh.next().unwrap()
+            } else {
+                i
+            }
+        })
+        .collect()
+}
+
+/// One `run_many` of `ids`; counts the computation's calls.
+fn crate_batch(cache: &Cache, ids: &[i64], computations: &AtomicU64) -> Vec<Profile> {
+    let contexts = ids.iter().map(|id| ctx! { id = *id }).collect();
+    Cacheable::new(BATCH_TEMPLATE)
+        .ttl(TTL_SECS)
+        .on(cache)
+        .run_many(contexts, |missing| {
+            computations.fetch_add(1, Ordering::Relaxed);
+            missing.iter().map(|&i| source(ids[i])).collect()
+        })
+}
+
+/// The same ids by one `run` each, one after another; counts the computations.
+fn crate_singles(cache: &Cache, ids: &[i64], computations: &AtomicU64) -> Vec<Profile> {
+    ids.iter()
+        .map(|&id| {
+            Cacheable::new(BATCH_TEMPLATE)
+                .ttl(TTL_SECS)
+                .on(cache)
+                .run(ctx! { id }, || {
+                    computations.fetch_add(1, Ordering::Relaxed);
+                    source(id)
+                })
+        })
+        .collect()
+}
+
+/// A bare `MGET` of the same keys and `serde_json` of the values found.
+fn bare_mget(con: &mut redis::Connection, ids: &[i64]) -> Vec<Option<Profile>> {
+    let keys: Vec<String> = ids.iter().map(|id| format!("{PREFIX}:batch:{id}")).collect();
+    let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query(con).unwrap();
+    values
+        .into_iter()
+        .map(|v| v.map(|b| serde_json::from_slice(&b).unwrap()))
+        .collect()
+}
+
+/// Benchmark 16: a batch of 100 ids, 90 of them cached, against the same 100 ids by single
+/// calls and against a bare `MGET` + decode; 100 cold ids (computations); the batch on the
+/// cluster against one server.
+fn batch_reads(b: &mut Bench, server: &RedisServer, cache: &Cache) {
+    let computations = AtomicU64::new(0);
+    let warm: Vec<i64> = (0..BATCH_SIZE).collect();
+    crate_batch(cache, &warm, &computations);
+    let mut bare = server.client();
+    let rounds = b.rounds(b.rounds);
+    let mut times: [Vec<f64>; 3] = Default::default();
+    for r in 0..rounds {
+        let variants = if r % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        for v in variants {
+            let mut total = Duration::ZERO;
+            for _ in 0..BATCHES_PER_ROUND {
+                let ids = mixed_ids();
+                let t = Instant::now();
+                match v {
+                    0 => assert_eq!(crate_batch(cache, &ids, &computations).len(), 100),
+                    1 => assert_eq!(crate_singles(cache, &ids, &computations).len(), 100),
+                    _ => {
+                        let found = bare_mget(&mut bare, &ids);
+                        assert_eq!(found.iter().flatten().count(), BATCH_CACHED as usize);
+                    }
+                }
+                total += t.elapsed();
+            }
+            times[v].push(total.as_secs_f64() * 1e9 / BATCHES_PER_ROUND as f64);
+        }
+    }
+    let [batch, singles, mget] = times.map(|mut t| median(&mut t));
+    b.row(
+        "16",
+        "Batch of 100 ids, 90 cached (`run_many`), vs 100 single `run` calls",
+        us(batch),
+        format!("{} for 100 `run`", us(singles)),
+        batch / singles,
+        "≤ 0.05",
+    );
+    b.row(
+        "16",
+        "… vs a bare `MGET` of the 100 keys + `serde_json` of the 90 found",
+        us(batch),
+        format!("{} bare `MGET` + decode", us(mget)),
+        batch / mget,
+        "≤ 1.3",
+    );
+
+    // 100 cold ids: how often the source is asked.
+    let (before_batch, ids) = (computations.load(Ordering::Relaxed), fresh_ids(BATCH_SIZE));
+    crate_batch(cache, &ids, &computations);
+    let by_batch = computations.load(Ordering::Relaxed) - before_batch;
+    let before_singles = computations.load(Ordering::Relaxed);
+    crate_singles(cache, &fresh_ids(BATCH_SIZE), &computations);
+    let by_singles = computations.load(Ordering::Relaxed) - before_singles;
+    b.row(
+        "16",
+        "100 cold ids: computations (queries to the source)",
+        format!("{by_batch} (`run_many`)"),
+        format!("{by_singles} (100 `run`)"),
+        by_batch as f64 / by_singles as f64,
+        "≤ 0.01",
+    );
+
+    #[cfg(feature = "cluster")]
+    {
+        let cluster = support::RedisCluster::start();
+        let clustered =
+            Cache::new(Config::from_url(&cluster.url()).unwrap().prefix(PREFIX)).unwrap();
+        crate_batch(&clustered, &warm, &computations);
+        let mut times: [Vec<f64>; 2] = Default::default();
+        for r in 0..rounds {
+            for v in order(r) {
+                let on = if v == 0 { &clustered } else { cache };
+                let t = Instant::now();
+                for _ in 0..BATCHES_PER_ROUND {
+                    assert_eq!(crate_batch(on, &mixed_ids(), &computations).len(), 100);
+                }
+                times[v].push(t.elapsed().as_secs_f64() * 1e9 / BATCHES_PER_ROUND as f64);
+            }
+        }
+        let [on_cluster, on_server] = times.map(|mut t| median(&mut t));
+        b.row(
+            "16",
+            "… the same batch on a cluster (3 primaries) vs one server",
+            us(on_cluster),
+            format!("{} on one server", us(on_server)),
+            on_cluster / on_server,
+            "report",
+        );
+        assert_eq!(clustered.stats().errors, 0, "cluster batch errors");
+    }
+    assert_eq!(cache.stats().errors, 0, "batch errors");
+}
+
 // ---------------------------------------------------------------- 8: build time
 
 /// Benchmark 8: runs `scripts/bench-build-time.sh` and reads its `build-time` lines.
@@ -2289,6 +2450,9 @@ fn main() {
     }
     if wanted("15") {
         huge_tag(&mut b, &server);
+    }
+    if wanted("16") {
+        batch_reads(&mut b, &server, &cache);
     }
     #[cfg(feature = "cluster")]
     if wanted("9") {

@@ -55,6 +55,14 @@ struct Target {
     glob: bool,
 }
 
+/// What one deletion of an invalidation covers.
+enum Unit<'t> {
+    /// Exact keys of one template (its text, when it parsed).
+    Keys(Option<&'t str>, Vec<String>),
+    /// A pattern or a tag (shown as such), of its template.
+    One(Option<&'t str>, &'static str, siblings::Target),
+}
+
 impl<'a> Invalidate<'a> {
     /// Invalidates these templates; each is parsed once per process.
     ///
@@ -220,7 +228,7 @@ impl<'a> Invalidate<'a> {
     #[track_caller]
     pub fn now(&self, ctx: Context) -> Result<u64> {
         self.strict_check(&ctx);
-        block_on(self.invalidate(Mode::Blocking, &ctx)).into_result()
+        block_on(self.invalidate(Mode::Blocking, std::slice::from_ref(&ctx))).into_result()
     }
 
     /// Async twin of [`now`](Self::now).
@@ -228,7 +236,46 @@ impl<'a> Invalidate<'a> {
     /// # Errors
     /// As [`now`](Self::now).
     pub async fn now_async(&self, ctx: Context) -> Result<u64> {
-        self.invalidate(Mode::Async, &ctx).await.into_result()
+        self.invalidate(Mode::Async, std::slice::from_ref(&ctx))
+            .await
+            .into_result()
+    }
+
+    /// [`now`](Self::now) for many contexts at once, such as the items of a batch read:
+    /// every pattern and tag rendered for each context, each target once; the exact keys of
+    /// one template go in one deletion, one round trip per server (on the cluster, to each
+    /// primary that owns some of them, at once). Returns how many keys went.
+    ///
+    /// ```
+    /// use cacheable::{ctx, Cache, Config, Invalidate};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// for id in 1..=3 {
+    ///     cache.set(&format!("product:{id}"), &id, 60)?;
+    /// }
+    /// let ids = [1, 3];
+    /// let contexts = ids.iter().map(|id| ctx! { id = *id }).collect();
+    /// assert_eq!(Invalidate::new(["product:<<id>>"]).on(&cache).now_many(contexts)?, 2);
+    /// assert_eq!(cache.get::<i32>("product:2")?, Some(2));
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    #[track_caller]
+    pub fn now_many(&self, contexts: Vec<Context>) -> Result<u64> {
+        for ctx in &contexts {
+            self.strict_check(ctx);
+        }
+        block_on(self.invalidate(Mode::Blocking, &contexts)).into_result()
+    }
+
+    /// Async twin of [`now_many`](Self::now_many).
+    ///
+    /// # Errors
+    /// As [`now`](Self::now).
+    pub async fn now_many_async(&self, contexts: Vec<Context>) -> Result<u64> {
+        self.invalidate(Mode::Async, &contexts).await.into_result()
     }
 
     /// Where to write what the invalidation did, for the finishers that return the
@@ -255,7 +302,7 @@ impl<'a> Invalidate<'a> {
         self
     }
 
-    async fn invalidate(&self, mode: Mode, ctx: &Context) -> Invalidation {
+    async fn invalidate(&self, mode: Mode, contexts: &[Context]) -> Invalidation {
         let cache = match resolve(self.cache) {
             Ok(cache) => cache,
             Err(e) => {
@@ -286,45 +333,85 @@ impl<'a> Invalidate<'a> {
                 failed.get_or_insert(Self::failed(cache, "the patterns", e));
             }
         }
-        let patterns = self.patterns.iter().zip(self.targets(cache, ctx));
-        let tags = self.tags.iter().map(|tag| {
-            let set = render_tag(cache, tag, ctx).map(|set| Target {
-                text: set,
-                glob: false,
+        // Every target each context renders, each once; the exact keys of one template
+        // gathered into one deletion (one round trip per server), each template's own so
+        // that its count of deleted keys stays its own.
+        let mut units: Vec<Unit<'_>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for ctx in contexts {
+            let patterns = self.patterns.iter().zip(self.targets(cache, ctx));
+            let tags = self.tags.iter().map(|tag| {
+                let set = render_tag(cache, tag, ctx).map(|set| Target {
+                    text: set,
+                    glob: false,
+                });
+                (tag, set)
             });
-            (tag, set)
-        });
-        let tag_count = self.tags.len();
-        let all: Vec<_> = patterns.chain(tags).collect();
-        let first_tag = all.len() - tag_count;
-        for (i, (template, target)) in all.into_iter().enumerate() {
-            let is_tag = i >= first_tag;
-            let target = match target {
-                Ok(t) => t,
-                Err(e) if cache.config().strict => {
-                    panic!("cacheable (strict mode): {}", chain(&e));
-                }
-                Err(e) => {
-                    let what = if is_tag { "a tag" } else { "a pattern" };
-                    failed.get_or_insert(Self::failed(cache, what, e));
+            let first_tag = self.patterns.len();
+            for (i, (template, target)) in patterns.chain(tags).enumerate() {
+                let is_tag = i >= first_tag;
+                let target = match target {
+                    Ok(t) => t,
+                    Err(e) if cache.config().strict => {
+                        panic!("cacheable (strict mode): {}", chain(&e));
+                    }
+                    Err(e) => {
+                        let what = if is_tag { "a tag" } else { "a pattern" };
+                        failed.get_or_insert(Self::failed(cache, what, e));
+                        continue;
+                    }
+                };
+                if !seen.insert((is_tag, target.glob, target.text.clone())) {
                     continue;
                 }
+                let template = template.as_ref().ok().map(|t| t.as_str());
+                let (shown, target) = match (is_tag, target.glob) {
+                    (true, _) => ("tag", siblings::Target::Tag(target.text)),
+                    (false, true) => ("pattern", siblings::Target::Pattern(target.text)),
+                    (false, false) => {
+                        let same = units.iter_mut().find_map(|u| match u {
+                            Unit::Keys(t, keys) if *t == template => Some(keys),
+                            _ => None,
+                        });
+                        match same {
+                            Some(keys) => keys.push(target.text),
+                            None => units.push(Unit::Keys(template, vec![target.text])),
+                        }
+                        continue;
+                    }
+                };
+                units.push(Unit::One(template, shown, target));
+            }
+        }
+        for unit in units {
+            let (template, shown, text, (deleted, out)) = match unit {
+                Unit::Keys(template, mut keys) if keys.len() == 1 => {
+                    let key = keys.pop().unwrap_or_default();
+                    debug_line(debug, format_args!("Invalidating pattern: {key}"));
+                    let target = siblings::Target::Key(key.clone());
+                    let done = cache.invalidate(mode, target, retries).await;
+                    (template, "pattern", key, done)
+                }
+                Unit::Keys(template, keys) => {
+                    let text = format!("{} keys ({}, …)", keys.len(), keys[0]);
+                    debug_line(debug, format_args!("Invalidating {text}"));
+                    let done = cache.invalidate_keys(mode, keys, retries).await;
+                    (template, "keys", text, done)
+                }
+                Unit::One(template, shown, target) => {
+                    let text = match &target {
+                        siblings::Target::Key(t)
+                        | siblings::Target::Pattern(t)
+                        | siblings::Target::Tag(t) => t.clone(),
+                    };
+                    debug_line(debug, format_args!("Invalidating {shown}: {text}"));
+                    let done = cache.invalidate(mode, target, retries).await;
+                    (template, shown, text, done)
+                }
             };
-            let (shown, target) = match (is_tag, target.glob) {
-                (true, _) => ("tag", siblings::Target::Tag(target.text)),
-                (false, true) => ("pattern", siblings::Target::Pattern(target.text)),
-                (false, false) => ("pattern", siblings::Target::Key(target.text)),
-            };
-            let text = match &target {
-                siblings::Target::Key(t)
-                | siblings::Target::Pattern(t)
-                | siblings::Target::Tag(t) => t.clone(),
-            };
-            debug_line(debug, format_args!("Invalidating {shown}: {text}"));
-            let (deleted, out) = cache.invalidate(mode, target, retries).await;
             total += deleted;
-            if let Ok(template) = template {
-                telemetry::invalidated(template.as_str(), deleted);
+            if let Some(template) = template {
+                telemetry::invalidated(template, deleted);
             }
             match out {
                 Ok(()) => debug_line(
@@ -374,7 +461,7 @@ impl<'a> Invalidate<'a> {
     pub fn run<T, F: FnOnce() -> T>(mut self, ctx: Context, mutation: F) -> T {
         let out = mutation();
         self.strict_check(&ctx);
-        let done = block_on(self.invalidate(Mode::Blocking, &ctx));
+        let done = block_on(self.invalidate(Mode::Blocking, std::slice::from_ref(&ctx)));
         self.report(done);
         out
     }
@@ -388,7 +475,7 @@ impl<'a> Invalidate<'a> {
     ) -> Result<T, E> {
         let out = mutation()?;
         self.strict_check(&ctx);
-        let done = block_on(self.invalidate(Mode::Blocking, &ctx));
+        let done = block_on(self.invalidate(Mode::Blocking, std::slice::from_ref(&ctx)));
         self.report(done);
         Ok(out)
     }
@@ -400,7 +487,9 @@ impl<'a> Invalidate<'a> {
         Fut: Future<Output = T>,
     {
         let out = mutation().await;
-        let done = self.invalidate(Mode::Async, &ctx).await;
+        let done = self
+            .invalidate(Mode::Async, std::slice::from_ref(&ctx))
+            .await;
         self.report(done);
         out
     }
@@ -412,7 +501,9 @@ impl<'a> Invalidate<'a> {
         Fut: Future<Output = Result<T, E>>,
     {
         let out = mutation().await?;
-        let done = self.invalidate(Mode::Async, &ctx).await;
+        let done = self
+            .invalidate(Mode::Async, std::slice::from_ref(&ctx))
+            .await;
         self.report(done);
         Ok(out)
     }

@@ -121,6 +121,34 @@ impl Core {
         }
     }
 
+    /// [`invalidate`](Self::invalidate) of many exact keys at once: one deletion (one round
+    /// trip per server, on the cluster to each primary that owns some of them).
+    pub(crate) async fn invalidate_keys(
+        &self,
+        mode: Mode,
+        keys: &[String],
+        retries: u32,
+    ) -> Invalidated {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut attempts = 0;
+        self.siblings.invalidating_keys(&keys);
+        let out = attempt(mode, retries, &mut attempts, || {
+            self.backend.delete(mode, &keys)
+        })
+        .await;
+        // Before the invalidation returns, whatever Redis's tracking does.
+        self.siblings.changed_keys(&keys);
+        let deleted = *out.as_ref().unwrap_or(&0);
+        Counters::add(&self.counters.invalidated, deleted);
+        let failed = out.err().map(|e| {
+            if e.is_store_error() {
+                Counters::add(&self.counters.errors, 1);
+            }
+            (e, attempts)
+        });
+        Invalidated { deleted, failed }
+    }
+
     /// Deletes every key recorded in the tag set `set`, a page at a time: the page is read,
     /// the flights of its keys counted as invalidated, the keys deleted, and only then their
     /// entries removed (each only if not re-added meanwhile): a computation that took its
