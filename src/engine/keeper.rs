@@ -72,18 +72,53 @@ enum Job {
     GiveBack { until: Instant, failed: bool },
 }
 
-static KEEPER: Lazy<Mutex<Sender<Msg>>> = Lazy::new(|| {
-    let (tx, rx) = mpsc::channel();
+/// The keeper's messages, in the order they were sent, and when it wakes next.
+///
+/// Most messages need nothing done before the keeper's next wake-up (a lease taken, whose
+/// first renewal is a third of its TTL away; a computation that settled its own lease):
+/// they wait here, and the keeper reads them when it wakes. Only a message that needs work
+/// sooner (a lease to give back, a renewal due before that wake-up) wakes it, so that a
+/// miss does not cost two thread wake-ups.
+struct Keeper {
+    inbox: Vec<Msg>,
+    /// When the keeper wakes next; `None` while it waits for a message.
+    wakes: Option<Instant>,
+    /// Rings the keeper.
+    ring: Sender<()>,
+}
+
+static KEEPER: Lazy<Mutex<Keeper>> = Lazy::new(|| {
+    let (ring, rung) = mpsc::channel();
     std::thread::Builder::new()
         .name("cacheable-leases".into())
-        .spawn(move || keep(rx))
+        .spawn(move || keep(rung))
         .expect("spawn the cacheable lease keeper thread");
-    Mutex::new(tx)
+    Mutex::new(Keeper {
+        inbox: Vec::new(),
+        wakes: None,
+        ring,
+    })
 });
 
+/// How many messages wake the keeper, whatever their due times.
+const INBOX_READ_AT: usize = 256;
+
+fn keeper() -> std::sync::MutexGuard<'static, Keeper> {
+    KEEPER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn send(msg: Msg) {
-    // The keeper only stops when the process does; a failed send then loses nothing.
-    let _ = KEEPER.lock().unwrap_or_else(|e| e.into_inner()).send(msg);
+    let mut keeper = keeper();
+    let urgent = match &msg {
+        Msg::Track(_, t) => keeper.wakes.is_none_or(|at| t.due < at),
+        Msg::Done { end, .. } => *end != End::Settled,
+    };
+    keeper.inbox.push(msg);
+    // A full inbox is read at once: it holds a copy of each key waiting there.
+    if urgent || keeper.inbox.len() >= INBOX_READ_AT {
+        // The keeper only stops when the process does; a failed send then loses nothing.
+        let _ = keeper.ring.send(());
+    }
 }
 
 /// How many leases the keeper tracked after its last step (renewals and give-backs).
@@ -208,31 +243,33 @@ impl Drop for Pending<'_> {
     }
 }
 
-fn keep(rx: Receiver<Msg>) {
+fn keep(rung: Receiver<()>) {
     let mut tracked: HashMap<u64, Tracked> = HashMap::new();
     loop {
-        let next = tracked.values().map(|t| t.due).min();
-        let wait = next.map_or(Duration::from_secs(3600), |at| {
-            at.saturating_duration_since(Instant::now())
-        });
-        match rx.recv_timeout(wait) {
-            Ok(Msg::Track(id, t)) => {
-                tracked.insert(id, t);
-            }
-            Ok(Msg::Done { id, end }) => {
-                if let Some(mut t) = tracked.remove(&id) {
-                    if end != End::Settled {
-                        t.job = Job::GiveBack {
-                            until: Instant::now() + t.ttl,
-                            failed: end == End::Failed,
-                        };
-                        t.due = Instant::now();
-                        tracked.insert(id, t);
-                    }
+        // The messages sent since the last look, then the next wake-up, set under the
+        // inbox's lock so that a sender compares its due time with the one in force.
+        let wait = loop {
+            let messages = {
+                let mut keeper = keeper();
+                if keeper.inbox.is_empty() {
+                    let next = tracked.values().map(|t| t.due).min();
+                    keeper.wakes = next;
+                    break next.map_or(Duration::from_secs(3600), |at| {
+                        at.saturating_duration_since(Instant::now())
+                    });
                 }
+                std::mem::take(&mut keeper.inbox)
+            };
+            for msg in messages {
+                apply(&mut tracked, msg);
             }
-            Err(RecvTimeoutError::Timeout) => {}
+        };
+        match rung.recv_timeout(wait) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+        for msg in std::mem::take(&mut keeper().inbox) {
+            apply(&mut tracked, msg);
         }
         KEPT.store(tracked.len() as u64, Ordering::Relaxed);
         // Renewals first: a lease about to expire matters more than one to clean up. Then
@@ -250,6 +287,27 @@ fn keep(rx: Receiver<Msg>) {
                 }
                 step(t)
             });
+        }
+    }
+}
+
+/// Records one message in what the keeper tracks.
+fn apply(tracked: &mut HashMap<u64, Tracked>, msg: Msg) {
+    match msg {
+        Msg::Track(id, t) => {
+            tracked.insert(id, t);
+        }
+        Msg::Done { id, end } => {
+            if let Some(mut t) = tracked.remove(&id) {
+                if end != End::Settled {
+                    t.job = Job::GiveBack {
+                        until: Instant::now() + t.ttl,
+                        failed: end == End::Failed,
+                    };
+                    t.due = Instant::now();
+                    tracked.insert(id, t);
+                }
+            }
         }
     }
 }
