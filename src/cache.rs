@@ -86,10 +86,23 @@ impl Cache {
         read_through_async(&self.inner.core, call, first, compute)
     }
 
+    /// A batch item's value, when its first read is a hit: see [`Core::first_hit`].
+    pub(crate) fn first_hit<T: CacheValue>(
+        &self,
+        call: &Call<'_>,
+        first: &mut Option<Prefetched>,
+    ) -> Option<T> {
+        self.inner.core.first_hit(call, first)
+    }
+
     /// The first reads of a batch's calls, one round trip per server; `None` for a call
     /// that reads on its own (see [`Core::prefetch`]).
-    pub(crate) async fn prefetch(&self, calls: &[&Call<'_>]) -> Vec<Option<Prefetched>> {
-        self.inner.core.prefetch(calls).await
+    pub(crate) async fn prefetch(
+        &self,
+        mode: Mode,
+        calls: &[&Call<'_>],
+    ) -> Vec<Option<Prefetched>> {
+        self.inner.core.prefetch(mode, calls).await
     }
 
     /// Deletes what `target` names (each request tried `retries + 1` times at most) from

@@ -20,7 +20,7 @@ use super::CallLog;
 use crate::codec::CacheValue;
 use crate::key::Context;
 use crate::outcome::Outcome;
-use crate::rt::{join_all, park_on};
+use crate::rt::{join_all, park_on, Mode};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -102,7 +102,7 @@ impl<'a> Cacheable<'a> {
         T: CacheValue,
         F: FnMut(&[usize]) -> Vec<T>,
     {
-        park_on(self.many(items, |missing: Vec<usize>| {
+        park_on(self.many(Mode::Blocking, items, |missing: Vec<usize>| {
             std::future::ready(compute(&missing))
         }))
     }
@@ -114,10 +114,13 @@ impl<'a> Cacheable<'a> {
         F: FnMut(Vec<usize>) -> Fut,
         Fut: Future<Output = Vec<T>>,
     {
-        self.many(items, compute).await
+        self.many(Mode::Async, items, compute).await
     }
 
-    async fn many<T, F, Fut>(mut self, items: Vec<Context>, mut compute: F) -> Vec<T>
+    /// `mode`: how the items' first reads are made, together; a sync caller's thread may
+    /// block on that one round trip (no hop through the IO thread), while the items' own
+    /// store calls, side by side, go async.
+    async fn many<T, F, Fut>(mut self, mode: Mode, items: Vec<Context>, mut compute: F) -> Vec<T>
     where
         T: CacheValue,
         F: FnMut(Vec<usize>) -> Fut,
@@ -131,9 +134,10 @@ impl<'a> Cacheable<'a> {
             changed: Notify::new(),
         };
         let plans: Vec<_> = items.iter().map(|ctx| self.plan(ctx)).collect();
-        // Near-cache hits first; the others' first reads together, one round trip per
-        // server (every item has the builder's one cache).
-        let mut near_hits: Vec<Option<T>> = plans
+        // Answered without a future of their own: the near cache's hits, then the store's,
+        // from the other items' first reads, made together (one round trip per server;
+        // every item has the builder's one cache).
+        let mut answered: Vec<Option<T>> = plans
             .iter()
             .map(|plan| {
                 let (cache, call) = plan.as_ref()?;
@@ -144,32 +148,48 @@ impl<'a> Cacheable<'a> {
             })
             .collect();
         let reading: Vec<usize> = (0..n)
-            .filter(|&i| plans[i].is_some() && near_hits[i].is_none())
+            .filter(|&i| plans[i].is_some() && answered[i].is_none())
             .collect();
         let mut firsts = Vec::new();
         firsts.resize_with(n, || None);
         if let Some((cache, _)) = reading.first().and_then(|&i| plans[i].as_ref()) {
             let calls: Vec<_> = reading.iter().filter_map(|&i| plans[i].as_ref()).collect();
             let calls: Vec<_> = calls.iter().map(|(_, call)| call).collect();
-            for (&i, first) in reading.iter().zip(cache.prefetch(&calls).await) {
+            for (&i, first) in reading.iter().zip(cache.prefetch(mode, &calls).await) {
                 firsts[i] = first;
+            }
+            for &i in &reading {
+                let Some((cache, call)) = &plans[i] else {
+                    continue;
+                };
+                let log = CallLog::start();
+                answered[i] = cache.first_hit::<T>(call, &mut firsts[i]);
+                if answered[i].is_some() {
+                    served(cache, call, None, log);
+                }
+            }
+        }
+        let open: Vec<usize> = (0..n).filter(|&i| answered[i].is_none()).collect();
+        for (i, v) in answered.iter().enumerate() {
+            if v.is_some() {
+                board.states[i].store(DONE, Ordering::SeqCst);
             }
         }
         let board = &board;
         let plans = &plans;
-        // Each item: the single-call path, its computation a request to the coordinator.
+        // Each other item: the single-call path, its computation a request to the
+        // coordinator.
         type Item<'f, T> = Pin<Box<dyn Future<Output = (T, Outcome)> + 'f>>;
-        let item_futures: Vec<Item<'_, T>> = (0..n)
-            .map(|i| {
-                let near_hit = near_hits[i].take();
+        let item_futures: Vec<Item<'_, T>> = open
+            .iter()
+            .map(|&i| {
                 let first = firsts[i].take();
                 let item = async move {
                     let log = CallLog::start();
-                    let (value, outcome) = match (&plans[i], near_hit) {
-                        (_, Some(v)) => (Some(v), Outcome::NearHit),
+                    let (value, outcome) = match &plans[i] {
                         // No cache or no key: computed with the batch, not stored.
-                        (None, None) => (board.request(i).await.ok(), Outcome::Unavailable),
-                        (Some((cache, call)), None) => {
+                        None => (board.request(i).await.ok(), Outcome::Unavailable),
+                        Some((cache, call)) => {
                             let out = cache
                                 .read_async(call, first, || async move {
                                     board.request(i).await.map_err(|_| ())
@@ -240,14 +260,34 @@ impl<'a> Cacheable<'a> {
                     }
                     continue;
                 }
-                // Woken by a change of state, or after a tick for the waits it cannot hear.
+                // Woken by a change of state; while items are registered, also after a
+                // tick: an item that starts or ends a wait on another caller rings nothing.
                 let changed = board.changed.notified();
-                let tick = crate::rt::sleep(SETTLE_TICK);
-                first_of(changed, tick).await;
+                if !requested.is_empty() {
+                    first_of(changed, crate::rt::sleep(SETTLE_TICK)).await;
+                } else {
+                    changed.await;
+                }
             }
         };
-        let (items, ()) = join(join_all(item_futures), coordinator).await;
-        let (values, outcomes): (Vec<T>, Vec<Outcome>) = items.into_iter().unzip();
+        let (computed, ()) = join(join_all(item_futures), coordinator).await;
+        let mut computed = computed.into_iter();
+        let mut outcomes = Vec::with_capacity(n);
+        let values = answered
+            .into_iter()
+            .zip(plans)
+            .map(|(answer, plan)| match (answer, plan) {
+                (Some(v), Some((_, call))) => {
+                    outcomes.push(call.served.get());
+                    v
+                }
+                _ => {
+                    let (v, outcome) = computed.next().expect("one result per open item");
+                    outcomes.push(outcome);
+                    v
+                }
+            })
+            .collect();
         if let Some(slot) = outcomes_slot {
             *slot = outcomes;
         }

@@ -42,7 +42,7 @@ use crate::report::{chain, debug_enabled, debug_line, format_ttl, Throttle};
 use crate::request::Call;
 use crate::rt::{block_on, Mode};
 use crate::stats::Counters;
-use crate::store::{failed_marker, Backend, Entry, Read, FAILED_TTL, LEASE_PREFIX};
+use crate::store::{failed_marker, is_marker, Backend, Entry, Read, FAILED_TTL, LEASE_PREFIX};
 use crate::telemetry;
 use flight::{Done, Flights, Leader, Role, SharedValue};
 use keeper::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};

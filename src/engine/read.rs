@@ -281,7 +281,11 @@ impl Core {
     /// one by one, in one [`get_many`](Backend::get_many): one round trip per server. `None`
     /// for a call that reads otherwise: a sliding read (which pushes the expiry as it
     /// reads) and a call that skips the cache.
-    pub(crate) async fn prefetch(&self, calls: &[&Call<'_>]) -> Vec<Option<Prefetched>> {
+    pub(crate) async fn prefetch(
+        &self,
+        mode: Mode,
+        calls: &[&Call<'_>],
+    ) -> Vec<Option<Prefetched>> {
         let reads = |call: &&Call<'_>| !call.control.sliding && self.skip_reason(call).is_none();
         let marks: Vec<_> = calls
             .iter()
@@ -295,7 +299,7 @@ impl Core {
         let with_ttl = calls.first().is_some_and(|call| self.reads_ttl(call));
         let mut fetched = self
             .backend
-            .get_many(Mode::Async, &keys, with_ttl)
+            .get_many(mode, &keys, with_ttl)
             .await
             .into_iter();
         marks
@@ -306,6 +310,44 @@ impl Core {
                 Some(Prefetched { mark, read })
             })
             .collect()
+    }
+
+    /// The value of a batch item whose first read found it within its TTL, decoded,
+    /// counted and kept in the near cache as [`read_through_async`] would on that read;
+    /// `None` (and `first` left as it is) for any other case, which the single-call path
+    /// takes over: a marker, a value to refresh or past its TTL, one that does not decode,
+    /// a call computing its own key. No future and no store call for the batch's hits.
+    pub(crate) fn first_hit<T: CacheValue>(
+        &self,
+        call: &Call<'_>,
+        first: &mut Option<Prefetched>,
+    ) -> Option<T> {
+        if call.control.refresh || call.fresh.early_refresh > 0.0 || in_computation(self, &call.key)
+        {
+            return None;
+        }
+        let Some(Prefetched {
+            mark,
+            read: Ok((Some(bytes), left)),
+        }) = first.as_ref()
+        else {
+            return None;
+        };
+        let oversized = self
+            .config
+            .max_value_bytes
+            .is_some_and(|max| bytes.len() > max);
+        if oversized || is_marker(bytes) || call.revalidating(*left) || call.past_ttl(*left) {
+            return None;
+        }
+        let v = codec::decode::<T>(bytes).ok()?;
+        self.hit(call, &mut CallState::default(), Source::Store);
+        let left = left.map(|l| l.saturating_sub(call.fresh.window()));
+        if let (Some(near), Some(mark), Some(left)) = (&self.near, *mark, left) {
+            near.insert(mark, &call.key, v.clone(), weight::<T>(bytes), left);
+        }
+        *first = None;
+        Some(v)
     }
 
     /// The decoded value the near cache holds for the call's key, counted.
