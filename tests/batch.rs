@@ -15,6 +15,7 @@ suite!(
     async_batches_too,
     a_key_another_caller_computes_is_joined,
     an_invalidation_during_the_batch_keeps_its_values_out,
+    a_value_that_does_not_decode_is_a_miss_for_its_item_alone,
 );
 
 support::suite_tests! {
@@ -28,29 +29,67 @@ fn contexts(ids: &[u32]) -> Vec<Context> {
     ids.iter().map(|id| ctx! { id = *id }).collect()
 }
 
+/// How a case calls the batch: `run_many`, or `run_many_async` on a runtime of its own.
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    Sync,
+    Async,
+}
+
+const WAYS: [Way; 2] = [Way::Sync, Way::Async];
+
+/// A batch of `ids` on `cache` under `template`, made `way`; `compute` gets the ids that
+/// missed.
+fn batch_of(
+    cache: &Cache,
+    template: &'static str,
+    ids: &[u32],
+    way: Way,
+    compute: &(dyn Fn(Vec<u32>) -> Vec<String> + Sync),
+) -> Vec<String> {
+    let builder = Cacheable::new(template).ttl(60).on(cache);
+    let wanted = |missing: &[usize]| missing.iter().map(|&i| ids[i]).collect::<Vec<u32>>();
+    match way {
+        Way::Sync => builder.run_many(contexts(ids), |missing| compute(wanted(missing))),
+        Way::Async => {
+            support::current_thread().block_on(builder.run_many_async(contexts(ids), |missing| {
+                let values = compute(wanted(&missing));
+                async move { values }
+            }))
+        }
+    }
+}
+
 /// A batch of `ids` on `cache`; records each call of the computation (the ids it got).
 fn products(cache: &Cache, ids: &[u32], calls: &Mutex<Vec<Vec<u32>>>) -> Vec<String> {
-    Cacheable::new("product:<<id>>")
-        .ttl(60)
-        .on(cache)
-        .run_many(contexts(ids), |missing| {
-            let wanted: Vec<u32> = missing.iter().map(|&i| ids[i]).collect();
-            calls.lock().unwrap().push(wanted.clone());
-            wanted.iter().map(|id| format!("product {id}")).collect()
-        })
+    products_by(cache, ids, calls, Way::Sync)
+}
+
+/// [`products`], made `way`.
+fn products_by(cache: &Cache, ids: &[u32], calls: &Mutex<Vec<Vec<u32>>>, way: Way) -> Vec<String> {
+    batch_of(cache, "product:<<id>>", ids, way, &|wanted| {
+        calls.lock().unwrap().push(wanted.clone());
+        wanted.iter().map(|id| format!("product {id}")).collect()
+    })
 }
 
 fn order_is_kept_and_the_misses_are_computed_once(b: &Backend) {
-    let cache = b.cache("batch");
+    for way in WAYS {
+        order_is_kept_by(b, way);
+    }
+}
+
+fn order_is_kept_by(b: &Backend, way: Way) {
+    let cache = b.cache(&format!("batch-{way:?}"));
     let calls = Mutex::new(Vec::new());
     let ids: Vec<u32> = (0..40).collect();
     // 36 cached.
-    products(&cache, &ids[..36], &calls);
-    assert_eq!(calls.lock().unwrap().len(), 1, "{}", b.name);
+    products_by(&cache, &ids[..36], &calls, way);
+    assert_eq!(calls.lock().unwrap().len(), 1, "{} {way:?}", b.name);
     calls.lock().unwrap().clear();
     let mut shuffled = ids.clone();
     shuffled.reverse();
-    let got = products(&cache, &shuffled, &calls);
+    let got = products_by(&cache, &shuffled, &calls, way);
     let expected: Vec<String> = shuffled.iter().map(|id| format!("product {id}")).collect();
     assert_eq!(got, expected, "{}: the contexts' order", b.name);
     let calls = calls.into_inner().unwrap();
@@ -123,7 +162,13 @@ fn async_batches_too(b: &Backend) {
 /// Key 5 is being computed by a single call of this process when the batch starts: the
 /// batch joins it (its value, no second computation of 5), and computes the others at once.
 fn a_key_another_caller_computes_is_joined(b: &Backend) {
-    let cache = b.cache("batchjoin");
+    for way in WAYS {
+        joined_by(b, way);
+    }
+}
+
+fn joined_by(b: &Backend, way: Way) {
+    let cache = b.cache(&format!("batchjoin-{way:?}"));
     let started = AtomicBool::new(false);
     std::thread::scope(|s| {
         let single = s.spawn(|| {
@@ -139,11 +184,11 @@ fn a_key_another_caller_computes_is_joined(b: &Backend) {
         support::wait_started(&started);
         let ids = [4u32, 5, 6];
         let calls = Mutex::new(Vec::new());
-        let got = products(&cache, &ids, &calls);
+        let got = products_by(&cache, &ids, &calls, way);
         assert_eq!(
             got,
             ["product 4", "from the single call", "product 6"],
-            "{}",
+            "{} {way:?}",
             b.name
         );
         let calls = calls.into_inner().unwrap();
@@ -158,20 +203,23 @@ fn a_key_another_caller_computes_is_joined(b: &Backend) {
 /// An invalidation while the batch computes: none of the values computed before it is
 /// stored, and the next batch computes them again.
 fn an_invalidation_during_the_batch_keeps_its_values_out(b: &Backend) {
-    let cache = b.cache("batchinval");
+    for way in WAYS {
+        kept_out_by(b, way);
+    }
+}
+
+fn kept_out_by(b: &Backend, way: Way) {
+    let cache = b.cache(&format!("batchinval-{way:?}"));
     let other = b.peer(&cache);
     let ids = [1u32, 2, 3];
     let computing = AtomicBool::new(false);
     std::thread::scope(|s| {
         let batch = s.spawn(|| {
-            Cacheable::new("balance:<<id>>")
-                .ttl(60)
-                .on(&cache)
-                .run_many(contexts(&ids), |missing| {
-                    computing.store(true, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(300));
-                    missing.iter().map(|&i| ids[i] * 100).collect::<Vec<u32>>()
-                })
+            batch_of(&cache, "balance:<<id>>", &ids, way, &|wanted| {
+                computing.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(300));
+                wanted.iter().map(|id| (id * 100).to_string()).collect()
+            })
         });
         support::wait_started(&computing);
         let deleted = Invalidate::new(["balance:*"])
@@ -179,13 +227,44 @@ fn an_invalidation_during_the_batch_keeps_its_values_out(b: &Backend) {
             .now(ctx! {})
             .unwrap();
         let _ = deleted;
-        assert_eq!(batch.join().unwrap(), [100, 200, 300], "{}", b.name);
+        assert_eq!(
+            batch.join().unwrap(),
+            ["100", "200", "300"],
+            "{} {way:?}",
+            b.name
+        );
     });
     for id in ids {
         assert_eq!(
-            cache.get::<u32>(&format!("balance:{id}")).unwrap(),
+            cache.get::<String>(&format!("balance:{id}")).unwrap(),
             None,
             "{}: the value computed before the invalidation was stored",
+            b.name
+        );
+    }
+}
+
+/// A stored value of another type at one item's key: that item alone is computed, and
+/// its key replaced.
+fn a_value_that_does_not_decode_is_a_miss_for_its_item_alone(b: &Backend) {
+    for way in WAYS {
+        let cache = b.cache(&format!("batchdecode-{way:?}"));
+        let calls = Mutex::new(Vec::new());
+        products_by(&cache, &[1, 3], &calls, way);
+        cache.set("product:2", &[7u8, 7], 60).unwrap();
+        calls.lock().unwrap().clear();
+        let got = products_by(&cache, &[1, 2, 3], &calls, way);
+        assert_eq!(
+            got,
+            ["product 1", "product 2", "product 3"],
+            "{} {way:?}",
+            b.name
+        );
+        assert_eq!(calls.into_inner().unwrap(), [vec![2]], "{} {way:?}", b.name);
+        assert_eq!(
+            cache.get::<String>("product:2").unwrap().as_deref(),
+            Some("product 2"),
+            "{} {way:?}",
             b.name
         );
     }
@@ -234,6 +313,64 @@ fn a_batch_with_redis_down_computes_every_item_once() {
         "{:?}",
         cache.stats()
     );
+}
+
+/// A batch made each way once `kill` took a server down: every item answered, by one call
+/// of the computation that has at least every id never cached, within a liveness bound.
+#[cfg(feature = "redis")]
+fn every_item_is_answered_with_a_server_down(url: &str, kill: impl FnOnce()) {
+    let caches = WAYS.map(|way| {
+        let config = cacheable::Config::from_url(url)
+            .unwrap()
+            .prefix(format!("down-{way:?}"))
+            .op_timeout(Duration::from_millis(200));
+        Cache::new(config).unwrap()
+    });
+    let ids: Vec<u32> = (0..20).collect();
+    for cache in &caches {
+        products(cache, &ids[..10], &Mutex::new(Vec::new()));
+    }
+    kill();
+    for (way, cache) in WAYS.into_iter().zip(&caches) {
+        let calls = Mutex::new(Vec::new());
+        let started = std::time::Instant::now();
+        let got = products_by(cache, &ids, &calls, way);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "{way:?}: {took:?}");
+        let expected: Vec<String> = ids.iter().map(|id| format!("product {id}")).collect();
+        assert_eq!(got, expected, "{way:?}");
+        let calls = calls.into_inner().unwrap();
+        assert_eq!(calls.len(), 1, "{way:?}: {calls:?}");
+        assert!(
+            (10..20).all(|id| calls[0].contains(&id)),
+            "{way:?}: {calls:?}"
+        );
+    }
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn every_item_is_answered_with_the_server_killed() {
+    let mut server = support::RedisServer::start();
+    every_item_is_answered_with_a_server_down(&server.url(), || server.kill());
+}
+
+#[cfg(feature = "cluster")]
+#[test]
+fn every_item_is_answered_with_a_cluster_primary_killed() {
+    let mut cluster = support::RedisCluster::start();
+    let url = cluster.url();
+    let primary = cluster.primary_of("down-Sync:product:0");
+    every_item_is_answered_with_a_server_down(&url, || cluster.kill(primary));
+}
+
+#[cfg(feature = "sentinel")]
+#[test]
+fn every_item_is_answered_with_the_sentinel_primary_killed() {
+    let mut setup = support::RedisSentinel::start();
+    let url = setup.url();
+    let primary = setup.primary_port().expect("a primary");
+    every_item_is_answered_with_a_server_down(&url, || setup.kill(primary));
 }
 
 /// How many times the server has run `command`, by `INFO commandstats` (`cli` runs
