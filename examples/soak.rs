@@ -21,7 +21,7 @@
 //!
 //! Each read draws its options: cache A (with the near cache) or B (without), sync or async,
 //! the TTL, sliding, `ttl_from` (the record says how long it lives), stale-if-error and
-//! stale-while-revalidate windows, early refresh, a forced refresh, a bypass, and a
+//! stale-while-revalidate windows, early refresh, expiry jitter, a forced refresh, a bypass, and a
 //! computation that fails now and then. Every thread's draws come from the seed, printed
 //! first: a failing seed replays the same operations (the interleaving is the machine's).
 //!
@@ -190,6 +190,7 @@ struct Draw {
     stale_if_error: bool,
     swr: bool,
     early: bool,
+    jitter: bool,
     refresh: bool,
     bypass: bool,
     fail: bool,
@@ -201,6 +202,7 @@ impl Draw {
         let (sliding, ttl_from, stale_if_error, swr, early) =
             (one_in(4), one_in(5), one_in(6), one_in(8), one_in(6));
         let (refresh, bypass, fail, near) = (one_in(60), one_in(60), one_in(25), one_in(2));
+        let jitter = one_in(4);
         let ttl = [1, 3, 60][rng.below(3)];
         Draw {
             id: rng.below(KEYS as usize) as u64,
@@ -212,6 +214,7 @@ impl Draw {
             stale_if_error,
             swr,
             early,
+            jitter,
             refresh,
             bypass,
             fail,
@@ -240,6 +243,9 @@ impl Draw {
         }
         if self.early {
             b = b.early_refresh(1.0);
+        }
+        if self.jitter {
+            b = b.jitter(Duration::from_millis(1500));
         }
         b
     }
@@ -314,8 +320,8 @@ fn check(
                 .as_ref()
                 .map(|(how, at)| format!("{how}, {:?} ago", at.elapsed()));
             println!(
-                "STALE: key {}: version {} < {floor} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}, refresh {}, bypass {}); last invalidated: {last:?}",
-                draw.id, got.version, if draw.near { "A" } else { "B" }, draw.ttl, draw.sliding, draw.ttl_from, draw.stale_if_error, draw.swr, draw.early, draw.refresh, draw.bypass
+                "STALE: key {}: version {} < {floor} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}, jitter {}, refresh {}, bypass {}); last invalidated: {last:?}",
+                draw.id, got.version, if draw.near { "A" } else { "B" }, draw.ttl, draw.sliding, draw.ttl_from, draw.stale_if_error, draw.swr, draw.early, draw.jitter, draw.refresh, draw.bypass
             );
             *first = Some(format!(
                 "key {}: got record {} version {} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}), but version {floor} was invalidated before the read began",

@@ -646,7 +646,10 @@ impl Cache {
             debug: self.config().debug,
             strict: true,
             name: "get_or_set",
-            fresh: Default::default(),
+            fresh: crate::request::Freshness {
+                jitter: self.config().jitter,
+                ..Default::default()
+            },
             control: Default::default(),
             served: Default::default(),
         })

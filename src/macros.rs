@@ -200,8 +200,8 @@ macro_rules! __ctx_value {
 ///   than the global one.
 ///   Freshness options, each a builder call of [`Cacheable`](crate::Cacheable):
 ///   `tags = ["user:<<user_id>>"]` (after `key`; each tag's placeholders must be the key's,
-///   checked at compile time), `early_refresh = 1.0`, `stale_if_error = D` and
-///   `stale_while_revalidate = D` (seconds or a `Duration`).
+///   checked at compile time), `early_refresh = 1.0`, `stale_if_error = D`,
+///   `stale_while_revalidate = D` and `jitter = D` (seconds or a `Duration`).
 ///   Per-call controls: `store_if = path::to::fn` (a
 ///   `fn(&T) -> bool` on the value, `T` being the `Ok` type of a `Result`; the value is
 ///   stored only when it holds), `ttl_from = path::to::fn` (a `fn(&T) -> Duration`: the
@@ -679,6 +679,9 @@ macro_rules! __cache_fn {
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} stale_if_error = $d:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .stale_if_error($d)] $t} $($($rest)*)? }
     };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} jitter = $d:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .jitter($d)] $t} $($($rest)*)? }
+    };
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} stale_while_revalidate = $d:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .stale_while_revalidate($d)] $t} $($($rest)*)? }
     };
@@ -712,7 +715,7 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[cache]` option `", $crate::__private::stringify!($option),
-                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, store_if, ttl_from, sliding and near"
+                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, jitter, store_if, ttl_from, sliding and near"
             )
         }
     };

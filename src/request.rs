@@ -149,6 +149,8 @@ pub(crate) struct Freshness {
     /// XFetch's β: a hit recomputes early with probability growing as the expiry nears
     /// (0: off).
     pub early_refresh: f64,
+    /// The most a write's TTL is lengthened by, drawn per write (zero: never).
+    pub jitter: Duration,
 }
 
 impl Freshness {

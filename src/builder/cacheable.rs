@@ -127,6 +127,7 @@ struct FreshOptions {
     stale_if_error: Option<Duration>,
     early_refresh: Option<f64>,
     stale_while_revalidate: Option<Duration>,
+    jitter: Option<Duration>,
 }
 
 impl<'a> Cacheable<'a> {
@@ -280,6 +281,32 @@ impl<'a> Cacheable<'a> {
     /// and the embedded store's decoded copies).
     pub fn early_refresh(mut self, beta: f64) -> Self {
         self.fresh.early_refresh = Some(crate::config::sane_beta(beta));
+        self
+    }
+
+    /// Expiry jitter: each write's TTL is lengthened by a random extra in `[0, max]`
+    /// (whole milliseconds, drawn per write), so that keys written together (a deploy, a
+    /// warm-up loop) do not expire together and send their callers to the source at once.
+    /// The tag entries of the key cover the lengthened TTL; a stale window starts after
+    /// it. Off by default, or [`Config::jitter`](crate::Config::jitter).
+    ///
+    /// ```
+    /// use cacheable::{ctx, Cache, Cacheable, Config, KeyTtl};
+    /// use std::time::Duration;
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// let rate = Cacheable::new("rate:<<code>>")
+    ///     .ttl(60)
+    ///     .jitter(10)
+    ///     .on(&cache)
+    ///     .run(ctx! { code = "NGN" }, || 1_530.0);
+    /// assert_eq!(rate, 1_530.0);
+    /// let KeyTtl::Expires(left) = cache.ttl("rate:NGN")? else { panic!() };
+    /// assert!(left > Duration::from_secs(55) && left <= Duration::from_secs(70));
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn jitter(mut self, max: impl IntoTtl) -> Self {
+        self.fresh.jitter = Some(max.into_ttl());
         self
     }
 
@@ -509,6 +536,7 @@ impl<'a> Cacheable<'a> {
                 .fresh
                 .early_refresh
                 .unwrap_or(cache.config().early_refresh),
+            jitter: self.fresh.jitter.unwrap_or(cache.config().jitter),
             ..Freshness::default()
         };
         for tag in &self.fresh.tags {

@@ -88,6 +88,8 @@ pub struct Config {
     pub(crate) format: Format,
     /// The default early-refresh β of builders that set none; 0 is off.
     pub(crate) early_refresh: f64,
+    /// The default expiry jitter of builders that set none; zero is off.
+    pub(crate) jitter: Duration,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
     /// A Sentinel-only setting (`db`, `primary_auth`) given to another store: `validate`
@@ -138,6 +140,7 @@ impl std::fmt::Debug for Config {
             .field("codec", &self.format.codec)
             .field("compress_over", &self.format.compress_over)
             .field("early_refresh", &self.early_refresh)
+            .field("jitter", &self.jitter)
             .field("max_value_bytes", &self.max_value_bytes);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
@@ -193,6 +196,7 @@ impl Config {
             max_value_bytes: None,
             format: Format::default(),
             early_refresh: 0.0,
+            jitter: Duration::ZERO,
             #[cfg(feature = "tls")]
             tls: Tls::default(),
             sentinel_only: None,
@@ -417,6 +421,13 @@ impl Config {
     /// turns it off. Negative, NaN or infinite values count as 0.
     pub fn early_refresh(mut self, beta: f64) -> Config {
         self.early_refresh = sane_beta(beta);
+        self
+    }
+
+    /// The expiry jitter of every [`Cacheable`](crate::Cacheable) that sets none (see
+    /// [`Cacheable::jitter`](crate::Cacheable::jitter)); zero, the default, turns it off.
+    pub fn jitter(mut self, max: impl IntoTtl) -> Config {
+        self.jitter = max.into_ttl().min(MAX_TTL);
         self
     }
 

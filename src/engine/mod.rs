@@ -92,10 +92,12 @@ impl Call<'_> {
         self.ttl + self.fresh.window()
     }
 
-    /// [`store_ttl`](Self::store_ttl) for a value whose TTL [`Control::ttl_from`] chose
-    /// (`Some`): that TTL in place of the call's, the stale window after it.
+    /// What a write gives the store: the TTL [`Control::ttl_from`] chose (`Some`) or the
+    /// call's, lengthened by a draw in `[0, jitter]` so that keys written together do not
+    /// expire together, then the stale window. Drawn once per write: its tag entries and
+    /// the value get the same.
     fn store_ttl_for(&self, chosen: Option<Duration>) -> Duration {
-        chosen.unwrap_or(self.ttl) + self.fresh.window()
+        chosen.unwrap_or(self.ttl) + jitter_draw(self.fresh.jitter) + self.fresh.window()
     }
 
     /// Whether bytes with `left` to live in the store are past the call's TTL by less than
@@ -112,6 +114,31 @@ impl Call<'_> {
         let window = self.fresh.window();
         !window.is_zero() && left.is_some_and(|l| l <= window)
     }
+}
+
+/// A duration in `[0, max]`, at millisecond steps (a TTL's unit in the store), from a
+/// per-thread xorshift seeded by the clock and the thread: spread, not secret.
+fn jitter_draw(max: Duration) -> Duration {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let here = &seed as *const u64 as u64;
+            (seed ^ here.rotate_left(32)) | 1
+        });
+    }
+    let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        return Duration::ZERO;
+    }
+    let mut x = STATE.with(Cell::get);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.with(|s| s.set(x));
+    Duration::from_millis(x % (ms + 1))
 }
 
 /// A value past its TTL, kept to answer a failed computation: its bytes and when the
