@@ -406,6 +406,11 @@ impl Cache {
         }
     }
 
+    /// A failed computation answered with the call's fallback value.
+    pub(crate) fn count_fallback(&self) {
+        Counters::add(&self.counters().fallbacks, 1);
+    }
+
     /// A call answered without the cache.
     pub(crate) fn count_uncached(&self) {
         Counters::add(&self.counters().uncached, 1);

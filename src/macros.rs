@@ -201,7 +201,10 @@ macro_rules! __ctx_value {
 ///   Freshness options, each a builder call of [`Cacheable`](crate::Cacheable):
 ///   `tags = ["user:<<user_id>>"]` (after `key`; each tag's placeholders must be the key's,
 ///   checked at compile time), `early_refresh = 1.0`, `stale_if_error = D`,
-///   `stale_while_revalidate = D` and `jitter = D` (seconds or a `Duration`).
+///   `stale_while_revalidate = D` and `jitter = D` (seconds or a `Duration`);
+///   `fallback = EXPR` for a function returning `Result` (the `Ok` value answered when it
+///   fails with nothing stale to serve, see [`Cacheable::fallback`](crate::Cacheable::fallback);
+///   of the `Ok` type exactly, so an integer literal takes its suffix: `fallback = 0u32`).
 ///   Per-call controls: `store_if = path::to::fn` (a
 ///   `fn(&T) -> bool` on the value, `T` being the `Ok` type of a `Result`; the value is
 ///   stored only when it holds), `ttl_from = path::to::fn` (a `fn(&T) -> Duration`: the
@@ -682,6 +685,9 @@ macro_rules! __cache_fn {
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} jitter = $d:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .jitter($d)] $t} $($($rest)*)? }
     };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} fallback = $v:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .fallback($v)] $t} $($($rest)*)? }
+    };
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} stale_while_revalidate = $d:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .stale_while_revalidate($d)] $t} $($($rest)*)? }
     };
@@ -715,7 +721,7 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[cache]` option `", $crate::__private::stringify!($option),
-                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, jitter, store_if, ttl_from, sliding and near"
+                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, jitter, fallback, store_if, ttl_from, sliding and near"
             )
         }
     };

@@ -70,6 +70,9 @@ pub struct Stats {
     /// back. [`CacheManager::stats`](crate::CacheManager::stats) also counts the calls made
     /// while the global cache could not be built.
     pub uncached: u64,
+    /// Failed computations answered with the value given to
+    /// [`Cacheable::fallback`](crate::Cacheable::fallback) (nothing stale to serve).
+    pub fallbacks: u64,
 }
 
 impl Stats {
@@ -140,6 +143,7 @@ pub(crate) struct Counters {
     pub declined: Counter,
     pub sliding_hits: Counter,
     pub uncached: Counter,
+    pub fallbacks: Counter,
 }
 
 impl Counters {
@@ -171,6 +175,7 @@ impl Counters {
             declined: self.declined.get(),
             sliding_hits: self.sliding_hits.get(),
             uncached: self.uncached.get(),
+            fallbacks: self.fallbacks.get(),
         }
     }
 }

@@ -90,6 +90,9 @@ struct PerCall<'a> {
     outcome: Option<&'a mut Outcome>,
     /// The batch forms' outcomes, one per item.
     outcomes: Option<&'a mut Vec<Outcome>>,
+    /// What a fallible finisher answers when the computation fails and nothing stale is
+    /// there ([`Cacheable::fallback`]).
+    fallback: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for PerCall<'_> {
@@ -103,6 +106,7 @@ impl std::fmt::Debug for PerCall<'_> {
             .field("ttl_from", &self.ttl_from.is_some())
             .field("outcome", &self.outcome)
             .field("outcomes", &self.outcomes.is_some())
+            .field("fallback", &self.fallback.is_some())
             .finish()
     }
 }
@@ -307,6 +311,31 @@ impl<'a> Cacheable<'a> {
     /// ```
     pub fn jitter(mut self, max: impl IntoTtl) -> Self {
         self.fresh.jitter = Some(max.into_ttl());
+        self
+    }
+
+    /// A value to answer with when the computation fails (`Err`, for the fallible finishers
+    /// [`try_run`](Self::try_run) and [`try_run_async`](Self::try_run_async)) and nothing
+    /// stale is there to answer with ([`stale_if_error`](Self::stale_if_error) comes
+    /// first): served, never stored, so the next call asks the source again. Of the
+    /// computation's value type; one of another type is not used (logged). Counted in
+    /// [`Stats::fallbacks`](crate::Stats::fallbacks). The other finishers have no failure
+    /// to answer and ignore it.
+    ///
+    /// ```
+    /// use cacheable::{ctx, Cache, Cacheable, Config};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// let rates: Result<Vec<f64>, String> = Cacheable::new("rates:<<code>>")
+    ///     .fallback(Vec::<f64>::new())
+    ///     .on(&cache)
+    ///     .try_run(ctx! { code = "NGN" }, || Err("the rates API is down".to_string()));
+    /// assert_eq!(rates, Ok(vec![]));
+    /// assert_eq!(cache.stats().fallbacks, 1);
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn fallback<T: CacheValue>(mut self, value: T) -> Self {
+        self.per_call.fallback = Some(Box::new(value));
         self
     }
 
@@ -637,12 +666,13 @@ impl<'a> Cacheable<'a> {
         let _entered = span.enter();
         let log = CallLog::start();
         let slot = self.per_call.outcome.take();
+        let fallback = self.per_call.fallback.take();
         let Some((cache, call)) = self.plan(&ctx) else {
             let out = compute();
             // After the computation: a cached call inside it ended first.
             report(slot, Outcome::Unavailable);
             log.end(self.template_str(), None, Outcome::Unavailable, None);
-            return out;
+            return fall_back(out, fallback, None, self.template_str());
         };
         if let Some(v) = cache.near::<T>(&call) {
             report(slot, Outcome::NearHit);
@@ -653,7 +683,7 @@ impl<'a> Cacheable<'a> {
             .read(&call, compute)
             .expect("fail-open calls report faults rather than return them");
         served(cache, &call, slot, log);
-        out
+        fall_back(out, fallback, Some(cache), call.template)
     }
 
     /// Async twin of [`run`](Self::run).
@@ -693,7 +723,7 @@ impl<'a> Cacheable<'a> {
 
     /// Async twin of [`try_run`](Self::try_run).
     pub fn try_run_async<T, E, F, Fut>(
-        self,
+        mut self,
         ctx: Context,
         compute: F,
     ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
@@ -702,7 +732,17 @@ impl<'a> Cacheable<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.drive_async(ctx, compute, std::convert::identity)
+        let fallback = self.per_call.fallback.take();
+        let cache = resolve(self.cache).ok();
+        let template = self.template_str().to_owned();
+        let call = self.drive_async(ctx, compute, std::convert::identity);
+        async move {
+            let out = call.await;
+            match fallback {
+                None => out,
+                Some(_) => fall_back(out, fallback, cache, &template),
+            }
+        }
     }
 
     /// The one async call path: an `async move` block, whose captures are not copied
@@ -766,6 +806,32 @@ pub(super) fn served(cache: &Cache, call: &Call<'_>, slot: Option<&mut Outcome>,
         outcome,
         call.served.computation(),
     );
+}
+
+/// A fallible call's answer: its computation's, or, when that failed and the call has a
+/// fallback value of its type, that value (counted, and logged at debug level).
+fn fall_back<T: CacheValue, E>(
+    out: Result<T, E>,
+    fallback: Option<Box<dyn Any + Send + Sync>>,
+    cache: Option<&Cache>,
+    template: &str,
+) -> Result<T, E> {
+    let Some(fallback) = fallback.filter(|_| out.is_err()) else {
+        return out;
+    };
+    match fallback.downcast::<T>() {
+        Ok(v) => {
+            if let Some(cache) = cache {
+                cache.count_fallback();
+            }
+            log::debug!(target: "cacheable", "the computation of {template} failed: answering with its fallback value");
+            Ok(*v)
+        }
+        Err(_) => {
+            log::warn!(target: "cacheable", "the fallback value given to {template} is not a {}: not used", std::any::type_name::<T>());
+            out
+        }
+    }
 }
 
 /// Writes a call's outcome where the caller asked for it.
