@@ -118,14 +118,11 @@ impl Cache {
     ) -> (u64, Result<()>) {
         let core = &self.inner.core;
         let done = core.invalidate(mode, &target, retries).await;
-        let out = match done.failed {
-            None => Ok(()),
-            Some((e, attempts)) if e.is_store_error() && !e.lasts() => {
-                Err(core.queue(target, e, attempts))
-            }
-            Some((e, _)) => Err(e),
-        };
-        (done.deleted, out)
+        let targets = std::iter::once(target);
+        (
+            done.deleted,
+            Self::queue_unlanded(core, done.failed, targets),
+        )
     }
 
     /// [`invalidate`](Self::invalidate) of many exact keys, in one deletion; when it could
@@ -138,19 +135,32 @@ impl Cache {
     ) -> (u64, Result<()>) {
         let core = &self.inner.core;
         let done = core.invalidate_keys(mode, &keys, retries).await;
-        let out = match done.failed {
+        let targets = keys.into_iter().map(Target::Key);
+        (
+            done.deleted,
+            Self::queue_unlanded(core, done.failed, targets),
+        )
+    }
+
+    /// What an invalidation's failure (`None`: it landed) leaves the caller: a failure that
+    /// asking again can mend queues its targets, and its error says so; any other is
+    /// returned as it is.
+    fn queue_unlanded(
+        core: &Arc<Core>,
+        failed: Option<(Error, u32)>,
+        targets: impl Iterator<Item = Target>,
+    ) -> Result<()> {
+        match failed {
             None => Ok(()),
             Some((e, attempts)) if e.is_store_error() && !e.lasts() => {
                 let mut queued = None;
-                for key in keys {
-                    let error = core.queue(Target::Key(key), e.clone(), attempts);
-                    queued.get_or_insert(error);
+                for target in targets {
+                    queued.get_or_insert(core.queue(target, e.clone(), attempts));
                 }
                 Err(queued.unwrap_or(e))
             }
             Some((e, _)) => Err(e),
-        };
-        (done.deleted, out)
+        }
     }
 }
 

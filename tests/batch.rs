@@ -61,6 +61,7 @@ fn batch_of(
 }
 
 /// A batch of `ids` on `cache`; records each call of the computation (the ids it got).
+#[cfg(feature = "redis")]
 fn products(cache: &Cache, ids: &[u32], calls: &Mutex<Vec<Vec<u32>>>) -> Vec<String> {
     products_by(cache, ids, calls, Way::Sync)
 }
