@@ -21,8 +21,9 @@
 //!
 //! Each read draws its options: cache A (with the near cache) or B (without), sync or async,
 //! the TTL, sliding, `ttl_from` (the record says how long it lives), stale-if-error and
-//! stale-while-revalidate windows, early refresh, expiry jitter, a forced refresh, a bypass, and a
-//! computation that fails now and then. Every thread's draws come from the seed, printed
+//! stale-while-revalidate windows, early refresh, expiry jitter, a forced refresh, a
+//! bypass, and a computation that fails now and then; one read in eight is a batch
+//! (`run_many`) of 2 to 6 records of one group under those options. Every thread's draws come from the seed, printed
 //! first: a failing seed replays the same operations (the interleaving is the machine's).
 //!
 //! Faults: on one server, SIGKILL and restart, and a 2 s SIGSTOP, each once per period (30 s,
@@ -180,6 +181,7 @@ struct Shared {
 }
 
 /// What one read does, drawn from the reader's generator.
+#[derive(Clone)]
 struct Draw {
     id: u64,
     near: bool,
@@ -290,6 +292,78 @@ async fn item_async(shared: &Shared, draw: &Draw, outcome: &mut Outcome) -> Resu
         .await
 }
 
+/// The records of a batch read: `draw`'s record and others of its group (one group, so
+/// that the tag rule is the same for every key), some more than once.
+fn batch_ids(rng: &mut Rng, draw: &Draw) -> Vec<u64> {
+    let g = group(draw.id);
+    let mut ids = vec![draw.id];
+    for _ in 0..1 + rng.below(5) {
+        ids.push(g + GROUPS * rng.below((KEYS / GROUPS) as usize) as u64);
+    }
+    ids
+}
+
+/// A batch read (`run_many`) of `ids` with `draw`'s options; each item's outcome in
+/// `outcomes`. Its computation cannot fail (the batch form has no `Err`).
+fn batch(shared: &Shared, draw: &Draw, ids: &[u64], outcomes: &mut Vec<Outcome>) -> Vec<Record> {
+    let g = group(draw.id);
+    let contexts = ids.iter().map(|&id| ctx! { g, id }).collect();
+    let mut unused = Outcome::default();
+    draw.builder(cache_of(shared, draw), &mut unused)
+        .outcomes(outcomes)
+        .run_many(contexts, |missing| {
+            let records = missing
+                .iter()
+                .map(|&i| shared.source.read(ids[i], draw.life_ms))
+                .collect();
+            std::thread::sleep(QUERY_TIME);
+            records
+        })
+}
+
+async fn batch_async(
+    shared: &Shared,
+    draw: &Draw,
+    ids: &[u64],
+    outcomes: &mut Vec<Outcome>,
+) -> Vec<Record> {
+    let g = group(draw.id);
+    let contexts = ids.iter().map(|&id| ctx! { g, id }).collect();
+    let mut unused = Outcome::default();
+    draw.builder(cache_of(shared, draw), &mut unused)
+        .outcomes(outcomes)
+        .run_many_async(contexts, |missing| {
+            let records: Vec<Record> = missing
+                .iter()
+                .map(|&i| shared.source.read(ids[i], draw.life_ms))
+                .collect();
+            async move {
+                tokio::time::sleep(QUERY_TIME).await;
+                records
+            }
+        })
+        .await
+}
+
+/// Checks each item of a batch read against the oracle.
+fn check_batch(
+    shared: &Shared,
+    draw: &Draw,
+    ids: &[u64],
+    floors: &[u64],
+    got: Vec<Record>,
+    took: Duration,
+    outcomes: &[Outcome],
+) {
+    for (i, record) in got.into_iter().enumerate() {
+        let item = Draw {
+            id: ids[i],
+            ..draw.clone()
+        };
+        check(shared, &item, floors[i], &Ok(record), took, outcomes[i]);
+    }
+}
+
 /// Checks one read against the oracle.
 fn check(
     shared: &Shared,
@@ -335,6 +409,23 @@ fn sync_reader(shared: Arc<Shared>, seed: u64) {
     let mut rng = Rng::new(seed);
     while !shared.stop.load(Relaxed) {
         let draw = Draw::new(&mut rng);
+        if rng.below(8) == 0 {
+            let ids = batch_ids(&mut rng, &draw);
+            let floors: Vec<u64> = ids.iter().map(|&id| shared.source.floor(id)).collect();
+            let started = Instant::now();
+            let mut outcomes = Vec::new();
+            let got = batch(&shared, &draw, &ids, &mut outcomes);
+            check_batch(
+                &shared,
+                &draw,
+                &ids,
+                &floors,
+                got,
+                started.elapsed(),
+                &outcomes,
+            );
+            continue;
+        }
         let floor = shared.source.floor(draw.id);
         let started = Instant::now();
         let mut outcome = Outcome::default();
@@ -352,6 +443,23 @@ async fn async_reader(shared: Arc<Shared>, seed: u64) {
     let mut rng = Rng::new(seed);
     while !shared.stop.load(Relaxed) {
         let draw = Draw::new(&mut rng);
+        if rng.below(8) == 0 {
+            let ids = batch_ids(&mut rng, &draw);
+            let floors: Vec<u64> = ids.iter().map(|&id| shared.source.floor(id)).collect();
+            let started = Instant::now();
+            let mut outcomes = Vec::new();
+            let got = batch_async(&shared, &draw, &ids, &mut outcomes).await;
+            check_batch(
+                &shared,
+                &draw,
+                &ids,
+                &floors,
+                got,
+                started.elapsed(),
+                &outcomes,
+            );
+            continue;
+        }
         let floor = shared.source.floor(draw.id);
         let started = Instant::now();
         let mut outcome = Outcome::default();
@@ -366,6 +474,8 @@ enum How {
     Key,
     /// The record's exact key, as a pattern with a glob after its group.
     KeyPattern,
+    /// The record's key and another's, by `now_many`.
+    Many,
     Group,
     Tag,
     Delete,
@@ -384,6 +494,13 @@ fn invalidate(cache: &Cache, how: How, id: u64) -> Result<(), cacheable::Error> 
         How::KeyPattern => Invalidate::new(["item:<<g>>:<<id>>*"])
             .on(cache)
             .now(ctx! { g, id }),
+        How::Many => {
+            let other = (id + 1) % KEYS;
+            let contexts = vec![ctx! { g, id }, ctx! { g = group(other), id = other }];
+            Invalidate::new(["item:<<g>>:<<id>>"])
+                .on(cache)
+                .now_many(contexts)
+        }
         How::Group => Invalidate::new(["item:<<g>>:*"]).on(cache).now(ctx! { g }),
         How::Tag => Invalidate::tags(["group:<<g>>"]).on(cache).now(ctx! { g }),
         How::Delete => cache.delete(&format!("item:{g}:{id}")).map(|_| 0),
@@ -403,11 +520,12 @@ fn writer(shared: Arc<Shared>, seed: u64) {
         let mut how = [
             How::Key,
             How::KeyPattern,
+            How::Many,
             How::Group,
             How::Tag,
             How::Delete,
             How::Remote,
-        ][rng.below(if shared.child.is_some() { 6 } else { 5 })];
+        ][rng.below(if shared.child.is_some() { 7 } else { 6 })];
         if matches!(how, How::Tag) && !tagged(group(id)) {
             how = How::Key;
         }

@@ -271,6 +271,23 @@ fn a_value_that_does_not_decode_is_a_miss_for_its_item_alone(b: &Backend) {
     }
 }
 
+/// The async batch is `Send` (an axum handler, `tokio::spawn`): spawned on a
+/// multi-thread runtime, it answers there. (A future that is not `Send` fails to build.)
+#[test]
+fn an_async_batch_can_be_spawned() {
+    let rt = support::runtime(2);
+    let cache = Cache::new(cacheable::Config::memory()).unwrap();
+    let spawned = rt.spawn(async move {
+        Cacheable::new("user:<<id>>")
+            .on(&cache)
+            .run_many_async(contexts(&[1, 2]), |missing| async move {
+                missing.iter().map(|&i| i as u32 * 10).collect::<Vec<u32>>()
+            })
+            .await
+    });
+    assert_eq!(rt.block_on(spawned).unwrap(), [0, 10]);
+}
+
 /// Redis down during a batch: every item is answered, the computation called once for all
 /// of them, within a few operation timeouts (a liveness bound).
 #[cfg(feature = "redis")]

@@ -179,7 +179,7 @@ impl<'a> Cacheable<'a> {
         let plans = &plans;
         // Each other item: the single-call path, its computation a request to the
         // coordinator.
-        type Item<'f, T> = Pin<Box<dyn Future<Output = (T, Outcome)> + 'f>>;
+        type Item<'f, T> = Pin<Box<dyn Future<Output = (T, Outcome)> + Send + 'f>>;
         let item_futures: Vec<Item<'_, T>> = open
             .iter()
             .map(|&i| {
