@@ -22,7 +22,8 @@
 //! Each read draws its options: cache A (with the near cache) or B (without), sync or async,
 //! the TTL, sliding, `ttl_from` (the record says how long it lives), stale-if-error and
 //! stale-while-revalidate windows, early refresh, expiry jitter, a forced refresh, a
-//! bypass, and a computation that fails now and then; one read in eight is a batch
+//! bypass, and a computation that fails now and then (a third of the reads sharing the
+//! failures of the computations they wait on); one read in eight is a batch
 //! (`run_many`) of 2 to 6 records of one group under those options. Every thread's draws come from the seed, printed
 //! first: a failing seed replays the same operations (the interleaving is the machine's).
 //!
@@ -193,6 +194,7 @@ struct Draw {
     swr: bool,
     early: bool,
     jitter: bool,
+    share_failures: bool,
     refresh: bool,
     bypass: bool,
     fail: bool,
@@ -204,7 +206,7 @@ impl Draw {
         let (sliding, ttl_from, stale_if_error, swr, early) =
             (one_in(4), one_in(5), one_in(6), one_in(8), one_in(6));
         let (refresh, bypass, fail, near) = (one_in(60), one_in(60), one_in(25), one_in(2));
-        let jitter = one_in(4);
+        let (jitter, share_failures) = (one_in(4), one_in(3));
         let ttl = [1, 3, 60][rng.below(3)];
         Draw {
             id: rng.below(KEYS as usize) as u64,
@@ -217,6 +219,7 @@ impl Draw {
             swr,
             early,
             jitter,
+            share_failures,
             refresh,
             bypass,
             fail,
@@ -261,35 +264,54 @@ fn cache_of<'a>(shared: &'a Shared, draw: &Draw) -> &'a Cache {
     }
 }
 
-fn item(shared: &Shared, draw: &Draw, outcome: &mut Outcome) -> Result<Record, ()> {
-    let (id, g) = (draw.id, group(draw.id));
-    draw.builder(cache_of(shared, draw), outcome)
-        .try_run(ctx! { g, id }, || {
-            // A query: the data is read, then the answer takes a while to come back, the
-            // window in which an invalidation can race the computation.
-            let record = shared.source.read(id, draw.life_ms);
-            std::thread::sleep(QUERY_TIME);
-            if draw.fail {
-                Err(())
-            } else {
-                Ok(record)
-            }
-        })
+/// A read's failure: the source's, or the failure of the computation it waited on.
+#[derive(Debug)]
+struct Failed;
+
+impl From<cacheable::Error> for Failed {
+    fn from(_: cacheable::Error) -> Self {
+        Failed
+    }
 }
 
-async fn item_async(shared: &Shared, draw: &Draw, outcome: &mut Outcome) -> Result<Record, ()> {
+fn item(shared: &Shared, draw: &Draw, outcome: &mut Outcome) -> Result<Record, Failed> {
     let (id, g) = (draw.id, group(draw.id));
-    draw.builder(cache_of(shared, draw), outcome)
-        .try_run_async(ctx! { g, id }, || async {
-            let record = shared.source.read(id, draw.life_ms);
-            tokio::time::sleep(QUERY_TIME).await;
-            if draw.fail {
-                Err(())
-            } else {
-                Ok(record)
-            }
-        })
-        .await
+    let compute = || {
+        // A query: the data is read, then the answer takes a while to come back, the
+        // window in which an invalidation can race the computation.
+        let record = shared.source.read(id, draw.life_ms);
+        std::thread::sleep(QUERY_TIME);
+        if draw.fail {
+            Err(Failed)
+        } else {
+            Ok(record)
+        }
+    };
+    let builder = draw.builder(cache_of(shared, draw), outcome);
+    if draw.share_failures {
+        builder.try_run_shared(ctx! { g, id }, compute)
+    } else {
+        builder.try_run(ctx! { g, id }, compute)
+    }
+}
+
+async fn item_async(shared: &Shared, draw: &Draw, outcome: &mut Outcome) -> Result<Record, Failed> {
+    let (id, g) = (draw.id, group(draw.id));
+    let compute = || async {
+        let record = shared.source.read(id, draw.life_ms);
+        tokio::time::sleep(QUERY_TIME).await;
+        if draw.fail {
+            Err(Failed)
+        } else {
+            Ok(record)
+        }
+    };
+    let builder = draw.builder(cache_of(shared, draw), outcome);
+    if draw.share_failures {
+        builder.try_run_shared_async(ctx! { g, id }, compute).await
+    } else {
+        builder.try_run_async(ctx! { g, id }, compute).await
+    }
 }
 
 /// The records of a batch read: `draw`'s record and others of its group (one group, so
@@ -369,7 +391,7 @@ fn check(
     shared: &Shared,
     draw: &Draw,
     floor: u64,
-    got: &Result<Record, ()>,
+    got: &Result<Record, Failed>,
     took: Duration,
     outcome: Outcome,
 ) {

@@ -59,15 +59,17 @@ impl Cache {
     /// The rest of a cached call, blocking: the store, single-flight, the lease, `compute`
     /// and the write; what the call did goes in `call.served`. The outer `Err` only comes
     /// for a strict call.
+    /// `failed`: for a call that shares failures, how its error type is made from one.
     pub(crate) fn read<T, E>(
         &self,
         call: &Call<'_>,
+        failed: Option<fn(Error) -> E>,
         compute: impl FnOnce() -> Result<T, E>,
     ) -> Result<Result<T, E>>
     where
         T: CacheValue,
     {
-        read_through(&self.inner.core, call, compute)
+        read_through(&self.inner.core, call, failed, compute)
     }
 
     /// Async twin of [`read`](Self::read): the engine's own future, handed back as it is.
@@ -76,6 +78,7 @@ impl Cache {
         &'c self,
         call: &'c Call<'k>,
         first: Option<Prefetched>,
+        failed: Option<fn(Error) -> E>,
         compute: F,
     ) -> impl Future<Output = Result<Result<T, E>>> + use<'c, 'k, T, E, F, Fut>
     where
@@ -83,7 +86,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        read_through_async(&self.inner.core, call, first, compute)
+        read_through_async(&self.inner.core, call, first, failed, compute)
     }
 
     /// A batch item's value, when its first read is a hit: see [`Core::first_hit`].
@@ -623,7 +626,7 @@ impl Cache {
         if let Some(v) = near_read::<T>(self.core(), &call) {
             return Ok(v);
         }
-        let out = read_through(self.core(), &call, || {
+        let out = read_through(self.core(), &call, None, || {
             Ok::<T, std::convert::Infallible>(compute())
         })?;
         Ok(out.unwrap_or_else(|never| match never {}))
@@ -646,7 +649,7 @@ impl Cache {
         if let Some(v) = near_read::<T>(self.core(), &call) {
             return Ok(v);
         }
-        let out = read_through_async(self.core(), &call, None, || async {
+        let out = read_through_async(self.core(), &call, None, None, || async {
             Ok::<T, std::convert::Infallible>(compute().await)
         })
         .await?;

@@ -32,6 +32,10 @@ pub enum ErrorKind {
     /// source is the store's error. (An error reply that asking again cannot change, such as
     /// `WRONGTYPE`, fails the invalidation instead.)
     Queued,
+    /// The computation this call waited on, in this process or another, failed, and the
+    /// call answers with that failure rather than run the computation again
+    /// ([`Cacheable::try_run_shared`](crate::Cacheable::try_run_shared)).
+    ComputationFailed,
 }
 
 /// The error of the cache's own operations.
@@ -144,6 +148,12 @@ impl Error {
     /// of what it names.
     pub fn is_queued(&self) -> bool {
         self.inner.kind == ErrorKind::Queued
+    }
+
+    /// True when the call answered with the failure of the computation it waited on
+    /// ([`ErrorKind::ComputationFailed`]), without running its own.
+    pub fn is_shared_failure(&self) -> bool {
+        self.inner.kind == ErrorKind::ComputationFailed
     }
 }
 

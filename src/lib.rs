@@ -202,7 +202,7 @@ pub mod __private {
     pub use crate::macros::support::{
         arg_name, check_cache, check_invalidate, check_key, check_patterns, check_tags, key_arg,
         uses, Msg, NamedByKey, Out, PlainPath, Ret, ReturnsResult, ReturnsValue,
-        SerializeKeyArgument, TryPath,
+        SerializeKeyArgument, SharedTryPath, SharesFailures, TryPath,
     };
     pub use core::{compile_error, concat, panic, stringify};
 

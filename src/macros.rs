@@ -302,7 +302,7 @@ macro_rules! __ctx_value {
 ///         &mut ctx, "user_id", &user_id);
 ///     // Autoref specialization on the declared type: a `Result` picks `try_run`,
 ///     // any other type `run`.
-///     (&Ret::<Result<Profile, DbError>>::new())
+///     (&&Ret::<Result<Profile, DbError>>::new())
 ///         .kind()
 ///         .cache(builder, ctx, move || -> Result<Profile, DbError> { /* body */ })
 /// }
@@ -942,8 +942,8 @@ macro_rules! __cache_fn {
         $vis fn $name $($gen)* ($($args)*) $(-> $ret)? $($where)* {
             $($prelude)*
             #[allow(unused_imports)]
-            use $crate::__private::{ReturnsResult as _, ReturnsValue as _};
-            (&$crate::__private::Ret::<$crate::__private::Out<$($ret)?>>::new())
+            use $crate::__private::{ReturnsResult as _, ReturnsValue as _, SharesFailures as _};
+            (&&$crate::__private::Ret::<$crate::__private::Out<$($ret)?>>::new())
                 .kind()
                 .$finish($builder, $ctx, move || -> $crate::__private::Out<$($ret)?> $body)
         }
@@ -956,8 +956,8 @@ macro_rules! __cache_fn {
         $vis async fn $name $($gen)* ($($args)*) $(-> $ret)? $($where)* {
             $($prelude)*
             #[allow(unused_imports)]
-            use $crate::__private::{ReturnsResult as _, ReturnsValue as _};
-            (&$crate::__private::Ret::<$crate::__private::Out<$($ret)?>>::new())
+            use $crate::__private::{ReturnsResult as _, ReturnsValue as _, SharesFailures as _};
+            (&&$crate::__private::Ret::<$crate::__private::Out<$($ret)?>>::new())
                 .kind()
                 .$finish_async($builder, $ctx, move || async move {
                     let __cacheable_out: $crate::__private::Out<$($ret)?> = $body;

@@ -76,6 +76,9 @@ pub(crate) struct Control<'a> {
     /// Neither read from nor kept in the near cache: the store answers (read-your-writes
     /// across processes, for data such as balances).
     pub skip_near: bool,
+    /// When the computation this call waited on fails (in this process or another), the
+    /// call answers with that failure rather than run its own computation.
+    pub share_failures: bool,
     pub store_if: Option<&'a StoreIf<'a>>,
     pub ttl_from: Option<&'a TtlFrom<'a>>,
 }

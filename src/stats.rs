@@ -73,6 +73,10 @@ pub struct Stats {
     /// Failed computations answered with the value given to
     /// [`Cacheable::fallback`](crate::Cacheable::fallback) (nothing stale to serve).
     pub fallbacks: u64,
+    /// Calls answered with the failure of the computation they waited on, in this process
+    /// or another, without running their own
+    /// ([`Cacheable::try_run_shared`](crate::Cacheable::try_run_shared)).
+    pub shared_failures: u64,
 }
 
 impl Stats {
@@ -144,6 +148,7 @@ pub(crate) struct Counters {
     pub sliding_hits: Counter,
     pub uncached: Counter,
     pub fallbacks: Counter,
+    pub shared_failures: Counter,
 }
 
 impl Counters {
@@ -176,6 +181,7 @@ impl Counters {
             sliding_hits: self.sliding_hits.get(),
             uncached: self.uncached.get(),
             fallbacks: self.fallbacks.get(),
+            shared_failures: self.shared_failures.get(),
         }
     }
 }

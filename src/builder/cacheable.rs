@@ -45,13 +45,13 @@ use std::time::Duration;
 /// back equal from JSON: `Some(None)` or a `NaN` is returned but not stored (counted in
 /// [`Stats::unstorable`](crate::Stats::unstorable)).
 ///
-/// When the computation fails (returns `Err` from `try_run`, panics, or computes a value
-/// that cannot be stored), the callers that waited on it are released at once and each
-/// computes for itself, side by side and without caching: no caller ever queues behind
-/// more than one failed computation. An `Err` is never shared: it belongs to the caller
-/// whose closure returned it. Waiters in other processes are released too: the holder
-/// leaves a failure marker in place of its lease for a second (`GET` shows a value starting
-/// with `\0cacheable-failed:`; it counts as no value).
+/// When the computation fails (returns `Err`, or panics), the callers that waited on it are
+/// released at once: with [`try_run_shared`](Self::try_run_shared) they answer with that
+/// failure; otherwise each computes for itself, side by side and without caching. No
+/// caller ever queues behind more than one failed computation. Waiters in other processes
+/// are released too: the holder leaves a failure marker in place of its lease for a second
+/// (`GET` shows a value starting with `\0cacheable-failed:`; it counts as no value). A
+/// value that cannot be stored is no failure: its lease goes, and the waiters compute.
 ///
 /// A computation that asks for its own key, directly or through a chain of cached calls
 /// made inside it (on the same thread, or awaited inside its future), would wait on
@@ -118,6 +118,7 @@ impl PerCall<'_> {
             bypass: self.bypass,
             sliding: self.sliding,
             skip_near: self.skip_near,
+            share_failures: false,
             store_if: self.store_if.as_deref(),
             ttl_from: self.ttl_from.as_deref(),
         }
@@ -653,9 +654,75 @@ impl<'a> Cacheable<'a> {
 
     /// Like [`run`](Self::run) for a fallible computation: an `Err` is returned and never
     /// cached.
+    ///
+    /// When the computation a caller waits on (another caller's, in this process or
+    /// another) fails, the caller runs its own, side by side with the others that waited:
+    /// `try_run` cannot make an `E` of that failure. [`try_run_shared`](Self::try_run_shared)
+    /// can, for an error type that converts from [`Error`].
     #[inline]
     #[track_caller]
-    pub fn try_run<T, E, F>(mut self, ctx: Context, compute: F) -> Result<T, E>
+    pub fn try_run<T, E, F>(self, ctx: Context, compute: F) -> Result<T, E>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.try_run_sharing(ctx, None, compute)
+    }
+
+    /// [`try_run`](Self::try_run), except that a failing source is not called once per
+    /// waiting caller: when the computation a caller waited on fails (in this process, or
+    /// in another through the marker its lease leaves), the caller answers with
+    /// `E::from(e)`, `e` an [`Error`] of kind
+    /// [`ComputationFailed`](crate::ErrorKind::ComputationFailed)
+    /// ([`Error::is_shared_failure`]), or with the value past its TTL it saw within a
+    /// [`stale_if_error`](Self::stale_if_error) window, or with its
+    /// [`fallback`](Self::fallback); it never runs its own computation. 100 callers of a
+    /// source that fails make one call to it, not 100. Counted in
+    /// [`Stats::shared_failures`](crate::Stats::shared_failures). The caller whose
+    /// computation failed gets its own `Err` (or panic) as it is.
+    ///
+    /// `cache_fn!` functions whose error type converts from [`Error`] (`anyhow::Error`,
+    /// `Box<dyn std::error::Error + Send + Sync>`, an enum with a `#[from]` variant) take
+    /// this path by themselves.
+    ///
+    /// ```
+    /// use cacheable::{ctx, Cache, Cacheable, Config};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// let rate: Result<f64, anyhow_like::Error> = Cacheable::new("rate:<<code>>")
+    ///     .on(&cache)
+    ///     .try_run_shared(ctx! { code = "NGN" }, || Ok(1_530.0));
+    /// assert_eq!(rate.unwrap(), 1_530.0);
+    /// # mod anyhow_like {
+    /// #     #[derive(Debug)]
+    /// #     pub struct Error(pub String);
+    /// #     impl From<cacheable::Error> for Error {
+    /// #         fn from(e: cacheable::Error) -> Self { Error(e.to_string()) }
+    /// #     }
+    /// # }
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    #[inline]
+    #[track_caller]
+    pub fn try_run_shared<T, E, F>(self, ctx: Context, compute: F) -> Result<T, E>
+    where
+        T: CacheValue,
+        E: From<Error>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        self.try_run_sharing(ctx, Some(E::from), compute)
+    }
+
+    /// [`try_run`](Self::try_run) and [`try_run_shared`](Self::try_run_shared): `failed`
+    /// makes the error of a failure shared with the computation the call waited on.
+    #[inline]
+    #[track_caller]
+    fn try_run_sharing<T, E, F>(
+        mut self,
+        ctx: Context,
+        failed: Option<fn(Error) -> E>,
+        compute: F,
+    ) -> Result<T, E>
     where
         T: CacheValue,
         F: FnOnce() -> Result<T, E>,
@@ -667,7 +734,7 @@ impl<'a> Cacheable<'a> {
         let log = CallLog::start();
         let slot = self.per_call.outcome.take();
         let fallback = self.per_call.fallback.take();
-        let Some((cache, call)) = self.plan(&ctx) else {
+        let Some((cache, mut call)) = self.plan(&ctx) else {
             let out = compute();
             // After the computation: a cached call inside it ended first.
             report(slot, Outcome::Unavailable);
@@ -679,8 +746,9 @@ impl<'a> Cacheable<'a> {
             log.end(call.template, Some(&call.key), Outcome::NearHit, None);
             return Ok(v);
         }
+        call.control.share_failures = failed.is_some();
         let out = cache
-            .read(&call, compute)
+            .read(&call, failed, compute)
             .expect("fail-open calls report faults rather than return them");
         served(cache, &call, slot, log);
         fall_back(out, fallback, Some(cache), call.template)
@@ -713,6 +781,7 @@ impl<'a> Cacheable<'a> {
     {
         self.drive_async(
             ctx,
+            None,
             move || async move { Ok::<T, Infallible>(compute().await) },
             |out| match out {
                 Ok(v) => v,
@@ -723,8 +792,38 @@ impl<'a> Cacheable<'a> {
 
     /// Async twin of [`try_run`](Self::try_run).
     pub fn try_run_async<T, E, F, Fut>(
+        self,
+        ctx: Context,
+        compute: F,
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.try_run_async_sharing(ctx, None, compute)
+    }
+
+    /// Async twin of [`try_run_shared`](Self::try_run_shared).
+    pub fn try_run_shared_async<T, E, F, Fut>(
+        self,
+        ctx: Context,
+        compute: F,
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
+    where
+        T: CacheValue,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.try_run_async_sharing(ctx, Some(E::from), compute)
+    }
+
+    /// The async fallible finishers: `failed` as in [`try_run_sharing`](Self::try_run_sharing).
+    fn try_run_async_sharing<T, E, F, Fut>(
         mut self,
         ctx: Context,
+        failed: Option<fn(Error) -> E>,
         compute: F,
     ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
     where
@@ -735,7 +834,7 @@ impl<'a> Cacheable<'a> {
         let fallback = self.per_call.fallback.take();
         let cache = resolve(self.cache).ok();
         let template = self.template_str().to_owned();
-        let call = self.drive_async(ctx, compute, std::convert::identity);
+        let call = self.drive_async(ctx, failed, compute, std::convert::identity);
         async move {
             let out = call.await;
             match fallback {
@@ -752,6 +851,7 @@ impl<'a> Cacheable<'a> {
     fn drive_async<T, E, F, Fut, R>(
         mut self,
         ctx: Context,
+        failed: Option<fn(Error) -> E>,
         compute: F,
         finish: fn(Result<T, E>) -> R,
     ) -> impl Future<Output = R> + use<'a, T, E, F, Fut, R>
@@ -768,7 +868,7 @@ impl<'a> Cacheable<'a> {
             crate::rt::cooperate().await;
             let log = CallLog::start();
             let slot = self.per_call.outcome.take();
-            let Some((cache, call)) = self.plan(&ctx) else {
+            let Some((cache, mut call)) = self.plan(&ctx) else {
                 let out = compute().await;
                 report(slot, Outcome::Unavailable);
                 log.end(self.template_str(), None, Outcome::Unavailable, None);
@@ -779,8 +879,9 @@ impl<'a> Cacheable<'a> {
                 log.end(call.template, Some(&call.key), Outcome::NearHit, None);
                 return finish(Ok(v));
             }
+            call.control.share_failures = failed.is_some();
             let out = cache
-                .read_async(&call, None, compute)
+                .read_async(&call, None, failed, compute)
                 .await
                 .expect("fail-open calls report faults rather than return them");
             served(cache, &call, slot, log);

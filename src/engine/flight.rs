@@ -15,10 +15,14 @@ use std::time::Duration;
 pub(crate) enum Done {
     /// The leader's value.
     Value(SharedValue),
-    /// The computation failed (an `Err`, a panic, a value that cannot be stored), or its
-    /// value must not be shared: the followers compute at once, side by side, so that none
-    /// queues behind more than one failed computation.
-    Failed,
+    /// The computation failed (an `Err`, a panic): the followers compute at once, side by
+    /// side, so that none queues behind more than one failed computation; or, when they
+    /// share failures, answer with it, or with the value past its TTL that the leader put
+    /// back (stale-if-error), given here.
+    Failed(Option<super::Fallback>),
+    /// The computation's value cannot be shared (it cannot be stored): the followers
+    /// compute at once, side by side.
+    Unshared,
     /// The leader went away without finishing (its future was dropped): the followers
     /// start over, and one of them leads.
     Vanished,
@@ -138,9 +142,15 @@ impl Leader<'_> {
         self.done = Some(Done::Value(value));
     }
 
-    /// Followers compute for themselves when the flight ends.
-    pub(crate) fn fail(&mut self) {
-        self.done = Some(Done::Failed);
+    /// The computation failed: followers compute for themselves when the flight ends, or
+    /// answer with the failure when they share failures.
+    pub(crate) fn fail(&mut self, stale: Option<super::Fallback>) {
+        self.done = Some(Done::Failed(stale));
+    }
+
+    /// The value cannot be shared: followers compute for themselves.
+    pub(crate) fn unshared(&mut self) {
+        self.done = Some(Done::Unshared);
     }
 }
 
@@ -158,7 +168,7 @@ impl Drop for Leader<'_> {
         // Unwinding from the computation's panic is a failure; any other end without an
         // outcome is a leader that went away (a dropped future).
         let done = self.done.take().unwrap_or(if std::thread::panicking() {
-            Done::Failed
+            Done::Failed(None)
         } else {
             Done::Vanished
         });
@@ -262,7 +272,7 @@ mod tests {
         assert!(leader.join().is_err());
         assert_eq!(
             flight.wait(LONG),
-            Some(Done::Failed),
+            Some(Done::Failed(None)),
             "a panic is a failure"
         );
         assert!(

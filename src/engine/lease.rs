@@ -91,13 +91,22 @@ impl Core {
                     });
                     return Ok(Begin::Hit(stored, Source::Shared, None));
                 }
+                Acquired::Failed if call.control.share_failures => {
+                    call.debug(format_args!(
+                        "Answering {} with the failure of the computation it waited on in another process",
+                        call.key
+                    ));
+                    // This process's followers share it too.
+                    leader.fail(None);
+                    return Ok(Begin::Failed);
+                }
                 Acquired::Failed => {
                     call.debug(format_args!(
                         "Computing {} alone: the computation it waited on failed in another process",
                         call.key
                     ));
                     // Releases this process's followers to compute side by side too.
-                    leader.fail();
+                    leader.fail(None);
                     return Ok(Begin::Alone);
                 }
             }

@@ -10,9 +10,10 @@
 //! single poll and no runtime.
 //!
 //! What callers get when something goes wrong:
-//! - a computation that fails (returns `Err`, panics, or computes a value that cannot be
-//!   stored) releases the callers waiting on it, who then compute at once, side by side and
-//!   without caching: no caller queues behind more than one failed computation. Across
+//! - a computation that fails (returns `Err`, panics) releases the callers waiting on it,
+//!   who answer with that failure when they share failures (`Control::share_failures`), or
+//!   else compute at once, side by side and without caching (so do the waiters of a value
+//!   that cannot be stored): no caller queues behind more than one failed computation. Across
 //!   processes, the holder gives its lease back; a waiter that sees the lease it waited on
 //!   vanish tries once to take it over, and computes without caching if another caller did;
 //! - a computation that asks for its own key (directly, or through a chain of cached calls
@@ -143,7 +144,7 @@ fn jitter_draw(max: Duration) -> Duration {
 
 /// A value past its TTL, kept to answer a failed computation: its bytes and when the
 /// store lets it go.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Fallback {
     bytes: Vec<u8>,
     until: Instant,
@@ -196,6 +197,9 @@ pub(crate) enum Begin<'c> {
     /// [`Core::finish_refresh`], and answer with the computed value (the hit's, if the
     /// computation fails).
     Refresh(Vec<u8>, Refresh),
+    /// The computation this call waited on failed, and the call shares failures
+    /// ([`Control::share_failures`]): answer with that failure, computing nothing.
+    Failed,
     /// [`Control::refresh`], a forced refresh: a value is stored (these bytes); compute a
     /// new one and put it in their place with [`Core::finish_forced`], with the TTL
     /// `ttl_from` chose, if any.

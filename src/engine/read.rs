@@ -87,8 +87,30 @@ pub(super) fn answer<T: CacheValue, E>(
     match begun {
         Begin::Refresh(old, refresh) => refreshed(call, refresh, out, old),
         Begin::Force(..) => out,
-        Begin::Lead(_) | Begin::Alone | Begin::Hit(..) => or_stale(core, call, state, out),
+        Begin::Lead(_) | Begin::Alone | Begin::Hit(..) | Begin::Failed => {
+            or_stale(core, call, state, out)
+        }
     }
+}
+
+/// What a call that shares failures answers when the computation it waited on failed:
+/// the value past its TTL it saw, within a stale-if-error window, or that failure, as the
+/// caller's error type makes it.
+fn shared_failure<T: CacheValue, E>(
+    core: &Core,
+    call: &Call<'_>,
+    state: &CallState,
+    failed: fn(Error) -> E,
+) -> Result<T, E> {
+    Counters::add(&core.counters.shared_failures, 1);
+    let e = Error::new(
+        ErrorKind::ComputationFailed,
+        format!(
+            "the computation of {} that this call waited on failed",
+            call.key
+        ),
+    );
+    or_stale(core, call, state, Err(failed(e)))
 }
 
 /// The near cache's value for the call, unless the call must go to the store: a forced
@@ -135,7 +157,7 @@ pub(super) fn encoded<T: CacheValue, E>(
         Begin::Lead(ticket) => &mut ticket.ttl,
         Begin::Force(_, ttl) => ttl,
         Begin::Refresh(_, refresh) => &mut refresh.ttl,
-        Begin::Hit(..) | Begin::Alone => return None,
+        Begin::Hit(..) | Begin::Alone | Begin::Failed => return None,
     };
     Some(core.outcome(out).vetted(core, call, as_any(out), ttl))
 }
@@ -146,6 +168,7 @@ pub(super) fn encoded<T: CacheValue, E>(
 pub(crate) fn read_through<T, E>(
     core: &Arc<Core>,
     call: &Call<'_>,
+    failed: Option<fn(Error) -> E>,
     compute: impl FnOnce() -> Result<T, E>,
 ) -> Result<Result<T, E>>
 where
@@ -169,6 +192,10 @@ where
                     return Ok(Ok(v));
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
+            },
+            Begin::Failed => match failed {
+                Some(failed) => return Ok(shared_failure(core, call, &state, failed)),
+                None => break Begin::Alone,
             },
             begun => break core.computes(call, &mut state, begun),
         }
@@ -198,6 +225,7 @@ pub(crate) async fn read_through_async<T, E, F, Fut>(
     core: &Arc<Core>,
     call: &Call<'_>,
     first: Option<Prefetched>,
+    failed: Option<fn(Error) -> E>,
     compute: F,
 ) -> Result<Result<T, E>>
 where
@@ -229,6 +257,10 @@ where
                     return Ok(Ok(v));
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
+            },
+            Begin::Failed => match failed {
+                Some(failed) => return Ok(shared_failure(core, call, &state, failed)),
+                None => break Begin::Alone,
             },
             begun => break core.computes(call, &mut state, begun),
         }
@@ -610,7 +642,19 @@ impl Core {
                         // What the leader computed may predate an invalidation that this
                         // caller came after, or the leader went away: start over.
                         Some(Done::Value(_) | Done::Vanished) => state.restarts += 1,
-                        Some(Done::Failed) => {
+                        Some(Done::Failed(stale)) if call.control.share_failures => {
+                            // The value the leader put back, unless an invalidation came
+                            // since this caller joined.
+                            if state.fallback.is_none() && flight.invalidations() == joined {
+                                state.fallback = stale;
+                            }
+                            call.debug(format_args!(
+                                "Answering {} with the failure of the computation it waited on",
+                                call.key
+                            ));
+                            return Ok(Begin::Failed);
+                        }
+                        Some(Done::Failed(_) | Done::Unshared) => {
                             call.debug(format_args!(
                                 "Computing {} alone: the computation it waited on failed",
                                 call.key

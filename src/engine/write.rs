@@ -136,20 +136,32 @@ impl Core {
                         log::warn!(target: "cacheable", "not caching the value computed for {} in {}: {}", call.key, call.name, chain(e));
                     }
                 }
-                leader.fail();
+                let failed = matches!(outcome, Computed::Failed);
+                let mut put_back = None;
                 // Leave a failure marker in place of the lease, so that waiters elsewhere
                 // compute at once instead of sitting out its TTL or queueing for it.
                 let released = match (&lease, restore) {
                     // Stale-if-error: the value the lease took over goes back for what is
                     // left of its window, unless an invalidation took the lease meanwhile.
                     (Lease::Held(token), Some(old))
-                        if matches!(outcome, Computed::Failed)
-                            && old.until > Instant::now() + Duration::from_millis(1) =>
+                        if failed && old.until > Instant::now() + Duration::from_millis(1) =>
                     {
                         let left = old.until - Instant::now();
-                        self.backend
+                        let restored = self
+                            .backend
                             .set_if(mode, &call.key, token, &old.bytes, left)
-                            .await
+                            .await;
+                        // Put back under the lease (no invalidation came): the followers
+                        // that share failures may answer with it.
+                        if matches!(restored, Ok(true)) {
+                            put_back = Some(old);
+                        }
+                        restored
+                    }
+                    // Nothing failed: the lease goes, and waiters elsewhere compute (one
+                    // takes the key over) rather than share a failure.
+                    (Lease::Held(token), _) if !failed => {
+                        self.backend.delete_if(mode, &call.key, token).await
                     }
                     (Lease::Held(token), _) => {
                         let marker = failed_marker(token);
@@ -159,6 +171,11 @@ impl Core {
                     }
                     (_, _) => Ok(false),
                 };
+                if failed {
+                    leader.fail(put_back);
+                } else {
+                    leader.unshared();
+                }
                 match (guard, released) {
                     (Some(guard), Ok(_)) => guard.finish(),
                     // Dropped unfinished: the keeper gives the lease back, retrying.

@@ -387,7 +387,21 @@ impl<T: ?Sized> Default for Ret<T> {
     }
 }
 
-/// Chosen first (by value): the return type is a `Result`.
+// The call is `(&&Ret::<R>::new()).kind()`: method lookup tries `&Ret` as `Self` first
+// (the receiver as it is), then `&&Ret` (autoref), then `Ret` (after one deref).
+
+/// Chosen first: a `Result` whose error converts from [`crate::Error`], so that a failure
+/// can be shared with the callers that waited on it.
+pub trait SharesFailures {
+    /// The `try_*_shared` path.
+    fn kind(&self) -> SharedTryPath {
+        SharedTryPath
+    }
+}
+
+impl<T, E: From<crate::Error>> SharesFailures for &Ret<core::result::Result<T, E>> {}
+
+/// Chosen next: any other `Result`.
 pub trait ReturnsResult {
     /// The `try_*` path.
     fn kind(&self) -> TryPath {
@@ -395,9 +409,9 @@ pub trait ReturnsResult {
     }
 }
 
-impl<T, E> ReturnsResult for Ret<core::result::Result<T, E>> {}
+impl<T, E> ReturnsResult for &&Ret<core::result::Result<T, E>> {}
 
-/// Chosen after autoref: any other return type, `Option` included.
+/// Chosen last: any other return type, `Option` included.
 pub trait ReturnsValue {
     /// The plain path.
     fn kind(&self) -> PlainPath {
@@ -405,7 +419,62 @@ pub trait ReturnsValue {
     }
 }
 
-impl<T: ?Sized> ReturnsValue for &Ret<T> {}
+impl<T: ?Sized> ReturnsValue for Ret<T> {}
+
+/// Results whose error converts from [`crate::Error`]: as [`TryPath`], with failures shared
+/// ([`Cacheable::try_run_shared`]).
+pub struct SharedTryPath;
+
+impl SharedTryPath {
+    /// [`Cacheable::try_run_shared`].
+    pub fn cache<T, E, F>(self, b: Cacheable<'_>, ctx: Context, f: F) -> Result<T, E>
+    where
+        T: CacheValue,
+        E: From<crate::Error>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        b.try_run_shared(ctx, f)
+    }
+
+    /// [`Cacheable::try_run_shared_async`].
+    // Not an `async fn`: the builder's future itself, with no state machine of its own.
+    pub fn cache_async<'a, T, E, F, Fut>(
+        self,
+        b: Cacheable<'a>,
+        ctx: Context,
+        f: F,
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
+    where
+        T: CacheValue,
+        E: From<crate::Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        b.try_run_shared_async(ctx, f)
+    }
+
+    /// [`Invalidate::try_run`].
+    pub fn invalidate<T, E, F>(self, i: Invalidate<'_>, ctx: Context, f: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Result<T, E>,
+    {
+        TryPath.invalidate(i, ctx, f)
+    }
+
+    /// [`Invalidate::try_run_async`].
+    pub fn invalidate_async<'a, T, E, F, Fut>(
+        self,
+        i: Invalidate<'a>,
+        ctx: Context,
+        f: F,
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        TryPath.invalidate_async(i, ctx, f)
+    }
+}
 
 /// Results: `Err` is never cached, invalidation only follows `Ok`.
 pub struct TryPath;
