@@ -23,7 +23,8 @@
 //! the TTL, sliding, `ttl_from` (the record says how long it lives), stale-if-error and
 //! stale-while-revalidate windows, early refresh, expiry jitter, a forced refresh, a
 //! bypass, and a computation that fails now and then (a third of the reads sharing the
-//! failures of the computations they wait on); one read in eight is a batch
+//! failures of the computations they wait on, some under a hard timeout about twice the
+//! query's time); one read in eight is a batch
 //! (`run_many`) of 2 to 6 records of one group under those options. Every thread's draws come from the seed, printed
 //! first: a failing seed replays the same operations (the interleaving is the machine's).
 //!
@@ -195,6 +196,7 @@ struct Draw {
     early: bool,
     jitter: bool,
     share_failures: bool,
+    hard_timeout: bool,
     refresh: bool,
     bypass: bool,
     fail: bool,
@@ -206,7 +208,7 @@ impl Draw {
         let (sliding, ttl_from, stale_if_error, swr, early) =
             (one_in(4), one_in(5), one_in(6), one_in(8), one_in(6));
         let (refresh, bypass, fail, near) = (one_in(60), one_in(60), one_in(25), one_in(2));
-        let (jitter, share_failures) = (one_in(4), one_in(3));
+        let (jitter, share_failures, hard_timeout) = (one_in(4), one_in(3), one_in(6));
         let ttl = [1, 3, 60][rng.below(3)];
         Draw {
             id: rng.below(KEYS as usize) as u64,
@@ -220,6 +222,7 @@ impl Draw {
             early,
             jitter,
             share_failures,
+            hard_timeout,
             refresh,
             bypass,
             fail,
@@ -251,6 +254,10 @@ impl Draw {
         }
         if self.jitter {
             b = b.jitter(Duration::from_millis(1500));
+        }
+        if self.hard_timeout {
+            // About twice the query: some computations are given up (async, shared).
+            b = b.hard_timeout(Duration::from_millis(2));
         }
         b
     }

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     /// call answers with that failure rather than run the computation again
     /// ([`Cacheable::try_run_shared`](crate::Cacheable::try_run_shared)).
     ComputationFailed,
+    /// The computation ran past the call's
+    /// [`hard_timeout`](crate::Cacheable::hard_timeout) and was given up.
+    ComputationTimeout,
 }
 
 /// The error of the cache's own operations.
@@ -129,9 +132,13 @@ impl Error {
         self.inner.kind
     }
 
-    /// True when the store did not answer in time.
+    /// True when the store did not answer in time, or the computation ran past its
+    /// [`hard_timeout`](crate::Cacheable::hard_timeout).
     pub fn is_timeout(&self) -> bool {
-        self.inner.kind == ErrorKind::Timeout
+        matches!(
+            self.inner.kind,
+            ErrorKind::Timeout | ErrorKind::ComputationTimeout
+        )
     }
 
     /// True when the fault is in reaching the store (down, refused, timed out, or taken as

@@ -204,7 +204,9 @@ macro_rules! __ctx_value {
 ///   `stale_while_revalidate = D` and `jitter = D` (seconds or a `Duration`);
 ///   `fallback = EXPR` for a function returning `Result` (the `Ok` value answered when it
 ///   fails with nothing stale to serve, see [`Cacheable::fallback`](crate::Cacheable::fallback);
-///   of the `Ok` type exactly, so an integer literal takes its suffix: `fallback = 0u32`).
+///   of the `Ok` type exactly, so an integer literal takes its suffix: `fallback = 0u32`);
+///   `hard_timeout = D` for an async function whose error converts from
+///   [`Error`](crate::Error) (see [`Cacheable::hard_timeout`](crate::Cacheable::hard_timeout)).
 ///   Per-call controls: `store_if = path::to::fn` (a
 ///   `fn(&T) -> bool` on the value, `T` being the `Ok` type of a `Result`; the value is
 ///   stored only when it holds), `ttl_from = path::to::fn` (a `fn(&T) -> Duration`: the
@@ -685,6 +687,9 @@ macro_rules! __cache_fn {
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} jitter = $d:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .jitter($d)] $t} $($($rest)*)? }
     };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} hard_timeout = $d:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .hard_timeout($d)] $t} $($($rest)*)? }
+    };
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} fallback = $v:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .fallback($v)] $t} $($($rest)*)? }
     };
@@ -721,7 +726,7 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[cache]` option `", $crate::__private::stringify!($option),
-                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, jitter, fallback, store_if, ttl_from, sliding and near"
+                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, jitter, fallback, hard_timeout, store_if, ttl_from, sliding and near"
             )
         }
     };

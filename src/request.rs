@@ -79,6 +79,10 @@ pub(crate) struct Control<'a> {
     /// When the computation this call waited on fails (in this process or another), the
     /// call answers with that failure rather than run its own computation.
     pub share_failures: bool,
+    /// How long an async computation may run before it is given up, its caller answered
+    /// with a timeout error (only where the call can make its error type: a call that
+    /// shares failures).
+    pub hard_timeout: Option<Duration>,
     pub store_if: Option<&'a StoreIf<'a>>,
     pub ttl_from: Option<&'a TtlFrom<'a>>,
 }

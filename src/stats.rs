@@ -77,6 +77,9 @@ pub struct Stats {
     /// or another, without running their own
     /// ([`Cacheable::try_run_shared`](crate::Cacheable::try_run_shared)).
     pub shared_failures: u64,
+    /// Async computations given up at their
+    /// [`hard_timeout`](crate::Cacheable::hard_timeout).
+    pub hard_timeouts: u64,
 }
 
 impl Stats {
@@ -149,6 +152,7 @@ pub(crate) struct Counters {
     pub uncached: Counter,
     pub fallbacks: Counter,
     pub shared_failures: Counter,
+    pub hard_timeouts: Counter,
 }
 
 impl Counters {
@@ -182,6 +186,7 @@ impl Counters {
             uncached: self.uncached.get(),
             fallbacks: self.fallbacks.get(),
             shared_failures: self.shared_failures.get(),
+            hard_timeouts: self.hard_timeouts.get(),
         }
     }
 }

@@ -18,6 +18,7 @@ suite!(
     a_panic_is_shared_as_a_failure,
     try_run_still_runs_the_waiters_side_by_side,
     a_stale_value_answers_the_waiters,
+    a_hard_timeout_gives_up_and_releases_the_waiters,
 );
 
 support::suite_tests! {
@@ -197,6 +198,62 @@ fn a_stale_value_answers_the_waiters(b: &Backend) {
     );
 }
 
+/// An async computation past its hard timeout is given up: its caller gets a timeout error
+/// in about the limit, a waiter (here, and in another cache on a shared store) the failure
+/// at the same moment; `try_run_async`, which has no error to answer with, ignores it.
+fn a_hard_timeout_gives_up_and_releases_the_waiters(b: &Backend) {
+    let cache = b.cache("hard");
+    let other = b.peer(&cache);
+    let rt = support::runtime(2);
+    let calls = Arc::new(AtomicU32::new(0));
+    let call = |cache: &Cache| {
+        let (cache, calls) = (cache.clone(), calls.clone());
+        async move {
+            Cacheable::new("report:<<id>>")
+                .hard_timeout(Duration::from_millis(200))
+                .on(&cache)
+                .try_run_shared_async(ctx! { id = 1 }, || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok::<u32, SourceError>(1)
+                })
+                .await
+        }
+    };
+    let started = Instant::now();
+    let leader = rt.spawn(call(&cache));
+    std::thread::sleep(Duration::from_millis(50));
+    let here = rt.spawn(call(&cache));
+    let there = rt.spawn(call(&other));
+    let leader = rt.block_on(leader).unwrap();
+    assert!(
+        matches!(&leader, Err(SourceError::Cache(e)) if e.is_timeout()),
+        "{}: {leader:?}",
+        b.name
+    );
+    for waiter in [rt.block_on(here).unwrap(), rt.block_on(there).unwrap()] {
+        assert!(
+            matches!(&waiter, Err(SourceError::Cache(e)) if e.is_shared_failure()),
+            "{}: {waiter:?}",
+            b.name
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "{}", b.name);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "{}", b.name);
+    assert_eq!(cache.stats().hard_timeouts, 1, "{}", b.name);
+    // The control: try_run_async runs its computation to the end.
+    let slow = rt.block_on(
+        Cacheable::new("report:<<id>>")
+            .hard_timeout(Duration::from_millis(50))
+            .on(&cache)
+            .try_run_async(ctx! { id = 2 }, || async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<u32, SourceError>(2)
+            }),
+    );
+    assert!(matches!(slow, Ok(2)), "{}", b.name);
+}
+
 /// Another process (a second `Cache` on the same server) waiting on the lease of a
 /// computation that fails answers with the failure once it ends, without calling the
 /// source.
@@ -245,6 +302,13 @@ fn a_waiter_in_another_process_shares_the_failure() {
 }
 
 cache_fn! {
+    #[cache(key = "slow:<<id>>", ttl = 60, hard_timeout = Duration::from_millis(100), cache = cache)]
+    async fn slow(cache: &Cache, id: u32) -> Result<u32, SourceError> {
+        let _ = (cache, id);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(1)
+    }
+
     #[cache(key = "price:<<id>>", ttl = 60, cache = cache)]
     fn price(cache: &Cache, calls: &AtomicU32, id: u32) -> Result<u32, SourceError> {
         let _ = (cache, id);
@@ -252,6 +316,19 @@ cache_fn! {
         std::thread::sleep(FAILS_AFTER);
         Err(SourceError::Down)
     }
+}
+
+/// `cache_fn!`'s `hard_timeout`, on an async function whose error converts.
+#[test]
+fn cache_fn_takes_a_hard_timeout() {
+    let cache = Cache::new(cacheable::Config::memory()).unwrap();
+    let started = Instant::now();
+    let out = support::current_thread().block_on(slow(&cache, 1));
+    assert!(
+        matches!(&out, Err(SourceError::Cache(e)) if e.is_timeout()),
+        "{out:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 /// A `cache_fn!` function whose error converts from `cacheable::Error` shares failures by

@@ -85,6 +85,7 @@ struct PerCall<'a> {
     bypass: bool,
     sliding: bool,
     skip_near: bool,
+    hard_timeout: Option<Duration>,
     store_if: Option<Box<StoreIf<'a>>>,
     ttl_from: Option<Box<TtlFrom<'a>>>,
     outcome: Option<&'a mut Outcome>,
@@ -119,6 +120,7 @@ impl PerCall<'_> {
             sliding: self.sliding,
             skip_near: self.skip_near,
             share_failures: false,
+            hard_timeout: self.hard_timeout,
             store_if: self.store_if.as_deref(),
             ttl_from: self.ttl_from.as_deref(),
         }
@@ -312,6 +314,43 @@ impl<'a> Cacheable<'a> {
     /// ```
     pub fn jitter(mut self, max: impl IntoTtl) -> Self {
         self.fresh.jitter = Some(max.into_ttl());
+        self
+    }
+
+    /// A limit on how long an async computation runs: past it, the computation's future is
+    /// dropped (cancelled, its lease given back as for a failure) and the call answers with
+    /// `E::from(e)`, `e` an [`Error`] for which [`is_timeout`](Error::is_timeout) holds (kind
+    /// [`ComputationTimeout`](crate::ErrorKind::ComputationTimeout)), whether or not a stale
+    /// value exists; the callers that waited on it, here and in other processes, are
+    /// released at once with that failure. Counted in
+    /// [`Stats::hard_timeouts`](crate::Stats::hard_timeouts).
+    ///
+    /// It applies to [`try_run_shared_async`](Self::try_run_shared_async) (and async
+    /// `cache_fn!` functions whose error converts from [`Error`]), the finisher that can
+    /// make its caller's error. A sync closure cannot be stopped once it runs, and
+    /// [`try_run_async`](Self::try_run_async) has no error to answer with: they ignore it.
+    /// `hard_timeout = D` in `cache_fn!`.
+    ///
+    /// ```
+    /// use cacheable::{ctx, Cache, Cacheable, Config, Error};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = Cache::new(Config::memory())?;
+    /// let slow: Result<u32, Error> = Cacheable::new("report:<<id>>")
+    ///     .hard_timeout(Duration::from_millis(50))
+    ///     .on(&cache)
+    ///     .try_run_shared_async(ctx! { id = 1 }, || async {
+    ///         tokio::time::sleep(Duration::from_secs(10)).await;
+    ///         Ok(1)
+    ///     })
+    ///     .await;
+    /// assert!(slow.unwrap_err().is_timeout());
+    /// # Ok::<(), cacheable::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn hard_timeout(mut self, limit: impl IntoTtl) -> Self {
+        self.per_call.hard_timeout = Some(limit.into_ttl());
         self
     }
 

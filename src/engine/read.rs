@@ -271,11 +271,30 @@ where
     // fn` of its own: one state machine fewer for each cached function to compile.
     let mut fut = std::pin::pin!(compute());
     let timer = telemetry::Timer::start();
-    let out = std::future::poll_fn(|cx| {
+    let computing = std::future::poll_fn(|cx| {
         let _computing = Computing::enter(core, &call.key);
         fut.as_mut().poll(cx)
-    })
-    .await;
+    });
+    let out = match (call.control.hard_timeout, failed) {
+        // Given up at the limit: dropped (cancelled), and a failure to its waiters.
+        (Some(limit), Some(failed)) => {
+            match crate::rt::timeout(limit, std::pin::pin!(computing)).await {
+                Some(out) => out,
+                None => {
+                    Counters::add(&core.counters.hard_timeouts, 1);
+                    let what = format!("the computation of {}", call.key);
+                    Err(failed(Error::new(
+                        ErrorKind::ComputationTimeout,
+                        format!(
+                            "{what} ran past its hard timeout of {} ms: given up",
+                            limit.as_millis()
+                        ),
+                    )))
+                }
+            }
+        }
+        _ => computing.await,
+    };
     timer.observe(call.template);
     call.served.computed(started.elapsed());
     if !skip {
