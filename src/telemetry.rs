@@ -23,6 +23,9 @@ mod names {
     pub const ERRORS: &str = "cacheable_errors_total";
     pub const INVALIDATED: &str = "cacheable_invalidated_keys_total";
     pub const LEASE_WAITS: &str = "cacheable_lease_waits_total";
+    pub const FALLBACKS: &str = "cacheable_fallbacks_total";
+    pub const SHARED_FAILURES: &str = "cacheable_shared_failures_total";
+    pub const HARD_TIMEOUTS: &str = "cacheable_hard_timeouts_total";
     pub const COMPUTE: &str = "cacheable_compute_seconds";
     pub const STORE_UP: &str = "cacheable_store_up";
     pub const BREAKER_OPEN: &str = "cacheable_breaker_open";
@@ -100,6 +103,12 @@ counters! {
     /// Calls that waited for another caller's computation: a leader in this process, or a
     /// lease another process holds.
     lease_waits => LEASE_WAITS;
+    /// Failed computations answered with the call's fallback value.
+    fallbacks => FALLBACKS;
+    /// Calls answered with the failure of the computation they waited on.
+    shared_failures => SHARED_FAILURES;
+    /// Async computations given up at their hard timeout.
+    hard_timeouts => HARD_TIMEOUTS;
 }
 
 /// Times one computation; reads no clock without the feature.
@@ -138,6 +147,9 @@ impl Timer {
 /// | `cacheable_errors_total` | counter | store faults and template errors |
 /// | `cacheable_invalidated_keys_total` | counter | keys deleted, by the invalidation pattern's template |
 /// | `cacheable_lease_waits_total` | counter | calls that waited for another caller's computation |
+/// | `cacheable_fallbacks_total` | counter | failed computations answered with the call's fallback value |
+/// | `cacheable_shared_failures_total` | counter | calls answered with the failure of the computation they waited on |
+/// | `cacheable_hard_timeouts_total` | counter | async computations given up at their hard timeout |
 /// | `cacheable_compute_seconds` | histogram | how long computations (the cached functions' bodies) took |
 /// | `cacheable_store_up` | gauge | 1 when the store answered the last [`Cache::health`](crate::Cache::health), else 0 |
 /// | `cacheable_breaker_open` | gauge | 1 while calls fail fast because the store looked down |
@@ -175,6 +187,18 @@ pub fn describe_metrics() {
     describe_counter!(
         names::LEASE_WAITS,
         "Calls that waited for another caller's computation"
+    );
+    describe_counter!(
+        names::FALLBACKS,
+        "Failed computations answered with the call's fallback value"
+    );
+    describe_counter!(
+        names::SHARED_FAILURES,
+        "Calls answered with the failure of the computation they waited on"
+    );
+    describe_counter!(
+        names::HARD_TIMEOUTS,
+        "Async computations given up at their hard timeout"
     );
     describe_histogram!(
         names::COMPUTE,

@@ -232,6 +232,48 @@ fn reads_invalidations_and_computations_are_reported_by_template() {
     assert_eq!(samples("cacheable_compute_seconds", SLOW).len(), 1);
 }
 
+/// A fallback answer, a shared failure and a hard timeout are counted by template.
+#[test]
+fn slow_and_failing_sources_are_counted() {
+    capture();
+    let cache = Cache::new(Config::memory().prefix("metrics-slow")).unwrap();
+    const RATES: &str = "rates:<<code>>";
+    let rates: Result<u32, String> = Cacheable::new(RATES)
+        .fallback(0u32)
+        .on(&cache)
+        .try_run(ctx! { code = "NGN" }, || Err("down".to_string()));
+    assert_eq!(rates.unwrap(), 0);
+    assert_eq!(count("cacheable_fallbacks_total", RATES), 1);
+
+    const REPORT: &str = "report:<<id>>";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let call = |cache: Cache| async move {
+        Cacheable::new(REPORT)
+            .hard_timeout(Duration::from_millis(100))
+            .on(&cache)
+            .try_run_shared_async(ctx! { id = 1 }, || async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok::<u32, cacheable::Error>(1)
+            })
+            .await
+    };
+    let leader = rt.spawn(call(cache.clone()));
+    std::thread::sleep(Duration::from_millis(30));
+    let waiter = rt.spawn(call(cache.clone()));
+    assert!(rt.block_on(leader).unwrap().unwrap_err().is_timeout());
+    assert!(rt
+        .block_on(waiter)
+        .unwrap()
+        .unwrap_err()
+        .is_shared_failure());
+    assert_eq!(count("cacheable_hard_timeouts_total", REPORT), 1);
+    assert_eq!(count("cacheable_shared_failures_total", REPORT), 1);
+}
+
 /// `health()` for a readiness probe, with Redis up, frozen, back and killed: each time
 /// within the operation timeout, and the same state as gauges; calls answered without the
 /// cache meanwhile are counted in `Stats::uncached`.

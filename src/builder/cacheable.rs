@@ -964,6 +964,7 @@ fn fall_back<T: CacheValue, E>(
             if let Some(cache) = cache {
                 cache.count_fallback();
             }
+            crate::telemetry::fallbacks(template, 1);
             log::debug!(target: "cacheable", "the computation of {template} failed: answering with its fallback value");
             Ok(*v)
         }

@@ -103,6 +103,7 @@ fn shared_failure<T: CacheValue, E>(
     failed: fn(Error) -> E,
 ) -> Result<T, E> {
     Counters::add(&core.counters.shared_failures, 1);
+    telemetry::shared_failures(call.template, 1);
     let e = Error::new(
         ErrorKind::ComputationFailed,
         format!(
@@ -282,6 +283,7 @@ where
                 Some(out) => out,
                 None => {
                     Counters::add(&core.counters.hard_timeouts, 1);
+                    telemetry::hard_timeouts(call.template, 1);
                     let what = format!("the computation of {}", call.key);
                     Err(failed(Error::new(
                         ErrorKind::ComputationTimeout,
