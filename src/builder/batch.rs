@@ -153,8 +153,10 @@ impl<'a> Cacheable<'a> {
         let mut firsts = Vec::new();
         firsts.resize_with(n, || None);
         if let Some((cache, _)) = reading.first().and_then(|&i| plans[i].as_ref()) {
-            let calls: Vec<_> = reading.iter().filter_map(|&i| plans[i].as_ref()).collect();
-            let calls: Vec<_> = calls.iter().map(|(_, call)| call).collect();
+            let calls: Vec<_> = reading
+                .iter()
+                .filter_map(|&i| plans[i].as_ref().map(|(_, call)| call))
+                .collect();
             for (&i, first) in reading.iter().zip(cache.prefetch(mode, &calls).await) {
                 firsts[i] = first;
             }

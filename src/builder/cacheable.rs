@@ -860,7 +860,7 @@ impl<'a> Cacheable<'a> {
 
     /// The async fallible finishers: `failed` as in [`try_run_sharing`](Self::try_run_sharing).
     fn try_run_async_sharing<T, E, F, Fut>(
-        mut self,
+        self,
         ctx: Context,
         failed: Option<fn(Error) -> E>,
         compute: F,
@@ -870,17 +870,7 @@ impl<'a> Cacheable<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let fallback = self.per_call.fallback.take();
-        let cache = resolve(self.cache).ok();
-        let template = self.template_str().to_owned();
-        let call = self.drive_async(ctx, failed, compute, std::convert::identity);
-        async move {
-            let out = call.await;
-            match fallback {
-                None => out,
-                Some(_) => fall_back(out, fallback, cache, &template),
-            }
-        }
+        self.drive_async(ctx, failed, compute, std::convert::identity)
     }
 
     /// The one async call path: an `async move` block, whose captures are not copied
@@ -907,11 +897,12 @@ impl<'a> Cacheable<'a> {
             crate::rt::cooperate().await;
             let log = CallLog::start();
             let slot = self.per_call.outcome.take();
+            let fallback = self.per_call.fallback.take();
             let Some((cache, mut call)) = self.plan(&ctx) else {
                 let out = compute().await;
                 report(slot, Outcome::Unavailable);
                 log.end(self.template_str(), None, Outcome::Unavailable, None);
-                return finish(out);
+                return finish(fall_back(out, fallback, None, self.template_str()));
             };
             if let Some(v) = cache.near::<T>(&call) {
                 report(slot, Outcome::NearHit);
@@ -924,7 +915,7 @@ impl<'a> Cacheable<'a> {
                 .await
                 .expect("fail-open calls report faults rather than return them");
             served(cache, &call, slot, log);
-            finish(out)
+            finish(fall_back(out, fallback, Some(cache), call.template))
         };
         #[cfg(feature = "tracing")]
         let call = tracing::Instrument::instrument(call, span);

@@ -117,29 +117,16 @@ impl Call<'_> {
     }
 }
 
-/// A duration in `[0, max]`, at millisecond steps (a TTL's unit in the store), from a
-/// per-thread xorshift seeded by the clock and the thread: spread, not secret.
+/// A duration in `[0, max]`, at millisecond steps (a TTL's unit in the store): spread,
+/// not secret, from std's OS-seeded `RandomState` as the other draws of the crate.
 fn jitter_draw(max: Duration) -> Duration {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let seed = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            let here = &seed as *const u64 as u64;
-            (seed ^ here.rotate_left(32)) | 1
-        });
-    }
+    use std::hash::{BuildHasher, RandomState};
     let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
     if ms == 0 {
         return Duration::ZERO;
     }
-    let mut x = STATE.with(Cell::get);
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    STATE.with(|s| s.set(x));
-    Duration::from_millis(x % (ms + 1))
+    // Each `RandomState::new()` of a thread has new keys, so each draw differs.
+    Duration::from_millis(RandomState::new().hash_one(0u8) % (ms.saturating_add(1)))
 }
 
 /// A value past its TTL, kept to answer a failed computation: its bytes and when the

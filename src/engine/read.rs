@@ -186,10 +186,7 @@ where
         match block_on(core.begin(Mode::Blocking, call, &mut state))? {
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
-                    core.hit(call, &mut state, source);
-                    if let (Some(near), Some(mark), Some(left)) = (&core.near, near_mark, left) {
-                        near.insert(mark, &call.key, v.clone(), weight::<T>(&bytes), left);
-                    }
+                    core.decoded_hit(call, &mut state, source, near_mark, left, &v, &bytes);
                     return Ok(Ok(v));
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
@@ -251,10 +248,7 @@ where
         match core.begin(Mode::Async, call, &mut state).await? {
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
-                    core.hit(call, &mut state, source);
-                    if let (Some(near), Some(mark), Some(left)) = (&core.near, near_mark, left) {
-                        near.insert(mark, &call.key, v.clone(), weight::<T>(&bytes), left);
-                    }
+                    core.decoded_hit(call, &mut state, source, near_mark, left, &v, &bytes);
                     return Ok(Ok(v));
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
@@ -284,11 +278,11 @@ where
                 None => {
                     Counters::add(&core.counters.hard_timeouts, 1);
                     telemetry::hard_timeouts(call.template, 1);
-                    let what = format!("the computation of {}", call.key);
                     Err(failed(Error::new(
                         ErrorKind::ComputationTimeout,
                         format!(
-                            "{what} ran past its hard timeout of {} ms: given up",
+                            "the computation of {} ran past its hard timeout of {} ms: given up",
+                            call.key,
                             limit.as_millis()
                         ),
                     )))
@@ -339,15 +333,19 @@ impl Core {
         mode: Mode,
         calls: &[&Call<'_>],
     ) -> Vec<Option<Prefetched>> {
-        let reads = |call: &&Call<'_>| !call.control.sliding && self.skip_reason(call).is_none();
+        // `Some(mark)` for a call read here, decided once per call.
         let marks: Vec<_> = calls
             .iter()
-            .map(|call| reads(call).then(|| self.near_mark(call)))
+            .map(|call| {
+                let reads = !call.control.sliding && self.skip_reason(call).is_none();
+                reads.then(|| self.near_mark(call))
+            })
             .collect();
         let keys: Vec<&str> = calls
             .iter()
-            .filter(|call| reads(call))
-            .map(|call| call.key.as_str())
+            .zip(&marks)
+            .filter(|(_, mark)| mark.is_some())
+            .map(|(call, _)| call.key.as_str())
             .collect();
         let with_ttl = calls.first().is_some_and(|call| self.reads_ttl(call));
         let mut fetched = self
@@ -394,13 +392,31 @@ impl Core {
             return None;
         }
         let v = codec::decode::<T>(bytes).ok()?;
-        self.hit(call, &mut CallState::default(), Source::Store);
         let left = left.map(|l| l.saturating_sub(call.fresh.window()));
-        if let (Some(near), Some(mark), Some(left)) = (&self.near, *mark, left) {
-            near.insert(mark, &call.key, v.clone(), weight::<T>(bytes), left);
-        }
+        let mut state = CallState::default();
+        self.decoded_hit(call, &mut state, Source::Store, *mark, left, &v, bytes);
         *first = None;
         Some(v)
+    }
+
+    /// A hit the caller decoded: counted as [`hit`](Self::hit) says, and kept in the near
+    /// cache (under `mark`, taken before the read) for the time its value has left, when
+    /// known.
+    #[allow(clippy::too_many_arguments)]
+    fn decoded_hit<T: CacheValue>(
+        &self,
+        call: &Call<'_>,
+        state: &mut CallState,
+        source: Source,
+        mark: Option<ReadMark>,
+        left: Option<Duration>,
+        v: &T,
+        bytes: &[u8],
+    ) {
+        self.hit(call, state, source);
+        if let (Some(near), Some(mark), Some(left)) = (&self.near, mark, left) {
+            near.insert(mark, &call.key, v.clone(), weight::<T>(bytes), left);
+        }
     }
 
     /// The decoded value the near cache holds for the call's key, counted.
