@@ -320,3 +320,47 @@ pub(crate) fn park_on<F: Future>(fut: F) -> F::Output {
         std::thread::park();
     }
 }
+
+thread_local! {
+    /// The batch pass this thread is polling, if any: the batch's mode and a number no
+    /// other pass has.
+    static PASS: std::cell::Cell<Option<(Mode, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+static PASSES: AtomicU64 = AtomicU64::new(1);
+
+/// Polls `fut` (a batch's items, side by side) with each poll marked as one pass of the
+/// batch, made in `mode`: the store requests the items make in one pass can then go to the
+/// server together ([`pass`]), as one pipeline rather than one round trip each.
+pub(crate) async fn in_passes<F: Future>(mode: Mode, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let pass = PASSES.fetch_add(1, Ordering::Relaxed);
+        let outer = PASS.with(|p| p.replace(Some((mode, pass))));
+        let out = fut.as_mut().poll(cx);
+        PASS.with(|p| p.set(outer));
+        out
+    })
+    .await
+}
+
+/// The batch pass being polled on this thread ([`in_passes`]): its mode and number.
+pub(crate) fn pass() -> Option<(Mode, u64)> {
+    PASS.with(|p| p.get())
+}
+
+/// Pending once, having asked to be polled again: what is polled after it in the same
+/// pass runs first.
+pub(crate) async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}

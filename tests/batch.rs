@@ -467,6 +467,50 @@ fn a_batch_reads_one_server_with_one_mget() {
     }
 }
 
+/// A cold batch's leases go to the server in one pipeline, and its writes under the
+/// leases in another: the server reads a handful of requests from the batch's connections
+/// (by `INFO stats`), not one per item, sync and async.
+#[cfg(feature = "redis")]
+#[test]
+fn a_cold_batch_sends_its_leases_and_writes_together() {
+    let server = support::RedisServer::start();
+    let cli = |args: &[&str]| server.cli(args);
+    let reads = || -> u64 {
+        let stats = cli(&["INFO", "stats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("total_reads_processed:"))
+            .expect("Redis 6 or later reports total_reads_processed")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let cache = Cache::new(
+        cacheable::Config::from_url(&server.url())
+            .unwrap()
+            .prefix("together"),
+    )
+    .unwrap();
+    let calls = Mutex::new(Vec::new());
+    // Connections made and scripts loaded first: what follows is the batches' own traffic.
+    products(&cache, &[1_000], &calls);
+    for (round, way) in WAYS.into_iter().enumerate() {
+        let ids: Vec<u32> = (0..40).map(|i| (round as u32 + 1) * 100 + i).collect();
+        let [sets, evals] = ["set", "evalsha"].map(|c| command_calls(cli, c));
+        let before = reads();
+        let got = products_by(&cache, &ids, &calls, way);
+        let read = reads() - before;
+        assert_eq!(got.len(), 40, "{way:?}");
+        // 40 leases and 40 writes, each landed: a write is a compare-and-set script, whose
+        // own `SET` the server counts too.
+        assert_eq!(command_calls(cli, "set") - sets, 80, "{way:?}: leases and writes");
+        assert_eq!(command_calls(cli, "evalsha") - evals, 40, "{way:?}: writes");
+        // The MGET, the leases, the writes, and the INFO calls' own: one read each (a
+        // pipeline the kernel splits may take a few); 80 or more one by one.
+        assert!(read <= 12, "{way:?}: the server read {read} times for the batch");
+    }
+}
+
 /// On the cluster, a batch reads from each primary that owns some of its keys one `MGET`
 /// per slot, all in one pipeline, and nothing from the others: a batch whose keys share a
 /// hash tag touches one primary.

@@ -20,7 +20,7 @@ use super::CallLog;
 use crate::codec::CacheValue;
 use crate::key::Context;
 use crate::outcome::Outcome;
-use crate::rt::{join_all, park_on, Mode};
+use crate::rt::{in_passes, join_all, park_on, Mode};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -272,7 +272,9 @@ impl<'a> Cacheable<'a> {
                 }
             }
         };
-        let (computed, ()) = join(join_all(item_futures), coordinator).await;
+        // The items' store requests of one pass go together (their leases, then their writes).
+        let items = in_passes(mode, join_all(item_futures));
+        let (computed, ()) = join(items, coordinator).await;
         let mut computed = computed.into_iter();
         let mut outcomes = Vec::with_capacity(n);
         let values = answered

@@ -165,6 +165,22 @@ pub(super) fn sliding_pipe(key: &str, ms: u64) -> redis::Pipeline {
 }
 
 impl Request {
+    /// The request as one command of a pipeline (a script as its `EVALSHA`), if it is one.
+    pub(super) fn command(&self) -> Option<Cmd> {
+        match self {
+            Request::Cmd(cmd) => Some(cmd.clone()),
+            Request::Script(script, key, args) => {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(script.get_hash()).arg(1).arg(key.as_str());
+                for a in args {
+                    cmd.arg(a.as_slice());
+                }
+                Some(cmd)
+            }
+            Request::Pipe(_) | Request::Sliding(..) => None,
+        }
+    }
+
     pub(super) fn query<T: FromRedisValue>(
         &self,
         con: &mut redis::Connection,

@@ -6,6 +6,7 @@
 
 mod breaker;
 mod conn;
+mod gather;
 pub(crate) mod local;
 mod scripts;
 #[cfg(feature = "sentinel")]
@@ -57,6 +58,8 @@ pub(crate) struct RedisStore {
     breaks: AtomicU64,
     /// The longest a marker lives between renewals: a bound for putting one's expiry back.
     lease_ttl: Duration,
+    /// The requests of batch passes, sent one pipeline per pass.
+    gathered: gather::Gathered,
 }
 
 /// Which server the store talks to.
@@ -121,6 +124,7 @@ impl RedisStore {
             no_getex: std::sync::atomic::AtomicBool::new(false),
             breaks: AtomicU64::new(0),
             lease_ttl: config.lease_ttl.max(super::FAILED_TTL),
+            gathered: gather::Gathered::default(),
         }
     }
 
@@ -347,12 +351,90 @@ impl RedisStore {
         req: Request,
         apart: bool,
     ) -> Result<T> {
+        let req = match crate::rt::pass().filter(|_| mode == Mode::Async && !apart) {
+            Some((batch, pass)) => match self.gathered(batch, pass, req).await {
+                Ok(out) => return out,
+                Err(req) => req,
+            },
+            None => req,
+        };
+        self.sent(mode, req, apart).await
+    }
+
+    /// [`send`](Self::send), its outcome recorded by the breaker.
+    async fn sent<T: FromRedisValue + Send + 'static>(
+        &self,
+        mode: Mode,
+        req: Request,
+        apart: bool,
+    ) -> Result<T> {
         let out = self.send(mode, req, apart).await;
         self.breaker.record(&out);
         if let Err(e) = &out {
             self.note_failure(e);
         }
         out
+    }
+
+    /// A request made in a batch's pass (`pass`, of a batch made in `batch` mode): the
+    /// first such request to this server waits for the pass to end, then sends every
+    /// request of the pass as one pipeline (on the caller's thread for a sync batch); the
+    /// others wait for its reply. `Err(req)`: to be sent alone, as it is not one command,
+    /// or its script must be loaded first, or the request that would have sent it went
+    /// away.
+    async fn gathered<T: FromRedisValue + Send + 'static>(
+        &self,
+        batch: Mode,
+        pass: u64,
+        req: Request,
+    ) -> std::result::Result<Result<T>, Request> {
+        let Some(own) = req.command() else {
+            return Err(req);
+        };
+        let reply = |v: redis::Value| match v.extract_error() {
+            Err(e) if gather::no_script(&e) => None,
+            Err(e) => Some(Err(Error::from_redis(e))),
+            Ok(v) => Some(T::from_redis_value(v).map_err(|e| Error::from_redis(e.into()))),
+        };
+        let mut own = Some(own);
+        let leading = match self.gathered.join(pass, || own.take().expect("made once")) {
+            gather::Joined::Wait(rx) => {
+                return match rx.await {
+                    Ok(Ok(v)) => reply(v).ok_or(req),
+                    Ok(Err(fault)) => Ok(Err(fault)),
+                    Err(_) => Err(req),
+                };
+            }
+            gather::Joined::Lead(leading) => leading,
+        };
+        crate::rt::yield_once().await;
+        let others = leading.take();
+        if others.is_empty() {
+            return Ok(self.sent(batch, req, false).await);
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .add_command(own.expect("kept by the request that sends"));
+        let (cmds, replies): (Vec<Cmd>, Vec<_>) = others.into_iter().unzip();
+        for cmd in cmds {
+            pipe.add_command(cmd);
+        }
+        match self.sent::<Vec<redis::Value>>(batch, Request::Pipe(pipe), false).await {
+            Ok(values) => {
+                let mut values = values.into_iter();
+                let mine = values.next();
+                for (tx, v) in replies.into_iter().zip(values) {
+                    let _ = tx.send(Ok(v));
+                }
+                mine.and_then(reply).ok_or(req)
+            }
+            Err(fault) => {
+                for tx in replies {
+                    let _ = tx.send(Err(fault.clone()));
+                }
+                Ok(Err(fault))
+            }
+        }
     }
 
     async fn send<T: FromRedisValue + Send + 'static>(
