@@ -666,6 +666,7 @@ impl Cache {
             name: "get_or_set",
             fresh: crate::request::Freshness {
                 jitter: self.config().jitter,
+                fail_safe_throttle: self.config().fail_safe_throttle,
                 ..Default::default()
             },
             control: Default::default(),

@@ -18,8 +18,10 @@
 //!   its decoded length before it (4 bytes, little-endian), its bit `0x20` that a deadline
 //!   comes first (8 bytes, little-endian, milliseconds since the Unix epoch: the end of the
 //!   life [`Cacheable::ttl_from`](crate::Cacheable::ttl_from) gave the value, which no
-//!   sliding read extends); other bits are refused, so a value written by a later format is
-//!   a counted miss, never a wrong value.
+//!   sliding read extends), its bit `0x40` that a retry time comes next (8 bytes likewise:
+//!   until then, a value that a failed computation put back is answered with and the source
+//!   left alone, the fail-safe throttle); other bits are refused, so a value written by a
+//!   later format is a counted miss, never a wrong value.
 
 use crate::error::{Error, ErrorKind};
 use serde::de::DeserializeOwned;
@@ -122,46 +124,96 @@ const LZ4: u8 = 0x10;
 /// The format byte's bit for a deadline before the body.
 const DEADLINE: u8 = 0x20;
 
+/// The format byte's bit for a retry time before the body, after the deadline if any.
+const RETRY: u8 = 0x40;
+
+/// A marked stored form's header: its format byte and the stamps the bits announce.
+struct Header {
+    format_byte: u8,
+    deadline: Option<u64>,
+    retry: Option<u64>,
+}
+
+impl Header {
+    /// The header of `bytes` and the body after it; `None` for plain JSON text (or a marked
+    /// form too short for the stamps it announces).
+    fn split(bytes: &[u8]) -> Option<(Header, &[u8])> {
+        let (&format_byte, mut rest) = bytes.strip_prefix(MARKER)?.split_first()?;
+        let mut stamp = |bit: u8| -> Option<Option<u64>> {
+            if format_byte & bit == 0 {
+                return Some(None);
+            }
+            let (ms, after) = rest.split_first_chunk::<8>()?;
+            rest = after;
+            Some(Some(u64::from_le_bytes(*ms)))
+        };
+        let deadline = stamp(DEADLINE)?;
+        let retry = stamp(RETRY)?;
+        let header = Header {
+            format_byte,
+            deadline,
+            retry,
+        };
+        Some((header, rest))
+    }
+
+    /// `body` (plain JSON text when `bytes` had no header) with `change` made to the
+    /// header of `bytes`.
+    fn restamp(bytes: &[u8], change: impl FnOnce(&mut Header)) -> Vec<u8> {
+        let (mut header, body) = Header::split(bytes).unwrap_or((
+            Header {
+                format_byte: Codec::Json.id(),
+                deadline: None,
+                retry: None,
+            },
+            bytes,
+        ));
+        change(&mut header);
+        let mut format_byte = header.format_byte & !(DEADLINE | RETRY);
+        let mut out = Vec::with_capacity(MARKER.len() + 17 + body.len());
+        out.extend_from_slice(MARKER);
+        out.push(0);
+        for (bit, stamp) in [(DEADLINE, header.deadline), (RETRY, header.retry)] {
+            if let Some(ms) = stamp {
+                format_byte |= bit;
+                out.extend_from_slice(&ms.to_le_bytes());
+            }
+        }
+        out[MARKER.len()] = format_byte;
+        out.extend_from_slice(body);
+        out
+    }
+}
+
 /// `bytes` (a stored form) carrying `deadline_ms` (ms since the Unix epoch), in place of any
 /// deadline they had.
 pub(crate) fn with_deadline(bytes: &[u8], deadline_ms: u64) -> Vec<u8> {
-    let (format_byte, body) = match bytes.strip_prefix(MARKER) {
-        Some([format_byte, rest @ ..]) if format_byte & DEADLINE != 0 && rest.len() >= 8 => {
-            (*format_byte, &rest[8..])
-        }
-        Some([format_byte, rest @ ..]) => (*format_byte | DEADLINE, rest),
-        // Plain JSON text (or, never written, a bare marker): JSON behind the marker.
-        _ => (Codec::Json.id() | DEADLINE, bytes),
-    };
-    let mut out = Vec::with_capacity(MARKER.len() + 9 + body.len());
-    out.extend_from_slice(MARKER);
-    out.push(format_byte);
-    out.extend_from_slice(&deadline_ms.to_le_bytes());
-    out.extend_from_slice(body);
-    out
+    Header::restamp(bytes, |h| h.deadline = Some(deadline_ms))
 }
 
 /// The deadline a stored form carries, if any (see [`with_deadline`]).
 pub(crate) fn deadline(bytes: &[u8]) -> Option<u64> {
-    match bytes.strip_prefix(MARKER)? {
-        [format_byte, rest @ ..] if format_byte & DEADLINE != 0 => {
-            Some(u64::from_le_bytes(rest.get(..8)?.try_into().ok()?))
-        }
-        _ => None,
-    }
+    Header::split(bytes)?.0.deadline
+}
+
+/// `bytes` (a value past its TTL that a failed computation put back) carrying `retry_ms`
+/// (ms since the Unix epoch): until then, readers answer with it and leave the source
+/// alone (the fail-safe throttle).
+pub(crate) fn with_retry(bytes: &[u8], retry_ms: u64) -> Vec<u8> {
+    Header::restamp(bytes, |h| h.retry = Some(retry_ms))
+}
+
+/// The retry time a stored form carries, if any (see [`with_retry`]).
+pub(crate) fn retry(bytes: &[u8]) -> Option<u64> {
+    Header::split(bytes)?.0.retry
 }
 
 /// About how many bytes the decoded value of a stored form takes in memory: the length of
 /// its uncompressed encoding (a compressed one counts what it decompresses to), which a
 /// value decoded from it holds about as much of. The near cache weighs its entries by it.
 pub(crate) fn weight(bytes: &[u8]) -> usize {
-    let Some([format_byte, rest @ ..]) = bytes.strip_prefix(MARKER) else {
+    let Some((Header { format_byte, .. }, body)) = Header::split(bytes) else {
         return bytes.len();
-    };
-    let body = if format_byte & DEADLINE != 0 {
-        rest.get(8..).unwrap_or_default()
-    } else {
-        rest
     };
     if format_byte & LZ4 != 0 {
         if let Some(claimed) = body.get(..4) {
@@ -270,20 +322,16 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError
     let Some(rest) = bytes.strip_prefix(MARKER) else {
         return serde_json::from_slice(bytes).map_err(|e| DecodeError(e.to_string()));
     };
-    let (&format_byte, body) = rest
-        .split_first()
+    let format_byte = *rest
+        .first()
         .ok_or_else(|| DecodeError("a marked value without its format byte".into()))?;
-    if format_byte & !(LZ4 | DEADLINE | 0x0F) != 0 {
+    if format_byte & !(LZ4 | DEADLINE | RETRY | 0x0F) != 0 {
         return Err(DecodeError(format!(
             "unknown value format 0x{format_byte:02x} (written by a later version?)"
         )));
     }
-    let body = if format_byte & DEADLINE != 0 {
-        body.get(8..)
-            .ok_or_else(|| DecodeError("a value with a deadline too short to hold it".into()))?
-    } else {
-        body
-    };
+    let (_, body) = Header::split(bytes)
+        .ok_or_else(|| DecodeError("a value too short for the stamps it announces".into()))?;
     let unpacked;
     let body = if format_byte & LZ4 != 0 {
         unpacked = decompress(body)?;

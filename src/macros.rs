@@ -201,7 +201,8 @@ macro_rules! __ctx_value {
 ///   Freshness options, each a builder call of [`Cacheable`](crate::Cacheable):
 ///   `tags = ["user:<<user_id>>"]` (after `key`; each tag's placeholders must be the key's,
 ///   checked at compile time), `early_refresh = 1.0`, `stale_if_error = D`,
-///   `stale_while_revalidate = D` and `jitter = D` (seconds or a `Duration`);
+///   `stale_while_revalidate = D`, `fail_safe_throttle = D` and `jitter = D` (seconds or a
+///   `Duration`);
 ///   `fallback = EXPR` for a function returning `Result` (the `Ok` value answered when it
 ///   fails with nothing stale to serve, see [`Cacheable::fallback`](crate::Cacheable::fallback);
 ///   of the `Ok` type exactly, so an integer literal takes its suffix: `fallback = 0u32`);
@@ -684,6 +685,9 @@ macro_rules! __cache_fn {
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} stale_if_error = $d:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .stale_if_error($d)] $t} $($($rest)*)? }
     };
+    (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} fail_safe_throttle = $d:expr $(, $($rest:tt)*)?) => {
+        $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .fail_safe_throttle($d)] $t} $($($rest)*)? }
+    };
     (@cache $sig:tt $kept:tt {$k:tt $h:tt [$($c:tt)*] $t:tt} jitter = $d:expr $(, $($rest:tt)*)?) => {
         $crate::__cache_fn! { @cache $sig $kept {$k $h [$($c)* .jitter($d)] $t} $($($rest)*)? }
     };
@@ -726,7 +730,7 @@ macro_rules! __cache_fn {
         $crate::__private::compile_error! {
             $crate::__private::concat!(
                 "unknown `#[cache]` option `", $crate::__private::stringify!($option),
-                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, jitter, fallback, hard_timeout, store_if, ttl_from, sliding and near"
+                "`; the options are key, ttl, hash, debug, cache, tags, early_refresh, stale_if_error, stale_while_revalidate, fail_safe_throttle, jitter, fallback, hard_timeout, store_if, ttl_from, sliding and near"
             )
         }
     };

@@ -158,6 +158,9 @@ pub(crate) struct Freshness {
     pub early_refresh: f64,
     /// The most a write's TTL is lengthened by, drawn per write (zero: never).
     pub jitter: Duration,
+    /// After a failed computation put back a value past its TTL, how long readers answer
+    /// with it before one asks the source again (zero: at once).
+    pub fail_safe_throttle: Duration,
 }
 
 impl Freshness {

@@ -135,6 +135,7 @@ struct FreshOptions {
     early_refresh: Option<f64>,
     stale_while_revalidate: Option<Duration>,
     jitter: Option<Duration>,
+    fail_safe_throttle: Option<Duration>,
 }
 
 impl<'a> Cacheable<'a> {
@@ -255,6 +256,37 @@ impl<'a> Cacheable<'a> {
     /// invalidation ends the window at once. Past TTL + `window`, a call is a plain miss.
     pub fn stale_while_revalidate(mut self, window: impl IntoTtl) -> Self {
         self.fresh.stale_while_revalidate = Some(window.into_ttl());
+        self
+    }
+
+    /// Fail-safe throttle: once a failed computation has been answered with the value past
+    /// its TTL ([`stale_if_error`](Self::stale_if_error)), the calls with a throttle, in
+    /// every process, answer with that value ([`Outcome::Stale`](crate::Outcome::Stale)) for
+    /// `throttle` and leave the source alone; the first call after it asks the source
+    /// again (a call without a throttle asks at once). A
+    /// failing source is then asked about once per `throttle` however many callers there
+    /// are, instead of once per request.
+    ///
+    /// The value put back carries the time (in its stored form), so that readers
+    /// elsewhere see it; it is still kept no longer than its stale window, and an
+    /// invalidation ends the throttle with the value. Off by default (the next reader asks
+    /// the source at once), or [`Config::fail_safe_throttle`](crate::Config::fail_safe_throttle);
+    /// `fail_safe_throttle = D` in `cache_fn!`. Without a stale value there is nothing to
+    /// serve: the failure marker that releases waiters lives one second.
+    ///
+    /// ```
+    /// use cacheable::{Cache, Cacheable, Config};
+    ///
+    /// let cache = Cache::new(Config::memory())?;
+    /// let rates = Cacheable::new("rates:<<currency>>")
+    ///     .ttl(60)
+    ///     .stale_if_error(3600)
+    ///     .fail_safe_throttle(30);
+    /// # let _ = (rates, cache);
+    /// # Ok::<(), cacheable::Error>(())
+    /// ```
+    pub fn fail_safe_throttle(mut self, throttle: impl IntoTtl) -> Self {
+        self.fresh.fail_safe_throttle = Some(throttle.into_ttl());
         self
     }
 
@@ -572,7 +604,10 @@ impl<'a> Cacheable<'a> {
                         strict: false,
                         name,
                         fresh,
-                        control: self.per_call.control(),
+                        control: Control {
+                            hard_timeout: self.per_call.hard_timeout.or(cache.config().hard_timeout),
+                            ..self.per_call.control()
+                        },
                         served: Default::default(),
                     },
                 ))
@@ -606,6 +641,10 @@ impl<'a> Cacheable<'a> {
                 .early_refresh
                 .unwrap_or(cache.config().early_refresh),
             jitter: self.fresh.jitter.unwrap_or(cache.config().jitter),
+            fail_safe_throttle: self
+                .fresh
+                .fail_safe_throttle
+                .unwrap_or(cache.config().fail_safe_throttle),
             ..Freshness::default()
         };
         for tag in &self.fresh.tags {

@@ -17,6 +17,35 @@ fn a_deadline_rides_along_any_stored_form_and_decodes_away() {
     assert_eq!(weight(&framed), json.len(), "the deadline weighs nothing");
 }
 
+#[test]
+fn a_retry_time_rides_beside_a_deadline_and_decodes_away() {
+    let json = encode(&vec![1u32, 2], Format::default()).unwrap();
+    assert_eq!(retry(&json), None);
+    let retried = with_retry(&json, 99);
+    assert_eq!((retry(&retried), deadline(&retried)), (Some(99), None));
+    assert_eq!(decode::<Vec<u32>>(&retried).unwrap(), vec![1, 2]);
+    // Each stamp kept when the other is set, and replaced rather than stacked.
+    let both = with_deadline(&retried, 1_765_000_000_123);
+    assert_eq!((retry(&both), deadline(&both)), (Some(99), Some(1_765_000_000_123)));
+    let again = with_retry(&both, 5);
+    assert_eq!((retry(&again), deadline(&again)), (Some(5), Some(1_765_000_000_123)));
+    assert_eq!(again.len(), both.len());
+    assert_eq!(decode::<Vec<u32>>(&again).unwrap(), vec![1, 2]);
+    assert_eq!(weight(&again), json.len(), "the stamps weigh nothing");
+    // A form cut short inside its stamps is refused, not read from the wrong offset.
+    assert!(decode::<Vec<u32>>(&again[..MARKER.len() + 9]).is_err());
+    #[cfg(feature = "msgpack")]
+    {
+        let format = Format {
+            codec: Codec::MessagePack,
+            compress_over: None,
+        };
+        let packed = encode(&vec![3u32], format).unwrap();
+        let retried = with_retry(&with_deadline(&packed, 1), 2);
+        assert_eq!(decode::<Vec<u32>>(&retried).unwrap(), vec![3]);
+    }
+}
+
 #[cfg(feature = "compress")]
 #[test]
 fn a_compressed_value_weighs_what_it_decompresses_to() {

@@ -90,6 +90,10 @@ pub struct Config {
     pub(crate) early_refresh: f64,
     /// The default expiry jitter of builders that set none; zero is off.
     pub(crate) jitter: Duration,
+    /// The default fail-safe throttle of builders that set none; zero is off.
+    pub(crate) fail_safe_throttle: Duration,
+    /// The default hard timeout of builders that set none.
+    pub(crate) hard_timeout: Option<Duration>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
     /// A Sentinel-only setting (`db`, `primary_auth`) given to another store: `validate`
@@ -141,6 +145,8 @@ impl std::fmt::Debug for Config {
             .field("compress_over", &self.format.compress_over)
             .field("early_refresh", &self.early_refresh)
             .field("jitter", &self.jitter)
+            .field("fail_safe_throttle", &self.fail_safe_throttle)
+            .field("hard_timeout", &self.hard_timeout)
             .field("max_value_bytes", &self.max_value_bytes);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
@@ -197,6 +203,8 @@ impl Config {
             format: Format::default(),
             early_refresh: 0.0,
             jitter: Duration::ZERO,
+            fail_safe_throttle: Duration::ZERO,
+            hard_timeout: None,
             #[cfg(feature = "tls")]
             tls: Tls::default(),
             sentinel_only: None,
@@ -428,6 +436,21 @@ impl Config {
     /// [`Cacheable::jitter`](crate::Cacheable::jitter)); zero, the default, turns it off.
     pub fn jitter(mut self, max: impl IntoTtl) -> Config {
         self.jitter = max.into_ttl().min(MAX_TTL);
+        self
+    }
+
+    /// The fail-safe throttle of every [`Cacheable`](crate::Cacheable) that sets none (see
+    /// [`Cacheable::fail_safe_throttle`](crate::Cacheable::fail_safe_throttle)); zero, the
+    /// default, turns it off.
+    pub fn fail_safe_throttle(mut self, throttle: impl IntoTtl) -> Config {
+        self.fail_safe_throttle = throttle.into_ttl().min(MAX_TTL);
+        self
+    }
+
+    /// The hard timeout of every [`Cacheable`](crate::Cacheable) that sets none (see
+    /// [`Cacheable::hard_timeout`](crate::Cacheable::hard_timeout)); none by default.
+    pub fn hard_timeout(mut self, limit: impl IntoTtl) -> Config {
+        self.hard_timeout = Some(limit.into_ttl().min(MAX_TTL));
         self
     }
 

@@ -115,6 +115,14 @@ impl Call<'_> {
         let window = self.fresh.window();
         !window.is_zero() && left.is_some_and(|l| l <= window)
     }
+
+    /// Whether this call, having a fail-safe throttle, answers with `bytes` rather than ask
+    /// the source: they carry a retry time still to come (a value that a failed computation
+    /// put back). A call without a throttle asks at once.
+    fn throttled(&self, bytes: &[u8]) -> bool {
+        !self.fresh.fail_safe_throttle.is_zero()
+            && codec::retry(bytes).is_some_and(|at| at > crate::store::unix_ms())
+    }
 }
 
 /// A duration in `[0, max]`, at millisecond steps (a TTL's unit in the store): spread,

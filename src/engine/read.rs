@@ -596,6 +596,18 @@ impl Core {
                         call.debug(format_args!("REFRESH for {}", call.key));
                         return Ok(Begin::Force(b, None));
                     }
+                    Entry::Value(b) if call.past_ttl(left) && call.throttled(&b) => {
+                        // Put back by a failed computation a moment ago, with a fail-safe
+                        // throttle: answered with as it is until its retry time, the source
+                        // left alone.
+                        Counters::add(&self.counters.stale_if_error, 1);
+                        call.debug(format_args!(
+                            "STALE HIT for {} (the source failed: asked again after the fail-safe throttle)",
+                            call.key
+                        ));
+                        state.stale_hit = true;
+                        return Ok(Begin::Hit(b, Source::Store, None));
+                    }
                     Entry::Value(b) if call.revalidating(left) && stale.as_ref() != Some(&b) => {
                         // Stale-while-revalidate: one caller refreshes (it computes), every
                         // other caller gets the stale value at once.

@@ -147,9 +147,19 @@ impl Core {
                         if failed && old.until > Instant::now() + Duration::from_millis(1) =>
                     {
                         let left = old.until - Instant::now();
+                        // With a fail-safe throttle, stamped with the time before which
+                        // readers answer with it rather than ask the source again.
+                        let throttle = call.fresh.fail_safe_throttle;
+                        let bytes = if throttle.is_zero() {
+                            std::borrow::Cow::Borrowed(&old.bytes[..])
+                        } else {
+                            let throttle = u64::try_from(throttle.as_millis()).unwrap_or(u64::MAX);
+                            let retry = crate::store::unix_ms().saturating_add(throttle);
+                            std::borrow::Cow::Owned(codec::with_retry(&old.bytes, retry))
+                        };
                         let restored = self
                             .backend
-                            .set_if(mode, &call.key, token, &old.bytes, left)
+                            .set_if(mode, &call.key, token, &bytes, left)
                             .await;
                         // Put back under the lease (no invalidation came): the followers
                         // that share failures may answer with it.
