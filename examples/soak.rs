@@ -21,11 +21,11 @@
 //!
 //! Each read draws its options: cache A (with the near cache) or B (without), sync or async,
 //! the TTL, sliding, `ttl_from` (the record says how long it lives), stale-if-error and
-//! stale-while-revalidate windows, early refresh, expiry jitter, a forced refresh, a
-//! bypass, and a computation that fails now and then (a third of the reads sharing the
-//! failures of the computations they wait on, some under a hard timeout about twice the
-//! query's time); one read in eight is a batch
-//! (`run_many`) of 2 to 6 records of one group under those options. Every thread's draws come from the seed, printed
+//! stale-while-revalidate windows, early refresh, expiry jitter, a fail-safe throttle, a
+//! forced refresh, a bypass, and a computation that fails now and then (a third of the
+//! reads sharing the failures of the computations they wait on, some under a hard timeout
+//! about twice the query's time); one read in eight is a batch (`run_many`) of 2 to 6
+//! records of one group under those options. Every thread's draws come from the seed, printed
 //! first: a failing seed replays the same operations (the interleaving is the machine's).
 //!
 //! Faults: on one server, SIGKILL and restart, and a 2 s SIGSTOP, each once per period (30 s,
@@ -197,6 +197,7 @@ struct Draw {
     jitter: bool,
     share_failures: bool,
     hard_timeout: bool,
+    throttle: bool,
     refresh: bool,
     bypass: bool,
     fail: bool,
@@ -209,6 +210,7 @@ impl Draw {
             (one_in(4), one_in(5), one_in(6), one_in(8), one_in(6));
         let (refresh, bypass, fail, near) = (one_in(60), one_in(60), one_in(25), one_in(2));
         let (jitter, share_failures, hard_timeout) = (one_in(4), one_in(3), one_in(6));
+        let throttle = one_in(3);
         let ttl = [1, 3, 60][rng.below(3)];
         Draw {
             id: rng.below(KEYS as usize) as u64,
@@ -223,6 +225,7 @@ impl Draw {
             jitter,
             share_failures,
             hard_timeout,
+            throttle,
             refresh,
             bypass,
             fail,
@@ -254,6 +257,11 @@ impl Draw {
         }
         if self.jitter {
             b = b.jitter(Duration::from_millis(1500));
+        }
+        if self.throttle {
+            // A failure answered with a value past its TTL keeps it answering for this
+            // long: it must still never outlive an invalidation.
+            b = b.fail_safe_throttle(Duration::from_millis(500));
         }
         if self.hard_timeout {
             // About twice the query: some computations are given up (async, shared).
@@ -423,8 +431,8 @@ fn check(
                 .as_ref()
                 .map(|(how, at)| format!("{how}, {:?} ago", at.elapsed()));
             println!(
-                "STALE: key {}: version {} < {floor} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}, jitter {}, refresh {}, bypass {}); last invalidated: {last:?}",
-                draw.id, got.version, if draw.near { "A" } else { "B" }, draw.ttl, draw.sliding, draw.ttl_from, draw.stale_if_error, draw.swr, draw.early, draw.jitter, draw.refresh, draw.bypass
+                "STALE: key {}: version {} < {floor} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}, jitter {}, throttle {}, refresh {}, bypass {}); last invalidated: {last:?}",
+                draw.id, got.version, if draw.near { "A" } else { "B" }, draw.ttl, draw.sliding, draw.ttl_from, draw.stale_if_error, draw.swr, draw.early, draw.jitter, draw.throttle, draw.refresh, draw.bypass
             );
             *first = Some(format!(
                 "key {}: got record {} version {} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}), but version {floor} was invalidated before the read began",

@@ -503,11 +503,18 @@ fn a_cold_batch_sends_its_leases_and_writes_together() {
         assert_eq!(got.len(), 40, "{way:?}");
         // 40 leases and 40 writes, each landed: a write is a compare-and-set script, whose
         // own `SET` the server counts too.
-        assert_eq!(command_calls(cli, "set") - sets, 80, "{way:?}: leases and writes");
+        assert_eq!(
+            command_calls(cli, "set") - sets,
+            80,
+            "{way:?}: leases and writes"
+        );
         assert_eq!(command_calls(cli, "evalsha") - evals, 40, "{way:?}: writes");
         // The MGET, the leases, the writes, and the INFO calls' own: one read each (a
         // pipeline the kernel splits may take a few); 80 or more one by one.
-        assert!(read <= 12, "{way:?}: the server read {read} times for the batch");
+        assert!(
+            read <= 12,
+            "{way:?}: the server read {read} times for the batch"
+        );
     }
 }
 

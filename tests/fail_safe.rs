@@ -230,7 +230,12 @@ fn the_config_default_and_the_macro_option_throttle(b: &Backend) {
     assert_eq!(read(2), 1);
     std::thread::sleep(Duration::from_millis(200));
     let asked = source.calls();
-    assert_eq!(read(2), 1, "{}: served within the config's throttle", b.name);
+    assert_eq!(
+        read(2),
+        1,
+        "{}: served within the config's throttle",
+        b.name
+    );
     assert_eq!(source.calls(), asked, "{}", b.name);
     // The builder's own setting wins: zero turns it off.
     let off = Cacheable::new("rate:<<code>>")
@@ -251,6 +256,11 @@ fn the_config_default_and_the_macro_option_throttle(b: &Backend) {
     assert_eq!(fx_on(2), 1);
     std::thread::sleep(Duration::from_millis(200));
     let asked = source.calls();
-    assert_eq!(fx_on(2), 1, "{}: served within the macro's throttle", b.name);
+    assert_eq!(
+        fx_on(2),
+        1,
+        "{}: served within the macro's throttle",
+        b.name
+    );
     assert_eq!(source.calls(), asked, "{}", b.name);
 }

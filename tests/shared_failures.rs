@@ -331,6 +331,49 @@ fn cache_fn_takes_a_hard_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// `Config::hard_timeout`: the default of every builder that sets none, and of `cache_fn!`
+/// functions; a builder's own setting wins.
+#[test]
+fn the_config_gives_a_default_hard_timeout() {
+    let cache =
+        Cache::new(cacheable::Config::memory().hard_timeout(Duration::from_millis(100))).unwrap();
+    let rt = support::current_thread();
+    let slow = |id: u32, own: Option<Duration>, took: Duration| {
+        let mut builder = Cacheable::new("report:<<id>>");
+        if let Some(own) = own {
+            builder = builder.hard_timeout(own);
+        }
+        let cache = &cache;
+        async move {
+            builder
+                .on(cache)
+                .try_run_shared_async(ctx! { id }, || async {
+                    tokio::time::sleep(took).await;
+                    Ok::<u32, SourceError>(1)
+                })
+                .await
+        }
+    };
+    let started = Instant::now();
+    let out = rt.block_on(slow(1, None, Duration::from_secs(30)));
+    assert!(
+        matches!(&out, Err(SourceError::Cache(e)) if e.is_timeout()),
+        "{out:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "given up at the default"
+    );
+    // A builder's own limit, longer than the computation: it ends.
+    let own = Some(Duration::from_secs(30));
+    assert_eq!(
+        rt.block_on(slow(2, own, Duration::from_millis(300)))
+            .unwrap(),
+        1
+    );
+    assert_eq!(cache.stats().hard_timeouts, 1);
+}
+
 /// A `cache_fn!` function whose error converts from `cacheable::Error` shares failures by
 /// itself.
 #[test]

@@ -605,7 +605,10 @@ impl<'a> Cacheable<'a> {
                         name,
                         fresh,
                         control: Control {
-                            hard_timeout: self.per_call.hard_timeout.or(cache.config().hard_timeout),
+                            hard_timeout: self
+                                .per_call
+                                .hard_timeout
+                                .or(cache.config().hard_timeout),
                             ..self.per_call.control()
                         },
                         served: Default::default(),

@@ -26,9 +26,15 @@ fn a_retry_time_rides_beside_a_deadline_and_decodes_away() {
     assert_eq!(decode::<Vec<u32>>(&retried).unwrap(), vec![1, 2]);
     // Each stamp kept when the other is set, and replaced rather than stacked.
     let both = with_deadline(&retried, 1_765_000_000_123);
-    assert_eq!((retry(&both), deadline(&both)), (Some(99), Some(1_765_000_000_123)));
+    assert_eq!(
+        (retry(&both), deadline(&both)),
+        (Some(99), Some(1_765_000_000_123))
+    );
     let again = with_retry(&both, 5);
-    assert_eq!((retry(&again), deadline(&again)), (Some(5), Some(1_765_000_000_123)));
+    assert_eq!(
+        (retry(&again), deadline(&again)),
+        (Some(5), Some(1_765_000_000_123))
+    );
     assert_eq!(again.len(), both.len());
     assert_eq!(decode::<Vec<u32>>(&again).unwrap(), vec![1, 2]);
     assert_eq!(weight(&again), json.len(), "the stamps weigh nothing");

@@ -419,7 +419,10 @@ impl RedisStore {
         for cmd in cmds {
             pipe.add_command(cmd);
         }
-        match self.sent::<Vec<redis::Value>>(batch, Request::Pipe(pipe), false).await {
+        match self
+            .sent::<Vec<redis::Value>>(batch, Request::Pipe(pipe), false)
+            .await
+        {
             Ok(values) => {
                 let mut values = values.into_iter();
                 let mine = values.next();
