@@ -57,14 +57,14 @@ pub(crate) struct Flight {
     mode: Mode,
 }
 
-pub(crate) enum Role<'a> {
-    Lead(Leader<'a>),
+pub(crate) enum Role {
+    Lead(Leader),
     Follow(Arc<Flight>),
 }
 
 /// Held by the caller that computes; ends the flight when dropped.
-pub(crate) struct Leader<'a> {
-    flights: &'a Flights,
+pub(crate) struct Leader {
+    flights: Arc<Flights>,
     key: String,
     flight: Arc<Flight>,
     done: Option<Done>,
@@ -73,7 +73,7 @@ pub(crate) struct Leader<'a> {
 impl Flights {
     /// Leads the key's flight, or follows the one in the air. `mode` is how the caller
     /// would wait on the store as a leader.
-    pub(crate) fn join(&self, key: &str, mode: Mode) -> Role<'_> {
+    pub(crate) fn join(self: &Arc<Self>, key: &str, mode: Mode) -> Role {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(flight) = map.get(key) {
             return Role::Follow(flight.clone());
@@ -87,7 +87,7 @@ impl Flights {
         });
         map.insert(key.to_owned(), flight.clone());
         Role::Lead(Leader {
-            flights: self,
+            flights: self.clone(),
             key: key.to_owned(),
             flight,
             done: None,
@@ -131,7 +131,7 @@ impl Flights {
     }
 }
 
-impl Leader<'_> {
+impl Leader {
     /// Invalidations of the key since the flight began.
     pub(crate) fn invalidations(&self) -> u64 {
         self.flight.invalidations()
@@ -154,7 +154,7 @@ impl Leader<'_> {
     }
 }
 
-impl Drop for Leader<'_> {
+impl Drop for Leader {
     fn drop(&mut self) {
         {
             let mut map = self.flights.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn followers_get_the_leaders_value() {
-        let flights = Flights::default();
+        let flights = Arc::new(Flights::default());
         let Role::Lead(mut leader) = flights.join("k", Mode::Blocking) else {
             panic!("first caller leads")
         };
@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn followers_stop_waiting_after_the_timeout() {
-        let flights = Flights::default();
+        let flights = Arc::new(Flights::default());
         let Role::Lead(_leader) = flights.join("k", Mode::Blocking) else {
             panic!()
         };

@@ -9,8 +9,8 @@ pub(super) const MAX_LEASE_POLL: Duration = Duration::from_millis(50);
 
 /// What a leading caller holds while it computes: the flight (its followers wait on it) and
 /// the lease. Dropped without [`Core::finish`] (a panic, a dropped future), it releases both.
-pub(crate) struct Lead<'c> {
-    pub(super) leader: Leader<'c>,
+pub(crate) struct Lead {
+    pub(super) leader: Leader,
     pub(super) lease: Lease,
     /// Renews the lease while the computation runs; gives it back if dropped.
     pub(super) guard: Option<LeaseGuard>,
@@ -62,14 +62,14 @@ pub(super) fn lease_token() -> Vec<u8> {
 }
 
 impl Core {
-    pub(super) async fn lead<'c>(
-        self: &'c Arc<Core>,
+    pub(super) async fn lead(
+        self: &Arc<Core>,
         mode: Mode,
         call: &Call<'_>,
-        mut leader: Leader<'c>,
+        mut leader: Leader,
         store_ok: bool,
         stale: Option<Vec<u8>>,
-    ) -> Result<Begin<'c>> {
+    ) -> Result<Begin> {
         let before_acquire = leader.invalidations();
         // The bytes the lease took the place of, if it did.
         let mut replaced = None;

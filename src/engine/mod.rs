@@ -66,7 +66,7 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     pub(crate) backend: Backend,
     pub(crate) counters: Counters,
-    pub(crate) flights: Flights,
+    pub(crate) flights: Arc<Flights>,
     /// Decoded values in process memory, kept correct by invalidations.
     pub(crate) near: Option<Arc<NearCache>>,
     /// Faults met on fail-open paths: a line a second per key template and kind.
@@ -180,12 +180,12 @@ pub(crate) enum Source {
 }
 
 /// What the caller does next.
-pub(crate) enum Begin<'c> {
+pub(crate) enum Begin {
     /// Decode these bytes (and report them with [`Core::undecodable`] if they don't); the
     /// key has this long left in the store, when known.
     Hit(Vec<u8>, Source, Option<Duration>),
     /// Compute, then hand the outcome to [`Core::finish`].
-    Lead(Lead<'c>),
+    Lead(Lead),
     /// Compute, and store nothing.
     Alone,
     /// A hit (these bytes) that this caller refreshes early: compute, hand the outcome to
@@ -238,7 +238,7 @@ impl Core {
             config,
             backend,
             counters: Counters::default(),
-            flights: Flights::default(),
+            flights: Arc::default(),
             near,
             faults: Throttle::new(Duration::from_secs(1)),
             rare: Throttle::new(RARE_LOG_INTERVAL),

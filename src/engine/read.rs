@@ -81,7 +81,7 @@ pub(super) fn answer<T: CacheValue, E>(
     core: &Core,
     call: &Call<'_>,
     state: &CallState,
-    begun: &Begin<'_>,
+    begun: &Begin,
     out: Result<T, E>,
 ) -> Result<T, E> {
     match begun {
@@ -151,7 +151,7 @@ pub(super) fn as_any<T: CacheValue, E>(out: &Result<T, E>) -> Option<&dyn Any> {
 pub(super) fn encoded<T: CacheValue, E>(
     core: &Core,
     call: &Call<'_>,
-    begun: &mut Begin<'_>,
+    begun: &mut Begin,
     out: &Result<T, E>,
 ) -> Option<Computed> {
     let ttl = match begun {
@@ -505,12 +505,12 @@ impl Core {
 
     /// The call is about to compute, as `begun` says: an early refresh counts as a hit on
     /// the value it refreshes, and the call's outcome says it refreshed.
-    pub(crate) fn computes<'c>(
+    pub(crate) fn computes(
         &self,
         call: &Call<'_>,
         state: &mut CallState,
-        begun: Begin<'c>,
-    ) -> Begin<'c> {
+        begun: Begin,
+    ) -> Begin {
         if let Begin::Refresh(..) = begun {
             self.count(call, state, true);
             call.served.set(Outcome::Refreshed);
@@ -540,12 +540,12 @@ impl Core {
 
     /// Reads the key and decides: a hit to decode, a computation to lead, or one to run
     /// alone. The `Err` only comes in strict mode.
-    pub(crate) async fn begin<'c>(
-        self: &'c Arc<Core>,
+    pub(crate) async fn begin(
+        self: &Arc<Core>,
         mode: Mode,
         call: &Call<'_>,
         state: &mut CallState,
-    ) -> Result<Begin<'c>> {
+    ) -> Result<Begin> {
         if in_computation(self, &call.key) {
             if self.rare.allow("recursion", call.template).is_some() {
                 log::warn!(target: "cacheable", "{} asks for its own key {} while computing it (directly or through other cached calls): computing it again without caching", call.name, call.key);

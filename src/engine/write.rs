@@ -94,7 +94,7 @@ impl Core {
         &self,
         mode: Mode,
         call: &Call<'_>,
-        ticket: Lead<'_>,
+        ticket: Lead,
         outcome: Computed,
     ) -> Result<()> {
         let Lead {
@@ -312,7 +312,7 @@ impl Core {
         &self,
         mode: Mode,
         call: &Call<'_>,
-        begun: Begin<'_>,
+        begun: Begin,
         outcome: Option<Computed>,
     ) -> Result<()> {
         match (begun, outcome) {
