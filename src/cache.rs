@@ -4,6 +4,7 @@
 use crate::codec;
 use crate::codec::CacheValue;
 use crate::config::{Config, IntoTtl};
+pub(crate) use crate::engine::{detachable, Detached};
 use crate::engine::{near_read, read_through, read_through_async, Core, Prefetched};
 use crate::engine::{Siblings, Target};
 use crate::error::{Error, ErrorKind, Result};
@@ -73,12 +74,15 @@ impl Cache {
     }
 
     /// Async twin of [`read`](Self::read): the engine's own future, handed back as it is.
-    /// `first`: the call's first read, made with a batch's ([`prefetch`](Self::prefetch)).
+    /// `first`: the call's first read, made with a batch's ([`prefetch`](Self::prefetch));
+    /// `detach`: how to make the computation outlive the call, for a finisher whose
+    /// computations can ([`detachable`]).
     pub(crate) fn read_async<'c, 'k, T, E, F, Fut>(
         &'c self,
         call: &'c Call<'k>,
         first: Option<Prefetched>,
         failed: Option<fn(Error) -> E>,
+        detach: Option<fn(Fut) -> Detached<T, E>>,
         compute: F,
     ) -> impl Future<Output = Result<Result<T, E>>> + use<'c, 'k, T, E, F, Fut>
     where
@@ -86,7 +90,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        read_through_async(&self.inner.core, call, first, failed, compute)
+        read_through_async(&self.inner.core, call, first, failed, detach, compute)
     }
 
     /// A batch item's value, when its first read is a hit: see [`Core::first_hit`].
@@ -649,7 +653,7 @@ impl Cache {
         if let Some(v) = near_read::<T>(self.core(), &call) {
             return Ok(v);
         }
-        let out = read_through_async(self.core(), &call, None, None, || async {
+        let out = read_through_async(self.core(), &call, None, None, None, || async {
             Ok::<T, std::convert::Infallible>(compute().await)
         })
         .await?;

@@ -83,6 +83,9 @@ pub(crate) struct Control<'a> {
     /// with a timeout error (only where the call can make its error type: a call that
     /// shares failures).
     pub hard_timeout: Option<Duration>,
+    /// How long a caller that leads a computation with a stale value to answer with waits
+    /// for it before answering with that value, the computation going on.
+    pub soft_timeout: Option<Duration>,
     pub store_if: Option<&'a StoreIf<'a>>,
     pub ttl_from: Option<&'a TtlFrom<'a>>,
 }

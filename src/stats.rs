@@ -80,6 +80,10 @@ pub struct Stats {
     /// Async computations given up at their
     /// [`hard_timeout`](crate::Cacheable::hard_timeout).
     pub hard_timeouts: u64,
+    /// Calls answered with a value past its TTL at their
+    /// [`soft_timeout`](crate::Cacheable::soft_timeout), their computation left to finish
+    /// and write on its own.
+    pub soft_timeouts: u64,
 }
 
 impl Stats {
@@ -153,6 +157,7 @@ pub(crate) struct Counters {
     pub fallbacks: Counter,
     pub shared_failures: Counter,
     pub hard_timeouts: Counter,
+    pub soft_timeouts: Counter,
 }
 
 impl Counters {
@@ -187,6 +192,7 @@ impl Counters {
             fallbacks: self.fallbacks.get(),
             shared_failures: self.shared_failures.get(),
             hard_timeouts: self.hard_timeouts.get(),
+            soft_timeouts: self.soft_timeouts.get(),
         }
     }
 }

@@ -26,6 +26,7 @@ mod names {
     pub const FALLBACKS: &str = "cacheable_fallbacks_total";
     pub const SHARED_FAILURES: &str = "cacheable_shared_failures_total";
     pub const HARD_TIMEOUTS: &str = "cacheable_hard_timeouts_total";
+    pub const SOFT_TIMEOUTS: &str = "cacheable_soft_timeouts_total";
     pub const COMPUTE: &str = "cacheable_compute_seconds";
     pub const STORE_UP: &str = "cacheable_store_up";
     pub const BREAKER_OPEN: &str = "cacheable_breaker_open";
@@ -109,6 +110,8 @@ counters! {
     shared_failures => SHARED_FAILURES;
     /// Async computations given up at their hard timeout.
     hard_timeouts => HARD_TIMEOUTS;
+    /// Calls answered with a stale value at their soft timeout.
+    soft_timeouts => SOFT_TIMEOUTS;
 }
 
 /// Times one computation; reads no clock without the feature.
@@ -150,6 +153,7 @@ impl Timer {
 /// | `cacheable_fallbacks_total` | counter | failed computations answered with the call's fallback value |
 /// | `cacheable_shared_failures_total` | counter | calls answered with the failure of the computation they waited on |
 /// | `cacheable_hard_timeouts_total` | counter | async computations given up at their hard timeout |
+/// | `cacheable_soft_timeouts_total` | counter | calls answered with a stale value at their soft timeout, the computation going on |
 /// | `cacheable_compute_seconds` | histogram | how long computations (the cached functions' bodies) took |
 /// | `cacheable_store_up` | gauge | 1 when the store answered the last [`Cache::health`](crate::Cache::health), else 0 |
 /// | `cacheable_breaker_open` | gauge | 1 while calls fail fast because the store looked down |

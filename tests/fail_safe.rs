@@ -20,7 +20,8 @@ suite!(
 
 support::suite_tests! {
     memory = memory(Without),
-    redis = redis(Both),
+    redis = redis(Without),
+    redis_near = redis(With),
 }
 
 /// The source: failing while `down` is in the future.

@@ -193,7 +193,7 @@ impl<'a> Cacheable<'a> {
                         None => (board.request(i).await.ok(), Outcome::Unavailable),
                         Some((cache, call)) => {
                             let out = cache
-                                .read_async(call, first, None, || async move {
+                                .read_async(call, first, None, None, || async move {
                                     board.request(i).await.map_err(|_| ())
                                 })
                                 .await

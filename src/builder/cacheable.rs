@@ -86,6 +86,7 @@ struct PerCall<'a> {
     sliding: bool,
     skip_near: bool,
     hard_timeout: Option<Duration>,
+    soft_timeout: Option<Duration>,
     store_if: Option<Box<StoreIf<'a>>>,
     ttl_from: Option<Box<TtlFrom<'a>>>,
     outcome: Option<&'a mut Outcome>,
@@ -121,6 +122,7 @@ impl PerCall<'_> {
             skip_near: self.skip_near,
             share_failures: false,
             hard_timeout: self.hard_timeout,
+            soft_timeout: self.soft_timeout,
             store_if: self.store_if.as_deref(),
             ttl_from: self.ttl_from.as_deref(),
         }
@@ -386,6 +388,57 @@ impl<'a> Cacheable<'a> {
         self
     }
 
+    /// Soft timeout: a caller that computes a key while it has a value to answer with (past
+    /// its TTL within a [`stale_if_error`](Self::stale_if_error) or
+    /// [`stale_while_revalidate`](Self::stale_while_revalidate) window, or one an
+    /// [early refresh](Self::early_refresh) replaces) waits for the computation only this
+    /// long, then answers with that value ([`Outcome::Stale`](crate::Outcome::Stale) past
+    /// its TTL). The computation goes on as a task of the caller's tokio runtime, and its
+    /// value is written when it ends, under the key's lease as in the call: an
+    /// invalidation meanwhile keeps it out. Counted in
+    /// [`Stats::soft_timeouts`](crate::Stats::soft_timeouts).
+    ///
+    /// A computation can only outlive its call when it is a `Send + 'static` future: it
+    /// applies to [`run_detached_async`](Self::run_detached_async) and
+    /// [`try_run_detached_async`](Self::try_run_detached_async), awaited under a tokio
+    /// runtime, on a call without [`store_if`](Self::store_if) or
+    /// [`ttl_from`](Self::ttl_from) (closures the call only borrows). Everywhere else (the
+    /// sync finishers, whose closure runs on the caller's thread, the other async ones,
+    /// another executor) the caller waits for its computation, as without it. Callers that
+    /// wait on the computation (the key's lease) wait for it too: pair it with
+    /// `stale_while_revalidate`, which answers them at once, for a hot key. Off by default,
+    /// or [`Config::soft_timeout`](crate::Config::soft_timeout).
+    ///
+    /// ```
+    /// use cacheable::{ctx, Cache, Cacheable, Config};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = Cache::new(Config::memory())?;
+    /// let report = |version: u32| {
+    ///     Cacheable::new("report:<<id>>")
+    ///         .ttl(Duration::from_millis(50))
+    ///         .stale_while_revalidate(600)
+    ///         .soft_timeout(Duration::from_millis(100))
+    ///         .on(&cache)
+    ///         .run_detached_async(ctx! { id = 1 }, move || async move {
+    ///             if version > 1 {
+    ///                 tokio::time::sleep(Duration::from_secs(2)).await; // a slow source
+    ///             }
+    ///             version
+    ///         })
+    /// };
+    /// assert_eq!(report(1).await, 1);
+    /// tokio::time::sleep(Duration::from_millis(60)).await; // past its TTL
+    /// assert_eq!(report(2).await, 1); // after 100 ms: the value it had
+    /// # Ok::<(), cacheable::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn soft_timeout(mut self, limit: impl IntoTtl) -> Self {
+        self.per_call.soft_timeout = Some(limit.into_ttl());
+        self
+    }
+
     /// A value to answer with when the computation fails (`Err`, for the fallible finishers
     /// [`try_run`](Self::try_run) and [`try_run_async`](Self::try_run_async)) and nothing
     /// stale is there to answer with ([`stale_if_error`](Self::stale_if_error) comes
@@ -609,6 +662,10 @@ impl<'a> Cacheable<'a> {
                                 .per_call
                                 .hard_timeout
                                 .or(cache.config().hard_timeout),
+                            soft_timeout: self
+                                .per_call
+                                .soft_timeout
+                                .or(cache.config().soft_timeout),
                             ..self.per_call.control()
                         },
                         served: Default::default(),
@@ -863,6 +920,7 @@ impl<'a> Cacheable<'a> {
         self.drive_async(
             ctx,
             None,
+            None,
             move || async move { Ok::<T, Infallible>(compute().await) },
             |out| match out {
                 Ok(v) => v,
@@ -912,7 +970,58 @@ impl<'a> Cacheable<'a> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.drive_async(ctx, failed, compute, std::convert::identity)
+        self.drive_async(ctx, failed, None, compute, std::convert::identity)
+    }
+
+    /// [`run_async`](Self::run_async) for a computation that can outlive the call (a
+    /// `Send + 'static` future), so that the call's
+    /// [`soft_timeout`](Self::soft_timeout) can answer without it.
+    pub fn run_detached_async<T, F, Fut>(
+        self,
+        ctx: Context,
+        compute: F,
+    ) -> impl Future<Output = T> + use<'a, T, F, Fut>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        self.drive_async(
+            ctx,
+            None,
+            Some(crate::cache::detachable),
+            move || {
+                let fut = compute();
+                async move { Ok::<T, Infallible>(fut.await) }
+            },
+            |out| match out {
+                Ok(v) => v,
+                Err(never) => match never {},
+            },
+        )
+    }
+
+    /// [`try_run_async`](Self::try_run_async) for a computation that can outlive the call
+    /// (a `Send + 'static` future), so that the call's
+    /// [`soft_timeout`](Self::soft_timeout) can answer without it.
+    pub fn try_run_detached_async<T, E, F, Fut>(
+        self,
+        ctx: Context,
+        compute: F,
+    ) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F, Fut>
+    where
+        T: CacheValue,
+        E: Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        self.drive_async(
+            ctx,
+            None,
+            Some(crate::cache::detachable),
+            compute,
+            std::convert::identity,
+        )
     }
 
     /// The one async call path: an `async move` block, whose captures are not copied
@@ -923,6 +1032,7 @@ impl<'a> Cacheable<'a> {
         mut self,
         ctx: Context,
         failed: Option<fn(Error) -> E>,
+        detach: Option<fn(Fut) -> crate::cache::Detached<T, E>>,
         compute: F,
         finish: fn(Result<T, E>) -> R,
     ) -> impl Future<Output = R> + use<'a, T, E, F, Fut, R>
@@ -953,7 +1063,7 @@ impl<'a> Cacheable<'a> {
             }
             call.control.share_failures = failed.is_some();
             let out = cache
-                .read_async(&call, None, failed, compute)
+                .read_async(&call, None, failed, detach, compute)
                 .await
                 .expect("fail-open calls report faults rather than return them");
             served(cache, &call, slot, log);

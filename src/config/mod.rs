@@ -94,6 +94,8 @@ pub struct Config {
     pub(crate) fail_safe_throttle: Duration,
     /// The default hard timeout of builders that set none.
     pub(crate) hard_timeout: Option<Duration>,
+    /// The default soft timeout of builders that set none.
+    pub(crate) soft_timeout: Option<Duration>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Tls,
     /// A Sentinel-only setting (`db`, `primary_auth`) given to another store: `validate`
@@ -147,6 +149,7 @@ impl std::fmt::Debug for Config {
             .field("jitter", &self.jitter)
             .field("fail_safe_throttle", &self.fail_safe_throttle)
             .field("hard_timeout", &self.hard_timeout)
+            .field("soft_timeout", &self.soft_timeout)
             .field("max_value_bytes", &self.max_value_bytes);
         // A switch for the crate's own tests: shown only when someone turned it on.
         if self.unchecked_lease_writes {
@@ -205,6 +208,7 @@ impl Config {
             jitter: Duration::ZERO,
             fail_safe_throttle: Duration::ZERO,
             hard_timeout: None,
+            soft_timeout: None,
             #[cfg(feature = "tls")]
             tls: Tls::default(),
             sentinel_only: None,
@@ -451,6 +455,13 @@ impl Config {
     /// [`Cacheable::hard_timeout`](crate::Cacheable::hard_timeout)); none by default.
     pub fn hard_timeout(mut self, limit: impl IntoTtl) -> Config {
         self.hard_timeout = Some(limit.into_ttl().min(MAX_TTL));
+        self
+    }
+
+    /// The soft timeout of every [`Cacheable`](crate::Cacheable) that sets none (see
+    /// [`Cacheable::soft_timeout`](crate::Cacheable::soft_timeout)); none by default.
+    pub fn soft_timeout(mut self, limit: impl IntoTtl) -> Config {
+        self.soft_timeout = Some(limit.into_ttl().min(MAX_TTL));
         self
     }
 

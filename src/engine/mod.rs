@@ -21,6 +21,7 @@
 //! - a sync caller that finds an async caller computing its key computes too rather than
 //!   park a thread that the async caller's runtime may need.
 
+mod detach;
 mod flight;
 mod invalidate;
 mod keeper;
@@ -30,6 +31,7 @@ mod refresh;
 mod siblings;
 mod write;
 
+pub(crate) use detach::{detachable, Detached};
 pub(crate) use read::{near_read, read_through, read_through_async, Prefetched};
 pub(crate) use siblings::{Member, Siblings, Target};
 

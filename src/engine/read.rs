@@ -224,6 +224,7 @@ pub(crate) async fn read_through_async<T, E, F, Fut>(
     call: &Call<'_>,
     first: Option<Prefetched>,
     failed: Option<fn(Error) -> E>,
+    detach: Option<fn(Fut) -> Detached<T, E>>,
     compute: F,
 ) -> Result<Result<T, E>>
 where
@@ -231,6 +232,34 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    match open(core, call, first, failed).await? {
+        Opened::Answered(out) => Ok(out),
+        Opened::Compute(computes) => computes.run(core, call, failed, detach, compute).await,
+    }
+}
+
+/// What a call found before computing: its answer, or what it computes as.
+pub(super) enum Opened<T, E> {
+    Answered(Result<T, E>),
+    Compute(Computes),
+}
+
+/// A call about to compute: as `begun` says, with what its reads saw.
+pub(super) struct Computes {
+    pub(super) state: CallState,
+    pub(super) begun: Begin,
+    /// The call skips the cache: nothing learnt of the computation.
+    skip: bool,
+}
+
+/// The async read-through's first part: reads and decides (a hit, a failure shared, or a
+/// computation to run).
+async fn open<T: CacheValue, E>(
+    core: &Arc<Core>,
+    call: &Call<'_>,
+    first: Option<Prefetched>,
+    failed: Option<fn(Error) -> E>,
+) -> Result<Opened<T, E>> {
     let skip = core.skips(call);
     let mut state = CallState::default();
     // Taken before the store is read: a change that comes after holds the value back.
@@ -241,7 +270,7 @@ where
         }
         None => core.near_mark(call),
     };
-    let mut begun = loop {
+    let begun = loop {
         if skip {
             break Begin::Alone;
         }
@@ -249,58 +278,90 @@ where
             Begin::Hit(bytes, source, left) => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
                     core.decoded_hit(call, &mut state, source, near_mark, left, &v, &bytes);
-                    return Ok(Ok(v));
+                    return Ok(Opened::Answered(Ok(v)));
                 }
                 Err(e) => core.undecodable(call, &mut state, bytes, &e, std::any::type_name::<T>()),
             },
             Begin::Failed => match failed {
-                Some(failed) => return Ok(shared_failure(core, call, &state, failed)),
+                Some(failed) => {
+                    return Ok(Opened::Answered(shared_failure(core, call, &state, failed)))
+                }
                 None => break Begin::Alone,
             },
             begun => break core.computes(call, &mut state, begun),
         }
     };
-    let started = Instant::now();
-    // Polled with the key marked as being computed, for the length of each poll, so that a
-    // cached call awaited inside it sees the mark. A `poll_fn` here rather than an `async
-    // fn` of its own: one state machine fewer for each cached function to compile.
-    let mut fut = std::pin::pin!(compute());
-    let timer = telemetry::Timer::start();
-    let computing = std::future::poll_fn(|cx| {
-        let _computing = Computing::enter(core, &call.key);
-        fut.as_mut().poll(cx)
-    });
-    let out = match (call.control.hard_timeout, failed) {
-        // Given up at the limit: dropped (cancelled), and a failure to its waiters.
-        (Some(limit), Some(failed)) => {
-            match crate::rt::timeout(limit, std::pin::pin!(computing)).await {
-                Some(out) => out,
-                None => {
-                    Counters::add(&core.counters.hard_timeouts, 1);
-                    telemetry::hard_timeouts(call.template, 1);
-                    Err(failed(Error::new(
-                        ErrorKind::ComputationTimeout,
-                        format!(
-                            "the computation of {} ran past its hard timeout of {} ms: given up",
-                            call.key,
-                            limit.as_millis()
-                        ),
-                    )))
+    Ok(Opened::Compute(Computes { state, begun, skip }))
+}
+
+impl Computes {
+    /// The async read-through's second part: computes, answers, and writes as `begun`
+    /// says; detached past the call's soft timeout when `detach` allows it.
+    pub(super) async fn run<T, E, F, Fut>(
+        self,
+        core: &Arc<Core>,
+        call: &Call<'_>,
+        failed: Option<fn(Error) -> E>,
+        detach: Option<fn(Fut) -> Detached<T, E>>,
+        compute: F,
+    ) -> Result<Result<T, E>>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let (this, compute) = match self.detached(core, call, failed, detach, compute) {
+            Ok(waiting) => return Box::pin(waiting.answer(core, call)).await,
+            Err(not) => not,
+        };
+        let Computes {
+            state,
+            mut begun,
+            skip,
+        } = this;
+        let started = Instant::now();
+        // Polled with the key marked as being computed, for the length of each poll, so
+        // that a cached call awaited inside it sees the mark. A `poll_fn` here rather than
+        // an `async fn` of its own: one state machine fewer for each cached function to
+        // compile.
+        let mut fut = std::pin::pin!(compute());
+        let timer = telemetry::Timer::start();
+        let computing = std::future::poll_fn(|cx| {
+            let _computing = Computing::enter(core, &call.key);
+            fut.as_mut().poll(cx)
+        });
+        let out = match (call.control.hard_timeout, failed) {
+            // Given up at the limit: dropped (cancelled), and a failure to its waiters.
+            (Some(limit), Some(failed)) => {
+                match crate::rt::timeout(limit, std::pin::pin!(computing)).await {
+                    Some(out) => out,
+                    None => {
+                        Counters::add(&core.counters.hard_timeouts, 1);
+                        telemetry::hard_timeouts(call.template, 1);
+                        Err(failed(Error::new(
+                            ErrorKind::ComputationTimeout,
+                            format!(
+                                "the computation of {} ran past its hard timeout of {} ms: given up",
+                                call.key,
+                                limit.as_millis()
+                            ),
+                        )))
+                    }
                 }
             }
+            _ => computing.await,
+        };
+        timer.observe(call.template);
+        call.served.computed(started.elapsed());
+        if !skip {
+            core.learn(call, started.elapsed());
         }
-        _ => computing.await,
-    };
-    timer.observe(call.template);
-    call.served.computed(started.elapsed());
-    if !skip {
-        core.learn(call, started.elapsed());
+        let outcome = encoded(core, call, &mut begun, &out);
+        let out = answer(core, call, &state, &begun, out);
+        // Boxed: a miss's write, kept off the future that every hit builds and moves.
+        Box::pin(core.settle(Mode::Async, call, begun, outcome)).await?;
+        Ok(out)
     }
-    let outcome = encoded(core, call, &mut begun, &out);
-    let out = answer(core, call, &state, &begun, out);
-    // Boxed: a miss's write, kept off the future that every hit builds and moves.
-    Box::pin(core.settle(Mode::Async, call, begun, outcome)).await?;
-    Ok(out)
 }
 
 /// A call's first read of the store, made with a batch's other reads, and the near cache's
