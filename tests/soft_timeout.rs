@@ -14,6 +14,7 @@ use support::{suite, Backend};
 suite!(
     a_slow_computation_answers_the_stale_value_and_writes_when_it_ends,
     an_invalidation_during_the_detached_computation_keeps_its_value_out,
+    the_callers_waiting_on_a_cut_short_computation_answer_with_its_value,
     only_a_detachable_computation_with_a_value_to_answer_with_is_cut_short,
 );
 
@@ -43,12 +44,7 @@ impl Source {
 
 /// A report with a TTL of 300 ms and `window` (stale-if-error, or stale-while-revalidate
 /// when `swr`), the soft timeout, computed by a detachable future.
-async fn report(
-    cache: &Cache,
-    source: &Arc<Source>,
-    swr: bool,
-    slow: bool,
-) -> (u32, Outcome) {
+async fn report(cache: &Cache, source: &Arc<Source>, swr: bool, slow: bool) -> (u32, Outcome) {
     let mut outcome = Outcome::Miss;
     let mut builder = Cacheable::new("report:<<id>>")
         .ttl(Duration::from_millis(300))
@@ -101,7 +97,12 @@ fn a_slow_computation_answers_the_stale_value_and_writes_when_it_ends(b: &Backen
             "{} swr {swr}: answered after {took:?}, the computation takes {SLOW:?}",
             b.name
         );
-        assert_eq!(source.ended(), 1, "{}: the slow computation goes on", b.name);
+        assert_eq!(
+            source.ended(),
+            1,
+            "{}: the slow computation goes on",
+            b.name
+        );
         // When it ends, its value is written and served, here and in another cache.
         eventually("the detached computation ended", || source.ended() == 2);
         eventually("its value was written", || {
@@ -136,18 +137,61 @@ fn an_invalidation_during_the_detached_computation_keeps_its_value_out(b: &Backe
             .on(&cache)
             .now(ctx! { id = 1 })
             .unwrap();
-        eventually("the detached computation ended", || source.ended() == 2);
+        // A caller after the invalidation gets neither the value it removed nor the one
+        // computed from data read before it: it waits for the computation in the air, then
+        // computes (version 3).
+        let (got, _) = rt.block_on(report(&cache, &source, swr, false));
+        assert_eq!(got, 3, "{} swr {swr}: after the invalidation", b.name);
+        eventually("the detached computation ended", || source.ended() == 3);
         // Give its write the time to land, were it to.
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(
             cache.get::<u32>("report:1").unwrap(),
-            None,
+            Some(3),
             "{} swr {swr}: a value computed across the invalidation was written",
             b.name
         );
-        let (got, outcome) = rt.block_on(report(&cache, &source, swr, false));
-        assert_eq!((got, outcome), (3, Outcome::Miss), "{} swr {swr}", b.name);
     }
+}
+
+/// 20 callers of a key being computed slowly, with a soft timeout: the one that computes
+/// answers with the value past its TTL at its soft timeout, and so do the 19 that wait on
+/// it, at once; the source is asked once.
+fn the_callers_waiting_on_a_cut_short_computation_answer_with_its_value(b: &Backend) {
+    let rt = support::runtime(2);
+    let cache = b.cache("softfollow");
+    let source = Arc::new(Source::default());
+    assert_eq!(rt.block_on(report(&cache, &source, false, false)).0, 1);
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    let answers = rt.block_on(async {
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let (cache, source) = (cache.clone(), source.clone());
+                tokio::spawn(async move { report(&cache, &source, false, true).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap());
+        }
+        answers
+    });
+    let took = started.elapsed();
+    assert!(
+        answers.iter().all(|a| *a == (1, Outcome::Stale)),
+        "{}: {answers:?}",
+        b.name
+    );
+    assert!(
+        took < SLOW / 2,
+        "{}: the 20 answered after {took:?}",
+        b.name
+    );
+    assert_eq!(source.started.load(Ordering::SeqCst), 2, "{}", b.name);
+    eventually("its value was written", || {
+        cache.get::<u32>("report:1").unwrap() == Some(2)
+    });
 }
 
 /// The controls: `try_run_async` (a future that need not be `'static`) and a key with
@@ -177,7 +221,11 @@ fn only_a_detachable_computation_with_a_value_to_answer_with_is_cut_short(b: &Ba
             }),
     );
     assert_eq!(got, Ok(7), "{}", b.name);
-    assert!(started.elapsed() >= Duration::from_millis(600), "{}", b.name);
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "{}",
+        b.name
+    );
     assert_eq!(cache.stats().soft_timeouts, 0, "{}", b.name);
     // `Config::soft_timeout`, the default of a builder that sets none.
     let cache = Cache::new(

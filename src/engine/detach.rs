@@ -159,6 +159,12 @@ impl Computes {
         ) else {
             return Err((self, compute));
         };
+        // Its followers may take the value too, when the lease took it over in place (no
+        // invalidation came between the read and the lease; the flight counts any after).
+        let flight = match &self.begun {
+            Begin::Lead(ticket) if ticket.restore.is_some() => Some(ticket.leader.flight()),
+            _ => None,
+        };
         let run = DetachedRun {
             core: core.clone(),
             call: owned,
@@ -171,6 +177,7 @@ impl Computes {
             rx,
             bytes,
             past,
+            flight,
         })
     }
 }
@@ -182,22 +189,32 @@ pub(super) struct SoftWait<T, E> {
     /// What the call answers with at the soft timeout, and whether it is past its TTL.
     bytes: Vec<u8>,
     past: bool,
+    /// Told of the answer, for the followers that take it.
+    flight: Option<Arc<super::flight::Flight>>,
 }
 
 impl<T: CacheValue, E> SoftWait<T, E> {
     /// The computation's answer if it comes within the soft timeout; the value the call
     /// had otherwise (counted), the computation going on.
-    pub(super) async fn answer(self, core: &Core, call: &Call<'_>) -> Result<std::result::Result<T, E>> {
+    pub(super) async fn answer(
+        self,
+        core: &Core,
+        call: &Call<'_>,
+    ) -> Result<std::result::Result<T, E>> {
         let SoftWait {
             soft,
             mut rx,
             bytes,
             past,
+            flight,
         } = self;
         let finished = match crate::rt::timeout(soft, Pin::new(&mut rx)).await {
             Some(finished) => finished,
             None => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
+                    if let Some(flight) = flight {
+                        flight.serve_stale(bytes.into());
+                    }
                     Counters::add(&core.counters.soft_timeouts, 1);
                     telemetry::soft_timeouts(call.template, 1);
                     call.served

@@ -26,6 +26,9 @@ pub(crate) enum Done {
     /// The leader went away without finishing (its future was dropped): the followers
     /// start over, and one of them leads.
     Vanished,
+    /// Not an end: the leader answered with this value, past its TTL, at its soft timeout,
+    /// and its computation goes on. Only given to followers that take it.
+    Stale(Arc<[u8]>),
 }
 
 /// A value a leader hands its followers.
@@ -46,8 +49,9 @@ pub(crate) struct Flights {
 }
 
 pub(crate) struct Flight {
-    /// `None` while running.
-    done: Mutex<Option<Done>>,
+    /// `done`: `None` while running; `stale`: what the leader answered with at its soft
+    /// timeout, if it did.
+    state: Mutex<FlightState>,
     cv: Condvar,
     notify: tokio::sync::Notify,
     /// How many invalidations of this key began while the flight was in the air.
@@ -55,6 +59,23 @@ pub(crate) struct Flight {
     /// How the leader waits on the store: a sync follower must not park a thread that an
     /// async leader may need.
     mode: Mode,
+}
+
+#[derive(Default)]
+struct FlightState {
+    done: Option<Done>,
+    stale: Option<Arc<[u8]>>,
+}
+
+impl FlightState {
+    /// What a follower waits for: the end, or (when it takes it) a stale value served.
+    fn outcome(&self, stale: bool) -> Option<Done> {
+        match (&self.done, &self.stale) {
+            (Some(done), _) => Some(done.clone()),
+            (None, Some(bytes)) if stale => Some(Done::Stale(bytes.clone())),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) enum Role {
@@ -79,7 +100,7 @@ impl Flights {
             return Role::Follow(flight.clone());
         }
         let flight = Arc::new(Flight {
-            done: Mutex::new(None),
+            state: Mutex::default(),
             cv: Condvar::new(),
             notify: tokio::sync::Notify::new(),
             invalidations: AtomicU64::new(0),
@@ -132,6 +153,11 @@ impl Flights {
 }
 
 impl Leader {
+    /// The flight this leader leads.
+    pub(crate) fn flight(&self) -> Arc<Flight> {
+        self.flight.clone()
+    }
+
     /// Invalidations of the key since the flight began.
     pub(crate) fn invalidations(&self) -> u64 {
         self.flight.invalidations()
@@ -172,7 +198,7 @@ impl Drop for Leader {
         } else {
             Done::Vanished
         });
-        *self.flight.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+        self.flight.lock().done = Some(done);
         self.flight.cv.notify_all();
         self.flight.notify.notify_waiters();
     }
@@ -189,29 +215,38 @@ impl Flight {
         self.mode
     }
 
-    fn finished(&self) -> Option<Done> {
-        self.done.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Blocks until the leader ends the flight, or `None` after `timeout`.
-    pub(crate) fn wait(&self, timeout: Duration) -> Option<Done> {
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let (done, _) = self
+    /// The leader answered with `stale` (a value past its TTL) at its soft timeout, its
+    /// computation going on: the followers that take it answer with it too.
+    pub(crate) fn serve_stale(&self, stale: Arc<[u8]>) {
+        self.lock().stale = Some(stale);
+        self.cv.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    /// Blocks until the leader ends the flight (or, when `stale`, serves a stale value),
+    /// or `None` after `timeout`.
+    pub(crate) fn wait(&self, timeout: Duration, stale: bool) -> Option<Done> {
+        let state = self.lock();
+        let (state, _) = self
             .cv
-            .wait_timeout_while(done, timeout, |d| d.is_none())
+            .wait_timeout_while(state, timeout, |s| s.outcome(stale).is_none())
             .unwrap_or_else(|e| e.into_inner());
-        done.clone()
+        state.outcome(stale)
     }
 
-    /// Waits, without blocking the thread, until the leader ends the flight, or `None`
-    /// after `timeout`. Any executor can drive it.
-    pub(crate) async fn wait_async(&self, timeout: Duration) -> Option<Done> {
+    /// Waits, without blocking the thread, as [`wait`](Self::wait) does. Any executor can
+    /// drive it.
+    pub(crate) async fn wait_async(&self, timeout: Duration, stale: bool) -> Option<Done> {
         let wait = async {
             loop {
                 let mut notified = std::pin::pin!(self.notify.notified());
                 // Registered before the check, so an end between the two is not missed.
                 notified.as_mut().enable();
-                if let Some(shared) = self.finished() {
+                if let Some(shared) = self.lock().outcome(stale) {
                     return shared;
                 }
                 notified.await;
@@ -244,7 +279,7 @@ mod tests {
         let Role::Follow(flight) = flights.join("k", Mode::Blocking) else {
             panic!("second caller follows")
         };
-        let waiter = std::thread::spawn(move || flight.wait(LONG));
+        let waiter = std::thread::spawn(move || flight.wait(LONG, false));
         std::thread::sleep(Duration::from_millis(20));
         leader.share(value(b"42"));
         drop(leader);
@@ -271,7 +306,7 @@ mod tests {
         };
         assert!(leader.join().is_err());
         assert_eq!(
-            flight.wait(LONG),
+            flight.wait(LONG, false),
             Some(Done::Failed(None)),
             "a panic is a failure"
         );
@@ -290,7 +325,40 @@ mod tests {
         let Role::Follow(flight) = flights.join("k", Mode::Blocking) else {
             panic!()
         };
-        assert_eq!(flight.wait(Duration::from_millis(20)), None);
+        assert_eq!(flight.wait(Duration::from_millis(20), false), None);
+    }
+
+    #[test]
+    fn a_stale_value_served_reaches_only_the_followers_that_take_it() {
+        let flights = Arc::new(Flights::default());
+        let Role::Lead(mut leader) = flights.join("k", Mode::Blocking) else {
+            panic!()
+        };
+        let Role::Follow(flight) = flights.join("k", Mode::Blocking) else {
+            panic!()
+        };
+        let taker = {
+            let flight = flight.clone();
+            std::thread::spawn(move || flight.wait(LONG, true))
+        };
+        let waiter = {
+            let flight = flight.clone();
+            std::thread::spawn(move || flight.wait(LONG, false))
+        };
+        leader.flight().serve_stale(Arc::from(&b"old"[..]));
+        assert_eq!(
+            taker.join().unwrap(),
+            Some(Done::Stale(Arc::from(&b"old"[..])))
+        );
+        // A follower that joins later takes it at once; the others wait for the end.
+        assert_eq!(
+            flight.wait(Duration::ZERO, true),
+            Some(Done::Stale(Arc::from(&b"old"[..])))
+        );
+        leader.share(value(b"new"));
+        drop(leader);
+        assert_eq!(waiter.join().unwrap(), Some(Done::Value(value(b"new"))));
+        assert_eq!(flight.wait(LONG, true), Some(Done::Value(value(b"new"))));
     }
 
     #[tokio::test]
@@ -309,7 +377,7 @@ mod tests {
         let Role::Follow(flight) = flights.join("k", Mode::Blocking) else {
             panic!("must follow")
         };
-        let waiter = tokio::spawn(async move { flight.wait_async(LONG).await });
+        let waiter = tokio::spawn(async move { flight.wait_async(LONG, false).await });
         tokio::time::sleep(Duration::from_millis(10)).await;
         task.abort();
         let shared = tokio::time::timeout(Duration::from_secs(5), waiter)

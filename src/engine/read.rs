@@ -566,12 +566,7 @@ impl Core {
 
     /// The call is about to compute, as `begun` says: an early refresh counts as a hit on
     /// the value it refreshes, and the call's outcome says it refreshed.
-    pub(crate) fn computes(
-        &self,
-        call: &Call<'_>,
-        state: &mut CallState,
-        begun: Begin,
-    ) -> Begin {
+    pub(crate) fn computes(&self, call: &Call<'_>, state: &mut CallState, begun: Begin) -> Begin {
         if let Begin::Refresh(..) = begun {
             self.count(call, state, true);
             call.served.set(Outcome::Refreshed);
@@ -737,13 +732,33 @@ impl Core {
                     // The leader may first wait up to `lease_wait` for another process's
                     // lease, then compute: followers allow for both before giving up.
                     let wait = self.config.lease_wait.saturating_mul(2);
+                    // With a soft timeout, the value the leader answers with at its own.
+                    let takes_stale = call.control.soft_timeout.is_some();
                     call.served.waiting(true);
-                    let done = match mode {
-                        Mode::Blocking => flight.wait(wait),
-                        Mode::Async => flight.wait_async(wait).await,
+                    let mut done = match mode {
+                        Mode::Blocking => flight.wait(wait, takes_stale),
+                        Mode::Async => flight.wait_async(wait, takes_stale).await,
                     };
+                    if matches!(done, Some(Done::Stale(_))) && flight.invalidations() != 0 {
+                        // An invalidation began after the leader took the value over: it
+                        // is no answer for this caller, which waits for the computation.
+                        done = match mode {
+                            Mode::Blocking => flight.wait(wait, false),
+                            Mode::Async => flight.wait_async(wait, false).await,
+                        };
+                    }
                     call.served.waiting(false);
                     match done {
+                        Some(Done::Stale(bytes)) => {
+                            Counters::add(&self.counters.soft_timeouts, 1);
+                            telemetry::soft_timeouts(call.template, 1);
+                            call.debug(format_args!(
+                                "SOFT TIMEOUT for {}: answering with the value the computation it waits on replaces",
+                                call.key
+                            ));
+                            state.stale_hit = true;
+                            return Ok(Begin::Hit(bytes.to_vec(), Source::Store, None));
+                        }
                         Some(Done::Value(v)) if joined <= v.fresh_as_of => {
                             // Written just now with this call's TTL, if written at all.
                             let left = v.written.then_some(call.ttl);
