@@ -22,7 +22,7 @@ type Finished<T, E> = (Result<Result<T, E>>, Outcome, Option<Duration>);
 pub(crate) struct DetachedRun<E> {
     core: Arc<Core>,
     call: OwnedCall,
-    computes: Computes,
+    computes: Box<Computes>,
     failed: Option<fn(Error) -> E>,
 }
 
@@ -138,48 +138,69 @@ impl Computes {
         }
     }
 
-    /// Starts the computation detached when the call has a soft timeout, a value to
-    /// answer with, and a computation (`detach`) and a runtime that allow it; hands `self`
-    /// back otherwise, to compute in the call.
-    pub(super) fn detached<T: CacheValue, E, Fut>(
-        self,
+    /// How the call would be cut short: when it has a soft timeout, a value to answer
+    /// with, a computation that can outlive it (`detachable`) and a runtime to run it on;
+    /// `None` otherwise, to compute in the call.
+    pub(super) fn soft_plan(&self, call: &Call<'_>, detachable: bool) -> Option<SoftPlan> {
+        let soft = call.control.soft_timeout.filter(|_| detachable)?;
+        let (bytes, past) = self.soft_answer(call)?;
+        let owned = OwnedCall::of(call)?;
+        let handle = Handle::try_current().ok()?;
+        Some(SoftPlan {
+            soft,
+            bytes,
+            past,
+            owned,
+            handle,
+        })
+    }
+
+    /// Starts the computation (`fut`, made detachable) as a task, as `plan` says: the call
+    /// waits on it up to its soft timeout.
+    pub(super) fn detach<T: CacheValue, E>(
+        self: Box<Self>,
         core: &Arc<Core>,
-        call: &Call<'_>,
         failed: Option<fn(Error) -> E>,
-        detach: Option<fn(Fut) -> Detached<T, E>>,
-        compute: impl FnOnce() -> Fut,
-    ) -> std::result::Result<SoftWait<T, E>, (Self, impl FnOnce() -> Fut)> {
-        let (Some(detach), Some(soft)) = (detach, call.control.soft_timeout) else {
-            return Err((self, compute));
-        };
-        let (Some((bytes, past)), Some(owned), Ok(handle)) = (
-            self.soft_answer(call),
-            OwnedCall::of(call),
-            Handle::try_current(),
-        ) else {
-            return Err((self, compute));
-        };
+        plan: SoftPlan,
+        fut: Detached<T, E>,
+    ) -> SoftWait<T, E> {
         // Its followers may take the value too, when the lease took it over in place (no
         // invalidation came between the read and the lease; the flight counts any after).
         let flight = match &self.begun {
             Begin::Lead(ticket) if ticket.restore.is_some() => Some(ticket.leader.flight()),
             _ => None,
         };
+        let SoftPlan {
+            soft,
+            bytes,
+            past,
+            owned,
+            handle,
+        } = plan;
         let run = DetachedRun {
             core: core.clone(),
             call: owned,
             computes: self,
             failed,
         };
-        let rx = (detach(compute()).spawn)(&handle, run);
-        Ok(SoftWait {
+        let rx = (fut.spawn)(&handle, run);
+        SoftWait {
             soft,
             rx,
             bytes,
             past,
             flight,
-        })
+        }
     }
+}
+
+/// What [`Computes::soft_plan`] found.
+pub(super) struct SoftPlan {
+    soft: Duration,
+    bytes: Vec<u8>,
+    past: bool,
+    owned: OwnedCall,
+    handle: Handle,
 }
 
 /// A call waiting on its detached computation, up to its soft timeout.

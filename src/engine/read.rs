@@ -241,7 +241,7 @@ where
 /// What a call found before computing: its answer, or what it computes as.
 pub(super) enum Opened<T, E> {
     Answered(Result<T, E>),
-    Compute(Computes),
+    Compute(Box<Computes>),
 }
 
 /// A call about to compute: as `begun` says, with what its reads saw.
@@ -291,14 +291,14 @@ async fn open<T: CacheValue, E>(
             begun => break core.computes(call, &mut state, begun),
         }
     };
-    Ok(Opened::Compute(Computes { state, begun, skip }))
+    Ok(Opened::Compute(Box::new(Computes { state, begun, skip })))
 }
 
 impl Computes {
     /// The async read-through's second part: computes, answers, and writes as `begun`
     /// says; detached past the call's soft timeout when `detach` allows it.
     pub(super) async fn run<T, E, F, Fut>(
-        self,
+        self: Box<Self>,
         core: &Arc<Core>,
         call: &Call<'_>,
         failed: Option<fn(Error) -> E>,
@@ -310,15 +310,15 @@ impl Computes {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let (this, compute) = match self.detached(core, call, failed, detach, compute) {
-            Ok(waiting) => return Box::pin(waiting.answer(core, call)).await,
-            Err(not) => not,
-        };
+        if let (Some(plan), Some(detach)) = (self.soft_plan(call, detach.is_some()), detach) {
+            let waiting = self.detach(core, failed, plan, detach(compute()));
+            return Box::pin(waiting.answer(core, call)).await;
+        }
         let Computes {
             state,
             mut begun,
             skip,
-        } = this;
+        } = *self;
         let started = Instant::now();
         // Polled with the key marked as being computed, for the length of each poll, so
         // that a cached call awaited inside it sees the mark. A `poll_fn` here rather than
