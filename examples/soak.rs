@@ -22,10 +22,11 @@
 //! Each read draws its options: cache A (with the near cache) or B (without), sync or async,
 //! the TTL, sliding, `ttl_from` (the record says how long it lives), stale-if-error and
 //! stale-while-revalidate windows, early refresh, expiry jitter, a fail-safe throttle, a
-//! forced refresh, a bypass, and a computation that fails now and then (a third of the
-//! reads sharing the failures of the computations they wait on, some under a hard timeout
-//! about twice the query's time); one read in eight is a batch (`run_many`) of 2 to 6
-//! records of one group under those options. Every thread's draws come from the seed, printed
+//! soft timeout (async, the computation detached), a forced refresh, a bypass, and a
+//! computation that fails now and then (a third of the reads sharing the failures of the
+//! computations they wait on, some under a hard timeout about twice the query's time); one
+//! read in eight is a batch (`run_many`) of 2 to 6 records of one group under those
+//! options. Every thread's draws come from the seed, printed
 //! first: a failing seed replays the same operations (the interleaving is the machine's).
 //!
 //! Faults: on one server, SIGKILL and restart, and a 2 s SIGSTOP, each once per period (30 s,
@@ -198,6 +199,7 @@ struct Draw {
     share_failures: bool,
     hard_timeout: bool,
     throttle: bool,
+    soft: bool,
     refresh: bool,
     bypass: bool,
     fail: bool,
@@ -210,7 +212,7 @@ impl Draw {
             (one_in(4), one_in(5), one_in(6), one_in(8), one_in(6));
         let (refresh, bypass, fail, near) = (one_in(60), one_in(60), one_in(25), one_in(2));
         let (jitter, share_failures, hard_timeout) = (one_in(4), one_in(3), one_in(6));
-        let throttle = one_in(3);
+        let (throttle, soft) = (one_in(3), one_in(4));
         let ttl = [1, 3, 60][rng.below(3)];
         Draw {
             id: rng.below(KEYS as usize) as u64,
@@ -226,6 +228,7 @@ impl Draw {
             share_failures,
             hard_timeout,
             throttle,
+            soft,
             refresh,
             bypass,
             fail,
@@ -310,8 +313,30 @@ fn item(shared: &Shared, draw: &Draw, outcome: &mut Outcome) -> Result<Record, F
     }
 }
 
-async fn item_async(shared: &Shared, draw: &Draw, outcome: &mut Outcome) -> Result<Record, Failed> {
+async fn item_async(
+    shared: &Arc<Shared>,
+    draw: &Draw,
+    outcome: &mut Outcome,
+) -> Result<Record, Failed> {
     let (id, g) = (draw.id, group(draw.id));
+    if draw.soft && !draw.share_failures {
+        // A computation that can outlive the call, cut short at a soft timeout about a
+        // tenth of the query's time when there is a value to answer with.
+        let (source, life_ms, fail) = (shared.clone(), draw.life_ms, draw.fail);
+        return draw
+            .builder(cache_of(shared, draw), outcome)
+            .soft_timeout(QUERY_TIME / 10)
+            .try_run_detached_async(ctx! { g, id }, move || async move {
+                let record = source.source.read(id, life_ms);
+                tokio::time::sleep(QUERY_TIME).await;
+                if fail {
+                    Err(Failed)
+                } else {
+                    Ok(record)
+                }
+            })
+            .await;
+    }
     let compute = || async {
         let record = shared.source.read(id, draw.life_ms);
         tokio::time::sleep(QUERY_TIME).await;
@@ -431,8 +456,8 @@ fn check(
                 .as_ref()
                 .map(|(how, at)| format!("{how}, {:?} ago", at.elapsed()));
             println!(
-                "STALE: key {}: version {} < {floor} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}, jitter {}, throttle {}, refresh {}, bypass {}); last invalidated: {last:?}",
-                draw.id, got.version, if draw.near { "A" } else { "B" }, draw.ttl, draw.sliding, draw.ttl_from, draw.stale_if_error, draw.swr, draw.early, draw.jitter, draw.throttle, draw.refresh, draw.bypass
+                "STALE: key {}: version {} < {floor} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}, jitter {}, throttle {}, soft {}, refresh {}, bypass {}); last invalidated: {last:?}",
+                draw.id, got.version, if draw.near { "A" } else { "B" }, draw.ttl, draw.sliding, draw.ttl_from, draw.stale_if_error, draw.swr, draw.early, draw.jitter, draw.throttle, draw.soft, draw.refresh, draw.bypass
             );
             *first = Some(format!(
                 "key {}: got record {} version {} ({outcome:?}, cache {}, ttl {:?}, sliding {}, ttl_from {}, stale-if-error {}, swr {}, early {}), but version {floor} was invalidated before the read began",
