@@ -2440,6 +2440,117 @@ fn out_dir() -> PathBuf {
 
 // ---------------------------------------------------------------- main
 
+// ---------------------------------------------------------------- 17: a slow source
+
+/// Requests per second of benchmark 17's open-loop load, and how long it runs per variant.
+const SLOW_RATE: u64 = 1_000;
+
+/// One variant of benchmark 17: for `secs` seconds, a request every millisecond, each a
+/// task of its own (so that a slow answer never delays the next request), to a hot key with
+/// a TTL of 500 ms and a stale-if-error window, whose source takes 2 s every 10th
+/// computation (`slow`; otherwise it answers at once). Returns each request's latency (ns)
+/// from its scheduled start, sorted.
+fn slow_source_latencies(
+    cache: &Cache,
+    key: &'static str,
+    soft: Option<Duration>,
+    slow: bool,
+    secs: u64,
+) -> Vec<u64> {
+    let rt = multi_thread();
+    let computations = std::sync::Arc::new(AtomicU64::new(0));
+    let latencies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    rt.block_on(async {
+        let started = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / SLOW_RATE));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut tasks = Vec::new();
+        while started.elapsed() < Duration::from_secs(secs) {
+            let scheduled = ticks.tick().await;
+            let (cache, computations, latencies) =
+                (cache.clone(), computations.clone(), latencies.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut builder = Cacheable::new(key)
+                    .ttl(Duration::from_millis(500))
+                    .stale_if_error(3_600);
+                if let Some(soft) = soft {
+                    builder = builder.soft_timeout(soft);
+                }
+                let v: Profile = builder
+                    .on(&cache)
+                    .run_detached_async(ctx! { id = 1 }, move || async move {
+                        let n = computations.fetch_add(1, Ordering::Relaxed);
+                        if slow && n % 10 == 9 {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        source(1)
+                    })
+                    .await;
+                black_box(v);
+                let took = scheduled.elapsed().as_nanos() as u64;
+                latencies.lock().unwrap().push(took);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let mut v = std::mem::take(&mut *latencies.lock().unwrap());
+    v.sort_unstable();
+    v
+}
+
+/// Benchmark 17: the p99 latency of a hot key whose source takes 2 s every 10th
+/// computation, with and without a 10 ms soft timeout, against the p99 of the same load on
+/// a key whose source is never slow (hits, and a computation every 500 ms).
+fn slow_source(b: &mut Bench) {
+    let cache = Cache::new(
+        Config::from_url(REDIS_URL.get().unwrap())
+            .unwrap()
+            .prefix(format!("{PREFIX}-slow")),
+    )
+    .unwrap();
+    let secs = if b.quick { 6 } else { 20 };
+    let soft = Some(Duration::from_millis(10));
+    let fast = slow_source_latencies(&cache, "fast:<<id>>", soft, false, secs);
+    let with = slow_source_latencies(&cache, "softened:<<id>>", soft, true, secs);
+    let without = slow_source_latencies(&cache, "stalled:<<id>>", None, true, secs);
+    let ms = |ns: f64| format!("{:.2} ms", ns / 1e6);
+    let p99 = |v: &[u64]| quantile(v, 0.99);
+    b.row(
+        "17",
+        "p99 of a hot key whose source takes 2 s every 10th computation, 10 ms soft timeout, vs the p99 of one whose source is never slow",
+        ms(p99(&with)),
+        format!("{} never slow", ms(p99(&fast))),
+        p99(&with) / p99(&fast),
+        "≤ 1.5",
+    );
+    b.row(
+        "17",
+        "… the same without the soft timeout",
+        ms(p99(&without)),
+        format!("{} never slow", ms(p99(&fast))),
+        p99(&without) / p99(&fast),
+        "report",
+    );
+    let line = |name: &str, v: &[u64]| {
+        format!(
+            "{name}: {} requests, p50 {}, p99 {}, p99.9 {}, max {}",
+            v.len(),
+            ms(quantile(v, 0.5)),
+            ms(quantile(v, 0.99)),
+            ms(quantile(v, 0.999)),
+            ms(quantile(v, 1.0))
+        )
+    };
+    b.notes.push(format!(
+        "Benchmark 17 ({SLOW_RATE} requests/s for {secs} s per variant, open loop, each from its scheduled start; TTL 500 ms, stale-if-error 1 h, `run_detached_async`): {}; {}; {}.",
+        line("never slow", &fast),
+        line("slow, 10 ms soft timeout", &with),
+        line("slow, no soft timeout", &without)
+    ));
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and expects a
     // quick run, which this harness does not have: it only runs under `cargo bench`.
@@ -2518,6 +2629,9 @@ fn main() {
     }
     if wanted("16") {
         batch_reads(&mut b, &server, &cache);
+    }
+    if wanted("17") {
+        slow_source(&mut b);
     }
     #[cfg(feature = "cluster")]
     if wanted("9") {
