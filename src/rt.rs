@@ -345,12 +345,14 @@ pub(crate) async fn in_passes<F: Future>(mode: Mode, fut: F) -> F::Output {
 }
 
 /// The batch pass being polled on this thread ([`in_passes`]): its mode and number.
+#[cfg(feature = "redis")]
 pub(crate) fn pass() -> Option<(Mode, u64)> {
     PASS.with(|p| p.get())
 }
 
 /// Pending once, having asked to be polled again: what is polled after it in the same
 /// pass runs first.
+#[cfg(feature = "redis")]
 pub(crate) async fn yield_once() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {

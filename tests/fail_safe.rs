@@ -225,19 +225,7 @@ fn the_config_default_and_the_macro_option_throttle(b: &Backend) {
             .try_run(ctx! { code = "NGN" }, || source.call(value))
             .unwrap()
     };
-    assert_eq!(read(1), 1);
-    std::thread::sleep(Duration::from_millis(400));
-    source.go_down_for(Duration::from_millis(100));
-    assert_eq!(read(2), 1);
-    std::thread::sleep(Duration::from_millis(200));
-    let asked = source.calls();
-    assert_eq!(
-        read(2),
-        1,
-        "{}: served within the config's throttle",
-        b.name
-    );
-    assert_eq!(source.calls(), asked, "{}", b.name);
+    throttled_by(&format!("{}: the config's throttle", b.name), &source, read);
     // The builder's own setting wins: zero turns it off.
     let off = Cacheable::new("rate:<<code>>")
         .ttl(Duration::from_millis(300))
@@ -251,17 +239,19 @@ fn the_config_default_and_the_macro_option_throttle(b: &Backend) {
     let cache = Cache::new(b.config().prefix(format!("throttlemacro{}", b.near))).unwrap();
     let source = Source::new();
     let fx_on = |value| fx(&cache, "NGN", &source, value).unwrap();
-    assert_eq!(fx_on(1), 1);
+    throttled_by(&format!("{}: the macro's throttle", b.name), &source, fx_on);
+}
+
+/// `read` (of the value it is given, by `source`) caches 1; past its TTL, a short outage
+/// answers with 1; after the outage, within the throttle, it still answers 1 without
+/// asking the source.
+fn throttled_by(what: &str, source: &Source, read: impl Fn(u32) -> u32) {
+    assert_eq!(read(1), 1, "{what}");
     std::thread::sleep(Duration::from_millis(400));
     source.go_down_for(Duration::from_millis(100));
-    assert_eq!(fx_on(2), 1);
+    assert_eq!(read(2), 1, "{what}");
     std::thread::sleep(Duration::from_millis(200));
     let asked = source.calls();
-    assert_eq!(
-        fx_on(2),
-        1,
-        "{}: served within the macro's throttle",
-        b.name
-    );
-    assert_eq!(source.calls(), asked, "{}", b.name);
+    assert_eq!(read(2), 1, "{what}: served within the throttle");
+    assert_eq!(source.calls(), asked, "{what}");
 }

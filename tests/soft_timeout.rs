@@ -40,6 +40,22 @@ impl Source {
     fn ended(&self) -> u32 {
         self.ended.load(Ordering::SeqCst)
     }
+
+    /// A computation of the next version, that can outlive its call.
+    fn version(
+        self: &Arc<Self>,
+        slow: bool,
+    ) -> impl std::future::Future<Output = Result<u32, String>> + Send + 'static {
+        let source = self.clone();
+        async move {
+            let version = source.started.fetch_add(1, Ordering::SeqCst) + 1;
+            if slow {
+                tokio::time::sleep(SLOW).await;
+            }
+            source.ended.fetch_add(1, Ordering::SeqCst);
+            Ok(version)
+        }
+    }
 }
 
 /// A report with a TTL of 300 ms and `window` (stale-if-error, or stale-while-revalidate
@@ -55,17 +71,9 @@ async fn report(cache: &Cache, source: &Arc<Source>, swr: bool, slow: bool) -> (
     } else {
         builder.stale_if_error(60)
     };
-    let source = source.clone();
     let got = builder
         .on(cache)
-        .try_run_detached_async(ctx! { id = 1 }, move || async move {
-            let version = source.started.fetch_add(1, Ordering::SeqCst) + 1;
-            if slow {
-                tokio::time::sleep(SLOW).await;
-            }
-            source.ended.fetch_add(1, Ordering::SeqCst);
-            Ok::<u32, String>(version)
-        })
+        .try_run_detached_async(ctx! { id = 1 }, || source.version(slow))
         .await
         .unwrap();
     (got, outcome)
@@ -236,19 +244,12 @@ fn only_a_detachable_computation_with_a_value_to_answer_with_is_cut_short(b: &Ba
     .unwrap();
     let source = Arc::new(Source::default());
     let read = |slow| {
-        let source = source.clone();
+        let source = &source;
         Cacheable::new("report:<<id>>")
             .ttl(Duration::from_millis(300))
             .stale_if_error(60)
             .on(&cache)
-            .try_run_detached_async(ctx! { id = 1 }, move || async move {
-                let version = source.started.fetch_add(1, Ordering::SeqCst) + 1;
-                if slow {
-                    tokio::time::sleep(SLOW).await;
-                }
-                source.ended.fetch_add(1, Ordering::SeqCst);
-                Ok::<u32, String>(version)
-            })
+            .try_run_detached_async(ctx! { id = 1 }, move || source.version(slow))
     };
     assert_eq!(rt.block_on(read(false)), Ok(1));
     std::thread::sleep(Duration::from_millis(400));

@@ -784,10 +784,7 @@ impl<'a> Cacheable<'a> {
         T: CacheValue,
         F: FnOnce() -> T,
     {
-        match self.try_run(ctx, || Ok::<T, Infallible>(compute())) {
-            Ok(v) => v,
-            Err(never) => match never {},
-        }
+        infallible(self.try_run(ctx, || Ok::<T, Infallible>(compute())))
     }
 
     /// Like [`run`](Self::run) for a fallible computation: an `Err` is returned and never
@@ -922,10 +919,7 @@ impl<'a> Cacheable<'a> {
             None,
             None,
             move || async move { Ok::<T, Infallible>(compute().await) },
-            |out| match out {
-                Ok(v) => v,
-                Err(never) => match never {},
-            },
+            infallible,
         )
     }
 
@@ -994,10 +988,7 @@ impl<'a> Cacheable<'a> {
                 let fut = compute();
                 async move { Ok::<T, Infallible>(fut.await) }
             },
-            |out| match out {
-                Ok(v) => v,
-                Err(never) => match never {},
-            },
+            infallible,
         )
     }
 
@@ -1072,6 +1063,14 @@ impl<'a> Cacheable<'a> {
         #[cfg(feature = "tracing")]
         let call = tracing::Instrument::instrument(call, span);
         call
+    }
+}
+
+/// The value of a computation that cannot fail.
+fn infallible<T>(out: Result<T, Infallible>) -> T {
+    match out {
+        Ok(v) => v,
+        Err(never) => match never {},
     }
 }
 
