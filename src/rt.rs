@@ -334,12 +334,17 @@ static PASSES: AtomicU64 = AtomicU64::new(1);
 /// server together ([`pass`]), as one pipeline rather than one round trip each.
 pub(crate) async fn in_passes<F: Future>(mode: Mode, fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
+    /// Puts back the thread's outer pass when the poll ends, by return or by panic.
+    struct Restore(Option<(Mode, u64)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PASS.with(|p| p.set(self.0));
+        }
+    }
     std::future::poll_fn(|cx| {
         let pass = PASSES.fetch_add(1, Ordering::Relaxed);
-        let outer = PASS.with(|p| p.replace(Some((mode, pass))));
-        let out = fut.as_mut().poll(cx);
-        PASS.with(|p| p.set(outer));
-        out
+        let _restore = Restore(PASS.with(|p| p.replace(Some((mode, pass)))));
+        fut.as_mut().poll(cx)
     })
     .await
 }

@@ -15,6 +15,7 @@ suite!(
     an_outage_asks_the_source_once_per_throttle,
     without_a_throttle_every_request_asks_the_source,
     an_invalidation_ends_the_throttle,
+    a_throttled_value_of_another_type_is_computed_over,
     the_config_default_and_the_macro_option_throttle,
 );
 
@@ -197,6 +198,28 @@ fn an_invalidation_ends_the_throttle(b: &Backend) {
         .unwrap();
     assert_eq!(rate(&cache, &source, throttle, 2), (2, Outcome::Miss));
     assert_eq!(source.calls(), asked + 1, "{}", b.name);
+}
+
+/// A reader whose type cannot decode the throttled value (a new version of the struct,
+/// deployed during an outage) computes its own rather than read the value again and again
+/// until the retry time.
+fn a_throttled_value_of_another_type_is_computed_over(b: &Backend) {
+    let cache = b.cache("throttletype");
+    let source = Source::new();
+    let throttle = Some(Duration::from_secs(60));
+    assert_eq!(rate(&cache, &source, throttle, 1).0, 1);
+    std::thread::sleep(Duration::from_millis(400));
+    source.go_down_for(Duration::from_millis(100));
+    assert_eq!(rate(&cache, &source, throttle, 2), (1, Outcome::Stale));
+    let started = Instant::now();
+    let got: Result<String, String> = Cacheable::new("rate:<<code>>")
+        .ttl(Duration::from_millis(300))
+        .stale_if_error(60)
+        .fail_safe_throttle(60)
+        .on(&cache)
+        .try_run(ctx! { code = "NGN" }, || Ok("a new shape".to_string()));
+    assert_eq!(got.as_deref(), Ok("a new shape"), "{}", b.name);
+    assert!(started.elapsed() < Duration::from_secs(5), "{}", b.name);
 }
 
 cache_fn! {

@@ -404,10 +404,15 @@ impl<'a> Cacheable<'a> {
     /// runtime, on a call without [`store_if`](Self::store_if) or
     /// [`ttl_from`](Self::ttl_from) (closures the call only borrows). Everywhere else (the
     /// sync finishers, whose closure runs on the caller's thread, the other async ones,
-    /// another executor) the caller waits for its computation, as without it. Callers that
-    /// wait on the computation (the key's lease) wait for it too: pair it with
-    /// `stale_while_revalidate`, which answers them at once, for a hot key. Off by default,
-    /// or [`Config::soft_timeout`](crate::Config::soft_timeout).
+    /// another executor) the caller waits for its computation, as without it. The task
+    /// runs as the runtime does: on a current-thread runtime, only while it is driven.
+    ///
+    /// The callers of this process that wait on such a computation and have a soft timeout
+    /// of their own (sync ones too) answer with the same value once it is answered with,
+    /// when their own read found the lease that took its place or the value itself; the
+    /// others, and callers in other processes (which see only the lease), wait for the
+    /// computation. `stale_while_revalidate` answers those at once. Off by default, or
+    /// [`Config::soft_timeout`](crate::Config::soft_timeout).
     ///
     /// ```
     /// use cacheable::{ctx, Cache, Cacheable, Config};

@@ -167,7 +167,12 @@ impl Computes {
         // Its followers may take the value too, when the lease took it over in place (no
         // invalidation came between the read and the lease; the flight counts any after).
         let flight = match &self.begun {
-            Begin::Lead(ticket) if ticket.restore.is_some() => Some(ticket.leader.flight()),
+            Begin::Lead(ticket) => match (&ticket.lease, &ticket.restore) {
+                (Lease::Held(lease), Some(restore)) => {
+                    Some((ticket.leader.flight(), lease.clone(), restore.until))
+                }
+                _ => None,
+            },
             _ => None,
         };
         let SoftPlan {
@@ -210,8 +215,9 @@ pub(super) struct SoftWait<T, E> {
     /// What the call answers with at the soft timeout, and whether it is past its TTL.
     bytes: Vec<u8>,
     past: bool,
-    /// Told of the answer, for the followers that take it.
-    flight: Option<Arc<super::flight::Flight>>,
+    /// Told of the answer, for the followers that take it: the flight, the lease that
+    /// took the value's place, and the end of its stale window.
+    flight: Option<(Arc<super::flight::Flight>, Vec<u8>, Instant)>,
 }
 
 impl<T: CacheValue, E> SoftWait<T, E> {
@@ -233,18 +239,16 @@ impl<T: CacheValue, E> SoftWait<T, E> {
             Some(finished) => finished,
             None => match codec::decode::<T>(&bytes) {
                 Ok(v) => {
-                    if let Some(flight) = flight {
-                        flight.serve_stale(bytes.into());
+                    if let Some((flight, lease, until)) = flight {
+                        flight.serve_stale(StaleServed {
+                            bytes: bytes.into(),
+                            lease: lease.into(),
+                            until,
+                        });
                     }
-                    Counters::add(&core.counters.soft_timeouts, 1);
-                    telemetry::soft_timeouts(call.template, 1);
+                    core.soft_timed_out(call, "the value it had, the computation going on");
                     call.served
                         .set(if past { Outcome::Stale } else { Outcome::Hit });
-                    call.debug(format_args!(
-                        "SOFT TIMEOUT for {}: answering with the value it had after {} ms, the computation going on",
-                        call.key,
-                        soft.as_millis()
-                    ));
                     return Ok(Ok(v));
                 }
                 // Bytes that do not decode answer nothing: the computation's answer, then.
@@ -266,5 +270,17 @@ impl<T: CacheValue, E> SoftWait<T, E> {
                 call.key
             ),
         }
+    }
+}
+
+impl Core {
+    /// A call answered at its soft timeout with `what`: counted and logged.
+    pub(super) fn soft_timed_out(&self, call: &Call<'_>, what: &str) {
+        Counters::add(&self.counters.soft_timeouts, 1);
+        telemetry::soft_timeouts(call.template, 1);
+        call.debug(format_args!(
+            "SOFT TIMEOUT for {}: answering with {what}",
+            call.key
+        ));
     }
 }

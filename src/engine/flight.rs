@@ -26,9 +26,21 @@ pub(crate) enum Done {
     /// The leader went away without finishing (its future was dropped): the followers
     /// start over, and one of them leads.
     Vanished,
-    /// Not an end: the leader answered with this value, past its TTL, at its soft timeout,
-    /// and its computation goes on. Only given to followers that take it.
-    Stale(Arc<[u8]>),
+    /// Not an end: the leader answered with this value at its soft timeout, and its
+    /// computation goes on. Only given to followers that take it.
+    Stale(StaleServed),
+}
+
+/// What a leader answered with at its soft timeout, for its followers.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct StaleServed {
+    pub bytes: Arc<[u8]>,
+    /// The lease that took the value's place: a follower answers with the value only if
+    /// its own read found that lease (or the value itself), so that an invalidation that
+    /// ended before its read began keeps the value from it.
+    pub lease: Arc<[u8]>,
+    /// The end of the value's stale window: not served after it.
+    pub until: std::time::Instant,
 }
 
 /// A value a leader hands its followers.
@@ -64,7 +76,7 @@ pub(crate) struct Flight {
 #[derive(Default)]
 struct FlightState {
     done: Option<Done>,
-    stale: Option<Arc<[u8]>>,
+    stale: Option<StaleServed>,
 }
 
 impl FlightState {
@@ -72,7 +84,9 @@ impl FlightState {
     fn outcome(&self, stale: bool) -> Option<Done> {
         match (&self.done, &self.stale) {
             (Some(done), _) => Some(done.clone()),
-            (None, Some(bytes)) if stale => Some(Done::Stale(bytes.clone())),
+            (None, Some(served)) if stale && served.until > std::time::Instant::now() => {
+                Some(Done::Stale(served.clone()))
+            }
             _ => None,
         }
     }
@@ -219,10 +233,10 @@ impl Flight {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The leader answered with `stale` (a value past its TTL) at its soft timeout, its
-    /// computation going on: the followers that take it answer with it too.
-    pub(crate) fn serve_stale(&self, stale: Arc<[u8]>) {
-        self.lock().stale = Some(stale);
+    /// The leader answered with `served` at its soft timeout, its computation going on:
+    /// the followers that take it may answer with it too.
+    pub(crate) fn serve_stale(&self, served: StaleServed) {
+        self.lock().stale = Some(served);
         self.cv.notify_all();
         self.notify.notify_waiters();
     }
@@ -345,16 +359,22 @@ mod tests {
             let flight = flight.clone();
             std::thread::spawn(move || flight.wait(LONG, false))
         };
-        leader.flight().serve_stale(Arc::from(&b"old"[..]));
-        assert_eq!(
-            taker.join().unwrap(),
-            Some(Done::Stale(Arc::from(&b"old"[..])))
-        );
+        let served = StaleServed {
+            bytes: Arc::from(&b"old"[..]),
+            lease: Arc::from(&b"lease"[..]),
+            until: std::time::Instant::now() + LONG,
+        };
+        leader.flight().serve_stale(served.clone());
+        assert_eq!(taker.join().unwrap(), Some(Done::Stale(served.clone())));
         // A follower that joins later takes it at once; the others wait for the end.
-        assert_eq!(
-            flight.wait(Duration::ZERO, true),
-            Some(Done::Stale(Arc::from(&b"old"[..])))
-        );
+        assert_eq!(flight.wait(Duration::ZERO, true), Some(Done::Stale(served)));
+        // Past the end of its stale window, it is served no more.
+        leader.flight().serve_stale(StaleServed {
+            bytes: Arc::from(&b"old"[..]),
+            lease: Arc::from(&b"lease"[..]),
+            until: std::time::Instant::now(),
+        });
+        assert_eq!(flight.wait(Duration::from_millis(20), true), None);
         leader.share(value(b"new"));
         drop(leader);
         assert_eq!(waiter.join().unwrap(), Some(Done::Value(value(b"new"))));

@@ -47,7 +47,7 @@ use crate::rt::{block_on, Mode};
 use crate::stats::Counters;
 use crate::store::{failed_marker, is_marker, Backend, Entry, Read, FAILED_TTL, LEASE_PREFIX};
 use crate::telemetry;
-use flight::{Done, Flights, Leader, Role, SharedValue};
+use flight::{Done, Flights, Leader, Role, SharedValue, StaleServed};
 use keeper::{Host, LeaseGuard, LeaseHost, Pending, MAX_HOLD};
 use lease::{lease_token, Lead, Lease};
 use refresh::Refresh;

@@ -635,6 +635,8 @@ impl Core {
             } else {
                 Some(self.backend.get(mode, &call.key).await.map(|b| (b, None)))
             };
+            // The lease the read found, if any.
+            let mut seen_lease = None;
             let store_ok = match read {
                 // The tag entries could not be pushed (reported): computed without the cache.
                 None => false,
@@ -652,7 +654,11 @@ impl Core {
                         call.debug(format_args!("REFRESH for {}", call.key));
                         return Ok(Begin::Force(b, None));
                     }
-                    Entry::Value(b) if call.past_ttl(left) && call.throttled(&b) => {
+                    Entry::Value(b)
+                        if call.past_ttl(left)
+                            && call.throttled(&b)
+                            && stale.as_ref() != Some(&b) =>
+                    {
                         // Put back by a failed computation a moment ago, with a fail-safe
                         // throttle: answered with as it is until its retry time, the source
                         // left alone.
@@ -708,7 +714,11 @@ impl Core {
                         state.stale = Some(marker);
                         true
                     }
-                    Entry::Missing | Entry::Leased(_) => true,
+                    Entry::Leased(lease) => {
+                        seen_lease = Some(lease);
+                        true
+                    }
+                    Entry::Missing => true,
                 },
                 Some(Err(e)) => {
                     self.fault(call, "cache read", e)?;
@@ -739,25 +749,32 @@ impl Core {
                         Mode::Blocking => flight.wait(wait, takes_stale),
                         Mode::Async => flight.wait_async(wait, takes_stale).await,
                     };
-                    if matches!(done, Some(Done::Stale(_))) && flight.invalidations() != 0 {
-                        // An invalidation began after the leader took the value over: it
-                        // is no answer for this caller, which waits for the computation.
-                        done = match mode {
-                            Mode::Blocking => flight.wait(wait, false),
-                            Mode::Async => flight.wait_async(wait, false).await,
-                        };
+                    if let Some(Done::Stale(served)) = &done {
+                        // Only for a caller whose own read found the lease that took the
+                        // value's place, or the value itself, and no invalidation since the
+                        // lease: otherwise an invalidation may have ended before this call
+                        // began, and the call waits for the computation.
+                        let seen = seen_lease.as_deref() == Some(&served.lease[..])
+                            || state
+                                .fallback
+                                .as_ref()
+                                .is_some_and(|f| f.bytes[..] == served.bytes[..]);
+                        if !seen || flight.invalidations() != 0 {
+                            done = match mode {
+                                Mode::Blocking => flight.wait(wait, false),
+                                Mode::Async => flight.wait_async(wait, false).await,
+                            };
+                        }
                     }
                     call.served.waiting(false);
                     match done {
-                        Some(Done::Stale(bytes)) => {
-                            Counters::add(&self.counters.soft_timeouts, 1);
-                            telemetry::soft_timeouts(call.template, 1);
-                            call.debug(format_args!(
-                                "SOFT TIMEOUT for {}: answering with the value the computation it waits on replaces",
-                                call.key
-                            ));
+                        Some(Done::Stale(served)) => {
+                            self.soft_timed_out(
+                                call,
+                                "the value the computation it waits on replaces",
+                            );
                             state.stale_hit = true;
-                            return Ok(Begin::Hit(bytes.to_vec(), Source::Store, None));
+                            return Ok(Begin::Hit(served.bytes.to_vec(), Source::Store, None));
                         }
                         Some(Done::Value(v)) if joined <= v.fresh_as_of => {
                             // Written just now with this call's TTL, if written at all.

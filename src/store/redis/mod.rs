@@ -393,7 +393,12 @@ impl RedisStore {
         };
         let reply = |v: redis::Value| match v.extract_error() {
             Err(e) if gather::no_script(&e) => None,
-            Err(e) => Some(Err(Error::from_redis(e))),
+            Err(e) => {
+                // A reply such as `READONLY` says what it would have said sent alone.
+                let e = Error::from_redis(e);
+                self.note_failure(&e);
+                Some(Err(e))
+            }
             Ok(v) => Some(T::from_redis_value(v).map_err(|e| Error::from_redis(e.into()))),
         };
         let mut own = Some(own);
