@@ -14,6 +14,9 @@
 //! Benchmark 14 (codecs and compression) needs `--features msgpack,compress`.
 //! Benchmark 9 (with the `cluster` feature, on by default) starts a private Redis Cluster of
 //! 3 primaries and 3 replicas too.
+//! Benchmark 18 (`cluster` too) puts a cluster of 3 primaries and one server behind TCP
+//! proxies that hold each chunk 1 ms each way, to measure fan-out where the round trip, not
+//! the servers' CPU, is the cost.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -1121,10 +1124,20 @@ fn key_slot(key: &[u8]) -> u16 {
 /// Writes `keys` to the cluster's primaries, each on its owner, in pipelines.
 #[cfg(feature = "cluster")]
 fn cluster_fill(cluster: &support::RedisCluster, keys: impl Iterator<Item = String>) {
+    cluster_fill_on(&cluster.primaries(), |port| port, keys);
+}
+
+/// [`cluster_fill`] on the primaries listening on `ports`, which the cluster announces as
+/// the ports `direct` maps back to theirs (the same, unless they announce a proxy's).
+#[cfg(feature = "cluster")]
+fn cluster_fill_on(ports: &[u16], direct: impl Fn(u16) -> u16, keys: impl Iterator<Item = String>) {
     let mut owner = vec![0u16; 16384];
     let mut cons: HashMap<u16, redis::Connection> = HashMap::new();
-    for port in cluster.primaries() {
-        let mut con = cluster.node(port).client();
+    for &port in ports {
+        let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
         let ranges: Vec<Vec<redis::Value>> =
             redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).unwrap();
         for range in ranges {
@@ -1133,7 +1146,7 @@ fn cluster_fill(cluster: &support::RedisCluster, keys: impl Iterator<Item = Stri
             let primary: Vec<redis::Value> = redis::from_redis_value(range[2].clone()).unwrap();
             let p: u16 = redis::from_redis_value(primary[1].clone()).unwrap();
             for s in first..=last {
-                owner[usize::from(s)] = p;
+                owner[usize::from(s)] = direct(p);
             }
         }
         cons.insert(port, con);
@@ -2553,6 +2566,285 @@ fn slow_source(b: &mut Bench) {
     ));
 }
 
+// ---------------------------------------------------------------- 18: fan-out behind a link
+
+/// What the link in front of each server adds, each way.
+#[cfg(feature = "cluster")]
+const LINK_DELAY: Duration = Duration::from_millis(1);
+
+/// TCP proxies that hold every chunk [`LINK_DELAY`] in each direction, as a network
+/// between the client and its servers would; on a runtime of their own.
+#[cfg(feature = "cluster")]
+struct Links {
+    rt: tokio::runtime::Runtime,
+}
+
+#[cfg(feature = "cluster")]
+impl Links {
+    fn new() -> Links {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Links { rt }
+    }
+
+    /// A proxy on a free port in front of `127.0.0.1:upstream`; its port.
+    fn add(&self, upstream: u16) -> u16 {
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        self.rt.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                    let (from_client, to_client) = client.into_split();
+                    let (from_server, to_server) = server.into_split();
+                    tokio::spawn(delayed(from_client, to_server));
+                    tokio::spawn(delayed(from_server, to_client));
+                });
+            }
+        });
+        port
+    }
+}
+
+/// Copies `from` to `to`, each chunk [`LINK_DELAY`] after it was read, in order.
+#[cfg(feature = "cluster")]
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        let at = tokio::time::Instant::now() + LINK_DELAY;
+        if tx.send((at, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// A cluster of 3 primaries whose nodes announce a proxy's port ([`Links`]) for clients;
+/// each node's own port, and its proxy's.
+#[cfg(feature = "cluster")]
+fn cluster_behind(links: &Links) -> (Vec<RedisServer>, HashMap<u16, u16>) {
+    let mut nodes = Vec::new();
+    let mut proxies = HashMap::new();
+    while nodes.len() < 3 {
+        let port = support::free_port();
+        if std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_err() {
+            continue;
+        }
+        let proxy = links.add(port);
+        let (announce, bus) = (proxy.to_string(), (port + 10_000).to_string());
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "2000",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-announce-port",
+            &announce,
+            "--cluster-announce-bus-port",
+            &bus,
+        ];
+        if let Some(node) = RedisServer::try_start_with(port, &args) {
+            proxies.insert(port, proxy);
+            nodes.push(node);
+        }
+    }
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run redis-cli --cluster create");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let started = Instant::now();
+    while !nodes
+        .iter()
+        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "cluster not ok"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (nodes, proxies)
+}
+
+/// Benchmark 18: pattern invalidation of 10,000 of 1,000,000 keys and a batch read of 100
+/// cached keys, on a cluster of 3 primaries against one server, every server behind a link
+/// that adds [`LINK_DELAY`] each way: the round trip, not the servers' CPU, is what the
+/// cluster's concurrent fan-out saves.
+#[cfg(feature = "cluster")]
+fn fan_out(b: &mut Bench) {
+    let links = Links::new();
+    let server = RedisServer::start();
+    let server_link = links.add(server.port);
+    let (nodes, proxies) = cluster_behind(&links);
+    let node_ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let direct_of: HashMap<u16, u16> = proxies.iter().map(|(&d, &p)| (p, d)).collect();
+    let direct = |announced: u16| direct_of.get(&announced).copied().unwrap_or(announced);
+    let cluster_url = format!(
+        "redis+cluster://{}",
+        proxies
+            .values()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let server_url = format!("redis://127.0.0.1:{server_link}/");
+    // The link's round trip, by `PING`: through it and not.
+    let ping = |url: &str| {
+        let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let mut took: Vec<f64> = (0..50)
+            .map(|_| {
+                let start = Instant::now();
+                let _: String = redis::cmd("PING").query(&mut con).unwrap();
+                start.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        median(&mut took)
+    };
+    let (linked, bare) = (ping(&server_url), ping(&server.url()));
+
+    // 1,000,000 keys on each store, 10,000 of them user 7's, written past the links.
+    let others = INV_TOTAL - INV_MATCHING;
+    let other_keys = || (0..others).map(|i| format!("inv:wallets:{}:{i}", 100 + i % 100));
+    let matching = || (0..INV_MATCHING).map(|i| format!("inv:wallets:{INV_USER}:{i}"));
+    cluster_fill_on(&node_ports, direct, other_keys().chain(matching()));
+    let mut con = server.client();
+    let fill = redis::Script::new(FILL_LUA);
+    let mut first = 0;
+    while first < others {
+        let last = (first + 100_000).min(others) - 1;
+        let _: u64 = fill.arg(first).arg(last).arg("").invoke(&mut con).unwrap();
+        first = last + 1;
+    }
+    let refill = |con: &mut redis::Connection, cluster: bool| {
+        if cluster {
+            cluster_fill_on(&node_ports, direct, matching());
+        } else {
+            let n: u64 = fill
+                .arg(0)
+                .arg(INV_MATCHING - 1)
+                .arg(INV_USER)
+                .invoke(con)
+                .unwrap();
+            assert_eq!(n, INV_MATCHING);
+        }
+    };
+    refill(&mut con, false);
+    let config = |url: &str, prefix: &str| {
+        Config::from_url(url)
+            .unwrap()
+            .prefix(prefix)
+            .scan_count(SCAN_COUNT)
+            .op_timeout(Duration::from_secs(5))
+    };
+    let caches = [
+        Cache::new(config(&cluster_url, "inv")).unwrap(),
+        Cache::new(config(&server_url, "inv")).unwrap(),
+    ];
+    let mut ms: [Vec<f64>; 2] = Default::default();
+    for r in 0..b.rounds(6) {
+        for v in order(r) {
+            let start = Instant::now();
+            let deleted = Invalidate::new(["wallets:<<user_id>>:*"])
+                .on(&caches[v])
+                .now(ctx! { user_id = INV_USER })
+                .unwrap();
+            ms[v].push(start.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(deleted, INV_MATCHING, "variant {v} deleted {deleted}");
+            refill(&mut con, v == 0);
+        }
+    }
+    let [mut c, mut s] = ms;
+    let (c, s) = (median(&mut c), median(&mut s));
+    b.row(
+        "18",
+        "Pattern invalidation, 10,000 of 1,000,000 keys, behind a 1 ms link: cluster (3 primaries) vs one server",
+        format!("{c:.0} ms"),
+        format!("{s:.0} ms on one server"),
+        c / s,
+        "≤ 0.5",
+    );
+
+    // A batch of 100 cached keys, read on each.
+    let caches = [
+        Cache::new(config(&cluster_url, PREFIX)).unwrap(),
+        Cache::new(config(&server_url, PREFIX)).unwrap(),
+    ];
+    let computations = AtomicU64::new(0);
+    let ids: Vec<i64> = (0..BATCH_SIZE).collect();
+    for cache in &caches {
+        crate_batch(cache, &ids, &computations);
+    }
+    let warm = computations.load(Ordering::Relaxed);
+    let mut us_: [Vec<f64>; 2] = Default::default();
+    for r in 0..b.rounds(b.rounds) {
+        for v in order(r) {
+            let start = Instant::now();
+            for _ in 0..BATCHES_PER_ROUND {
+                black_box(crate_batch(&caches[v], &ids, &computations));
+            }
+            us_[v].push(start.elapsed().as_secs_f64() * 1e6 / BATCHES_PER_ROUND as f64);
+        }
+    }
+    assert_eq!(
+        computations.load(Ordering::Relaxed),
+        warm,
+        "a cached batch computed"
+    );
+    let [mut c, mut s] = us_;
+    let (c, s) = (median(&mut c), median(&mut s));
+    b.row(
+        "18",
+        "Batch read of 100 cached keys (`run_many`), behind a 1 ms link: cluster (3 primaries) vs one server",
+        format!("{c:.0} µs"),
+        format!("{s:.0} µs on one server"),
+        c / s,
+        "≤ 1.2",
+    );
+    b.notes.push(format!(
+        "Benchmark 18: every server behind a proxy that holds each chunk {} ms each way (the cluster's nodes announce their proxy's port); a `PING` took {:.0} µs through it and {:.0} µs without (medians of 50).",
+        LINK_DELAY.as_millis(),
+        linked,
+        bare
+    ));
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and expects a
     // quick run, which this harness does not have: it only runs under `cargo bench`.
@@ -2634,6 +2926,10 @@ fn main() {
     }
     if wanted("17") {
         slow_source(&mut b);
+    }
+    #[cfg(feature = "cluster")]
+    if wanted("18") {
+        fan_out(&mut b);
     }
     #[cfg(feature = "cluster")]
     if wanted("9") {

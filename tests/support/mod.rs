@@ -90,7 +90,7 @@ impl RedisServer {
         RedisServer::try_start_with(port, &[])
     }
 
-    fn try_start_with(port: u16, extra: &[&str]) -> Option<RedisServer> {
+    pub fn try_start_with(port: u16, extra: &[&str]) -> Option<RedisServer> {
         static SERIAL: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "cacheable-redis-{}-{}",
