@@ -3,7 +3,7 @@
 //! within its window comes first. On the embedded store and a private Redis (with and
 //! without the near cache), sync and async.
 
-mod support;
+use crate::support;
 
 use cacheable::{cache_fn, ctx, Cache, Cacheable};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,7 +4,7 @@
 //! this process and in another; `try_run` keeps running them side by side. On the
 //! embedded store and a private Redis (with and without the near cache), sync and async.
 
-mod support;
+use crate::support;
 
 use cacheable::{cache_fn, ctx, Cache, Cacheable, Error};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,7 +4,7 @@
 //! on the store, and the source is asked again after it. On the embedded store and a
 //! private Redis (with and without the near cache), sync and async.
 
-mod support;
+use crate::support;
 
 use cacheable::{cache_fn, ctx, Cache, Cacheable, Outcome};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -3,7 +3,7 @@
 //! and the computation goes on and writes under its lease. On the embedded store and a
 //! private Redis (with and without the near cache).
 
-mod support;
+use crate::support;
 
 use cacheable::{ctx, Cache, Cacheable, Invalidate, Outcome};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -2,7 +2,7 @@
 //! they do not expire together; per call, in `cache_fn!`, and as a `Config` default (for
 //! `get_or_set` too), on the embedded store and a private Redis.
 
-mod support;
+use crate::support;
 
 use cacheable::{cache_fn, ctx, Cache, Cacheable, KeyTtl};
 use std::time::{Duration, Instant};
