@@ -2656,18 +2656,13 @@ fn cluster_behind(links: &Links) -> (Vec<RedisServer>, HashMap<u16, u16>) {
         }
         let proxy = links.add(port);
         let (announce, bus) = (proxy.to_string(), (port + 10_000).to_string());
-        let args = [
-            "--cluster-enabled",
-            "yes",
-            "--cluster-node-timeout",
-            "2000",
-            "--cluster-config-file",
-            "nodes.conf",
+        let announced = [
             "--cluster-announce-port",
             &announce,
             "--cluster-announce-bus-port",
             &bus,
         ];
+        let args = [&support::CLUSTER_NODE_ARGS[..], &announced[..]].concat();
         if let Some(node) = RedisServer::try_start_with(port, &args) {
             proxies.insert(port, proxy);
             nodes.push(node);

@@ -254,6 +254,16 @@ fn free_cluster_port() -> u16 {
     }
 }
 
+/// The arguments that make a `redis-server` a cluster node of the tests.
+pub const CLUSTER_NODE_ARGS: [&str; 6] = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-node-timeout",
+    "2000",
+    "--cluster-config-file",
+    "nodes.conf",
+];
+
 impl RedisCluster {
     /// Starts six nodes, joins them into a cluster with one replica per primary, and waits
     /// until every node says `cluster_state:ok` and every replica is in sync.
@@ -271,17 +281,8 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         while nodes.len() < 6 {
             let port = free_cluster_port();
-            let args = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                "2000",
-                "--cluster-config-file",
-                "nodes.conf",
-                // Replicas sync at once rather than after the default 5 s.
-                "--repl-diskless-sync-delay",
-                "0",
-            ];
+            // Replicas sync at once rather than after the default 5 s.
+            let args = [&CLUSTER_NODE_ARGS[..], &["--repl-diskless-sync-delay", "0"]].concat();
             if let Some(node) = RedisServer::try_start_with(port, &args) {
                 nodes.push(node);
             }
