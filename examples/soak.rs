@@ -313,6 +313,17 @@ fn item(shared: &Shared, draw: &Draw, outcome: &mut Outcome) -> Result<Record, F
     }
 }
 
+/// The async query: the record is read, then the answer takes a while to come back.
+async fn query_async(source: &Source, id: u64, life_ms: u64, fail: bool) -> Result<Record, Failed> {
+    let record = source.read(id, life_ms);
+    tokio::time::sleep(QUERY_TIME).await;
+    if fail {
+        Err(Failed)
+    } else {
+        Ok(record)
+    }
+}
+
 async fn item_async(
     shared: &Arc<Shared>,
     draw: &Draw,
@@ -322,30 +333,16 @@ async fn item_async(
     if draw.soft && !draw.share_failures {
         // A computation that can outlive the call, cut short at a soft timeout about a
         // tenth of the query's time when there is a value to answer with.
-        let (source, life_ms, fail) = (shared.clone(), draw.life_ms, draw.fail);
+        let (owned, life_ms, fail) = (shared.clone(), draw.life_ms, draw.fail);
         return draw
             .builder(cache_of(shared, draw), outcome)
             .soft_timeout(QUERY_TIME / 10)
             .try_run_detached_async(ctx! { g, id }, move || async move {
-                let record = source.source.read(id, life_ms);
-                tokio::time::sleep(QUERY_TIME).await;
-                if fail {
-                    Err(Failed)
-                } else {
-                    Ok(record)
-                }
+                query_async(&owned.source, id, life_ms, fail).await
             })
             .await;
     }
-    let compute = || async {
-        let record = shared.source.read(id, draw.life_ms);
-        tokio::time::sleep(QUERY_TIME).await;
-        if draw.fail {
-            Err(Failed)
-        } else {
-            Ok(record)
-        }
-    };
+    let compute = || query_async(&shared.source, id, draw.life_ms, draw.fail);
     let builder = draw.builder(cache_of(shared, draw), outcome);
     if draw.share_failures {
         builder.try_run_shared_async(ctx! { g, id }, compute).await

@@ -2668,22 +2668,7 @@ fn cluster_behind(links: &Links) -> (Vec<RedisServer>, HashMap<u16, u16>) {
             nodes.push(node);
         }
     }
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let out = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run redis-cli --cluster create");
-    assert!(
-        out.status.success(),
-        "redis-cli --cluster create: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    support::create_cluster(&nodes, 0).unwrap();
     let started = Instant::now();
     while !nodes
         .iter()

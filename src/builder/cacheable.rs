@@ -114,15 +114,16 @@ impl std::fmt::Debug for PerCall<'_> {
 }
 
 impl PerCall<'_> {
-    fn control(&self) -> Control<'_> {
+    /// The controls, the timeouts the builder did not set taken from `config`.
+    fn control(&self, config: &crate::config::Config) -> Control<'_> {
         Control {
             refresh: self.refresh,
             bypass: self.bypass,
             sliding: self.sliding,
             skip_near: self.skip_near,
             share_failures: false,
-            hard_timeout: self.hard_timeout,
-            soft_timeout: self.soft_timeout,
+            hard_timeout: self.hard_timeout.or(config.hard_timeout),
+            soft_timeout: self.soft_timeout.or(config.soft_timeout),
             store_if: self.store_if.as_deref(),
             ttl_from: self.ttl_from.as_deref(),
         }
@@ -662,17 +663,7 @@ impl<'a> Cacheable<'a> {
                         strict: false,
                         name,
                         fresh,
-                        control: Control {
-                            hard_timeout: self
-                                .per_call
-                                .hard_timeout
-                                .or(cache.config().hard_timeout),
-                            soft_timeout: self
-                                .per_call
-                                .soft_timeout
-                                .or(cache.config().soft_timeout),
-                            ..self.per_call.control()
-                        },
+                        control: self.per_call.control(cache.config()),
                         served: Default::default(),
                     },
                 ))

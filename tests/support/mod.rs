@@ -264,6 +264,29 @@ pub const CLUSTER_NODE_ARGS: [&str; 6] = [
     "nodes.conf",
 ];
 
+/// Joins `nodes` (started with [`CLUSTER_NODE_ARGS`]) into a cluster with `replicas`
+/// replicas per primary (`redis-cli --cluster create`).
+pub fn create_cluster(nodes: &[RedisServer], replicas: u8) -> Result<(), String> {
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("run redis-cli --cluster create: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    Ok(())
+}
+
 impl RedisCluster {
     /// Starts six nodes, joins them into a cluster with one replica per primary, and waits
     /// until every node says `cluster_state:ok` and every replica is in sync.
@@ -287,23 +310,7 @@ impl RedisCluster {
                 nodes.push(node);
             }
         }
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("run redis-cli --cluster create: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "redis-cli --cluster create: {}",
-                String::from_utf8_lossy(&out.stdout)
-            ));
-        }
+        create_cluster(&nodes, 1)?;
         let cluster = RedisCluster { nodes };
         cluster.wait_ready(Duration::from_secs(20))?;
         Ok(cluster)
